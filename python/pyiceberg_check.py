@@ -1,0 +1,429 @@
+#!/usr/bin/env python3
+"""PyIceberg interop peer for the sales-history Rust integration tests.
+
+The Rust crate writes an Iceberg table through iceberg-rust's SQL catalog on
+SQLite. This script opens the same catalog with PyIceberg's ``SqlCatalog`` so
+that a second, independent implementation reads (and appends to) the table.
+
+Layout shared with the Rust side:
+    catalog      {warehouse}/catalog.db          (SQLite, JDBC-catalog tables)
+    catalog name sales_history                   (iceberg_tables.catalog_name)
+    namespace    pricing_intelligence_{stage}
+    table        sales_history
+    location     {warehouse}/pricing_intelligence_{stage}.db/sales_history
+
+Subcommands (each prints exactly one JSON object on stdout; errors go to
+stderr with a non-zero exit status):
+
+    read   --warehouse DIR --namespace NS [--table T] [--snapshot-id N] [--no-rows]
+    append --warehouse DIR --namespace NS --rows N --tenant T [--seed S] [--table T]
+
+Exit codes: 0 ok, 1 error (message on stderr), 2 bad command line.
+Set PYICEBERG_CHECK_DEBUG=1 for a traceback on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import sys
+import traceback
+from decimal import Decimal
+from typing import Any
+
+CATALOG_NAME = "sales_history"
+DEFAULT_TABLE = "sales_history"
+EMBEDDING_DIM_PROPERTY = "sales_history.embedding-dimension"
+DEFAULT_EMBEDDING_DIM = 1024
+
+ROW_COLUMNS = (
+    "product_id",
+    "tenant_id",
+    "category",
+    "brand",
+    "condition",
+    "sold_price",
+    "sold_date",
+    "season",
+    "image_s3_key",
+    "description",
+    "source",
+)
+
+
+class CheckError(Exception):
+    """An expected failure with a user-facing message."""
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def open_catalog(warehouse: str, catalog_name: str = CATALOG_NAME):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    wh = os.path.abspath(warehouse)
+    if not os.path.isdir(wh):
+        raise CheckError(f"warehouse directory does not exist: {wh}")
+    db = os.path.join(wh, "catalog.db")
+    if not os.path.isfile(db):
+        # SqlCatalog would silently create an empty catalog here; refuse instead.
+        raise CheckError(f"catalog database does not exist: {db}")
+    return SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=f"file://{wh}")
+
+
+def load_table(args: argparse.Namespace):
+    from pyiceberg.exceptions import NoSuchTableError
+
+    catalog = open_catalog(args.warehouse, args.catalog_name)
+    ident = (args.namespace, args.table)
+    try:
+        return catalog.load_table(ident)
+    except NoSuchTableError as e:
+        raise CheckError(
+            f"table {args.namespace}.{args.table} not found in catalog "
+            f"{args.catalog_name!r} at {os.path.abspath(args.warehouse)}/catalog.db: {e}"
+        ) from e
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def local_path(location: str) -> str:
+    """Map an Iceberg file location to a local path.
+
+    iceberg-rust may write ``file:/abs``, ``file:///abs`` or a bare ``/abs``;
+    PyIceberg writes ``file:///abs``.
+    """
+    if location.startswith("file://"):
+        rest = location[len("file://"):]
+        # file://localhost/abs or file:///abs
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost"):]
+        return rest
+    if location.startswith("file:"):
+        return location[len("file:"):]
+    if "://" in location:
+        raise CheckError(f"not a local file location: {location}")
+    return location
+
+
+def open_parquet(table, location: str):
+    """Open a data file as pyarrow.parquet.ParquetFile (table io first, then local path)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(table.io.new_input(location).open())
+    except Exception as io_err:  # noqa: BLE001 - fall back to a plain local path
+        path = local_path(location)
+        try:
+            return pq.ParquetFile(path)
+        except Exception as path_err:  # noqa: BLE001
+            raise CheckError(
+                f"cannot open data file {location}: via table io: {io_err}; as {path}: {path_err}"
+            ) from path_err
+
+
+def parquet_codecs(table, locations: list[str]) -> list[str]:
+    codecs: set[str] = set()
+    for loc in locations:
+        pf = open_parquet(table, loc)
+        md = pf.metadata
+        for rg in range(md.num_row_groups):
+            group = md.row_group(rg)
+            for col in range(group.num_columns):
+                codecs.add(str(group.column(col).compression))
+    return sorted(codecs)
+
+
+def json_float(x: float) -> Any:
+    """JSON has no NaN/Infinity; emit those as strings so the output stays valid JSON."""
+    if math.isfinite(x):
+        return x
+    return str(x)
+
+
+def fmt_decimal(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, Decimal):
+        v = Decimal(str(v))
+    return format(v.quantize(Decimal("0.01")), "f")
+
+
+def fmt_timestamp(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, dt.date):
+        return dt.datetime(v.year, v.month, v.day).isoformat(timespec="microseconds")
+    return str(v)
+
+
+def schema_json(schema) -> list[dict[str, Any]]:
+    from pyiceberg.types import ListType, MapType
+
+    out = []
+    for f in schema.fields:
+        item: dict[str, Any] = {
+            "id": f.field_id,
+            "name": f.name,
+            "type": str(f.field_type),
+            "required": bool(f.required),
+        }
+        t = f.field_type
+        if isinstance(t, ListType):
+            item["element_id"] = t.element_id
+            item["element_required"] = bool(t.element_required)
+        elif isinstance(t, MapType):
+            item["key_id"] = t.key_id
+            item["value_id"] = t.value_id
+            item["value_required"] = bool(t.value_required)
+        out.append(item)
+    return out
+
+
+def snapshot_json(snap) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    operation = None
+    if snap.summary is not None:
+        op = snap.summary.operation
+        operation = getattr(op, "value", op)
+        summary = {k: str(v) for k, v in snap.summary.additional_properties.items()}
+    return {
+        "snapshot_id": snap.snapshot_id,
+        "parent_id": snap.parent_snapshot_id,
+        "sequence_number": snap.sequence_number,
+        "timestamp_ms": snap.timestamp_ms,
+        "operation": operation,
+        "summary": summary,
+        "manifest_list": snap.manifest_list,
+    }
+
+
+def rows_json(arrow_table) -> list[dict[str, Any]]:
+    names = set(arrow_table.column_names)
+    rows = []
+    for rec in arrow_table.to_pylist():
+        row: dict[str, Any] = {}
+        for col in ROW_COLUMNS:
+            v = rec.get(col) if col in names else None
+            if col == "sold_price":
+                v = fmt_decimal(v)
+            elif col == "sold_date":
+                v = fmt_timestamp(v)
+            row[col] = v
+        emb = rec.get("embedding") if "embedding" in names else None
+        if emb is None:
+            row["embedding_len"] = None
+            row["embedding_sum"] = None
+        else:
+            row["embedding_len"] = len(emb)
+            row["embedding_sum"] = json_float(math.fsum(float(x) for x in emb if x is not None))
+        rows.append(row)
+
+    def key(r: dict[str, Any]):
+        return (r["tenant_id"] or "", r["product_id"] or "", r["sold_date"] or "")
+
+    rows.sort(key=key)
+    return rows
+
+
+# --------------------------------------------------------------------------- read
+
+
+def cmd_read(args: argparse.Namespace) -> dict[str, Any]:
+    table = load_table(args)
+    md = table.metadata
+
+    snapshot_id = args.snapshot_id
+    if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
+        known = [s.snapshot_id for s in md.snapshots]
+        raise CheckError(f"snapshot {snapshot_id} not found; table has {known}")
+    if snapshot_id is None and table.current_snapshot() is not None:
+        snapshot_id = table.current_snapshot().snapshot_id
+
+    scan = table.scan(snapshot_id=snapshot_id) if snapshot_id is not None else table.scan()
+    tasks = list(scan.plan_files()) if snapshot_id is not None else []
+    data_files = [t.file.file_path for t in tasks]
+    delete_files = sorted({d.file_path for t in tasks for d in t.delete_files})
+
+    out: dict[str, Any] = {
+        "table": f"{args.namespace}.{args.table}",
+        "location": md.location,
+        "metadata_location": table.metadata_location,
+        "format_version": md.format_version,
+        "current_snapshot_id": md.current_snapshot_id,
+        "read_snapshot_id": snapshot_id,
+        "schema": schema_json(table.schema()),
+        "partition_spec": [
+            {
+                "source_id": pf.source_id,
+                "field_id": pf.field_id,
+                "name": pf.name,
+                "transform": str(pf.transform),
+            }
+            for pf in table.spec().fields
+        ],
+        "properties": dict(md.properties),
+        "snapshots": [snapshot_json(s) for s in md.snapshots],
+        "data_files": data_files,
+        "delete_files": delete_files,
+        "data_file_record_counts": [t.file.record_count for t in tasks],
+        "codecs": parquet_codecs(table, data_files + delete_files),
+    }
+
+    if snapshot_id is None:
+        out["row_count"] = 0
+        if not args.no_rows:
+            out["rows"] = []
+        return out
+
+    if args.no_rows:
+        # Only the row count is needed: read one small column.
+        first = table.schema().fields[0].name
+        narrow = table.scan(snapshot_id=snapshot_id, selected_fields=(first,)).to_arrow()
+        out["row_count"] = narrow.num_rows
+    else:
+        arrow_table = scan.to_arrow()
+        out["row_count"] = arrow_table.num_rows
+        out["rows"] = rows_json(arrow_table)
+    return out
+
+
+# --------------------------------------------------------------------------- append
+
+
+def build_rows(arrow_schema, n: int, tenant: str, seed: int, dim: int):
+    import pyarrow as pa
+
+    rng = random.Random(f"{seed}:{tenant}")
+    categories = ["dresses", "tops", "jeans", "shoes", "bags", "jackets"]
+    brands = ["Acme", "Globex", "Initech", None]
+    conditions = ["new", "like_new", "good", "fair"]
+    seasons = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+               6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+
+    cols: dict[str, list[Any]] = {name: [] for name in arrow_schema.names}
+    for i in range(n):
+        month = (i % 12) + 1
+        sold = dt.datetime(
+            2024, month, rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),
+            rng.randint(0, 59), rng.randint(0, 999_999),
+        )
+        cents = rng.randint(100, 999_999)  # 1.00 .. 9999.99
+        product = f"py-{tenant}-s{seed}-{i:06d}"
+        values = {
+            "product_id": product,
+            "tenant_id": tenant,
+            "category": rng.choice(categories),
+            "brand": rng.choice(brands),
+            "condition": rng.choice(conditions),
+            "sold_price": Decimal(cents).scaleb(-2),
+            "sold_date": sold,
+            "season": seasons[month],
+            "image_s3_key": f"images/{tenant}/{product}.jpg" if i % 5 else None,
+            "embedding": [round(rng.uniform(-1.0, 1.0), 6) for _ in range(dim)] if i % 7 != 6 else None,
+            "description": f"pyiceberg row {i} for {tenant}" if i % 3 else None,
+            "source": "pyiceberg",
+        }
+        for name in arrow_schema.names:
+            cols[name].append(values.get(name))
+
+    arrays = []
+    for field in arrow_schema:
+        data = cols[field.name]
+        if not field.nullable and any(v is None for v in data):
+            raise CheckError(
+                f"append: column {field.name!r} is required but this script has no generator for it"
+            )
+        arrays.append(pa.array(data, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def cmd_append(args: argparse.Namespace) -> dict[str, Any]:
+    if args.rows < 0:
+        raise CheckError("--rows must be >= 0")
+    table = load_table(args)
+    raw_dim = table.properties.get(EMBEDDING_DIM_PROPERTY, str(DEFAULT_EMBEDDING_DIM))
+    try:
+        dim = int(raw_dim)
+    except ValueError as e:
+        raise CheckError(f"table property {EMBEDDING_DIM_PROPERTY}={raw_dim!r} is not an integer") from e
+    if dim <= 0:
+        raise CheckError(f"table property {EMBEDDING_DIM_PROPERTY}={dim} must be positive")
+
+    arrow_schema = table.schema().as_arrow()
+    data = build_rows(arrow_schema, args.rows, args.tenant, args.seed, dim)
+    table.append(data)
+    snap = table.current_snapshot()
+    return {
+        "appended": data.num_rows,
+        "snapshot_id": snap.snapshot_id if snap is not None else None,
+        "embedding_dimension": dim,
+        "metadata_location": table.metadata_location,
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # keep usage errors on stderr with exit 2
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pyiceberg_check.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp):
+        sp.add_argument("--warehouse", required=True, help="warehouse directory (holds catalog.db)")
+        sp.add_argument("--namespace", required=True, help="e.g. pricing_intelligence_dev")
+        sp.add_argument("--table", default=DEFAULT_TABLE)
+        sp.add_argument("--catalog-name", default=CATALOG_NAME, help=argparse.SUPPRESS)
+
+    r = sub.add_parser("read", help="print table metadata, files, codecs and rows as JSON")
+    common(r)
+    r.add_argument("--snapshot-id", type=int, default=None)
+    r.add_argument("--no-rows", action="store_true", help="omit the rows list")
+    r.set_defaults(func=cmd_read)
+
+    a = sub.add_parser("append", help="append N deterministic rows with pyiceberg")
+    common(a)
+    a.add_argument("--rows", type=int, required=True)
+    a.add_argument("--tenant", required=True)
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=cmd_append)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+        text = json.dumps(result, allow_nan=False, default=str)
+    except CheckError as e:
+        print(f"pyiceberg_check {args.command}: error: {e}", file=sys.stderr)
+        if os.environ.get("PYICEBERG_CHECK_DEBUG"):
+            traceback.print_exc()
+        return 1
+    except Exception as e:  # noqa: BLE001 - any failure must be a clean non-zero exit
+        print(f"pyiceberg_check {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return 1
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

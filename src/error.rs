@@ -1,0 +1,149 @@
+//! The crate's one error type.
+
+use crate::schema::Column;
+
+/// What can go wrong when using this crate.
+///
+/// Every variant carries enough context (column, row index, table, key) for a caller to act on
+/// it. [`Error::is_retryable`] says whether trying the same call again may succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value in a row is not acceptable for its column. Nothing was written.
+    #[error("invalid value in column `{column}`{}: {reason}", row_suffix(*.row))]
+    InvalidValue {
+        /// The column holding the bad value.
+        column: Column,
+        /// Index of the row within the append (or batch) when the value came from one.
+        row: Option<usize>,
+        /// What is wrong with the value.
+        reason: String,
+    },
+
+    /// A caller-built Arrow batch does not have the table's shape (a missing, extra or
+    /// mistyped column). Nothing was written.
+    #[error("record batch {batch} does not match the sales_history schema: {}", .differences.join("; "))]
+    BatchSchemaMismatch {
+        /// Index of the offending batch within the append.
+        batch: usize,
+        /// One entry per difference, each naming the column.
+        differences: Vec<String>,
+    },
+
+    /// The existing table disagrees with the schema, partition spec or properties this crate
+    /// writes. Nothing was changed.
+    #[error("table `{table}` has drifted from the sales_history layout: {}", .differences.join("; "))]
+    SchemaDrift {
+        /// The table that was inspected.
+        table: String,
+        /// One entry per difference.
+        differences: Vec<String>,
+    },
+
+    /// A configuration value (stage, warehouse, catalog option, commit id) is malformed.
+    #[error("invalid configuration `{key}`: {reason}")]
+    Config {
+        /// The configuration key or argument at fault.
+        key: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// The table (or its namespace) does not exist; use [`SalesHistory::ensure`](crate::SalesHistory::ensure) to create it.
+    #[error("table `{table}` does not exist")]
+    TableNotFound {
+        /// The fully qualified table name.
+        table: String,
+    },
+
+    /// The requested snapshot is not in the table's history.
+    #[error("snapshot {snapshot_id} does not exist in table `{table}`")]
+    SnapshotNotFound {
+        /// The table that was inspected.
+        table: String,
+        /// The snapshot id that was asked for.
+        snapshot_id: i64,
+    },
+
+    /// A concurrent writer kept winning: the commit was retried until the retry budget ran out.
+    /// The table is unchanged by this append; it is safe to try again.
+    #[error("commit conflict on table `{table}` persisted after retries: {source}")]
+    CommitConflict {
+        /// The table being committed to.
+        table: String,
+        /// The last error the catalog returned.
+        #[source]
+        source: iceberg::Error,
+    },
+
+    /// An error from the Iceberg library, the catalog or the storage layer.
+    #[error(transparent)]
+    Iceberg(#[from] iceberg::Error),
+
+    /// An error from Arrow while building or converting batches.
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+
+    /// An error from the Parquet encoder or decoder.
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+
+    /// A local file-system error (creating the warehouse directory, ...).
+    #[error("I/O error on `{path}`: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn row_suffix(row: Option<usize>) -> String {
+    match row {
+        Some(r) => format!(" at row {r}"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// `true` when repeating the same call may succeed (a commit conflict, a throttled or
+    /// unavailable service). Input and configuration errors are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::CommitConflict { .. } => true,
+            Error::Iceberg(e) => e.retryable(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid(column: Column, row: Option<usize>, reason: impl Into<String>) -> Self {
+        Error::InvalidValue {
+            column,
+            row,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Attaches a row index to a value error raised without one.
+    pub(crate) fn at_row(self, row: usize) -> Self {
+        match self {
+            Error::InvalidValue { column, reason, .. } => Error::InvalidValue {
+                column,
+                row: Some(row),
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,56 @@
+//! Typed, fast, correct access to the pricing-intelligence `sales_history` Apache Iceberg
+//! table.
+//!
+//! `sales_history` lives in `pricing_intelligence_{stage}`; it has twelve columns
+//! ([`Column`]), is partitioned by `month(sold_date)`, and is stored as Parquet with Snappy
+//! in Iceberg format v2. This crate creates the table, validates and appends rows (one atomic
+//! snapshot per append, optimistic commits with retries) and scans them back, on the embedded
+//! local default (SQLite catalog + a warehouse directory).
+//!
+//! ```no_run
+//! use chrono::{TimeZone, Utc};
+//! use sales_history::{CatalogConfig, SaleRecord, SalesHistory};
+//!
+//! # async fn run() -> sales_history::Result<()> {
+//! let table = SalesHistory::ensure(&CatalogConfig::local("./warehouse"), "dev").await?;
+//! let sale = SaleRecord::builder("sku-1", "tenant-a", "129.99".parse()?,
+//!         Utc.with_ymd_and_hms(2025, 6, 1, 10, 30, 0).unwrap())
+//!     .category("handbags")
+//!     .brand("Acme")
+//!     .embedding(vec![0.0; table.embedding_dimension()])
+//!     .build()?;
+//! let outcome = table.append(vec![sale]).await?;
+//! println!("{outcome:?}");
+//! let rows = table.scan().tenant("tenant-a").to_records().await?;
+//! assert_eq!(rows.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Bad input never reaches storage: every append is validated first and fails with
+//! [`Error::InvalidValue`] (naming the column and row) or [`Error::BatchSchemaMismatch`],
+//! leaving the table and the warehouse as they were.
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, unreachable_pub, rustdoc::broken_intra_doc_links)]
+
+mod append;
+mod batch;
+mod catalog;
+mod error;
+mod parquet_props;
+mod record;
+pub mod sample;
+pub mod schema;
+mod scan;
+mod table;
+
+pub use append::{Append, AppendOutcome, CommitSummary};
+pub use catalog::{CatalogConfig, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME};
+pub use error::{Error, Result};
+pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
+pub use record::{MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season};
+pub use scan::{BatchStream, Scan};
+pub use schema::Column;
+pub use table::{
+    COMMIT_ID_PROPERTY, SalesHistory, SnapshotInfo, TableOptions, WRITER_PROPERTY,
+    namespace_for_stage,
+};

@@ -1,0 +1,105 @@
+//! Parquet writer settings derived from the table's own `write.parquet.*` properties.
+//!
+//! iceberg 0.10.1's `ParquetWriterBuilder` ignores `write.parquet.compression-codec` (files
+//! would come out uncompressed). This is the one place that maps the table's properties to
+//! `WriterProperties`, as Java and pyiceberg do, so the codec recorded in the metadata is the
+//! codec in the files.
+
+use std::collections::HashMap;
+
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+use crate::schema::COMPRESSION_CODEC_PROPERTY;
+
+/// Row-group size in rows unless the table says otherwise (`write.parquet.row-group-limit`).
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 16_384;
+
+fn parse<T: std::str::FromStr>(props: &HashMap<String, String>, key: &str) -> Result<Option<T>> {
+    props
+        .get(key)
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| {
+                Error::config(key, format!("table property value `{v}` is not a valid number"))
+            })
+        })
+        .transpose()
+}
+
+/// Builds the writer properties for a table with these properties.
+pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<WriterProperties> {
+    let level: Option<i32> = parse(props, "write.parquet.compression-level")?;
+    let codec = props
+        .get(COMPRESSION_CODEC_PROPERTY)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_else(|| "snappy".to_string());
+    let bad_level = |e: parquet::errors::ParquetError| {
+        Error::config("write.parquet.compression-level", e.to_string())
+    };
+    let compression = match codec.as_str() {
+        "snappy" => Compression::SNAPPY,
+        "uncompressed" | "none" => Compression::UNCOMPRESSED,
+        "lz4" => Compression::LZ4_RAW,
+        "zstd" => Compression::ZSTD(match level {
+            Some(l) => ZstdLevel::try_new(l).map_err(bad_level)?,
+            None => ZstdLevel::default(),
+        }),
+        "gzip" => Compression::GZIP(match level {
+            Some(l) => GzipLevel::try_new(l.max(0) as u32).map_err(bad_level)?,
+            None => GzipLevel::default(),
+        }),
+        other => {
+            return Err(Error::config(
+                COMPRESSION_CODEC_PROPERTY,
+                format!("unsupported codec `{other}` (snappy, zstd, gzip, lz4, uncompressed)"),
+            ));
+        }
+    };
+    let row_group_rows = parse::<usize>(props, "write.parquet.row-group-limit")?
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_ROW_GROUP_ROWS);
+    let mut builder = WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_created_by(concat!("sales-history ", env!("CARGO_PKG_VERSION")).to_string());
+    if let Some(n) = parse::<usize>(props, "write.parquet.page-size-bytes")? {
+        builder = builder.set_data_page_size_limit(n);
+    }
+    if let Some(n) = parse::<usize>(props, "write.parquet.page-row-limit")? {
+        builder = builder.set_data_page_row_count_limit(n);
+    }
+    if let Some(n) = parse::<usize>(props, "write.parquet.dict-size-bytes")? {
+        builder = builder.set_dictionary_page_size_limit(n);
+    }
+    // Embedding values are random doubles: a dictionary never pays off, and min/max bounds of
+    // the element are useless for pruning while costing a pass over every value.
+    let element = ColumnPath::from(vec![
+        "embedding".to_string(),
+        "list".to_string(),
+        "element".to_string(),
+    ]);
+    builder = builder
+        .set_column_dictionary_enabled(element.clone(), false)
+        .set_column_statistics_enabled(element, EnabledStatistics::None);
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_comes_from_the_table() {
+        let p = writer_properties(&HashMap::new()).unwrap();
+        assert_eq!(p.compression(&ColumnPath::from("x")), Compression::SNAPPY);
+        let zstd = HashMap::from([(COMPRESSION_CODEC_PROPERTY.to_string(), "zstd".to_string())]);
+        assert!(matches!(
+            writer_properties(&zstd).unwrap().compression(&ColumnPath::from("x")),
+            Compression::ZSTD(_)
+        ));
+        let bad = HashMap::from([(COMPRESSION_CODEC_PROPERTY.to_string(), "brotli9".to_string())]);
+        assert!(writer_properties(&bad).is_err());
+    }
+}

@@ -1,0 +1,378 @@
+//! The `sales_history` table layout: columns, field ids, partition spec and table properties.
+//!
+//! This module is the single source of truth. Table creation, the Arrow schema used for
+//! appends, row validation and the drift check on an existing table all derive from
+//! [`Column`] and the functions here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::SchemaRef as ArrowSchemaRef;
+use iceberg::spec::{
+    ListType, NestedField, PrimitiveType, Schema, TableMetadata, Transform, Type,
+    UnboundPartitionSpec,
+};
+
+use crate::error::{Error, Result};
+
+/// Table name inside the namespace.
+pub const TABLE_NAME: &str = "sales_history";
+/// Namespace (Glue database) prefix; the stage is appended: `pricing_intelligence_{stage}`.
+pub const NAMESPACE_PREFIX: &str = "pricing_intelligence_";
+/// Default length of the `embedding` vector (Amazon Titan multimodal embeddings).
+pub const DEFAULT_EMBEDDING_DIMENSION: usize = 1024;
+/// Field id of the `embedding` list's element.
+pub const EMBEDDING_ELEMENT_FIELD_ID: i32 = 13;
+/// Name of the single partition field, `month(sold_date)`.
+pub const PARTITION_FIELD_NAME: &str = "sold_date_month";
+/// Field id of the partition field.
+pub const PARTITION_FIELD_ID: i32 = 1000;
+/// Table property holding the embedding dimension chosen at creation.
+pub const EMBEDDING_DIMENSION_PROPERTY: &str = "sales_history.embedding-dimension";
+/// Table property naming the Parquet codec (read by Java, pyiceberg and this crate).
+pub const COMPRESSION_CODEC_PROPERTY: &str = "write.parquet.compression-codec";
+/// The codec this crate writes and expects.
+pub const COMPRESSION_CODEC: &str = "snappy";
+/// Longest accepted `product_id` / `tenant_id`, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest accepted `description`, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 65_536;
+/// Longest accepted value of the other text columns, in bytes.
+pub const MAX_TEXT_LEN: usize = 4_096;
+
+/// One of the twelve columns of `sales_history`, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Column {
+    /// `product_id string` (required): product identifier.
+    ProductId,
+    /// `tenant_id string` (required): multi-tenant identifier.
+    TenantId,
+    /// `category string`: product category.
+    Category,
+    /// `brand string`: product brand.
+    Brand,
+    /// `condition string`: product condition.
+    Condition,
+    /// `sold_price decimal(10,2)` (required): sale price.
+    SoldPrice,
+    /// `sold_date timestamp` (required, no zone, microseconds, UTC by convention).
+    SoldDate,
+    /// `season string`: quarter `Q1`–`Q4` of `sold_date`.
+    Season,
+    /// `image_s3_key string`: S3 key of the product image.
+    ImageS3Key,
+    /// `embedding list<double>`: image embedding, fixed dimension per table.
+    Embedding,
+    /// `description string`: product description.
+    Description,
+    /// `source string`: where the sale record came from.
+    Source,
+}
+
+impl Column {
+    /// All columns in table order (field ids 1–12).
+    pub const ALL: [Column; 12] = [
+        Column::ProductId,
+        Column::TenantId,
+        Column::Category,
+        Column::Brand,
+        Column::Condition,
+        Column::SoldPrice,
+        Column::SoldDate,
+        Column::Season,
+        Column::ImageS3Key,
+        Column::Embedding,
+        Column::Description,
+        Column::Source,
+    ];
+
+    /// The column's name in the table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Column::ProductId => "product_id",
+            Column::TenantId => "tenant_id",
+            Column::Category => "category",
+            Column::Brand => "brand",
+            Column::Condition => "condition",
+            Column::SoldPrice => "sold_price",
+            Column::SoldDate => "sold_date",
+            Column::Season => "season",
+            Column::ImageS3Key => "image_s3_key",
+            Column::Embedding => "embedding",
+            Column::Description => "description",
+            Column::Source => "source",
+        }
+    }
+
+    /// The column's Iceberg field id (1–12).
+    pub const fn field_id(self) -> i32 {
+        self as i32 + 1
+    }
+
+    /// Position of the column in the table (0-based).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether the column is required (non-null).
+    pub const fn is_required(self) -> bool {
+        matches!(
+            self,
+            Column::ProductId | Column::TenantId | Column::SoldPrice | Column::SoldDate
+        )
+    }
+
+    /// The column's Iceberg type.
+    pub fn iceberg_type(self) -> Type {
+        match self {
+            Column::SoldPrice => Type::Primitive(PrimitiveType::Decimal {
+                precision: 10,
+                scale: 2,
+            }),
+            Column::SoldDate => Type::Primitive(PrimitiveType::Timestamp),
+            Column::Embedding => Type::List(ListType::new(Arc::new(NestedField::list_element(
+                EMBEDDING_ELEMENT_FIELD_ID,
+                Type::Primitive(PrimitiveType::Double),
+                true,
+            )))),
+            _ => Type::Primitive(PrimitiveType::String),
+        }
+    }
+
+    /// The type as Athena / the Glue StorageDescriptor spells it.
+    pub const fn athena_type(self) -> &'static str {
+        match self {
+            Column::SoldPrice => "decimal(10,2)",
+            Column::SoldDate => "timestamp",
+            Column::Embedding => "array<double>",
+            _ => "string",
+        }
+    }
+
+    /// Longest accepted text value in bytes, for string columns.
+    pub(crate) const fn max_len(self) -> usize {
+        match self {
+            Column::ProductId | Column::TenantId => MAX_ID_LEN,
+            Column::Description => MAX_DESCRIPTION_LEN,
+            _ => MAX_TEXT_LEN,
+        }
+    }
+}
+
+impl fmt::Display for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Column {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Column::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| Error::config("column", format!("`{s}` is not a sales_history column")))
+    }
+}
+
+/// The Iceberg schema of `sales_history` (schema id 0).
+pub fn iceberg_schema() -> Schema {
+    let fields = Column::ALL.map(|c| {
+        Arc::new(NestedField::new(
+            c.field_id(),
+            c.name(),
+            c.iceberg_type(),
+            c.is_required(),
+        ))
+    });
+    // The fields are fixed and valid: a failure here is a bug in this module, covered by tests.
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .unwrap_or_else(|e| unreachable!("the sales_history schema is valid: {e}"))
+}
+
+/// The partition spec: one field, `month(sold_date)` named `sold_date_month` (id 1000).
+///
+/// `month` already encodes the year, so this is the seed's year/month partitioning; a filter
+/// on a year or a date range prunes months.
+pub fn partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .with_spec_id(0)
+        .add_partition_field(
+            Column::SoldDate.field_id(),
+            PARTITION_FIELD_NAME,
+            Transform::Month,
+        )
+        .map(|b| b.build())
+        .unwrap_or_else(|e| unreachable!("the sales_history partition spec is valid: {e}"))
+}
+
+/// The Arrow schema of a batch this crate writes (fields carry their Iceberg field ids).
+pub fn arrow_schema() -> ArrowSchemaRef {
+    static ARROW: LazyLock<ArrowSchemaRef> = LazyLock::new(|| {
+        let schema = iceberg::arrow::schema_to_arrow_schema(&iceberg_schema())
+            .unwrap_or_else(|e| unreachable!("the sales_history schema converts to Arrow: {e}"));
+        Arc::new(schema)
+    });
+    ARROW.clone()
+}
+
+/// Table properties stored at creation.
+pub(crate) fn table_properties(embedding_dimension: usize) -> HashMap<String, String> {
+    [
+        ("write.format.default", "parquet".to_string()),
+        (COMPRESSION_CODEC_PROPERTY, COMPRESSION_CODEC.to_string()),
+        (
+            EMBEDDING_DIMENSION_PROPERTY,
+            embedding_dimension.to_string(),
+        ),
+        ("write.parquet.row-group-limit", "16384".to_string()),
+        // Appends retry conflicts with refreshed metadata (see `Transaction::commit`).
+        ("commit.retry.num-retries", "20".to_string()),
+        ("commit.retry.min-wait-ms", "20".to_string()),
+        ("commit.retry.max-wait-ms", "2000".to_string()),
+        ("commit.retry.total-timeout-ms", "120000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The embedding dimension recorded in a table's properties (default when absent).
+pub(crate) fn embedding_dimension_of(metadata: &TableMetadata) -> Result<usize> {
+    match metadata.properties().get(EMBEDDING_DIMENSION_PROPERTY) {
+        None => Ok(DEFAULT_EMBEDDING_DIMENSION),
+        Some(v) => v.parse::<usize>().ok().filter(|d| *d > 0).ok_or_else(|| {
+            Error::config(
+                EMBEDDING_DIMENSION_PROPERTY,
+                format!("table property is `{v}`, expected a positive integer"),
+            )
+        }),
+    }
+}
+
+/// Lists every way an existing table differs from the layout this crate writes.
+///
+/// A column that is optional in the table where ours is required is compatible (we only
+/// ever write non-null values there); the reverse is not.
+pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let schema = metadata.current_schema();
+    for column in Column::ALL {
+        match schema.field_by_name(column.name()) {
+            None => diffs.push(format!("column `{column}` is missing")),
+            Some(field) => {
+                if field.id != column.field_id() {
+                    diffs.push(format!(
+                        "column `{column}` has field id {}, expected {}",
+                        field.id,
+                        column.field_id()
+                    ));
+                }
+                if *field.field_type != column.iceberg_type() {
+                    diffs.push(format!(
+                        "column `{column}` has type {}, expected {}",
+                        field.field_type,
+                        column.iceberg_type()
+                    ));
+                }
+                if field.required && !column.is_required() {
+                    diffs.push(format!(
+                        "column `{column}` is required in the table but optional here"
+                    ));
+                }
+            }
+        }
+    }
+    for field in schema.as_struct().fields() {
+        if Column::from_str(&field.name).is_err() {
+            diffs.push(format!("unexpected column `{}`", field.name));
+        }
+    }
+
+    let spec = metadata.default_partition_spec();
+    let fields = spec.fields();
+    let spec_ok = fields.len() == 1
+        && fields[0].source_id == Column::SoldDate.field_id()
+        && fields[0].transform == Transform::Month
+        && fields[0].name == PARTITION_FIELD_NAME;
+    if !spec_ok {
+        let shown: Vec<String> = fields
+            .iter()
+            .map(|f| format!("{}({}) as {}", f.transform, f.source_id, f.name))
+            .collect();
+        diffs.push(format!(
+            "partition spec is [{}], expected [month(7) as {PARTITION_FIELD_NAME}]",
+            shown.join(", ")
+        ));
+    }
+
+    match metadata.properties().get(COMPRESSION_CODEC_PROPERTY) {
+        Some(codec) if codec.eq_ignore_ascii_case(COMPRESSION_CODEC) => {}
+        other => diffs.push(format!(
+            "property {COMPRESSION_CODEC_PROPERTY} is {}, expected {COMPRESSION_CODEC}",
+            other.map_or("unset".to_string(), |v| format!("`{v}`"))
+        )),
+    }
+    if let Some(fmt) = metadata.properties().get("write.format.default")
+        && !fmt.eq_ignore_ascii_case("parquet")
+    {
+        diffs.push(format!(
+            "property write.format.default is `{fmt}`, expected parquet"
+        ));
+    }
+    if metadata.format_version() != iceberg::spec::FormatVersion::V2 {
+        diffs.push(format!(
+            "format version is {}, expected 2",
+            metadata.format_version()
+        ));
+    }
+    if let Err(e) = embedding_dimension_of(metadata) {
+        diffs.push(e.to_string());
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_ids_follow_seed_order() {
+        let schema = iceberg_schema();
+        for (i, c) in Column::ALL.iter().enumerate() {
+            let f = schema.field_by_id(i as i32 + 1).expect("field present");
+            assert_eq!(f.name, c.name());
+            assert_eq!(f.required, c.is_required());
+        }
+        assert_eq!(
+            schema.field_by_id(EMBEDDING_ELEMENT_FIELD_ID).map(|f| f.required),
+            Some(true)
+        );
+        assert_eq!(schema.highest_field_id(), 13);
+    }
+
+    #[test]
+    fn arrow_schema_carries_field_ids() {
+        let a = arrow_schema();
+        assert_eq!(a.fields().len(), 12);
+        let id = a.field(9).metadata().get("PARQUET:field_id").cloned();
+        assert_eq!(id.as_deref(), Some("10"));
+        assert!(!a.field(0).is_nullable());
+        assert!(a.field(2).is_nullable());
+    }
+
+    #[test]
+    fn column_names_round_trip() {
+        for c in Column::ALL {
+            assert_eq!(c.name().parse::<Column>().ok(), Some(c));
+        }
+        assert!("price".parse::<Column>().is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! [`SalesHistory`]: open or create the table, check it for drift, list its snapshots.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use iceberg::table::Table;
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+
+use crate::append::Append;
+use crate::catalog::CatalogConfig;
+use crate::error::{Error, Result};
+use crate::record::SaleRecord;
+use crate::scan::Scan;
+use crate::schema::{
+    self, DEFAULT_EMBEDDING_DIMENSION, NAMESPACE_PREFIX, TABLE_NAME, embedding_dimension_of,
+};
+
+/// Snapshot-summary key holding the commit id of an append made by this crate.
+pub const COMMIT_ID_PROPERTY: &str = "sales-history.commit-id";
+/// Snapshot-summary key naming the writer (`sales-history/{version}`).
+pub const WRITER_PROPERTY: &str = "sales-history.writer";
+
+/// Options used when [`SalesHistory::ensure_with`] creates the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableOptions {
+    /// Length of every `embedding` vector (default 1024). Stored as a table property; an
+    /// existing table keeps the dimension it was created with.
+    pub embedding_dimension: usize,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            embedding_dimension: DEFAULT_EMBEDDING_DIMENSION,
+        }
+    }
+}
+
+impl TableOptions {
+    /// Sets the embedding dimension for a table created by `ensure_with`.
+    pub fn with_embedding_dimension(mut self, dimension: usize) -> Self {
+        self.embedding_dimension = dimension;
+        self
+    }
+}
+
+/// One entry of the table's snapshot history.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// Snapshot id.
+    pub snapshot_id: i64,
+    /// Parent snapshot id (`None` for the first).
+    pub parent_id: Option<i64>,
+    /// When the snapshot was committed.
+    pub committed_at: DateTime<Utc>,
+    /// Iceberg operation (`append`, `overwrite`, …).
+    pub operation: String,
+    /// Rows added by this snapshot, from its summary.
+    pub added_rows: Option<u64>,
+    /// Data files added by this snapshot, from its summary.
+    pub added_files: Option<u64>,
+    /// Commit id set by this crate's append (absent for other writers).
+    pub commit_id: Option<String>,
+}
+
+/// A handle on `pricing_intelligence_{stage}.sales_history`.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self`. Appends from several handles
+/// (or processes) at once are safe: commits are optimistic and retried on conflict.
+pub struct SalesHistory {
+    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) ident: TableIdent,
+    table: Mutex<Table>,
+    embedding_dimension: usize,
+}
+
+impl std::fmt::Debug for SalesHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesHistory")
+            .field("table", &self.name())
+            .field("embedding_dimension", &self.embedding_dimension)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a stage name and returns the namespace `pricing_intelligence_{stage}`.
+///
+/// Stages become Glue database names: 1–64 characters of lowercase ASCII letters, digits
+/// and `_`.
+pub fn namespace_for_stage(stage: &str) -> Result<String> {
+    let ok = !stage.is_empty()
+        && stage.len() <= 64
+        && stage
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(Error::config(
+            "stage",
+            format!(
+                "`{stage}` must be 1-64 characters of lowercase letters, digits and `_` (it becomes the Glue database name)"
+            ),
+        ));
+    }
+    Ok(format!("{NAMESPACE_PREFIX}{stage}"))
+}
+
+impl SalesHistory {
+    /// Opens the table, creating its namespace and the table when missing (idempotent),
+    /// with default [`TableOptions`].
+    ///
+    /// Fails with [`Error::SchemaDrift`] when an existing table's schema, partition spec,
+    /// codec or format version disagree with this crate's layout.
+    pub async fn ensure(config: &CatalogConfig, stage: &str) -> Result<Self> {
+        Self::ensure_with(config, stage, TableOptions::default()).await
+    }
+
+    /// Like [`ensure`](Self::ensure), with options for a table that gets created.
+    pub async fn ensure_with(
+        config: &CatalogConfig,
+        stage: &str,
+        options: TableOptions,
+    ) -> Result<Self> {
+        let namespace = namespace_for_stage(stage)?;
+        if options.embedding_dimension == 0 || options.embedding_dimension > 65_536 {
+            return Err(Error::config(
+                "embedding_dimension",
+                format!("{} is not within 1..=65536", options.embedding_dimension),
+            ));
+        }
+        let connected = config.connect().await?;
+        let catalog = connected.catalog;
+        let ns = NamespaceIdent::new(namespace.clone());
+        if !catalog.namespace_exists(&ns).await? {
+            match catalog.create_namespace(&ns, Default::default()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let ident = TableIdent::new(ns, TABLE_NAME.to_string());
+        let table = if catalog.table_exists(&ident).await? {
+            catalog.load_table(&ident).await?
+        } else {
+            let creation = TableCreation::builder()
+                .name(TABLE_NAME.to_string())
+                .location(format!(
+                    "{}/{namespace}.db/{TABLE_NAME}",
+                    connected.warehouse_uri
+                ))
+                .schema(schema::iceberg_schema())
+                .partition_spec(schema::partition_spec())
+                .properties(schema::table_properties(options.embedding_dimension))
+                .build();
+            match catalog.create_table(ident.namespace(), creation).await {
+                Ok(t) => t,
+                Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
+                    catalog.load_table(&ident).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Self::checked(catalog, ident, table)
+    }
+
+    /// Opens an existing table without creating anything; [`Error::TableNotFound`] when the
+    /// namespace or table is missing, [`Error::SchemaDrift`] when it has drifted.
+    pub async fn open(config: &CatalogConfig, stage: &str) -> Result<Self> {
+        let namespace = namespace_for_stage(stage)?;
+        let connected = config.connect().await?;
+        let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
+        let table = connected.catalog.load_table(&ident).await.map_err(|e| {
+            match e.kind() {
+                ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => Error::TableNotFound {
+                    table: format!("{}.{}", ident.namespace().join("."), ident.name()),
+                },
+                _ => e.into(),
+            }
+        })?;
+        Self::checked(connected.catalog, ident, table)
+    }
+
+    fn checked(catalog: Arc<dyn Catalog>, ident: TableIdent, table: Table) -> Result<Self> {
+        let differences = schema::drift(table.metadata());
+        let name = format!("{}.{}", ident.namespace().join("."), ident.name());
+        if !differences.is_empty() {
+            return Err(Error::SchemaDrift {
+                table: name,
+                differences,
+            });
+        }
+        let embedding_dimension = embedding_dimension_of(table.metadata())?;
+        Ok(SalesHistory {
+            catalog,
+            ident,
+            table: Mutex::new(table),
+            embedding_dimension,
+        })
+    }
+
+    /// `pricing_intelligence_{stage}.sales_history`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.ident.namespace().join("."), self.ident.name())
+    }
+
+    /// The namespace (Glue database) holding the table.
+    pub fn namespace(&self) -> String {
+        self.ident.namespace().join(".")
+    }
+
+    /// The table's base location (`file:///…` or `s3://…`).
+    pub fn location(&self) -> String {
+        self.current().metadata().location().to_string()
+    }
+
+    /// Length every `embedding` must have in this table.
+    pub fn embedding_dimension(&self) -> usize {
+        self.embedding_dimension
+    }
+
+    /// The last table state this handle saw (after its own commits or [`refresh`](Self::refresh)).
+    pub fn iceberg_table(&self) -> Table {
+        self.current()
+    }
+
+    pub(crate) fn current(&self) -> Table {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_current(&self, table: Table) {
+        *self.table.lock().unwrap_or_else(PoisonError::into_inner) = table;
+    }
+
+    /// Reloads the table from the catalog (to see other writers' commits) and re-checks drift.
+    pub async fn refresh(&self) -> Result<()> {
+        let table = self.catalog.load_table(&self.ident).await?;
+        let differences = schema::drift(table.metadata());
+        if !differences.is_empty() {
+            return Err(Error::SchemaDrift {
+                table: self.name(),
+                differences,
+            });
+        }
+        self.set_current(table);
+        Ok(())
+    }
+
+    /// The snapshot history, oldest first, as of the last refresh or commit.
+    pub fn snapshots(&self) -> Vec<SnapshotInfo> {
+        let table = self.current();
+        let mut out: Vec<SnapshotInfo> = table
+            .metadata()
+            .snapshots()
+            .map(|s| {
+                let props = &s.summary().additional_properties;
+                let count = |k: &str| props.get(k).and_then(|v| v.parse().ok());
+                SnapshotInfo {
+                    snapshot_id: s.snapshot_id(),
+                    parent_id: s.parent_snapshot_id(),
+                    committed_at: DateTime::from_timestamp_millis(s.timestamp_ms())
+                        .unwrap_or_default(),
+                    operation: s.summary().operation.as_str().to_string(),
+                    added_rows: count("added-records"),
+                    added_files: count("added-data-files"),
+                    commit_id: props.get(COMMIT_ID_PROPERTY).cloned(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| (s.committed_at, s.snapshot_id));
+        out
+    }
+
+    /// The current snapshot id, if the table has any data.
+    pub fn current_snapshot_id(&self) -> Option<i64> {
+        self.current().metadata().current_snapshot_id()
+    }
+
+    /// Starts an append of typed rows. Await it to validate, write and commit.
+    ///
+    /// See [`Append`] for options (commit id, parallelism).
+    pub fn append(&self, records: impl IntoIterator<Item = SaleRecord>) -> Append<'_> {
+        Append::from_records(self, records.into_iter().collect())
+    }
+
+    /// Starts an append of caller-built Arrow batches (zero-copy where the types match).
+    pub fn append_batches(&self, batches: impl IntoIterator<Item = RecordBatch>) -> Append<'_> {
+        Append::from_batches(self, batches.into_iter().collect())
+    }
+
+    /// Starts a scan of the table's current snapshot.
+    pub fn scan(&self) -> Scan<'_> {
+        Scan::new(self)
+    }
+}
