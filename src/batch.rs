@@ -119,7 +119,7 @@ pub(crate) fn conform(
         let Some(array) = batch.column_by_name(column.name()) else {
             continue;
         };
-        match conform_array(column, array, dimension) {
+        match conform_array(column, array, row_offset)? {
             Some(a) => columns.push(a),
             None => differences.push(format!(
                 "column `{column}` has type {}, expected {}",
@@ -148,7 +148,44 @@ fn expected_type_text(column: Column) -> &'static str {
 }
 
 /// Returns the array re-typed to the table's type, or `None` when its type is wrong.
-fn conform_array(column: Column, array: &ArrayRef, dimension: usize) -> Option<ArrayRef> {
+fn conform_array(column: Column, array: &ArrayRef, row_offset: usize) -> Result<Option<ArrayRef>> {
+    if column == Column::Embedding {
+        check_null_elements(array, row_offset)?;
+    }
+    Ok(retype(column, array))
+}
+
+/// The embedding's element is required: find a null element before re-typing the list.
+fn check_null_elements(array: &ArrayRef, row_offset: usize) -> Result<()> {
+    let (values, offsets): (&ArrayRef, Vec<usize>) = match array.data_type() {
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            (l.values(), l.offsets().iter().map(|o| *o as usize).collect())
+        }
+        DataType::FixedSizeList(_, size) => {
+            let l = array.as_fixed_size_list();
+            let size = (*size).max(0) as usize;
+            (l.values(), (0..=l.len()).map(|i| i * size).collect())
+        }
+        _ => return Ok(()),
+    };
+    if values.null_count() == 0 {
+        return Ok(());
+    }
+    let start = offsets.first().copied().unwrap_or(0);
+    let end = offsets.last().copied().unwrap_or(0);
+    if let Some(pos) = (start..end).find(|&j| values.is_null(j)) {
+        let row = offsets.partition_point(|&o| o <= pos).saturating_sub(1);
+        return Err(Error::invalid(
+            Column::Embedding,
+            Some(row_offset + row),
+            format!("element {} is null (elements are required)", pos - offsets[row]),
+        ));
+    }
+    Ok(())
+}
+
+fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
     match (column, array.data_type()) {
         (Column::SoldPrice, DataType::Decimal128(10, 2)) => Some(array.clone()),
         (Column::SoldDate, DataType::Timestamp(TimeUnit::Microsecond, tz)) => match tz.as_deref() {
@@ -176,7 +213,6 @@ fn conform_array(column: Column, array: &ArrayRef, dimension: usize) -> Option<A
             let list: &FixedSizeListArray = array.as_fixed_size_list();
             let size = usize::try_from(*size).ok()?;
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(size, list.len()));
-            let _ = dimension;
             Some(Arc::new(ListArray::try_new(
                 embedding_element_field(),
                 offsets,
@@ -231,11 +267,6 @@ fn check_rows(columns: &mut [ArrayRef], row_offset: usize, dimension: usize) -> 
     }
     let emb = columns[Column::Embedding.index()].as_list::<i32>();
     let values = emb.values().as_primitive::<Float64Type>();
-    if values.null_count() > 0 {
-        let pos = (0..values.len()).find(|&j| values.is_null(j)).unwrap_or(0);
-        let row = emb.offsets().partition_point(|&o| (o as usize) <= pos).saturating_sub(1);
-        return Err(Error::invalid(Column::Embedding, Some(row_offset + row), "contains a null element"));
-    }
     let raw = values.values();
     for (i, w) in emb.offsets().windows(2).enumerate() {
         if emb.is_null(i) {

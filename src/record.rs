@@ -244,6 +244,18 @@ impl SaleRecord {
         }
     }
 
+    /// Converts rows to one Arrow batch with the table's schema (field ids included).
+    ///
+    /// The batch is not validated against a table; appending it does that.
+    pub fn to_record_batch(records: &[SaleRecord]) -> Result<arrow_array::RecordBatch> {
+        crate::batch::records_to_batch(records)
+    }
+
+    /// Converts a batch holding all twelve columns (in any order) back to rows.
+    pub fn from_record_batch(batch: &arrow_array::RecordBatch) -> Result<Vec<SaleRecord>> {
+        crate::batch::batch_to_records(batch)
+    }
+
     /// Checks every value that does not depend on the table; `row` is reported in errors.
     pub(crate) fn check(&self, row: Option<usize>) -> Result<()> {
         let at = |e: Error| match row {

@@ -1,0 +1,337 @@
+//! End to end on the embedded local catalog (SQLite + warehouse directory).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::{Datelike, TimeZone, Utc};
+use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, Type};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use sales_history::schema::{self, Column};
+use sales_history::{AppendOutcome, CatalogConfig, Error, SalesHistory};
+
+use crate::support::{DIM, local_table, sample, tree};
+
+fn sort(mut v: Vec<sales_history::SaleRecord>) -> Vec<sales_history::SaleRecord> {
+    v.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    v
+}
+
+#[tokio::test]
+async fn round_trip_is_exact_with_full_embeddings() {
+    let t = local_table(1024).await;
+    let rows = sample(300, 1024, 1);
+    let outcome = t.table.append(rows.clone()).await.expect("append");
+    let summary = outcome.committed().expect("committed").clone();
+    assert_eq!(summary.rows, 300);
+    assert!(summary.data_files >= 20, "one file per month: {summary:?}");
+    let back = sort(t.table.scan().to_records().await.expect("scan"));
+    let rows = sort(rows);
+    assert_eq!(back.len(), rows.len());
+    for (a, b) in rows.iter().zip(&back) {
+        assert_eq!(a, b);
+        let bits = |r: &sales_history::SaleRecord| {
+            r.embedding.as_ref().map(|e| e.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(bits(a), bits(b), "embedding of {} differs", a.product_id);
+        assert_eq!(a.sold_price.cents(), b.sold_price.cents());
+        assert_eq!(a.sold_date.timestamp_micros(), b.sold_date.timestamp_micros());
+    }
+}
+
+#[tokio::test]
+async fn every_append_is_one_snapshot_and_counts_are_exact() {
+    let t = local_table(DIM).await;
+    let mut ids = Vec::new();
+    for (i, n) in [10usize, 25, 40].into_iter().enumerate() {
+        let out = t.table.append(sample(n, DIM, 100 + i as u64)).await.expect("append");
+        let s = out.committed().expect("committed");
+        assert_eq!(s.rows, n as u64);
+        ids.push(s.commit_id.clone());
+    }
+    let empty = t.table.append(Vec::new()).await.expect("empty append");
+    assert_eq!(empty, AppendOutcome::NothingToCommit);
+    let snaps = t.table.snapshots();
+    assert_eq!(snaps.len(), 3);
+    assert_eq!(
+        snaps.iter().map(|s| s.added_rows).collect::<Vec<_>>(),
+        vec![Some(10), Some(25), Some(40)]
+    );
+    assert_eq!(
+        snaps.iter().map(|s| s.commit_id.clone().unwrap_or_default()).collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(snaps[1].parent_id, Some(snaps[0].snapshot_id));
+    assert_eq!(t.table.scan().count().await.expect("count"), 75);
+
+    // Time travel: the first snapshot still has 10 rows.
+    let first = t.table.scan().snapshot_id(snaps[0].snapshot_id).count().await.expect("old");
+    assert_eq!(first, 10);
+    match t.table.scan().snapshot_id(42).count().await {
+        Err(Error::SnapshotNotFound { snapshot_id: 42, .. }) => {}
+        other => panic!("expected SnapshotNotFound, got {other:?}"),
+    }
+
+    // A fresh handle (as another process would) sees the same.
+    let reopened = SalesHistory::open(&t.config, "test").await.expect("open");
+    assert_eq!(reopened.snapshots().len(), 3);
+    assert_eq!(reopened.embedding_dimension(), DIM);
+}
+
+#[tokio::test]
+async fn caller_commit_id_makes_a_retry_a_no_op() {
+    let t = local_table(DIM).await;
+    let rows = sample(30, DIM, 5);
+    let first = t.table.append(rows.clone()).with_commit_id("load-2025-06-01").await.expect("first");
+    let snapshot = first.committed().expect("committed").snapshot_id;
+    let again = t.table.append(rows).with_commit_id("load-2025-06-01").await.expect("second");
+    assert_eq!(
+        again,
+        AppendOutcome::AlreadyCommitted { snapshot_id: snapshot, commit_id: "load-2025-06-01".into() }
+    );
+    assert_eq!(t.table.scan().count().await.expect("count"), 30);
+    assert!(matches!(
+        t.table.append(sample(1, DIM, 1)).with_commit_id("has space").await,
+        Err(Error::Config { .. })
+    ));
+}
+
+#[tokio::test]
+async fn ensure_twice_is_a_no_op_and_open_needs_a_table() {
+    let t = local_table(DIM).await;
+    t.table.append(sample(20, DIM, 3)).await.expect("append");
+    let before = tree(t.dir.path());
+    let location = t.table.iceberg_table().metadata_location().map(str::to_string);
+    let again = SalesHistory::ensure(&t.config, "test").await.expect("ensure again");
+    assert_eq!(again.iceberg_table().metadata_location().map(str::to_string), location);
+    assert_eq!(again.embedding_dimension(), DIM, "the stored dimension wins");
+    assert_eq!(tree(t.dir.path()), before);
+
+    match SalesHistory::open(&t.config, "other").await {
+        Err(Error::TableNotFound { table }) => assert_eq!(table, "pricing_intelligence_other.sales_history"),
+        other => panic!("expected TableNotFound, got {other:?}"),
+    }
+    for bad in ["", "Dev", "dev-1", "dev.x"] {
+        assert!(matches!(SalesHistory::ensure(&t.config, bad).await, Err(Error::Config { .. })), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn data_files_are_snappy_and_in_month_directories() {
+    let t = local_table(DIM).await;
+    t.table.append(sample(200, DIM, 9)).await.expect("append");
+    let files: Vec<String> = tree(t.dir.path())
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    assert!(files.len() >= 20);
+    for f in &files {
+        assert!(
+            f.starts_with("pricing_intelligence_test.db/sales_history/data/sold_date_month=20"),
+            "{f}"
+        );
+        let reader = SerializedFileReader::new(std::fs::File::open(t.dir.path().join(f)).unwrap()).unwrap();
+        let meta = reader.metadata();
+        assert!(meta.num_row_groups() > 0);
+        for rg in meta.row_groups() {
+            for col in rg.columns() {
+                assert_eq!(col.compression(), parquet::basic::Compression::SNAPPY, "{f} {}", col.column_path());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn scan_filters_equal_an_in_memory_filter() {
+    let t = local_table(DIM).await;
+    let rows = sample(400, DIM, 11);
+    t.table.append(rows.clone()).await.expect("append");
+    let start = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+    let end = Utc.with_ymd_and_hms(2025, 5, 1, 0, 0, 0).unwrap();
+    let got = sort(
+        t.table
+            .scan()
+            .tenant("tenant-002")
+            .tenant("tenant-003")
+            .sold_between(start, end)
+            .to_records()
+            .await
+            .expect("scan"),
+    );
+    let want = sort(
+        rows.into_iter()
+            .filter(|r| ["tenant-002", "tenant-003"].contains(&r.tenant_id.as_str()))
+            .filter(|r| r.sold_date >= start && r.sold_date < end)
+            .collect(),
+    );
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    assert!(got.iter().all(|r| r.sold_date.month() == 3 || r.sold_date.month() == 4));
+
+    let projected = t
+        .table
+        .scan()
+        .select([Column::TenantId, Column::SoldPrice])
+        .to_batches()
+        .await
+        .expect("projection");
+    let names: Vec<String> =
+        projected[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, vec!["tenant_id", "sold_price"]);
+    assert!(matches!(
+        t.table.scan().sold_between(end, start).to_batches().await,
+        Err(Error::Config { .. })
+    ));
+}
+
+/// Caller-built batches: list field named `item` without field ids, a `FixedSizeList`
+/// embedding, a `UTC` zone label and a missing season are all accepted without copying data.
+#[tokio::test]
+async fn caller_built_batches_are_conformed() {
+    let t = local_table(4).await;
+    let n = 3;
+    let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+    let price = Arc::new(
+        arrow_array::Decimal128Array::from(vec![1999i128, 0, 9_999_999_999])
+            .with_precision_and_scale(10, 2)
+            .unwrap(),
+    ) as ArrayRef;
+    let micros = Utc.with_ymd_and_hms(2024, 8, 15, 12, 0, 0).unwrap().timestamp_micros();
+    let date = Arc::new(
+        arrow_array::TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"),
+    ) as ArrayRef;
+    let values = Float64Array::from((0..n * 4).map(|i| i as f64 * 0.25).collect::<Vec<_>>());
+    let emb = Arc::new(FixedSizeListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        4,
+        Arc::new(values),
+        None,
+    )) as ArrayRef;
+    let season = Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef;
+    let ids = Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef;
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("product_id", ids),
+        ("tenant_id", text("t1")),
+        ("category", text("shoes")),
+        ("brand", text("Acme")),
+        ("condition", text("new")),
+        ("sold_price", price),
+        ("sold_date", date),
+        ("season", season),
+        ("image_s3_key", text("k")),
+        ("embedding", emb),
+        ("description", text("d")),
+        ("source", text("s")),
+    ];
+    let schema = Schema::new(
+        cols.iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    );
+    let batch = RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    t.table.append_batches([batch]).await.expect("append batch");
+    let back = sort(t.table.scan().to_records().await.expect("scan"));
+    assert_eq!(back.len(), 3);
+    assert_eq!(back[2].sold_price.to_string(), "99999999.99");
+    assert_eq!(back[0].season, Some(sales_history::Season::Q3));
+    assert_eq!(back[1].embedding.as_deref(), Some(&[1.0, 1.25, 1.5, 1.75][..]));
+    let batches = t.table.scan().to_batches().await.expect("batches");
+    let emb = batches[0].column_by_name("embedding").unwrap().as_list::<i32>();
+    assert_eq!(emb.value(0).len(), 4);
+    assert_eq!(emb.null_count(), 0);
+}
+
+async fn raw_catalog(dir: &std::path::Path) -> impl Catalog {
+    let root = std::fs::canonicalize(dir).unwrap();
+    let root = root.to_str().unwrap();
+    iceberg_catalog_sql::SqlCatalogBuilder::default()
+        .with_storage_factory(Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new()))
+        .load(
+            sales_history::LOCAL_CATALOG_NAME,
+            HashMap::from([
+                ("uri".to_string(), format!("sqlite://{root}/catalog.db?mode=rwc")),
+                ("warehouse".to_string(), format!("file://{root}")),
+                ("sql_bind_style".to_string(), "QMark".to_string()),
+            ]),
+        )
+        .await
+        .unwrap()
+}
+
+/// Creates `pricing_intelligence_{stage}.sales_history` with a hand-made schema and props.
+async fn create_raw(dir: &std::path::Path, stage: &str, schema: IcebergSchema, props: HashMap<String, String>) {
+    let catalog = raw_catalog(dir).await;
+    let ns = NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
+    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
+    let creation = TableCreation::builder()
+        .name("sales_history".to_string())
+        .schema(schema)
+        .partition_spec(schema::partition_spec())
+        .properties(props)
+        .build();
+    catalog.create_table(&ns, creation).await.unwrap();
+}
+
+fn schema_with(change: impl Fn(Column) -> NestedField) -> IcebergSchema {
+    IcebergSchema::builder()
+        .with_fields(Column::ALL.map(|c| Arc::new(change(c))))
+        .build()
+        .unwrap()
+}
+
+fn snappy() -> HashMap<String, String> {
+    HashMap::from([("write.parquet.compression-codec".to_string(), "snappy".to_string())])
+}
+
+#[tokio::test]
+async fn drift_is_caught_and_optional_columns_are_compatible() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+
+    // All columns optional: compatible (we only ever write non-null values there).
+    create_raw(
+        dir.path(),
+        "loose",
+        schema_with(|c| NestedField::optional(c.field_id(), c.name(), c.iceberg_type())),
+        snappy(),
+    )
+    .await;
+    let loose = SalesHistory::ensure(&config, "loose").await.expect("optional columns are compatible");
+    loose.append(sample(5, 1024, 1)).await.expect("append to loose table");
+
+    // A wider price and a missing codec: drift, listed.
+    create_raw(
+        dir.path(),
+        "drifted",
+        schema_with(|c| {
+            let ty = if c == Column::SoldPrice {
+                Type::Primitive(PrimitiveType::Decimal { precision: 12, scale: 2 })
+            } else {
+                c.iceberg_type()
+            };
+            NestedField::new(c.field_id(), c.name(), ty, c.is_required())
+        }),
+        HashMap::new(),
+    )
+    .await;
+    let before = tree(dir.path());
+    for result in [
+        SalesHistory::ensure(&config, "drifted").await,
+        SalesHistory::open(&config, "drifted").await,
+    ] {
+        match result {
+            Err(Error::SchemaDrift { table, differences }) => {
+                assert_eq!(table, "pricing_intelligence_drifted.sales_history");
+                assert_eq!(differences.len(), 2, "{differences:?}");
+                assert!(differences[0].contains("sold_price"), "{differences:?}");
+                assert!(differences[1].contains("compression-codec"), "{differences:?}");
+            }
+            other => panic!("expected SchemaDrift, got {other:?}"),
+        }
+    }
+    assert_eq!(tree(dir.path()), before, "a drift check changes nothing");
+}
