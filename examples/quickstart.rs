@@ -28,11 +28,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--warehouse" => args.warehouse = value()?,
-            "--rows" => {
-                args.rows = value()?
-                    .parse()
-                    .map_err(|e| format!("--rows: {e}"))?
-            }
+            "--rows" => args.rows = value()?.parse().map_err(|e| format!("--rows: {e}"))?,
             "--stage" => args.stage = value()?,
             "-h" | "--help" => {
                 println!("usage: quickstart [--warehouse DIR] [--rows N] [--stage STAGE]");
@@ -81,8 +77,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .scan()
         .tenant("tenant-001")
         .sold_between(
-            Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).single().ok_or("date")?,
-            Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).single().ok_or("date")?,
+            Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+                .single()
+                .ok_or("date")?,
+            Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0)
+                .single()
+                .ok_or("date")?,
         )
         .to_records()
         .await?;

@@ -307,8 +307,8 @@ def build_rows(arrow_schema, n: int, tenant: str, seed: int, dim: int):
     categories = ["dresses", "tops", "jeans", "shoes", "bags", "jackets"]
     brands = ["Acme", "Globex", "Initech", None]
     conditions = ["new", "like_new", "good", "fair"]
-    seasons = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-               6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+    # The table's contract: season is the quarter of sold_date.
+    seasons = {m: f"Q{(m - 1) // 3 + 1}" for m in range(1, 13)}
 
     cols: dict[str, list[Any]] = {name: [] for name in arrow_schema.names}
     for i in range(n):

@@ -10,6 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{RecordBatch, UInt32Array};
 use chrono::{DateTime, Datelike};
+use iceberg::ErrorKind;
 use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct, TableMetadata};
 use iceberg::table::Table;
@@ -21,7 +22,6 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use iceberg::ErrorKind;
 
 use crate::batch::{conform, records_to_batch};
 use crate::error::{Error, Result};
@@ -142,7 +142,9 @@ impl<'a> Append<'a> {
         // 1. Validate everything before anything is written.
         let batches = match self.input {
             Input::Records(records) if records.is_empty() => Vec::new(),
-            Input::Records(records) => vec![conform(&records_to_batch(&records)?, 0, 0, dimension)?],
+            Input::Records(records) => {
+                vec![conform(&records_to_batch(&records)?, 0, 0, dimension)?]
+            }
             Input::Batches(batches) => {
                 let mut offset = 0;
                 let mut out = Vec::with_capacity(batches.len());
@@ -209,7 +211,7 @@ impl<'a> Append<'a> {
                 let snapshot_id = find_commit(&new_table, &commit_id);
                 table.set_current(new_table);
                 let snapshot_id = snapshot_id.ok_or_else(|| {
-                    Error::Iceberg(iceberg::Error::new(
+                    Error::from(iceberg::Error::new(
                         ErrorKind::Unexpected,
                         format!("committed table has no snapshot with commit id {commit_id}"),
                     ))
@@ -222,7 +224,12 @@ impl<'a> Append<'a> {
                     bytes,
                 }))
             }
-            Err(e) => self_heal_after_failed_commit(table, &current, commit_id, &written, e, rows, data_files, bytes).await,
+            Err(e) => {
+                self_heal_after_failed_commit(
+                    table, &current, commit_id, &written, e, rows, data_files, bytes,
+                )
+                .await
+            }
         }
     }
 }
@@ -255,7 +262,7 @@ async fn self_heal_after_failed_commit(
             if error.kind() == ErrorKind::CatalogCommitConflicts {
                 Err(Error::CommitConflict {
                     table: table.name(),
-                    source: error,
+                    source: Box::new(error),
                 })
             } else {
                 Err(error.into())
@@ -284,7 +291,10 @@ pub(crate) fn find_commit(table: &Table, commit_id: &str) -> Option<i64> {
         .metadata()
         .snapshots()
         .find(|s| {
-            s.summary().additional_properties.get(COMMIT_ID_PROPERTY).map(String::as_str)
+            s.summary()
+                .additional_properties
+                .get(COMMIT_ID_PROPERTY)
+                .map(String::as_str)
                 == Some(commit_id)
         })
         .map(|s| s.snapshot_id())
@@ -303,7 +313,8 @@ async fn delete_files(io: &FileIO, paths: &[String]) {
 
 /// Months since 1970-01 of a timestamp in µs (Iceberg's `month` transform).
 pub(crate) fn month_ordinal(micros: i64) -> i32 {
-    DateTime::from_timestamp_micros(micros).map_or(0, |d| (d.year() - 1970) * 12 + d.month0() as i32)
+    DateTime::from_timestamp_micros(micros)
+        .map_or(0, |d| (d.year() - 1970) * 12 + d.month0() as i32)
 }
 
 /// Rows of one month: `(batch index, row indices)` pairs.
@@ -316,13 +327,22 @@ struct MonthWork {
 fn group_by_month(batches: &[RecordBatch]) -> Vec<MonthWork> {
     let mut months: HashMap<i32, MonthWork> = HashMap::new();
     for (bi, batch) in batches.iter().enumerate() {
-        let dates = batch.column(Column::SoldDate.index()).as_primitive::<TimestampMicrosecondType>();
+        let dates = batch
+            .column(Column::SoldDate.index())
+            .as_primitive::<TimestampMicrosecondType>();
         let mut per_batch: HashMap<i32, Vec<u32>> = HashMap::new();
         for (row, micros) in dates.values().iter().enumerate() {
-            per_batch.entry(month_ordinal(*micros)).or_default().push(row as u32);
+            per_batch
+                .entry(month_ordinal(*micros))
+                .or_default()
+                .push(row as u32);
         }
         for (month, idx) in per_batch {
-            let w = months.entry(month).or_insert(MonthWork { month, rows: 0, parts: Vec::new() });
+            let w = months.entry(month).or_insert(MonthWork {
+                month,
+                rows: 0,
+                parts: Vec::new(),
+            });
             w.rows += idx.len();
             w.parts.push((bi, idx));
         }
@@ -361,7 +381,14 @@ async fn write_partitions(
         names,
     );
     let queue = Arc::new(Mutex::new(VecDeque::from(group_by_month(batches))));
-    let tasks = tasks.clamp(1, queue.lock().unwrap_or_else(PoisonError::into_inner).len().max(1));
+    let tasks = tasks.clamp(
+        1,
+        queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            .max(1),
+    );
     let mut handles = Vec::with_capacity(tasks);
     for _ in 0..tasks {
         let queue = queue.clone();
@@ -371,7 +398,10 @@ async fn write_partitions(
         handles.push(tokio::spawn(async move {
             let mut files = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop_front();
                 let Some(work) = next else { break };
                 let key = key.copy_with_data(Struct::from_iter([Some(Literal::int(work.month))]));
                 let mut writer = builder.build(Some(key)).await?;
@@ -396,7 +426,7 @@ async fn write_partitions(
                 first_error.get_or_insert(e);
             }
             Err(join) => {
-                first_error.get_or_insert(Error::Iceberg(iceberg::Error::new(
+                first_error.get_or_insert(Error::from(iceberg::Error::new(
                     ErrorKind::Unexpected,
                     format!("a partition writer task failed: {join}"),
                 )));
@@ -411,7 +441,13 @@ async fn write_partitions(
 
 fn sanitize(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect()
 }
@@ -446,7 +482,10 @@ impl LocationGenerator for MonthDirectories {
         let path = match month {
             Some(m) => {
                 let (y, mo) = (1970 + m.div_euclid(12), m.rem_euclid(12) + 1);
-                format!("{}/{PARTITION_FIELD_NAME}={y:04}-{mo:02}/{file_name}", self.data_location)
+                format!(
+                    "{}/{PARTITION_FIELD_NAME}={y:04}-{mo:02}/{file_name}",
+                    self.data_location
+                )
             }
             None => format!("{}/{file_name}", self.data_location),
         };

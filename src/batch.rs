@@ -29,7 +29,9 @@ use crate::schema::{Column, arrow_schema};
 pub(crate) fn records_to_batch(records: &[SaleRecord]) -> Result<RecordBatch> {
     let schema = arrow_schema();
     let n = records.len();
-    let mut text: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut text: Vec<StringBuilder> = (0..8)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
     let mut price = Decimal128Builder::with_capacity(n).with_precision_and_scale(10, 2)?;
     let mut date = TimestampMicrosecondBuilder::with_capacity(n);
     let element = embedding_element_field();
@@ -62,8 +64,10 @@ pub(crate) fn records_to_batch(records: &[SaleRecord]) -> Result<RecordBatch> {
     for r in records {
         source.append_option(r.source.as_deref());
     }
-    let mut t = text.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || t.next().ok_or_else(|| unreachable_col());
+    let mut t = text
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || t.next().ok_or_else(unreachable_col);
     let columns: Vec<ArrayRef> = vec![
         next()?,
         next()?,
@@ -160,7 +164,10 @@ fn check_null_elements(array: &ArrayRef, row_offset: usize) -> Result<()> {
     let (values, offsets): (&ArrayRef, Vec<usize>) = match array.data_type() {
         DataType::List(_) => {
             let l = array.as_list::<i32>();
-            (l.values(), l.offsets().iter().map(|o| *o as usize).collect())
+            (
+                l.values(),
+                l.offsets().iter().map(|o| *o as usize).collect(),
+            )
         }
         DataType::FixedSizeList(_, size) => {
             let l = array.as_fixed_size_list();
@@ -179,7 +186,10 @@ fn check_null_elements(array: &ArrayRef, row_offset: usize) -> Result<()> {
         return Err(Error::invalid(
             Column::Embedding,
             Some(row_offset + row),
-            format!("element {} is null (elements are required)", pos - offsets[row]),
+            format!(
+                "element {} is null (elements are required)",
+                pos - offsets[row]
+            ),
         ));
     }
     Ok(())
@@ -200,12 +210,15 @@ fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
         },
         (Column::Embedding, DataType::List(inner)) if inner.data_type() == &DataType::Float64 => {
             let list = array.as_list::<i32>();
-            Some(Arc::new(ListArray::try_new(
-                embedding_element_field(),
-                list.offsets().clone(),
-                list.values().clone(),
-                list.nulls().cloned(),
-            ).ok()?))
+            Some(Arc::new(
+                ListArray::try_new(
+                    embedding_element_field(),
+                    list.offsets().clone(),
+                    list.values().clone(),
+                    list.nulls().cloned(),
+                )
+                .ok()?,
+            ))
         }
         (Column::Embedding, DataType::FixedSizeList(inner, size))
             if inner.data_type() == &DataType::Float64 =>
@@ -213,12 +226,15 @@ fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
             let list: &FixedSizeListArray = array.as_fixed_size_list();
             let size = usize::try_from(*size).ok()?;
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(size, list.len()));
-            Some(Arc::new(ListArray::try_new(
-                embedding_element_field(),
-                offsets,
-                list.values().clone(),
-                list.nulls().cloned(),
-            ).ok()?))
+            Some(Arc::new(
+                ListArray::try_new(
+                    embedding_element_field(),
+                    offsets,
+                    list.values().clone(),
+                    list.nulls().cloned(),
+                )
+                .ok()?,
+            ))
         }
         (Column::Embedding, _) | (Column::SoldPrice, _) | (Column::SoldDate, _) => None,
         (_, DataType::Utf8) => Some(array.clone()),
@@ -236,9 +252,16 @@ fn check_rows(columns: &mut [ArrayRef], row_offset: usize, dimension: usize) -> 
         let array = &columns[column.index()];
         if column.is_required() && array.null_count() > 0 {
             let i = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
-            return Err(Error::invalid(column, Some(row_offset + i), "is null in a required column"));
+            return Err(Error::invalid(
+                column,
+                Some(row_offset + i),
+                "is null in a required column",
+            ));
         }
-        if matches!(column.iceberg_type(), iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::String)) {
+        if matches!(
+            column.iceberg_type(),
+            iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::String)
+        ) {
             for (i, v) in array.as_string::<i32>().iter().enumerate() {
                 if let Some(v) = v {
                     check_text(column, v).map_err(at(i))?;
@@ -324,7 +347,9 @@ pub(crate) fn batch_to_records(batch: &RecordBatch) -> Result<Vec<SaleRecord>> {
         .as_primitive_opt::<TimestampMicrosecondType>()
         .ok_or_else(|| wrong_type(Column::SoldDate))?;
     let emb = col(Column::Embedding)?;
-    let emb = emb.as_list_opt::<i32>().ok_or_else(|| wrong_type(Column::Embedding))?;
+    let emb = emb
+        .as_list_opt::<i32>()
+        .ok_or_else(|| wrong_type(Column::Embedding))?;
     let emb_values = emb
         .values()
         .as_primitive_opt::<Float64Type>()
@@ -335,7 +360,10 @@ pub(crate) fn batch_to_records(batch: &RecordBatch) -> Result<Vec<SaleRecord>> {
             let sold_date = DateTime::from_timestamp_micros(date.value(i))
                 .ok_or_else(|| Error::invalid(Column::SoldDate, Some(i), "out of range"))?;
             let embedding = emb.is_valid(i).then(|| {
-                let (s, e) = (emb.value_offsets()[i] as usize, emb.value_offsets()[i + 1] as usize);
+                let (s, e) = (
+                    emb.value_offsets()[i] as usize,
+                    emb.value_offsets()[i + 1] as usize,
+                );
                 emb_values.values()[s..e].to_vec()
             });
             Ok(SaleRecord {
@@ -349,7 +377,10 @@ pub(crate) fn batch_to_records(batch: &RecordBatch) -> Result<Vec<SaleRecord>> {
                 )
                 .map_err(|e| e.at_row(i))?,
                 sold_date,
-                season: opt(&season, i).map(|s| s.parse()).transpose().map_err(|e: Error| e.at_row(i))?,
+                season: opt(&season, i)
+                    .map(|s| s.parse())
+                    .transpose()
+                    .map_err(|e: Error| e.at_row(i))?,
                 image_s3_key: opt(&img, i),
                 embedding,
                 description: opt(&desc, i),

@@ -58,12 +58,18 @@ async fn connect_local(warehouse: &Path) -> Result<Connected> {
         source,
     };
     if warehouse.as_os_str().is_empty() {
-        return Err(Error::config("warehouse", "the local warehouse path is empty"));
+        return Err(Error::config(
+            "warehouse",
+            "the local warehouse path is empty",
+        ));
     }
     std::fs::create_dir_all(warehouse).map_err(io_err)?;
     let root = std::fs::canonicalize(warehouse).map_err(io_err)?;
     let root_str = root.to_str().ok_or_else(|| {
-        Error::config("warehouse", format!("`{}` is not valid UTF-8", root.display()))
+        Error::config(
+            "warehouse",
+            format!("`{}` is not valid UTF-8", root.display()),
+        )
     })?;
     let root_str = root_str.trim_end_matches('/');
     let warehouse_uri = format!("file://{root_str}");

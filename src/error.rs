@@ -73,12 +73,12 @@ pub enum Error {
         table: String,
         /// The last error the catalog returned.
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
 
     /// An error from the Iceberg library, the catalog or the storage layer.
     #[error(transparent)]
-    Iceberg(#[from] iceberg::Error),
+    Iceberg(Box<iceberg::Error>),
 
     /// An error from Arrow while building or converting batches.
     #[error(transparent)]
@@ -97,6 +97,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<iceberg::Error> for Error {
+    fn from(e: iceberg::Error) -> Self {
+        Error::Iceberg(Box::new(e))
+    }
 }
 
 fn row_suffix(row: Option<usize>) -> String {

@@ -39,15 +39,17 @@ mod error;
 mod parquet_props;
 mod record;
 pub mod sample;
-pub mod schema;
 mod scan;
+pub mod schema;
 mod table;
 
 pub use append::{Append, AppendOutcome, CommitSummary};
 pub use catalog::{CatalogConfig, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME};
 pub use error::{Error, Result};
 pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
-pub use record::{MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season};
+pub use record::{
+    MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,
+};
 pub use scan::{BatchStream, Scan};
 pub use schema::Column;
 pub use table::{

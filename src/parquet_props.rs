@@ -22,7 +22,10 @@ fn parse<T: std::str::FromStr>(props: &HashMap<String, String>, key: &str) -> Re
         .get(key)
         .map(|v| {
             v.trim().parse::<T>().map_err(|_| {
-                Error::config(key, format!("table property value `{v}` is not a valid number"))
+                Error::config(
+                    key,
+                    format!("table property value `{v}` is not a valid number"),
+                )
             })
         })
         .transpose()
@@ -96,10 +99,15 @@ mod tests {
         assert_eq!(p.compression(&ColumnPath::from("x")), Compression::SNAPPY);
         let zstd = HashMap::from([(COMPRESSION_CODEC_PROPERTY.to_string(), "zstd".to_string())]);
         assert!(matches!(
-            writer_properties(&zstd).unwrap().compression(&ColumnPath::from("x")),
+            writer_properties(&zstd)
+                .unwrap()
+                .compression(&ColumnPath::from("x")),
             Compression::ZSTD(_)
         ));
-        let bad = HashMap::from([(COMPRESSION_CODEC_PROPERTY.to_string(), "brotli9".to_string())]);
+        let bad = HashMap::from([(
+            COMPRESSION_CODEC_PROPERTY.to_string(),
+            "brotli9".to_string(),
+        )]);
         assert!(writer_properties(&bad).is_err());
     }
 }

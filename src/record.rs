@@ -99,7 +99,11 @@ impl FromStr for Price {
         if int.len() > 8 {
             return Err(bad("does not fit decimal(10,2) (max 99999999.99)"));
         }
-        let whole: i128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad("not a number"))? };
+        let whole: i128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad("not a number"))?
+        };
         let frac_cents: i128 = match frac.len() {
             0 => 0,
             1 => frac.parse::<i128>().map_err(|_| bad("not a number"))? * 10,
@@ -361,7 +365,11 @@ pub(crate) fn check_text(column: Column, value: &str) -> Result<()> {
         return Err(Error::invalid(
             column,
             None,
-            format!("{} bytes is longer than the limit of {}", value.len(), column.max_len()),
+            format!(
+                "{} bytes is longer than the limit of {}",
+                value.len(),
+                column.max_len()
+            ),
         ));
     }
     Ok(())
@@ -372,7 +380,9 @@ pub(crate) fn check_sold_date(micros: i64) -> Result<()> {
         .and_hms_opt(0, 0, 0)
         .map(|d| d.and_utc().timestamp_micros())
         .unwrap_or(0);
-    let max = Utc::now().timestamp_micros().saturating_add(MAX_FUTURE_SKEW_MICROS);
+    let max = Utc::now()
+        .timestamp_micros()
+        .saturating_add(MAX_FUTURE_SKEW_MICROS);
     if micros < min || micros > max {
         let shown = DateTime::<Utc>::from_timestamp_micros(micros)
             .map_or_else(|| format!("{micros} µs"), |d| d.to_rfc3339());
@@ -450,8 +460,20 @@ mod tests {
         let p = Price::from_cents(100).unwrap();
         let r = SaleRecord::builder("p", "t", p, d).build().unwrap();
         assert_eq!(r.season, Some(Season::Q4));
-        let err = SaleRecord::builder("p", "t", p, d).season(Season::Q1).build().unwrap_err();
-        assert!(matches!(err, Error::InvalidValue { column: Column::Season, .. }), "{err}");
+        let err = SaleRecord::builder("p", "t", p, d)
+            .season(Season::Q1)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidValue {
+                    column: Column::Season,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -461,12 +483,23 @@ mod tests {
         let cases = [
             (SaleRecord::builder(" ", "t", p, d), Column::ProductId),
             (SaleRecord::builder("p", "", p, d), Column::TenantId),
-            (SaleRecord::builder("x".repeat(300), "t", p, d), Column::ProductId),
             (
-                SaleRecord::builder("p", "t", p, Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap()),
+                SaleRecord::builder("x".repeat(300), "t", p, d),
+                Column::ProductId,
+            ),
+            (
+                SaleRecord::builder(
+                    "p",
+                    "t",
+                    p,
+                    Utc.with_ymd_and_hms(1999, 12, 31, 0, 0, 0).unwrap(),
+                ),
                 Column::SoldDate,
             ),
-            (SaleRecord::builder("p", "t", p, d).embedding(vec![0.0, f64::NAN]), Column::Embedding),
+            (
+                SaleRecord::builder("p", "t", p, d).embedding(vec![0.0, f64::NAN]),
+                Column::Embedding,
+            ),
         ];
         for (b, col) in cases {
             match b.build() {

@@ -9,12 +9,36 @@ use crate::record::{Price, SaleRecord, Season};
 
 /// Categories with the brands that belong to them and a typical price range in cents.
 const CATALOG: &[(&str, &[&str], (i64, i64))] = &[
-    ("handbags", &["Hermès", "Chanel", "Louis Vuitton", "Gucci", "Prada"], (15_000, 1_200_000)),
-    ("watches", &["Rolex", "Omega", "Cartier", "Tag Heuer"], (50_000, 2_500_000)),
-    ("sneakers", &["Nike", "Adidas", "New Balance", "Asics"], (4_000, 60_000)),
-    ("jackets", &["Moncler", "Canada Goose", "Patagonia", "Barbour"], (8_000, 250_000)),
-    ("jewelry", &["Tiffany", "Bulgari", "Van Cleef", "Pandora"], (5_000, 900_000)),
-    ("sunglasses", &["Ray-Ban", "Oakley", "Persol"], (3_000, 45_000)),
+    (
+        "handbags",
+        &["Hermès", "Chanel", "Louis Vuitton", "Gucci", "Prada"],
+        (15_000, 1_200_000),
+    ),
+    (
+        "watches",
+        &["Rolex", "Omega", "Cartier", "Tag Heuer"],
+        (50_000, 2_500_000),
+    ),
+    (
+        "sneakers",
+        &["Nike", "Adidas", "New Balance", "Asics"],
+        (4_000, 60_000),
+    ),
+    (
+        "jackets",
+        &["Moncler", "Canada Goose", "Patagonia", "Barbour"],
+        (8_000, 250_000),
+    ),
+    (
+        "jewelry",
+        &["Tiffany", "Bulgari", "Van Cleef", "Pandora"],
+        (5_000, 900_000),
+    ),
+    (
+        "sunglasses",
+        &["Ray-Ban", "Oakley", "Persol"],
+        (3_000, 45_000),
+    ),
 ];
 const CONDITIONS: &[(&str, i64)] = &[("new", 100), ("like_new", 85), ("good", 70), ("fair", 50)];
 const SOURCES: &[&str] = &["marketplace", "auction", "retail", "consignment"];
@@ -147,8 +171,8 @@ impl SampleGenerator {
         let cents = ((lf + self.unit() * (hf - lf)).exp() * pct as f64 / 100.0).round() as i64;
         let price = Price::from_cents(cents.clamp(100, Price::MAX_CENTS)).unwrap_or(Price::ZERO);
         let product_id = format!("{}-{:08x}-{i}", &category[..3], self.next_u64() as u32);
-        let embedding = (self.config.embedding_dimension > 0)
-            .then(|| self.embedding(category, brand_idx));
+        let embedding =
+            (self.config.embedding_dimension > 0).then(|| self.embedding(category, brand_idx));
         SaleRecord {
             image_s3_key: Some(format!("images/{tenant}/{product_id}.jpg")),
             description: Some(format!("{condition} {brand} {category} ({source})")),
@@ -172,7 +196,8 @@ impl SampleGenerator {
             (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
         });
         let centre = |seed: u64, j: usize| {
-            let x = (seed ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let x = (seed ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
             ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         };
         let mut v: Vec<f64> = (0..dim)

@@ -85,7 +85,9 @@ impl<'a> Scan<'a> {
         let mut parts = Vec::new();
         match self.tenants.as_slice() {
             [] => {}
-            [one] => parts.push(Reference::new(Column::TenantId.name()).equal_to(Datum::string(one))),
+            [one] => {
+                parts.push(Reference::new(Column::TenantId.name()).equal_to(Datum::string(one)))
+            }
             many => parts.push(
                 Reference::new(Column::TenantId.name()).is_in(many.iter().map(Datum::string)),
             ),
@@ -99,9 +101,12 @@ impl<'a> Scan<'a> {
             }
             let col = Column::SoldDate.name();
             parts.push(
-                Reference::new(col).greater_than_or_equal_to(Datum::timestamp_micros(start.timestamp_micros())),
+                Reference::new(col)
+                    .greater_than_or_equal_to(Datum::timestamp_micros(start.timestamp_micros())),
             );
-            parts.push(Reference::new(col).less_than(Datum::timestamp_micros(end.timestamp_micros())));
+            parts.push(
+                Reference::new(col).less_than(Datum::timestamp_micros(end.timestamp_micros())),
+            );
         }
         Ok(parts.into_iter().reduce(Predicate::and))
     }
@@ -142,7 +147,11 @@ impl<'a> Scan<'a> {
     /// Runs the scan and returns typed rows. Fails with [`Error::Config`] when a projection
     /// leaves out columns (typed rows need all twelve).
     pub async fn to_records(self) -> Result<Vec<SaleRecord>> {
-        if self.columns.as_ref().is_some_and(|c| c.len() != Column::ALL.len()) {
+        if self
+            .columns
+            .as_ref()
+            .is_some_and(|c| c.len() != Column::ALL.len())
+        {
             return Err(Error::config(
                 "select",
                 "typed rows need every column; use to_batches() for a projection",

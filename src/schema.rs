@@ -352,7 +352,9 @@ mod tests {
             assert_eq!(f.required, c.is_required());
         }
         assert_eq!(
-            schema.field_by_id(EMBEDDING_ELEMENT_FIELD_ID).map(|f| f.required),
+            schema
+                .field_by_id(EMBEDDING_ELEMENT_FIELD_ID)
+                .map(|f| f.required),
             Some(true)
         );
         assert_eq!(schema.highest_field_id(), 13);

@@ -171,14 +171,16 @@ impl SalesHistory {
         let namespace = namespace_for_stage(stage)?;
         let connected = config.connect().await?;
         let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
-        let table = connected.catalog.load_table(&ident).await.map_err(|e| {
-            match e.kind() {
+        let table = connected
+            .catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| match e.kind() {
                 ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => Error::TableNotFound {
                     table: format!("{}.{}", ident.namespace().join("."), ident.name()),
                 },
                 _ => e.into(),
-            }
-        })?;
+            })?;
         Self::checked(connected.catalog, ident, table)
     }
 

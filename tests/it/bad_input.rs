@@ -66,16 +66,24 @@ fn text_with(column: Column, row: usize, value: Option<&str>) -> RecordBatch {
 fn prices(row: usize, cents: i128) -> RecordBatch {
     let mut v = vec![1000i128; 6];
     v[row] = cents;
-    let a = Decimal128Array::from(v).with_precision_and_scale(10, 2).unwrap();
+    let a = Decimal128Array::from(v)
+        .with_precision_and_scale(10, 2)
+        .unwrap();
     with_column("sold_price", Some(Arc::new(a)))
 }
 
 fn dates(row: usize, micros: i64) -> RecordBatch {
-    let ok = Utc.with_ymd_and_hms(2024, 2, 10, 0, 0, 0).unwrap().timestamp_micros();
+    let ok = Utc
+        .with_ymd_and_hms(2024, 2, 10, 0, 0, 0)
+        .unwrap()
+        .timestamp_micros();
     let mut v = vec![ok; 6];
     v[row] = micros;
     // Keep the seasons consistent with the dates so that only the date is wrong.
-    let b = with_column("sold_date", Some(Arc::new(TimestampMicrosecondArray::from(v))));
+    let b = with_column(
+        "sold_date",
+        Some(Arc::new(TimestampMicrosecondArray::from(v))),
+    );
     let season: ArrayRef = strings(vec![None; 6]);
     replace(&b, "season", season)
 }
@@ -86,7 +94,13 @@ fn replace(b: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
         .fields()
         .iter()
         .zip(b.columns())
-        .map(|(f, c)| if f.name() == name { array.clone() } else { c.clone() })
+        .map(|(f, c)| {
+            if f.name() == name {
+                array.clone()
+            } else {
+                c.clone()
+            }
+        })
         .collect();
     let fields: Vec<Field> = b
         .schema()
@@ -107,17 +121,30 @@ fn embeddings(row: usize, bad: Vec<f64>, nullable_elements: bool) -> RecordBatch
     let mut lengths = Vec::new();
     let mut values = Vec::new();
     for r in 0..6 {
-        let v = if r == row { bad.clone() } else { vec![0.5; DIM] };
+        let v = if r == row {
+            bad.clone()
+        } else {
+            vec![0.5; DIM]
+        };
         lengths.push(v.len());
         values.extend(v);
     }
     let field = Arc::new(Field::new("item", DataType::Float64, nullable_elements));
-    let list = ListArray::new(field, OffsetBuffer::from_lengths(lengths), Arc::new(Float64Array::from(values)), None);
+    let list = ListArray::new(
+        field,
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(Float64Array::from(values)),
+        None,
+    );
     with_column("embedding", Some(Arc::new(list)))
 }
 
 fn cases() -> Vec<(&'static str, RecordBatch, Expect)> {
-    let ts = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap().timestamp_micros();
+    let ts = |y, m, d| {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros()
+    };
     let mut nan = vec![0.1; DIM];
     nan[7] = f64::NAN;
     let mut inf = vec![0.1; DIM];
@@ -135,34 +162,113 @@ fn cases() -> Vec<(&'static str, RecordBatch, Expect)> {
         with_column("embedding", Some(Arc::new(list)))
     };
     vec![
-        ("empty product_id", text_with(Column::ProductId, 2, Some("")), Expect::Value(Column::ProductId, 2)),
-        ("blank tenant_id", text_with(Column::TenantId, 4, Some("   ")), Expect::Value(Column::TenantId, 4)),
-        ("over-long product_id", text_with(Column::ProductId, 1, Some(&"p".repeat(257))), Expect::Value(Column::ProductId, 1)),
-        ("null tenant_id", text_with(Column::TenantId, 3, None), Expect::Value(Column::TenantId, 3)),
-        ("over-long description", text_with(Column::Description, 0, Some(&"d".repeat(70_000))), Expect::Value(Column::Description, 0)),
-        ("price above decimal(10,2)", prices(5, 10_000_000_000), Expect::Value(Column::SoldPrice, 5)),
-        ("negative price", prices(1, -1), Expect::Value(Column::SoldPrice, 1)),
-        ("date before 2000", dates(2, ts(1999, 12, 31)), Expect::Value(Column::SoldDate, 2)),
-        ("date in the far future", dates(0, ts(2199, 1, 1)), Expect::Value(Column::SoldDate, 0)),
-        ("season contradicts date", text_with(Column::Season, 1, Some("Q3")).pipe_dates(), Expect::Value(Column::Season, 1)),
-        ("season not a quarter", text_with(Column::Season, 2, Some("Q5")), Expect::Value(Column::Season, 2)),
-        ("embedding too short", embeddings(3, vec![0.1; DIM - 1], false), Expect::Value(Column::Embedding, 3)),
-        ("embedding too long", embeddings(0, vec![0.1; DIM + 1], false), Expect::Value(Column::Embedding, 0)),
-        ("embedding with NaN", embeddings(5, nan, false), Expect::Value(Column::Embedding, 5)),
-        ("embedding with inf", embeddings(2, inf, false), Expect::Value(Column::Embedding, 2)),
-        ("embedding with a null element", null_element, Expect::Value(Column::Embedding, 4)),
-        ("missing column", with_column("brand", None), Expect::Schema("column `brand` is missing")),
-        ("extra column", with_column("discount", Some(strings(vec![None; 6]))), Expect::Schema("unexpected column `discount`")),
+        (
+            "empty product_id",
+            text_with(Column::ProductId, 2, Some("")),
+            Expect::Value(Column::ProductId, 2),
+        ),
+        (
+            "blank tenant_id",
+            text_with(Column::TenantId, 4, Some("   ")),
+            Expect::Value(Column::TenantId, 4),
+        ),
+        (
+            "over-long product_id",
+            text_with(Column::ProductId, 1, Some(&"p".repeat(257))),
+            Expect::Value(Column::ProductId, 1),
+        ),
+        (
+            "null tenant_id",
+            text_with(Column::TenantId, 3, None),
+            Expect::Value(Column::TenantId, 3),
+        ),
+        (
+            "over-long description",
+            text_with(Column::Description, 0, Some(&"d".repeat(70_000))),
+            Expect::Value(Column::Description, 0),
+        ),
+        (
+            "price above decimal(10,2)",
+            prices(5, 10_000_000_000),
+            Expect::Value(Column::SoldPrice, 5),
+        ),
+        (
+            "negative price",
+            prices(1, -1),
+            Expect::Value(Column::SoldPrice, 1),
+        ),
+        (
+            "date before 2000",
+            dates(2, ts(1999, 12, 31)),
+            Expect::Value(Column::SoldDate, 2),
+        ),
+        (
+            "date in the far future",
+            dates(0, ts(2199, 1, 1)),
+            Expect::Value(Column::SoldDate, 0),
+        ),
+        (
+            "season contradicts date",
+            text_with(Column::Season, 1, Some("Q3")).pipe_dates(),
+            Expect::Value(Column::Season, 1),
+        ),
+        (
+            "season not a quarter",
+            text_with(Column::Season, 2, Some("Q5")),
+            Expect::Value(Column::Season, 2),
+        ),
+        (
+            "embedding too short",
+            embeddings(3, vec![0.1; DIM - 1], false),
+            Expect::Value(Column::Embedding, 3),
+        ),
+        (
+            "embedding too long",
+            embeddings(0, vec![0.1; DIM + 1], false),
+            Expect::Value(Column::Embedding, 0),
+        ),
+        (
+            "embedding with NaN",
+            embeddings(5, nan, false),
+            Expect::Value(Column::Embedding, 5),
+        ),
+        (
+            "embedding with inf",
+            embeddings(2, inf, false),
+            Expect::Value(Column::Embedding, 2),
+        ),
+        (
+            "embedding with a null element",
+            null_element,
+            Expect::Value(Column::Embedding, 4),
+        ),
+        (
+            "missing column",
+            with_column("brand", None),
+            Expect::Schema("column `brand` is missing"),
+        ),
+        (
+            "extra column",
+            with_column("discount", Some(strings(vec![None; 6]))),
+            Expect::Schema("unexpected column `discount`"),
+        ),
         (
             "mistyped price",
-            with_column("sold_price", Some(Arc::new(Float64Array::from(vec![1.0; 6])))),
+            with_column(
+                "sold_price",
+                Some(Arc::new(Float64Array::from(vec![1.0; 6]))),
+            ),
             Expect::Schema("column `sold_price` has type Float64"),
         ),
         (
             "price with scale 3",
             with_column(
                 "sold_price",
-                Some(Arc::new(Decimal128Array::from(vec![1i128; 6]).with_precision_and_scale(10, 3).unwrap())),
+                Some(Arc::new(
+                    Decimal128Array::from(vec![1i128; 6])
+                        .with_precision_and_scale(10, 3)
+                        .unwrap(),
+                )),
             ),
             Expect::Schema("column `sold_price` has type Decimal128(10, 3)"),
         ),
@@ -170,7 +276,10 @@ fn cases() -> Vec<(&'static str, RecordBatch, Expect)> {
             "timestamp in another zone",
             with_column(
                 "sold_date",
-                Some(Arc::new(TimestampMicrosecondArray::from(vec![ts(2024, 1, 1); 6]).with_timezone("+02:00"))),
+                Some(Arc::new(
+                    TimestampMicrosecondArray::from(vec![ts(2024, 1, 1); 6])
+                        .with_timezone("+02:00"),
+                )),
             ),
             Expect::Schema("column `sold_date` has type Timestamp"),
         ),
@@ -184,10 +293,32 @@ trait PipeDates {
 impl PipeDates for RecordBatch {
     /// Puts every row in February 2024 (Q1) so a `Q3` season contradicts its date.
     fn pipe_dates(self) -> RecordBatch {
-        let feb = Utc.with_ymd_and_hms(2024, 2, 10, 0, 0, 0).unwrap().timestamp_micros();
-        let b = replace(&self, "sold_date", Arc::new(TimestampMicrosecondArray::from(vec![feb; 6])));
-        let s = b.column_by_name("season").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
-        let v: Vec<Option<String>> = s.iter().enumerate().map(|(i, x)| if i == 1 { x.map(str::to_string) } else { Some("Q1".into()) }).collect();
+        let feb = Utc
+            .with_ymd_and_hms(2024, 2, 10, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros();
+        let b = replace(
+            &self,
+            "sold_date",
+            Arc::new(TimestampMicrosecondArray::from(vec![feb; 6])),
+        );
+        let s = b
+            .column_by_name("season")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let v: Vec<Option<String>> = s
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                if i == 1 {
+                    x.map(str::to_string)
+                } else {
+                    Some("Q1".into())
+                }
+            })
+            .collect();
         replace(&b, "season", strings(v))
     }
 }
@@ -205,11 +336,27 @@ async fn every_bad_input_is_rejected_and_changes_nothing() {
         let good = base();
         let result = t.table.append_batches([good, batch]).await;
         match (&expect, &result) {
-            (Expect::Value(col, row), Err(Error::InvalidValue { column, row: Some(r), .. })) => {
+            (
+                Expect::Value(col, row),
+                Err(Error::InvalidValue {
+                    column,
+                    row: Some(r),
+                    ..
+                }),
+            ) => {
                 assert_eq!((column, *r), (col, row + 6), "{name}: {result:?}");
             }
-            (Expect::Schema(text), Err(Error::BatchSchemaMismatch { batch: 1, differences })) => {
-                assert!(differences.iter().any(|d| d.starts_with(text)), "{name}: {differences:?}");
+            (
+                Expect::Schema(text),
+                Err(Error::BatchSchemaMismatch {
+                    batch: 1,
+                    differences,
+                }),
+            ) => {
+                assert!(
+                    differences.iter().any(|d| d.starts_with(text)),
+                    "{name}: {differences:?}"
+                );
             }
             _ => panic!("{name}: expected {expect:?}, got {result:?}"),
         }
@@ -228,16 +375,27 @@ async fn typed_rows_are_checked_with_their_row_index() {
     let mut rows = sample(5, DIM, 3);
     rows[3].embedding = Some(vec![1.0; 3]);
     match t.table.append(rows.clone()).await {
-        Err(Error::InvalidValue { column: Column::Embedding, row: Some(3), reason }) => {
+        Err(Error::InvalidValue {
+            column: Column::Embedding,
+            row: Some(3),
+            reason,
+        }) => {
             assert!(reason.contains("16"), "{reason}")
         }
         other => panic!("expected an embedding error at row 3, got {other:?}"),
     }
     rows[3].embedding = None;
-    rows[1].season = Some(match rows[1].season { Some(Season::Q1) => Season::Q2, _ => Season::Q1 });
+    rows[1].season = Some(match rows[1].season {
+        Some(Season::Q1) => Season::Q2,
+        _ => Season::Q1,
+    });
     assert!(matches!(
         t.table.append(rows).await,
-        Err(Error::InvalidValue { column: Column::Season, row: Some(1), .. })
+        Err(Error::InvalidValue {
+            column: Column::Season,
+            row: Some(1),
+            ..
+        })
     ));
     assert!(t.table.snapshots().is_empty());
 }

@@ -1,0 +1,154 @@
+//! Interop with a real peer: pyiceberg (SqlCatalog on the same SQLite file) reads exactly what
+//! we write, and we read what it appends.
+
+use std::collections::BTreeMap;
+
+use sales_history::{CatalogConfig, SalesHistory};
+use serde_json::Value;
+
+use crate::support::{DIM, local_table, pyiceberg, sample};
+
+#[tokio::test]
+async fn pyiceberg_reads_exactly_our_rows() {
+    let t = local_table(DIM).await;
+    let mut rows = sample(120, DIM, 21);
+    rows[7].embedding = None;
+    rows[8].description = None;
+    t.table.append(rows[..50].to_vec()).await.expect("append 1");
+    t.table.append(rows[50..].to_vec()).await.expect("append 2");
+    let wh = t.dir.path().to_str().unwrap();
+    let got = pyiceberg(&[
+        "read",
+        "--warehouse",
+        wh,
+        "--namespace",
+        "pricing_intelligence_test",
+    ]);
+
+    assert_eq!(got["row_count"], 120);
+    assert_eq!(got["format_version"], 2);
+    assert_eq!(got["codecs"], serde_json::json!(["SNAPPY"]));
+    let spec = got["partition_spec"].as_array().expect("spec");
+    assert_eq!(spec.len(), 1);
+    assert_eq!(spec[0]["source_id"], 7);
+    assert_eq!(spec[0]["field_id"], 1000);
+    assert_eq!(spec[0]["name"], "sold_date_month");
+    assert_eq!(spec[0]["transform"], "month");
+    let schema = got["schema"].as_array().expect("schema");
+    let names: Vec<&str> = schema.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, sales_history::Column::ALL.map(|c| c.name()).to_vec());
+    let required: Vec<bool> = schema
+        .iter()
+        .map(|f| f["required"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        required,
+        sales_history::Column::ALL.map(|c| c.is_required()).to_vec()
+    );
+    assert_eq!(schema[5]["type"], "decimal(10, 2)");
+    assert_eq!(schema[6]["type"], "timestamp");
+    assert_eq!(got["snapshots"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        got["properties"]["write.parquet.compression-codec"],
+        "snappy"
+    );
+
+    // Row by row, keyed by product id.
+    let theirs: BTreeMap<String, &Value> = got["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["product_id"].as_str().unwrap().to_string(), r))
+        .collect();
+    assert_eq!(theirs.len(), 120);
+    for r in &rows {
+        let p = theirs[&r.product_id];
+        assert_eq!(p["tenant_id"], r.tenant_id.as_str());
+        assert_eq!(
+            p["sold_price"],
+            r.sold_price.to_string().as_str(),
+            "{}",
+            r.product_id
+        );
+        assert_eq!(
+            p["sold_date"],
+            r.sold_date
+                .naive_utc()
+                .format("%Y-%m-%dT%H:%M:%S%.6f")
+                .to_string()
+                .as_str()
+        );
+        assert_eq!(
+            p["season"],
+            r.season.map(|s| s.as_str()).unwrap_or_default()
+        );
+        assert_eq!(p["category"].as_str(), r.category.as_deref());
+        assert_eq!(p["description"].as_str(), r.description.as_deref());
+        match &r.embedding {
+            None => assert!(p["embedding_len"].is_null()),
+            Some(e) => {
+                assert_eq!(p["embedding_len"], e.len());
+                let sum: f64 = e.iter().sum();
+                let theirs = p["embedding_sum"].as_f64().unwrap();
+                assert!((sum - theirs).abs() < 1e-9, "{sum} vs {theirs}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn we_read_what_pyiceberg_appends_and_append_after_it() {
+    let t = local_table(DIM).await;
+    t.table
+        .append(sample(30, DIM, 2))
+        .await
+        .expect("our append");
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let out = pyiceberg(&[
+        "append",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_test",
+        "--rows",
+        "25",
+        "--tenant",
+        "py-tenant",
+    ]);
+    assert_eq!(out["appended"], 25);
+
+    // A fresh handle sees pyiceberg's snapshot and rows.
+    let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
+        .await
+        .expect("open");
+    assert_eq!(table.snapshots().len(), 2);
+    let theirs = table
+        .scan()
+        .tenant("py-tenant")
+        .to_records()
+        .await
+        .expect("scan");
+    assert_eq!(theirs.len(), 25);
+    assert!(
+        theirs
+            .iter()
+            .all(|r| r.embedding.as_ref().is_none_or(|e| e.len() == DIM))
+    );
+
+    // We append after it, and pyiceberg reads the union.
+    table
+        .append(sample(5, DIM, 3))
+        .await
+        .expect("append after pyiceberg");
+    assert_eq!(table.scan().count().await.expect("count"), 60);
+    let got = pyiceberg(&[
+        "read",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_test",
+        "--no-rows",
+    ]);
+    assert_eq!(got["row_count"], 60);
+    assert_eq!(got["snapshots"].as_array().map(Vec::len), Some(3));
+}

@@ -34,11 +34,16 @@ async fn round_trip_is_exact_with_full_embeddings() {
     for (a, b) in rows.iter().zip(&back) {
         assert_eq!(a, b);
         let bits = |r: &sales_history::SaleRecord| {
-            r.embedding.as_ref().map(|e| e.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            r.embedding
+                .as_ref()
+                .map(|e| e.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         };
         assert_eq!(bits(a), bits(b), "embedding of {} differs", a.product_id);
         assert_eq!(a.sold_price.cents(), b.sold_price.cents());
-        assert_eq!(a.sold_date.timestamp_micros(), b.sold_date.timestamp_micros());
+        assert_eq!(
+            a.sold_date.timestamp_micros(),
+            b.sold_date.timestamp_micros()
+        );
     }
 }
 
@@ -47,7 +52,11 @@ async fn every_append_is_one_snapshot_and_counts_are_exact() {
     let t = local_table(DIM).await;
     let mut ids = Vec::new();
     for (i, n) in [10usize, 25, 40].into_iter().enumerate() {
-        let out = t.table.append(sample(n, DIM, 100 + i as u64)).await.expect("append");
+        let out = t
+            .table
+            .append(sample(n, DIM, 100 + i as u64))
+            .await
+            .expect("append");
         let s = out.committed().expect("committed");
         assert_eq!(s.rows, n as u64);
         ids.push(s.commit_id.clone());
@@ -61,17 +70,28 @@ async fn every_append_is_one_snapshot_and_counts_are_exact() {
         vec![Some(10), Some(25), Some(40)]
     );
     assert_eq!(
-        snaps.iter().map(|s| s.commit_id.clone().unwrap_or_default()).collect::<Vec<_>>(),
+        snaps
+            .iter()
+            .map(|s| s.commit_id.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
         ids
     );
     assert_eq!(snaps[1].parent_id, Some(snaps[0].snapshot_id));
     assert_eq!(t.table.scan().count().await.expect("count"), 75);
 
     // Time travel: the first snapshot still has 10 rows.
-    let first = t.table.scan().snapshot_id(snaps[0].snapshot_id).count().await.expect("old");
+    let first = t
+        .table
+        .scan()
+        .snapshot_id(snaps[0].snapshot_id)
+        .count()
+        .await
+        .expect("old");
     assert_eq!(first, 10);
     match t.table.scan().snapshot_id(42).count().await {
-        Err(Error::SnapshotNotFound { snapshot_id: 42, .. }) => {}
+        Err(Error::SnapshotNotFound {
+            snapshot_id: 42, ..
+        }) => {}
         other => panic!("expected SnapshotNotFound, got {other:?}"),
     }
 
@@ -85,16 +105,32 @@ async fn every_append_is_one_snapshot_and_counts_are_exact() {
 async fn caller_commit_id_makes_a_retry_a_no_op() {
     let t = local_table(DIM).await;
     let rows = sample(30, DIM, 5);
-    let first = t.table.append(rows.clone()).with_commit_id("load-2025-06-01").await.expect("first");
+    let first = t
+        .table
+        .append(rows.clone())
+        .with_commit_id("load-2025-06-01")
+        .await
+        .expect("first");
     let snapshot = first.committed().expect("committed").snapshot_id;
-    let again = t.table.append(rows).with_commit_id("load-2025-06-01").await.expect("second");
+    let again = t
+        .table
+        .append(rows)
+        .with_commit_id("load-2025-06-01")
+        .await
+        .expect("second");
     assert_eq!(
         again,
-        AppendOutcome::AlreadyCommitted { snapshot_id: snapshot, commit_id: "load-2025-06-01".into() }
+        AppendOutcome::AlreadyCommitted {
+            snapshot_id: snapshot,
+            commit_id: "load-2025-06-01".into()
+        }
     );
     assert_eq!(t.table.scan().count().await.expect("count"), 30);
     assert!(matches!(
-        t.table.append(sample(1, DIM, 1)).with_commit_id("has space").await,
+        t.table
+            .append(sample(1, DIM, 1))
+            .with_commit_id("has space")
+            .await,
         Err(Error::Config { .. })
     ));
 }
@@ -104,18 +140,42 @@ async fn ensure_twice_is_a_no_op_and_open_needs_a_table() {
     let t = local_table(DIM).await;
     t.table.append(sample(20, DIM, 3)).await.expect("append");
     let before = tree(t.dir.path());
-    let location = t.table.iceberg_table().metadata_location().map(str::to_string);
-    let again = SalesHistory::ensure(&t.config, "test").await.expect("ensure again");
-    assert_eq!(again.iceberg_table().metadata_location().map(str::to_string), location);
-    assert_eq!(again.embedding_dimension(), DIM, "the stored dimension wins");
+    let location = t
+        .table
+        .iceberg_table()
+        .metadata_location()
+        .map(str::to_string);
+    let again = SalesHistory::ensure(&t.config, "test")
+        .await
+        .expect("ensure again");
+    assert_eq!(
+        again
+            .iceberg_table()
+            .metadata_location()
+            .map(str::to_string),
+        location
+    );
+    assert_eq!(
+        again.embedding_dimension(),
+        DIM,
+        "the stored dimension wins"
+    );
     assert_eq!(tree(t.dir.path()), before);
 
     match SalesHistory::open(&t.config, "other").await {
-        Err(Error::TableNotFound { table }) => assert_eq!(table, "pricing_intelligence_other.sales_history"),
+        Err(Error::TableNotFound { table }) => {
+            assert_eq!(table, "pricing_intelligence_other.sales_history")
+        }
         other => panic!("expected TableNotFound, got {other:?}"),
     }
     for bad in ["", "Dev", "dev-1", "dev.x"] {
-        assert!(matches!(SalesHistory::ensure(&t.config, bad).await, Err(Error::Config { .. })), "{bad}");
+        assert!(
+            matches!(
+                SalesHistory::ensure(&t.config, bad).await,
+                Err(Error::Config { .. })
+            ),
+            "{bad}"
+        );
     }
 }
 
@@ -134,12 +194,18 @@ async fn data_files_are_snappy_and_in_month_directories() {
             f.starts_with("pricing_intelligence_test.db/sales_history/data/sold_date_month=20"),
             "{f}"
         );
-        let reader = SerializedFileReader::new(std::fs::File::open(t.dir.path().join(f)).unwrap()).unwrap();
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(t.dir.path().join(f)).unwrap()).unwrap();
         let meta = reader.metadata();
         assert!(meta.num_row_groups() > 0);
         for rg in meta.row_groups() {
             for col in rg.columns() {
-                assert_eq!(col.compression(), parquet::basic::Compression::SNAPPY, "{f} {}", col.column_path());
+                assert_eq!(
+                    col.compression(),
+                    parquet::basic::Compression::SNAPPY,
+                    "{f} {}",
+                    col.column_path()
+                );
             }
         }
     }
@@ -170,7 +236,10 @@ async fn scan_filters_equal_an_in_memory_filter() {
     );
     assert!(!want.is_empty());
     assert_eq!(got, want);
-    assert!(got.iter().all(|r| r.sold_date.month() == 3 || r.sold_date.month() == 4));
+    assert!(
+        got.iter()
+            .all(|r| r.sold_date.month() == 3 || r.sold_date.month() == 4)
+    );
 
     let projected = t
         .table
@@ -179,8 +248,12 @@ async fn scan_filters_equal_an_in_memory_filter() {
         .to_batches()
         .await
         .expect("projection");
-    let names: Vec<String> =
-        projected[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = projected[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(names, vec!["tenant_id", "sold_price"]);
     assert!(matches!(
         t.table.scan().sold_between(end, start).to_batches().await,
@@ -200,7 +273,10 @@ async fn caller_built_batches_are_conformed() {
             .with_precision_and_scale(10, 2)
             .unwrap(),
     ) as ArrayRef;
-    let micros = Utc.with_ymd_and_hms(2024, 8, 15, 12, 0, 0).unwrap().timestamp_micros();
+    let micros = Utc
+        .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
+        .unwrap()
+        .timestamp_micros();
     let date = Arc::new(
         arrow_array::TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"),
     ) as ArrayRef;
@@ -232,15 +308,22 @@ async fn caller_built_batches_are_conformed() {
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     );
-    let batch = RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let batch =
+        RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
     t.table.append_batches([batch]).await.expect("append batch");
     let back = sort(t.table.scan().to_records().await.expect("scan"));
     assert_eq!(back.len(), 3);
     assert_eq!(back[2].sold_price.to_string(), "99999999.99");
     assert_eq!(back[0].season, Some(sales_history::Season::Q3));
-    assert_eq!(back[1].embedding.as_deref(), Some(&[1.0, 1.25, 1.5, 1.75][..]));
+    assert_eq!(
+        back[1].embedding.as_deref(),
+        Some(&[1.0, 1.25, 1.5, 1.75][..])
+    );
     let batches = t.table.scan().to_batches().await.expect("batches");
-    let emb = batches[0].column_by_name("embedding").unwrap().as_list::<i32>();
+    let emb = batches[0]
+        .column_by_name("embedding")
+        .unwrap()
+        .as_list::<i32>();
     assert_eq!(emb.value(0).len(), 4);
     assert_eq!(emb.null_count(), 0);
 }
@@ -249,11 +332,16 @@ async fn raw_catalog(dir: &std::path::Path) -> impl Catalog {
     let root = std::fs::canonicalize(dir).unwrap();
     let root = root.to_str().unwrap();
     iceberg_catalog_sql::SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new()))
+        .with_storage_factory(Arc::new(
+            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+        ))
         .load(
             sales_history::LOCAL_CATALOG_NAME,
             HashMap::from([
-                ("uri".to_string(), format!("sqlite://{root}/catalog.db?mode=rwc")),
+                (
+                    "uri".to_string(),
+                    format!("sqlite://{root}/catalog.db?mode=rwc"),
+                ),
                 ("warehouse".to_string(), format!("file://{root}")),
                 ("sql_bind_style".to_string(), "QMark".to_string()),
             ]),
@@ -263,7 +351,12 @@ async fn raw_catalog(dir: &std::path::Path) -> impl Catalog {
 }
 
 /// Creates `pricing_intelligence_{stage}.sales_history` with a hand-made schema and props.
-async fn create_raw(dir: &std::path::Path, stage: &str, schema: IcebergSchema, props: HashMap<String, String>) {
+async fn create_raw(
+    dir: &std::path::Path,
+    stage: &str,
+    schema: IcebergSchema,
+    props: HashMap<String, String>,
+) {
     let catalog = raw_catalog(dir).await;
     let ns = NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
     catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
@@ -284,7 +377,10 @@ fn schema_with(change: impl Fn(Column) -> NestedField) -> IcebergSchema {
 }
 
 fn snappy() -> HashMap<String, String> {
-    HashMap::from([("write.parquet.compression-codec".to_string(), "snappy".to_string())])
+    HashMap::from([(
+        "write.parquet.compression-codec".to_string(),
+        "snappy".to_string(),
+    )])
 }
 
 #[tokio::test]
@@ -300,8 +396,13 @@ async fn drift_is_caught_and_optional_columns_are_compatible() {
         snappy(),
     )
     .await;
-    let loose = SalesHistory::ensure(&config, "loose").await.expect("optional columns are compatible");
-    loose.append(sample(5, 1024, 1)).await.expect("append to loose table");
+    let loose = SalesHistory::ensure(&config, "loose")
+        .await
+        .expect("optional columns are compatible");
+    loose
+        .append(sample(5, 1024, 1))
+        .await
+        .expect("append to loose table");
 
     // A wider price and a missing codec: drift, listed.
     create_raw(
@@ -309,7 +410,10 @@ async fn drift_is_caught_and_optional_columns_are_compatible() {
         "drifted",
         schema_with(|c| {
             let ty = if c == Column::SoldPrice {
-                Type::Primitive(PrimitiveType::Decimal { precision: 12, scale: 2 })
+                Type::Primitive(PrimitiveType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                })
             } else {
                 c.iceberg_type()
             };
@@ -328,7 +432,10 @@ async fn drift_is_caught_and_optional_columns_are_compatible() {
                 assert_eq!(table, "pricing_intelligence_drifted.sales_history");
                 assert_eq!(differences.len(), 2, "{differences:?}");
                 assert!(differences[0].contains("sold_price"), "{differences:?}");
-                assert!(differences[1].contains("compression-codec"), "{differences:?}");
+                assert!(
+                    differences[1].contains("compression-codec"),
+                    "{differences:?}"
+                );
             }
             other => panic!("expected SchemaDrift, got {other:?}"),
         }

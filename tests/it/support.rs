@@ -48,7 +48,11 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
             if path.is_dir() {
                 walk(root, &path, out);
             } else {
-                let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
                 let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 // The SQLite file's size can change on reads (WAL, page cache); its content is
                 // checked through the catalog instead.
@@ -82,7 +86,13 @@ pub fn python() -> &'static Path {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(stdout.lines().last().expect("venv.sh printed a path").trim())
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("venv.sh printed a path")
+                .trim(),
+        )
     })
 }
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run all tests"; `.ci/run` calls exactly this).
+#
+# On a fresh machine with Rust, gcc, Python 3.11 + pip and git it:
+#   1. builds (or reuses) the pinned Python venv (pyiceberg, pyarrow, moto) — scripts/venv.sh;
+#   2. checks formatting and clippy (-D warnings, all targets, all features);
+#   3. runs every unit, integration and doc test;
+#   4. runs the quickstart on a scratch warehouse and has pyiceberg read the result.
+# Build output is kept outside the clone so reruns are incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sales-history/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+step "python venv"
+SALES_HISTORY_PYTHON="$(bash scripts/venv.sh | tail -n 1)"
+export SALES_HISTORY_PYTHON
+"$SALES_HISTORY_PYTHON" -c 'import pyiceberg, pyarrow; print("pyiceberg", pyiceberg.__version__, "pyarrow", pyarrow.__version__)'
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
+
+step "cargo test (unit, integration, doc)"
+cargo test --all-features
+
+step "quickstart on a scratch warehouse, read back by pyiceberg"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+cargo run --quiet --example quickstart -- --warehouse "$scratch/warehouse" --rows 2000
+"$SALES_HISTORY_PYTHON" python/pyiceberg_check.py read --warehouse "$scratch/warehouse" \
+    --namespace pricing_intelligence_dev --no-rows > "$scratch/read.json"
+"$SALES_HISTORY_PYTHON" - "$scratch/read.json" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1]))
+assert got["row_count"] == 2000, got["row_count"]
+assert got["codecs"] == ["SNAPPY"], got["codecs"]
+assert [f["transform"] for f in got["partition_spec"]] == ["month"], got["partition_spec"]
+assert [f["name"] for f in got["schema"]][:2] == ["product_id", "tenant_id"]
+print("pyiceberg read the quickstart table: 2000 rows, month(sold_date), SNAPPY")
+PY
+step "done"
