@@ -18,6 +18,18 @@ stderr with a non-zero exit status):
     read   --warehouse DIR --namespace NS [--table T] [--snapshot-id N] [--no-rows]
     append --warehouse DIR --namespace NS --rows N --tenant T [--seed S] [--table T]
 
+AWS Glue mode (both subcommands; for the moto Glue + S3 emulator,
+python/moto_server.py): add
+
+    --catalog glue --glue-endpoint URL [--s3-endpoint URL] [--region R]
+
+The table {namespace}.{table} is then loaded through PyIceberg's GlueCatalog
+and its files are read/written through PyArrowFileIO on S3 (path-style, dummy
+credentials ``testing``; --s3-endpoint defaults to --glue-endpoint, --region to
+us-east-1). --warehouse is then an ``s3://bucket/prefix`` URI and only
+informational. The instance metadata service is never contacted
+(AWS_EC2_METADATA_DISABLED=true, explicit credentials and region).
+
 Exit codes: 0 ok, 1 error (message on stderr), 2 bad command line.
 Set PYICEBERG_CHECK_DEBUG=1 for a traceback on errors.
 """
@@ -75,11 +87,71 @@ def open_catalog(warehouse: str, catalog_name: str = CATALOG_NAME):
     return SqlCatalog(catalog_name, uri=f"sqlite:///{db}", warehouse=f"file://{wh}")
 
 
+DUMMY_AWS_KEY = "testing"
+
+
+def glue_properties(
+    glue_endpoint: str, s3_endpoint: str | None, region: str, warehouse: str | None = None
+) -> dict[str, str]:
+    """GlueCatalog + PyArrowFileIO properties for an emulated (moto) Glue + S3.
+
+    Property names as in pyiceberg 0.12 (pyiceberg/catalog/glue.py, pyiceberg/io/__init__.py).
+    PyArrow's S3FileSystem addresses buckets path-style unless force_virtual_addressing is
+    set, which is what a 127.0.0.1 endpoint needs. ``s3.region`` must be set: without it
+    PyArrowFileIO asks real S3 for the bucket's region (resolve_s3_region).
+    """
+    props = {
+        "type": "glue",
+        "glue.endpoint": glue_endpoint,
+        "glue.region": region,
+        "glue.access-key-id": DUMMY_AWS_KEY,
+        "glue.secret-access-key": DUMMY_AWS_KEY,
+        "s3.endpoint": s3_endpoint or glue_endpoint,
+        "s3.region": region,
+        "s3.access-key-id": DUMMY_AWS_KEY,
+        "s3.secret-access-key": DUMMY_AWS_KEY,
+        "s3.force-virtual-addressing": "false",
+        "s3.connect-timeout": "10",
+        "s3.request-timeout": "60",
+        "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+    }
+    if warehouse:
+        props["warehouse"] = warehouse
+    return props
+
+
+def disable_aws_metadata() -> None:
+    """Keep botocore and the AWS SDK inside PyArrow away from 169.254.169.254 and real creds."""
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", DUMMY_AWS_KEY)
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", DUMMY_AWS_KEY)
+
+
+def open_glue_catalog(args: argparse.Namespace):
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    disable_aws_metadata()
+    return GlueCatalog(
+        args.catalog_name,
+        **glue_properties(args.glue_endpoint, args.s3_endpoint, args.region, args.warehouse),
+    )
+
+
 def load_table(args: argparse.Namespace):
     from pyiceberg.exceptions import NoSuchTableError
 
-    catalog = open_catalog(args.warehouse, args.catalog_name)
     ident = (args.namespace, args.table)
+    if args.catalog == "glue":
+        catalog = open_glue_catalog(args)
+        try:
+            return catalog.load_table(ident)
+        except NoSuchTableError as e:
+            raise CheckError(
+                f"table {args.namespace}.{args.table} not found in Glue catalog at "
+                f"{args.glue_endpoint} (region {args.region}): {e}"
+            ) from e
+
+    catalog = open_catalog(args.warehouse, args.catalog_name)
     try:
         return catalog.load_table(ident)
     except NoSuchTableError as e:
@@ -118,6 +190,9 @@ def open_parquet(table, location: str):
     try:
         return pq.ParquetFile(table.io.new_input(location).open())
     except Exception as io_err:  # noqa: BLE001 - fall back to a plain local path
+        if "://" in location and not location.startswith("file:"):
+            # Object store (s3://...): there is no local path to fall back to.
+            raise CheckError(f"cannot open data file {location} via table io: {io_err}") from io_err
         path = local_path(location)
         try:
             return pq.ParquetFile(path)
@@ -386,10 +461,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp):
-        sp.add_argument("--warehouse", required=True, help="warehouse directory (holds catalog.db)")
+        sp.add_argument(
+            "--warehouse",
+            required=True,
+            help="warehouse directory (holds catalog.db); with --catalog glue an s3://bucket/prefix URI "
+            "(informational only)",
+        )
         sp.add_argument("--namespace", required=True, help="e.g. pricing_intelligence_dev")
         sp.add_argument("--table", default=DEFAULT_TABLE)
         sp.add_argument("--catalog-name", default=CATALOG_NAME, help=argparse.SUPPRESS)
+        sp.add_argument(
+            "--catalog",
+            choices=("sql", "glue"),
+            default="sql",
+            help="sql: SqlCatalog on {warehouse}/catalog.db (default); glue: AWS Glue (emulated)",
+        )
+        sp.add_argument("--glue-endpoint", default=None, help="Glue endpoint URL (required with --catalog glue)")
+        sp.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: --glue-endpoint)")
+        sp.add_argument(
+            "--region",
+            default=None,
+            help="AWS region for Glue and S3 (default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1)",
+        )
 
     r = sub.add_parser("read", help="print table metadata, files, codecs and rows as JSON")
     common(r)
@@ -407,7 +500,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.catalog == "glue":
+        if not args.glue_endpoint:
+            parser.error("--catalog glue requires --glue-endpoint URL")
+        disable_aws_metadata()
+        if not args.region:
+            args.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    else:
+        for opt in ("glue_endpoint", "s3_endpoint", "region"):
+            if getattr(args, opt) is not None:
+                parser.error(f"--{opt.replace('_', '-')} needs --catalog glue")
     try:
         result = args.func(args)
         text = json.dumps(result, allow_nan=False, default=str)

@@ -2,7 +2,8 @@
 # The project's one test command (README "Run all tests"; `.ci/run` calls exactly this).
 #
 # On a fresh machine with Rust, gcc, Python 3.11 + pip and git it:
-#   1. builds (or reuses) the pinned Python venv (pyiceberg, pyarrow, moto) — scripts/venv.sh;
+#   1. builds (or reuses) the pinned Python venv (pyiceberg, pyarrow, moto) — scripts/venv.sh —
+#      and checks the Glue+S3 emulator launcher (the Rust tests start it themselves);
 #   2. checks formatting and clippy (-D warnings, all targets, all features);
 #   3. runs every unit, integration and doc test;
 #   4. runs the quickstart on a scratch warehouse and has pyiceberg read the result.
@@ -12,12 +13,19 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sales-history/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Tests only ever talk to 127.0.0.1: never let an AWS client look for instance metadata, and
+# keep the caller's AWS region out of the config-parsing tests.
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_REGION AWS_DEFAULT_REGION AWS_PROFILE
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "python venv"
 SALES_HISTORY_PYTHON="$(bash scripts/venv.sh | tail -n 1)"
 export SALES_HISTORY_PYTHON
 "$SALES_HISTORY_PYTHON" -c 'import pyiceberg, pyarrow; print("pyiceberg", pyiceberg.__version__, "pyarrow", pyarrow.__version__)'
+
+step "emulator self-test (moto Glue+S3, VersionId compare-and-swap)"
+"$SALES_HISTORY_PYTHON" python/moto_selftest.py
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

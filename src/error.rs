@@ -76,6 +76,16 @@ pub enum Error {
         source: Box<iceberg::Error>,
     },
 
+    /// The catalog or the storage could not be reached (connection refused, DNS, timeout).
+    /// Retryable; check the endpoint, region and network if it persists.
+    #[error("cannot reach {service}: {reason}")]
+    Unavailable {
+        /// What could not be reached (e.g. the Glue endpoint).
+        service: String,
+        /// The underlying failure, without credentials.
+        reason: String,
+    },
+
     /// An error from the Iceberg library, the catalog or the storage layer.
     #[error(transparent)]
     Iceberg(Box<iceberg::Error>),
@@ -117,7 +127,7 @@ impl Error {
     /// unavailable service). Input and configuration errors are never retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::CommitConflict { .. } => true,
+            Error::CommitConflict { .. } | Error::Unavailable { .. } => true,
             Error::Iceberg(e) => e.retryable(),
             _ => false,
         }

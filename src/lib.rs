@@ -44,7 +44,11 @@ pub mod schema;
 mod table;
 
 pub use append::{Append, AppendOutcome, CommitSummary};
-pub use catalog::{CatalogConfig, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME};
+#[cfg(feature = "glue")]
+pub use catalog::{AwsCredentials, GlueConfig, Secret};
+pub use catalog::{
+    CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
+};
 pub use error::{Error, Result};
 pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
 pub use record::{

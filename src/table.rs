@@ -8,7 +8,7 @@ use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::append::Append;
-use crate::catalog::CatalogConfig;
+use crate::catalog::{CatalogConfig, CommitStats, GuardedCatalog};
 use crate::error::{Error, Result};
 use crate::record::SaleRecord;
 use crate::scan::Scan;
@@ -71,7 +71,7 @@ pub struct SnapshotInfo {
 /// Cheap to share behind an `Arc`; every method takes `&self`. Appends from several handles
 /// (or processes) at once are safe: commits are optimistic and retried on conflict.
 pub struct SalesHistory {
-    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) catalog: Arc<GuardedCatalog>,
     pub(crate) ident: TableIdent,
     table: Mutex<Table>,
     embedding_dimension: usize,
@@ -133,36 +133,43 @@ impl SalesHistory {
         let connected = config.connect().await?;
         let catalog = connected.catalog;
         let ns = NamespaceIdent::new(namespace.clone());
-        if !catalog.namespace_exists(&ns).await? {
-            match catalog.create_namespace(&ns, Default::default()).await {
+        let ident = TableIdent::new(ns.clone(), TABLE_NAME.to_string());
+        let location = format!("{}/{namespace}.db/{TABLE_NAME}", connected.warehouse_uri);
+        let table = Self::load_or_create(catalog.as_ref(), &ns, &ident, location, options)
+            .await
+            .map_err(|e| config.classify(e))?;
+        Self::checked(catalog, ident, table)
+    }
+
+    async fn load_or_create(
+        catalog: &dyn Catalog,
+        ns: &NamespaceIdent,
+        ident: &TableIdent,
+        location: String,
+        options: TableOptions,
+    ) -> iceberg::Result<Table> {
+        if !catalog.namespace_exists(ns).await? {
+            match catalog.create_namespace(ns, Default::default()).await {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
-        let ident = TableIdent::new(ns, TABLE_NAME.to_string());
-        let table = if catalog.table_exists(&ident).await? {
-            catalog.load_table(&ident).await?
-        } else {
-            let creation = TableCreation::builder()
-                .name(TABLE_NAME.to_string())
-                .location(format!(
-                    "{}/{namespace}.db/{TABLE_NAME}",
-                    connected.warehouse_uri
-                ))
-                .schema(schema::iceberg_schema())
-                .partition_spec(schema::partition_spec())
-                .properties(schema::table_properties(options.embedding_dimension))
-                .build();
-            match catalog.create_table(ident.namespace(), creation).await {
-                Ok(t) => t,
-                Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
-                    catalog.load_table(&ident).await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        Self::checked(catalog, ident, table)
+        if catalog.table_exists(ident).await? {
+            return catalog.load_table(ident).await;
+        }
+        let creation = TableCreation::builder()
+            .name(TABLE_NAME.to_string())
+            .location(location)
+            .schema(schema::iceberg_schema())
+            .partition_spec(schema::partition_spec())
+            .properties(schema::table_properties(options.embedding_dimension))
+            .build();
+        match catalog.create_table(ns, creation).await {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == ErrorKind::TableAlreadyExists => catalog.load_table(ident).await,
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens an existing table without creating anything; [`Error::TableNotFound`] when the
@@ -171,20 +178,25 @@ impl SalesHistory {
         let namespace = namespace_for_stage(stage)?;
         let connected = config.connect().await?;
         let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
-        let table = connected
-            .catalog
-            .load_table(&ident)
-            .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => Error::TableNotFound {
+        let table = connected.catalog.load_table(&ident).await.map_err(|e| {
+            // iceberg's Glue catalog reports a missing database as an "unexpected" error
+            // carrying Glue's EntityNotFoundException.
+            let missing = matches!(
+                e.kind(),
+                ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound
+            ) || format!("{e:?}").contains("EntityNotFoundException");
+            if missing {
+                Error::TableNotFound {
                     table: format!("{}.{}", ident.namespace().join("."), ident.name()),
-                },
-                _ => e.into(),
-            })?;
+                }
+            } else {
+                config.classify(e)
+            }
+        })?;
         Self::checked(connected.catalog, ident, table)
     }
 
-    fn checked(catalog: Arc<dyn Catalog>, ident: TableIdent, table: Table) -> Result<Self> {
+    fn checked(catalog: Arc<GuardedCatalog>, ident: TableIdent, table: Table) -> Result<Self> {
         let differences = schema::drift(table.metadata());
         let name = format!("{}.{}", ident.namespace().join("."), ident.name());
         if !differences.is_empty() {
@@ -250,6 +262,11 @@ impl SalesHistory {
         }
         self.set_current(table);
         Ok(())
+    }
+
+    /// Counters of this handle's commits: successes, conflicts and throttles retried.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.catalog.stats()
     }
 
     /// The snapshot history, oldest first, as of the last refresh or commit.

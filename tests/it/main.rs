@@ -1,6 +1,12 @@
 //! Integration tests, merged into one binary to keep link time low.
+//!
+//! The Glue tests start moto's server from the test venv (see `moto.rs`); the interop tests
+//! run pyiceberg from the same venv. Both are built by `scripts/venv.sh` on first use.
 
 mod bad_input;
+mod concurrency;
+mod glue;
 mod interop;
 mod local;
+mod moto;
 mod support;

@@ -1,0 +1,350 @@
+//! AWS Glue catalog + S3 storage configuration.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use iceberg::CatalogBuilder;
+
+use crate::error::{Error, Result};
+use iceberg::Catalog;
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; only call this where the value is handed to the AWS client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Explicit static AWS credentials (otherwise the standard AWS chain is used).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    /// Access key id (not secret, but shown only in part).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token of temporary credentials.
+    pub session_token: Option<Secret>,
+}
+
+impl AwsCredentials {
+    /// Static credentials without a session token.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        AwsCredentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: Secret::new(secret_access_key),
+            session_token: None,
+        }
+    }
+
+    /// Adds a session token (temporary credentials).
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(Secret::new(token));
+        self
+    }
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.access_key_id;
+        let shown = if id.len() > 4 {
+            format!("{}…", &id[..4])
+        } else {
+            "…".to_string()
+        };
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &shown)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Where the Glue catalog and the S3 warehouse are, and how to authenticate.
+///
+/// ```
+/// use sales_history::{CatalogConfig, GlueConfig};
+/// let config: CatalogConfig = GlueConfig::new("eu-west-1", "s3://analytics-bucket/iceberg")
+///     .with_catalog_id("123456789012")
+///     .into();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GlueConfig {
+    /// AWS region of the Glue catalog and the bucket.
+    pub region: String,
+    /// Warehouse root, `s3://bucket[/prefix]`; tables go to `{warehouse}/{database}.db/{table}`.
+    pub warehouse: String,
+    /// Glue catalog id (the AWS account id) when it is not the caller's account.
+    pub catalog_id: Option<String>,
+    /// Glue endpoint override (emulator, VPC endpoint).
+    pub glue_endpoint: Option<String>,
+    /// S3 endpoint override (emulator, VPC endpoint).
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing; defaults to on when `s3_endpoint` is set.
+    pub s3_path_style: Option<bool>,
+    /// Named profile from the shared AWS config.
+    pub profile: Option<String>,
+    /// Static credentials; `None` uses the standard chain (environment, profile, web
+    /// identity, container and instance roles).
+    pub credentials: Option<AwsCredentials>,
+}
+
+impl GlueConfig {
+    /// A Glue catalog in `region` with its warehouse at `warehouse` (`s3://bucket/prefix`).
+    pub fn new(region: impl Into<String>, warehouse: impl Into<String>) -> Self {
+        GlueConfig {
+            region: region.into(),
+            warehouse: warehouse.into(),
+            catalog_id: None,
+            glue_endpoint: None,
+            s3_endpoint: None,
+            s3_path_style: None,
+            profile: None,
+            credentials: None,
+        }
+    }
+
+    /// Sets the Glue catalog id (AWS account id).
+    pub fn with_catalog_id(mut self, id: impl Into<String>) -> Self {
+        self.catalog_id = Some(id.into());
+        self
+    }
+
+    /// Overrides the Glue endpoint.
+    pub fn with_glue_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.glue_endpoint = Some(url.into());
+        self
+    }
+
+    /// Overrides the S3 endpoint.
+    pub fn with_s3_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.s3_endpoint = Some(url.into());
+        self
+    }
+
+    /// Forces path-style (`true`) or virtual-host (`false`) S3 addressing.
+    pub fn with_s3_path_style(mut self, path_style: bool) -> Self {
+        self.s3_path_style = Some(path_style);
+        self
+    }
+
+    /// Uses a named profile of the shared AWS config files.
+    pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Uses static credentials instead of the standard chain.
+    pub fn with_credentials(mut self, credentials: AwsCredentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Checks every field; the errors name the field and say what to fix.
+    pub fn validate(&self) -> Result<()> {
+        let region_ok = !self.region.is_empty()
+            && self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(Error::config(
+                "region",
+                format!("`{}` is not an AWS region such as eu-west-1", self.region),
+            ));
+        }
+        let bucket = self.bucket()?;
+        if bucket.len() < 3
+            || bucket.len() > 63
+            || !bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(Error::config(
+                "warehouse",
+                format!("`{bucket}` is not a valid S3 bucket name"),
+            ));
+        }
+        for (key, url) in [
+            ("glue_endpoint", &self.glue_endpoint),
+            ("s3_endpoint", &self.s3_endpoint),
+        ] {
+            if let Some(u) = url {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| Error::config(key, format!("`{u}` is not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(Error::config(
+                        key,
+                        format!("`{u}` must be an http(s) URL with a host"),
+                    ));
+                }
+            }
+        }
+        if let Some(id) = &self.catalog_id
+            && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::config(
+                "catalog_id",
+                format!("`{id}` is not a 12-digit AWS account id"),
+            ));
+        }
+        if let Some(c) = &self.credentials
+            && (c.access_key_id.is_empty() || c.secret_access_key.expose().is_empty())
+        {
+            return Err(Error::config(
+                "credentials",
+                "access key id and secret access key must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bucket of the warehouse URI.
+    pub(crate) fn bucket(&self) -> Result<&str> {
+        let rest = self
+            .warehouse
+            .strip_prefix("s3://")
+            .or_else(|| self.warehouse.strip_prefix("s3a://"))
+            .ok_or_else(|| {
+                Error::config(
+                    "warehouse",
+                    format!("`{}` must be an s3://bucket/prefix URI", self.warehouse),
+                )
+            })?;
+        Ok(rest.split('/').next().unwrap_or_default())
+    }
+
+    /// Warehouse URI without a trailing slash.
+    pub(crate) fn warehouse_uri(&self) -> String {
+        self.warehouse.trim_end_matches('/').to_string()
+    }
+
+    /// The catalog properties, built in exactly this one place.
+    fn properties(&self) -> HashMap<String, String> {
+        use iceberg::io::{S3_DISABLE_EC2_METADATA, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION};
+        use iceberg_catalog_glue::{
+            AWS_ACCESS_KEY_ID, AWS_PROFILE_NAME, AWS_REGION_NAME, AWS_SECRET_ACCESS_KEY,
+            AWS_SESSION_TOKEN, GLUE_CATALOG_PROP_CATALOG_ID, GLUE_CATALOG_PROP_URI,
+            GLUE_CATALOG_PROP_WAREHOUSE,
+        };
+        let mut p = HashMap::new();
+        p.insert(
+            GLUE_CATALOG_PROP_WAREHOUSE.to_string(),
+            self.warehouse_uri(),
+        );
+        p.insert(AWS_REGION_NAME.to_string(), self.region.clone());
+        p.insert(S3_REGION.to_string(), self.region.clone());
+        if let Some(u) = &self.glue_endpoint {
+            p.insert(GLUE_CATALOG_PROP_URI.to_string(), u.clone());
+        }
+        // Always set the S3 endpoint: without it iceberg's Glue catalog sends data to the Glue
+        // endpoint override.
+        let s3 = self
+            .s3_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region));
+        p.insert(S3_ENDPOINT.to_string(), s3);
+        let path_style = self.s3_path_style.unwrap_or(self.s3_endpoint.is_some());
+        p.insert(S3_PATH_STYLE_ACCESS.to_string(), path_style.to_string());
+        if let Some(id) = &self.catalog_id {
+            p.insert(GLUE_CATALOG_PROP_CATALOG_ID.to_string(), id.clone());
+        }
+        if let Some(profile) = &self.profile {
+            p.insert(AWS_PROFILE_NAME.to_string(), profile.clone());
+        }
+        if let Some(c) = &self.credentials {
+            p.insert(AWS_ACCESS_KEY_ID.to_string(), c.access_key_id.clone());
+            p.insert(
+                AWS_SECRET_ACCESS_KEY.to_string(),
+                c.secret_access_key.expose().to_string(),
+            );
+            if let Some(t) = &c.session_token {
+                p.insert(AWS_SESSION_TOKEN.to_string(), t.expose().to_string());
+            }
+            // Static credentials: never fall back to the instance metadata service.
+            p.insert(S3_DISABLE_EC2_METADATA.to_string(), "true".to_string());
+        }
+        p
+    }
+
+    pub(crate) async fn connect(&self) -> Result<(Arc<dyn Catalog>, String)> {
+        self.validate()?;
+        let catalog = iceberg_catalog_glue::GlueCatalogBuilder::default()
+            .with_storage_factory(Arc::new(
+                iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+            ))
+            .load("glue", self.properties())
+            .await?;
+        Ok((Arc::new(catalog), self.warehouse_uri()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show() {
+        let cfg = GlueConfig::new("eu-west-1", "s3://bucket/prefix").with_credentials(
+            AwsCredentials::new("AKIAEXAMPLEKEY", "wJalrXUtnFEMI-secret")
+                .with_session_token("tok-secret"),
+        );
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+        assert!(!shown.contains("tok-secret"), "{shown}");
+        assert!(!shown.contains("AKIAEXAMPLEKEY"), "{shown}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let key = |c: GlueConfig| match c.validate() {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        assert_eq!(key(GlueConfig::new("", "s3://bucket/x")), "region");
+        assert_eq!(key(GlueConfig::new("eu-west-1", "")), "warehouse");
+        assert_eq!(key(GlueConfig::new("eu-west-1", "/tmp/x")), "warehouse");
+        assert_eq!(
+            key(GlueConfig::new("eu-west-1", "s3://B_ad/x")),
+            "warehouse"
+        );
+        assert_eq!(
+            key(GlueConfig::new("eu-west-1", "s3://bucket").with_glue_endpoint("nope")),
+            "glue_endpoint"
+        );
+        assert_eq!(
+            key(GlueConfig::new("eu-west-1", "s3://bucket").with_catalog_id("12")),
+            "catalog_id"
+        );
+        assert!(
+            GlueConfig::new("eu-west-1", "s3://bucket/prefix/")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn data_never_goes_to_the_glue_endpoint() {
+        let p = GlueConfig::new("eu-west-1", "s3://bucket")
+            .with_glue_endpoint("https://glue.vpce.example")
+            .properties();
+        assert_eq!(p["s3.endpoint"], "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(p["s3.path-style-access"], "false");
+    }
+}

@@ -1,0 +1,109 @@
+//! The Glue + S3 emulator: moto's server from the test venv, started once per test binary by
+//! `python/moto_server.py` on 127.0.0.1 (a free port). The launcher makes Glue `UpdateTable`
+//! honour `VersionId` as real Glue does. It exits when this process ends (its stdin closes).
+//! In CI a failure to start fails the tests; nothing is skipped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use sales_history::{AwsCredentials, CatalogConfig, GlueConfig};
+
+use crate::support::python;
+
+pub const REGION: &str = "us-east-1";
+
+pub struct Moto {
+    pub port: u16,
+    // Kept open for the life of the test process; its EOF stops the server.
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/moto_server.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python/moto_server.py");
+        let stdout = child.stdout.take().expect("moto stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read moto port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("MOTO_PORT=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("moto_server.py did not print MOTO_PORT=…, got {line:?}"));
+        let stdin = child.stdin.take().expect("moto stdin");
+        Moto {
+            port,
+            _stdin: Mutex::new(stdin),
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+impl Moto {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates an S3 bucket (moto accepts an unsigned path-style PUT).
+    pub fn create_bucket(&self, bucket: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "create bucket {bucket}: {resp}"
+        );
+    }
+
+    pub fn glue_config(&self, bucket: &str) -> GlueConfig {
+        GlueConfig::new(REGION, format!("s3://{bucket}/warehouse"))
+            .with_glue_endpoint(self.endpoint())
+            .with_s3_endpoint(self.endpoint())
+            .with_credentials(AwsCredentials::new("testing", "testing-secret-key"))
+    }
+
+    /// A fresh bucket and the catalog config pointing at it.
+    pub fn fresh(&self, bucket: &str) -> CatalogConfig {
+        self.create_bucket(bucket);
+        self.glue_config(bucket).into()
+    }
+
+    /// An AWS SDK Glue client for checking what Glue holds.
+    pub async fn glue_client(&self) -> aws_sdk_glue::Client {
+        let creds = aws_sdk_glue::config::Credentials::new(
+            "testing",
+            "testing-secret-key",
+            None,
+            None,
+            "test",
+        );
+        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(creds)
+            .load()
+            .await;
+        aws_sdk_glue::Client::new(&cfg)
+    }
+}
