@@ -2,7 +2,7 @@
 //! sales over 24 months and several tenants in one append, scan one tenant and one month back.
 //!
 //! ```text
-//! cargo run --release --example quickstart -- [--warehouse DIR] [--rows N] [--stage STAGE]
+//! cargo run --release --example quickstart -- [--rows N] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
 
 use std::time::Instant;
@@ -11,47 +11,26 @@ use chrono::{TimeZone, Utc};
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{AppendOutcome, CatalogConfig, SalesHistory};
 
-struct Args {
-    warehouse: String,
-    rows: usize,
-    stage: String,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        warehouse: "./warehouse".into(),
-        rows: 10_000,
-        stage: "dev".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--warehouse" => args.warehouse = value()?,
-            "--rows" => args.rows = value()?.parse().map_err(|e| format!("--rows: {e}"))?,
-            "--stage" => args.stage = value()?,
-            "-h" | "--help" => {
-                println!("usage: quickstart [--warehouse DIR] [--rows N] [--stage STAGE]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(args)
-}
+#[path = "common/cli.rs"]
+mod cli;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
-    let config = CatalogConfig::local(&args.warehouse);
-    let table = SalesHistory::ensure(&config, &args.stage).await?;
+    let mut cli = cli::Cli::parse(
+        "usage: quickstart [--rows N] [--warehouse DIR | --catalog URI] [--stage STAGE]",
+    );
+    let rows: usize = cli.value("--rows").unwrap_or(10_000);
+    let config: CatalogConfig = cli.catalog.clone();
+    let stage = cli.stage.clone();
+    cli.finish();
+    let table = SalesHistory::ensure(&config, &stage).await?;
     println!("table     {} at {}", table.name(), table.location());
 
     let gen_start = Instant::now();
     let records = SampleGenerator::new(
         SampleConfig::default().with_embedding_dimension(table.embedding_dimension()),
     )
-    .take_records(args.rows);
+    .take_records(rows);
     let gen_time = gen_start.elapsed();
 
     let start = Instant::now();

@@ -269,7 +269,11 @@ async fn self_heal_after_failed_commit(
             }
         }
         // Outcome unknown: keep the files, they may be referenced.
-        Err(_) => Err(error.into()),
+        Err(_) => Err(Error::CommitStateUnknown {
+            table: table.name(),
+            commit_id,
+            source: Box::new(error),
+        }),
     }
 }
 

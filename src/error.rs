@@ -86,6 +86,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// The catalog commit failed in a way that leaves its outcome unknown (a lost answer, a
+    /// timeout) and the table could not be re-read to find out. The data files were kept.
+    /// Retry the append with the same commit id ([`Append::with_commit_id`](crate::Append::with_commit_id)):
+    /// it reports [`AppendOutcome::AlreadyCommitted`](crate::AppendOutcome::AlreadyCommitted)
+    /// if the first attempt landed, and appends otherwise.
+    #[error("commit {commit_id} to `{table}` has an unknown outcome: {source}")]
+    CommitStateUnknown {
+        /// The table being committed to.
+        table: String,
+        /// The commit id to retry with.
+        commit_id: String,
+        /// The error the commit returned.
+        #[source]
+        source: Box<iceberg::Error>,
+    },
+
     /// An error from the Iceberg library, the catalog or the storage layer.
     #[error(transparent)]
     Iceberg(Box<iceberg::Error>),

@@ -36,12 +36,14 @@ mod append;
 mod batch;
 mod catalog;
 mod error;
+pub mod iam;
 mod parquet_props;
 mod record;
 pub mod sample;
 mod scan;
 pub mod schema;
 mod table;
+mod verify;
 
 pub use append::{Append, AppendOutcome, CommitSummary};
 #[cfg(feature = "glue")]
@@ -57,6 +59,7 @@ pub use record::{
 pub use scan::{BatchStream, Scan};
 pub use schema::Column;
 pub use table::{
-    COMMIT_ID_PROPERTY, SalesHistory, SnapshotInfo, TableOptions, WRITER_PROPERTY,
+    COMMIT_ID_PROPERTY, EnsurePlan, SalesHistory, SnapshotInfo, TableOptions, WRITER_PROPERTY,
     namespace_for_stage,
 };
+pub use verify::{Check, VerifyReport};

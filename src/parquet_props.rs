@@ -17,6 +17,11 @@ use crate::schema::COMPRESSION_CODEC_PROPERTY;
 /// Row-group size in rows unless the table says otherwise (`write.parquet.row-group-limit`).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 16_384;
 
+/// Row-group size in (estimated encoded) bytes unless the table says otherwise
+/// (`write.parquet.row-group-size-bytes`; 128 MiB, Iceberg's default). A writer buffers one
+/// row group in memory, so this bounds the memory of an append when rows are wide.
+const DEFAULT_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
+
 fn parse<T: std::str::FromStr>(props: &HashMap<String, String>, key: &str) -> Result<Option<T>> {
     props
         .get(key)
@@ -63,9 +68,13 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
     let row_group_rows = parse::<usize>(props, "write.parquet.row-group-limit")?
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_ROW_GROUP_ROWS);
+    let row_group_bytes = parse::<usize>(props, "write.parquet.row-group-size-bytes")?
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_ROW_GROUP_BYTES);
     let mut builder = WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .set_max_row_group_bytes(Some(row_group_bytes))
         .set_created_by(concat!("sales-history ", env!("CARGO_PKG_VERSION")).to_string());
     if let Some(n) = parse::<usize>(props, "write.parquet.page-size-bytes")? {
         builder = builder.set_data_page_size_limit(n);
@@ -109,5 +118,20 @@ mod tests {
             "brotli9".to_string(),
         )]);
         assert!(writer_properties(&bad).is_err());
+    }
+
+    #[test]
+    fn row_groups_are_bounded_in_rows_and_bytes() {
+        let p = writer_properties(&HashMap::new()).unwrap();
+        assert_eq!(p.max_row_group_row_count(), Some(DEFAULT_ROW_GROUP_ROWS));
+        assert_eq!(p.max_row_group_bytes(), Some(DEFAULT_ROW_GROUP_BYTES));
+        let small = HashMap::from([(
+            "write.parquet.row-group-size-bytes".to_string(),
+            "8388608".to_string(),
+        )]);
+        assert_eq!(
+            writer_properties(&small).unwrap().max_row_group_bytes(),
+            Some(8 << 20)
+        );
     }
 }

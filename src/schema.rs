@@ -223,8 +223,12 @@ pub fn arrow_schema() -> ArrowSchemaRef {
     ARROW.clone()
 }
 
+/// Default `commit.retry.num-retries` of a new table.
+pub const DEFAULT_COMMIT_RETRIES: u32 = 20;
+
 /// Table properties stored at creation.
-pub(crate) fn table_properties(embedding_dimension: usize) -> HashMap<String, String> {
+pub(crate) fn table_properties(options: &crate::TableOptions) -> HashMap<String, String> {
+    let embedding_dimension = options.embedding_dimension;
     [
         ("write.format.default", "parquet".to_string()),
         (COMPRESSION_CODEC_PROPERTY, COMPRESSION_CODEC.to_string()),
@@ -234,7 +238,10 @@ pub(crate) fn table_properties(embedding_dimension: usize) -> HashMap<String, St
         ),
         ("write.parquet.row-group-limit", "16384".to_string()),
         // Appends retry conflicts with refreshed metadata (see `Transaction::commit`).
-        ("commit.retry.num-retries", "20".to_string()),
+        (
+            "commit.retry.num-retries",
+            options.commit_retries.to_string(),
+        ),
         ("commit.retry.min-wait-ms", "20".to_string()),
         ("commit.retry.max-wait-ms", "2000".to_string()),
         ("commit.retry.total-timeout-ms", "120000".to_string()),

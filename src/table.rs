@@ -28,22 +28,47 @@ pub struct TableOptions {
     /// Length of every `embedding` vector (default 1024). Stored as a table property; an
     /// existing table keeps the dimension it was created with.
     pub embedding_dimension: usize,
+    /// How often a conflicting commit is retried with refreshed metadata (default 20),
+    /// stored as the table property `commit.retry.num-retries`.
+    pub commit_retries: u32,
 }
 
 impl Default for TableOptions {
     fn default() -> Self {
         TableOptions {
             embedding_dimension: DEFAULT_EMBEDDING_DIMENSION,
+            commit_retries: schema::DEFAULT_COMMIT_RETRIES,
         }
     }
 }
 
 impl TableOptions {
+    /// Sets the commit retry budget for a table created by `ensure_with` (an existing table
+    /// keeps its `commit.retry.num-retries` property).
+    pub fn with_commit_retries(mut self, retries: u32) -> Self {
+        self.commit_retries = retries;
+        self
+    }
+
     /// Sets the embedding dimension for a table created by `ensure_with`.
     pub fn with_embedding_dimension(mut self, dimension: usize) -> Self {
         self.embedding_dimension = dimension;
         self
     }
+}
+
+/// What [`SalesHistory::plan_ensure`] found: what `ensure` would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnsurePlan {
+    /// Neither the namespace (Glue database) nor the table exists: both would be created.
+    CreateNamespaceAndTable,
+    /// The namespace exists, the table would be created.
+    CreateTable,
+    /// The table exists and matches the layout: nothing to do.
+    UpToDate,
+    /// The table exists but has drifted; `ensure` would fail with these differences.
+    Drifted(Vec<String>),
 }
 
 /// One entry of the table's snapshot history.
@@ -141,6 +166,38 @@ impl SalesHistory {
         Self::checked(catalog, ident, table)
     }
 
+    /// Finds out what [`ensure`](Self::ensure) would do, changing nothing (for a local
+    /// catalog whose `catalog.db` does not exist yet, not even creating the directory).
+    pub async fn plan_ensure(config: &CatalogConfig, stage: &str) -> Result<EnsurePlan> {
+        let namespace = namespace_for_stage(stage)?;
+        if let CatalogConfig::Local { warehouse } = config
+            && !warehouse.join(crate::LOCAL_CATALOG_FILE).exists()
+        {
+            return Ok(EnsurePlan::CreateNamespaceAndTable);
+        }
+        let connected = config.connect().await?;
+        let catalog = connected.catalog;
+        let ns = NamespaceIdent::new(namespace);
+        let ident = TableIdent::new(ns.clone(), TABLE_NAME.to_string());
+        let exists = |r: iceberg::Result<bool>| r.map_err(|e| config.classify(e));
+        if !exists(catalog.namespace_exists(&ns).await)? {
+            return Ok(EnsurePlan::CreateNamespaceAndTable);
+        }
+        if !exists(catalog.table_exists(&ident).await)? {
+            return Ok(EnsurePlan::CreateTable);
+        }
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| config.classify(e))?;
+        let differences = schema::drift(table.metadata());
+        Ok(if differences.is_empty() {
+            EnsurePlan::UpToDate
+        } else {
+            EnsurePlan::Drifted(differences)
+        })
+    }
+
     async fn load_or_create(
         catalog: &dyn Catalog,
         ns: &NamespaceIdent,
@@ -163,7 +220,7 @@ impl SalesHistory {
             .location(location)
             .schema(schema::iceberg_schema())
             .partition_spec(schema::partition_spec())
-            .properties(schema::table_properties(options.embedding_dimension))
+            .properties(schema::table_properties(&options))
             .build();
         match catalog.create_table(ns, creation).await {
             Ok(t) => Ok(t),

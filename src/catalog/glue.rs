@@ -283,6 +283,29 @@ impl GlueConfig {
         p
     }
 
+    /// An AWS SDK Glue client with the same region, endpoint and credentials (for the checks
+    /// iceberg's catalog does not expose, e.g. the fields Athena reads).
+    pub(crate) async fn glue_client(&self) -> aws_sdk_glue::Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()));
+        if let Some(u) = &self.glue_endpoint {
+            loader = loader.endpoint_url(u);
+        }
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(aws_sdk_glue::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.expose().to_string(),
+                c.session_token.as_ref().map(|t| t.expose().to_string()),
+                None,
+                "sales-history",
+            ));
+        }
+        aws_sdk_glue::Client::new(&loader.load().await)
+    }
+
     pub(crate) async fn connect(&self) -> Result<(Arc<dyn Catalog>, String)> {
         self.validate()?;
         let catalog = iceberg_catalog_glue::GlueCatalogBuilder::default()

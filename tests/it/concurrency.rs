@@ -104,3 +104,63 @@ async fn eight_writers_on_glue() {
         "no conflicts: is the VersionId patch active? {stats:?}"
     );
 }
+
+/// With no retry budget, losing writers get a typed, retryable `CommitConflict`; the table holds
+/// exactly the appends reported successful, and the losers' data files are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicts_beyond_the_retry_budget_are_typed_and_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let options = TableOptions::default()
+        .with_embedding_dimension(DIM)
+        .with_commit_retries(0);
+    SalesHistory::ensure_with(&config, "budget", options)
+        .await
+        .expect("ensure");
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let config = config.clone();
+        handles.push(tokio::spawn(async move {
+            let table = SalesHistory::open(&config, "budget").await.expect("open");
+            let (mut ok, mut conflicts) = (0usize, 0usize);
+            for a in 0..6 {
+                match table.append(sample(ROWS, DIM, (w * 100 + a) as u64)).await {
+                    Ok(out) => {
+                        assert!(out.committed().is_some());
+                        ok += 1;
+                    }
+                    Err(e @ sales_history::Error::CommitConflict { .. }) => {
+                        assert!(e.is_retryable());
+                        conflicts += 1;
+                    }
+                    Err(e) => panic!("unexpected error: {e:?}"),
+                }
+            }
+            (ok, conflicts)
+        }));
+    }
+    let (mut ok, mut conflicts) = (0, 0);
+    for h in handles {
+        let (o, c) = h.await.unwrap();
+        ok += o;
+        conflicts += c;
+    }
+    assert_eq!(ok + conflicts, 24);
+    let table = SalesHistory::open(&config, "budget").await.expect("reopen");
+    assert_eq!(table.snapshots().len(), ok);
+    assert_eq!(
+        table.scan().count().await.expect("count") as usize,
+        ok * ROWS
+    );
+    // Every Parquet file on disk is referenced by the table.
+    let on_disk = crate::support::tree(dir.path())
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".parquet"))
+        .count();
+    let referenced: u64 = table.snapshots().iter().filter_map(|s| s.added_files).sum();
+    assert_eq!(
+        on_disk as u64, referenced,
+        "{conflicts} failed appends left data files behind"
+    );
+    println!("retry budget 0: {ok} appends committed, {conflicts} refused with CommitConflict");
+}

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod concurrency;
+mod examples;
 mod glue;
 mod interop;
 mod local;

@@ -24,10 +24,16 @@ pub struct Moto {
 
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+    MOTO.get_or_init(|| Moto::start(&[]))
+}
+
+impl Moto {
+    /// Starts a server of its own (e.g. with `--record FILE`); it stops when dropped.
+    pub fn start(args: &[&str]) -> Moto {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/moto_server.py");
         let mut child = Command::new(python())
             .arg(script)
+            .args(args)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -50,7 +56,16 @@ pub fn moto() -> &'static Moto {
             _stdin: Mutex::new(stdin),
             _child: Mutex::new(child),
         }
-    })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self._child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Moto {

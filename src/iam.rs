@@ -1,0 +1,122 @@
+//! The least-privilege IAM policy for a service that uses this crate on Glue + S3.
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::schema::TABLE_NAME;
+use crate::table::namespace_for_stage;
+
+/// Glue actions this crate calls: `GetDatabase` (does the namespace exist), `CreateDatabase`
+/// and `CreateTable` (`ensure`), `GetTable` (load, refresh, verify), `UpdateTable` (commit).
+pub const GLUE_ACTIONS: &[&str] = &[
+    "glue:CreateDatabase",
+    "glue:CreateTable",
+    "glue:GetDatabase",
+    "glue:GetTable",
+    "glue:UpdateTable",
+];
+
+/// S3 actions this crate calls on the table's prefix: `GetObject` (reads, including `HEAD`),
+/// `PutObject` (data, manifests, metadata; multipart uploads included) and `DeleteObject`
+/// (removing the files of an append whose commit failed).
+pub const S3_ACTIONS: &[&str] = &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"];
+
+/// Where the policy applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyScope {
+    /// Stage: the database is `pricing_intelligence_{stage}`.
+    pub stage: String,
+    /// AWS region of the Glue catalog.
+    pub region: String,
+    /// 12-digit AWS account id owning the catalog.
+    pub account: String,
+    /// Warehouse bucket.
+    pub bucket: String,
+    /// Warehouse prefix inside the bucket (may be empty).
+    pub prefix: String,
+}
+
+impl PolicyScope {
+    /// A scope; checked by [`policy`].
+    pub fn new(
+        stage: impl Into<String>,
+        region: impl Into<String>,
+        account: impl Into<String>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        PolicyScope {
+            stage: stage.into(),
+            region: region.into(),
+            account: account.into(),
+            bucket: bucket.into(),
+            prefix: prefix.into().trim_matches('/').to_string(),
+        }
+    }
+}
+
+/// The IAM policy document (JSON) granting exactly the actions this crate calls, on exactly
+/// this stage's database and table and the table's S3 prefix.
+///
+/// ```
+/// use sales_history::iam::{PolicyScope, policy};
+/// let doc = policy(&PolicyScope::new("dev", "eu-west-1", "123456789012", "analytics", "iceberg"))?;
+/// assert!(doc.to_string().contains("arn:aws:s3:::analytics/iceberg/pricing_intelligence_dev.db/sales_history/*"));
+/// # Ok::<(), sales_history::Error>(())
+/// ```
+pub fn policy(scope: &PolicyScope) -> Result<Value> {
+    let database = namespace_for_stage(&scope.stage)?;
+    if scope.account.len() != 12 || !scope.account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::config(
+            "account",
+            format!("`{}` is not a 12-digit AWS account id", scope.account),
+        ));
+    }
+    if scope.region.is_empty()
+        || !scope
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(Error::config(
+            "region",
+            format!("`{}` is not an AWS region", scope.region),
+        ));
+    }
+    if scope.bucket.len() < 3 || scope.bucket.contains('/') {
+        return Err(Error::config(
+            "bucket",
+            format!("`{}` is not a bucket name", scope.bucket),
+        ));
+    }
+    let (region, account) = (&scope.region, &scope.account);
+    let prefix = if scope.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", scope.prefix)
+    };
+    Ok(json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SalesHistoryGlueCatalog",
+                "Effect": "Allow",
+                "Action": GLUE_ACTIONS,
+                "Resource": [
+                    format!("arn:aws:glue:{region}:{account}:catalog"),
+                    format!("arn:aws:glue:{region}:{account}:database/{database}"),
+                    format!("arn:aws:glue:{region}:{account}:table/{database}/{TABLE_NAME}"),
+                ],
+            },
+            {
+                "Sid": "SalesHistoryTableFiles",
+                "Effect": "Allow",
+                "Action": S3_ACTIONS,
+                "Resource": [
+                    format!("arn:aws:s3:::{}/{prefix}{database}.db/{TABLE_NAME}/*", scope.bucket),
+                ],
+            },
+        ],
+    }))
+}
