@@ -16,10 +16,13 @@ pub const GLUE_ACTIONS: &[&str] = &[
     "glue:UpdateTable",
 ];
 
-/// S3 actions this crate calls on the table's prefix: `GetObject` (reads, including `HEAD`),
-/// `PutObject` (data, manifests, metadata; multipart uploads included) and `DeleteObject`
-/// (removing the files of an append whose commit failed).
+/// S3 object actions this crate calls on the table's prefix: `GetObject` (reads, including
+/// `HEAD`), `PutObject` (data, manifests, metadata; multipart uploads included) and
+/// `DeleteObject` (files of a failed append, expired snapshots, orphans).
 pub const S3_ACTIONS: &[&str] = &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"];
+
+/// S3 bucket action: `ListBucket`, limited to the table's prefix (orphan-file removal).
+pub const S3_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
 
 /// Where the policy applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +119,17 @@ pub fn policy(scope: &PolicyScope) -> Result<Value> {
                 "Resource": [
                     format!("arn:aws:s3:::{}/{prefix}{database}.db/{TABLE_NAME}/*", scope.bucket),
                 ],
+            },
+            {
+                "Sid": "SalesHistoryListTablePrefix",
+                "Effect": "Allow",
+                "Action": S3_BUCKET_ACTIONS,
+                "Resource": [format!("arn:aws:s3:::{}", scope.bucket)],
+                "Condition": {
+                    "StringLike": {
+                        "s3:prefix": [format!("{prefix}{database}.db/{TABLE_NAME}/*")],
+                    },
+                },
             },
         ],
     }))

@@ -37,11 +37,14 @@ mod batch;
 mod catalog;
 mod error;
 pub mod iam;
+mod maintenance;
 mod parquet_props;
 mod record;
 pub mod sample;
 mod scan;
 pub mod schema;
+#[cfg(feature = "sql")]
+mod sql;
 mod table;
 mod verify;
 
@@ -52,12 +55,18 @@ pub use catalog::{
     CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
 };
 pub use error::{Error, Result};
+pub use maintenance::{ExpireSnapshots, MaintenanceReport};
 pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,
 };
-pub use scan::{BatchStream, Scan};
+pub use scan::{
+    BatchStream, DEFAULT_BATCH_SIZE, PartialSaleRecord, PlannedDataFile, Scan, ScanFilter,
+    ScanMetrics, ScanPlan, ScanStream,
+};
 pub use schema::Column;
+#[cfg(feature = "sql")]
+pub use sql::{SAMPLE_QUERIES_SQL, SQL_TABLE_NAME, SampleQuery, parse_queries, sample_queries};
 pub use table::{
     COMMIT_ID_PROPERTY, EnsurePlan, SalesHistory, SnapshotInfo, TableOptions, WRITER_PROPERTY,
     namespace_for_stage,

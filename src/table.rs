@@ -96,6 +96,7 @@ pub struct SnapshotInfo {
 /// Cheap to share behind an `Arc`; every method takes `&self`. Appends from several handles
 /// (or processes) at once are safe: commits are optimistic and retried on conflict.
 pub struct SalesHistory {
+    pub(crate) config: CatalogConfig,
     pub(crate) catalog: Arc<GuardedCatalog>,
     pub(crate) ident: TableIdent,
     table: Mutex<Table>,
@@ -163,7 +164,7 @@ impl SalesHistory {
         let table = Self::load_or_create(catalog.as_ref(), &ns, &ident, location, options)
             .await
             .map_err(|e| config.classify(e))?;
-        Self::checked(catalog, ident, table)
+        Self::checked(config, catalog, ident, table)
     }
 
     /// Finds out what [`ensure`](Self::ensure) would do, changing nothing (for a local
@@ -250,10 +251,15 @@ impl SalesHistory {
                 config.classify(e)
             }
         })?;
-        Self::checked(connected.catalog, ident, table)
+        Self::checked(config, connected.catalog, ident, table)
     }
 
-    fn checked(catalog: Arc<GuardedCatalog>, ident: TableIdent, table: Table) -> Result<Self> {
+    fn checked(
+        config: &CatalogConfig,
+        catalog: Arc<GuardedCatalog>,
+        ident: TableIdent,
+        table: Table,
+    ) -> Result<Self> {
         let differences = schema::drift(table.metadata());
         let name = format!("{}.{}", ident.namespace().join("."), ident.name());
         if !differences.is_empty() {
@@ -264,6 +270,7 @@ impl SalesHistory {
         }
         let embedding_dimension = embedding_dimension_of(table.metadata())?;
         Ok(SalesHistory {
+            config: config.clone(),
             catalog,
             ident,
             table: Mutex::new(table),

@@ -306,6 +306,68 @@ impl GlueConfig {
         aws_sdk_glue::Client::new(&loader.load().await)
     }
 
+    /// Lists every object under `prefix_uri` (`s3://bucket/key/`) with its last-modified time.
+    pub(crate) async fn list(
+        &self,
+        prefix_uri: &str,
+    ) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+        let rest = prefix_uri
+            .strip_prefix("s3://")
+            .or_else(|| prefix_uri.strip_prefix("s3a://"))
+            .ok_or_else(|| {
+                Error::config("location", format!("`{prefix_uri}` is not an s3:// URI"))
+            })?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut builder = opendal::services::S3::default()
+            .root("/")
+            .bucket(bucket)
+            .region(&self.region);
+        if let Some(e) = &self.s3_endpoint {
+            builder = builder.endpoint(e);
+        }
+        if !self.s3_path_style.unwrap_or(self.s3_endpoint.is_some()) {
+            builder = builder.enable_virtual_host_style();
+        }
+        if let Some(c) = &self.credentials {
+            builder = builder
+                .access_key_id(&c.access_key_id)
+                .secret_access_key(c.secret_access_key.expose())
+                .disable_ec2_metadata()
+                .disable_config_load();
+            if let Some(t) = &c.session_token {
+                builder = builder.session_token(t.expose());
+            }
+        }
+        let storage_err = |e: opendal::Error| Error::Unavailable {
+            service: format!("S3 bucket {bucket}"),
+            reason: e.to_string(),
+        };
+        let op = opendal::Operator::new(builder)
+            .map_err(storage_err)?
+            .finish();
+        let dir = format!("{}/", key.trim_end_matches('/'));
+        let entries = op
+            .list_with(&dir)
+            .recursive(true)
+            .await
+            .map_err(storage_err)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| {
+                let when = e
+                    .metadata()
+                    .last_modified()
+                    .map(|t| chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::from(t)))
+                    .unwrap_or_default();
+                (
+                    format!("s3://{bucket}/{}", e.path().trim_start_matches('/')),
+                    when,
+                )
+            })
+            .collect())
+    }
+
     pub(crate) async fn connect(&self) -> Result<(Arc<dyn Catalog>, String)> {
         self.validate()?;
         let catalog = iceberg_catalog_glue::GlueCatalogBuilder::default()

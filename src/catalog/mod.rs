@@ -29,7 +29,7 @@ pub const LOCAL_CATALOG_NAME: &str = "sales_history";
 pub const LOCAL_CATALOG_FILE: &str = "catalog.db";
 
 /// Which catalog holds `pricing_intelligence_{stage}.sales_history`, and where its files go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum CatalogConfig {
     /// The embedded default: a SQLite catalog file `catalog.db` inside `warehouse`, table data
@@ -44,7 +44,41 @@ pub enum CatalogConfig {
     /// AWS Glue catalog with the warehouse in S3 (feature `glue`).
     #[cfg(feature = "glue")]
     Glue(GlueConfig),
+    /// Any iceberg [`Catalog`] (a REST catalog, or a real catalog wrapped to add behaviour,
+    /// e.g. fault injection in tests). `warehouse` is the URI table locations hang off.
+    /// Maintenance that lists storage (`remove_orphan_files`) is not available here.
+    Custom {
+        /// The catalog.
+        catalog: Arc<dyn Catalog>,
+        /// Warehouse root URI (`file:///…`, `s3://…`), without a trailing slash.
+        warehouse: String,
+    },
 }
+
+impl PartialEq for CatalogConfig {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (CatalogConfig::Local { warehouse: a }, CatalogConfig::Local { warehouse: b }) => {
+                a == b
+            }
+            #[cfg(feature = "glue")]
+            (CatalogConfig::Glue(a), CatalogConfig::Glue(b)) => a == b,
+            (
+                CatalogConfig::Custom {
+                    catalog: a,
+                    warehouse: x,
+                },
+                CatalogConfig::Custom {
+                    catalog: b,
+                    warehouse: y,
+                },
+            ) => Arc::ptr_eq(a, b) && x == y,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CatalogConfig {}
 
 #[cfg(feature = "glue")]
 impl From<GlueConfig> for CatalogConfig {
@@ -172,6 +206,9 @@ impl fmt::Display for CatalogConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CatalogConfig::Local { warehouse } => write!(f, "file://{}", warehouse.display()),
+            CatalogConfig::Custom { warehouse, .. } => {
+                write!(f, "custom catalog, warehouse {warehouse}")
+            }
             #[cfg(feature = "glue")]
             CatalogConfig::Glue(g) => {
                 write!(f, "glue://?region={}&warehouse={}", g.region, g.warehouse)?;
@@ -221,7 +258,7 @@ impl CatalogConfig {
             let bucket = match self {
                 #[cfg(feature = "glue")]
                 CatalogConfig::Glue(g) => g.bucket().unwrap_or_default().to_string(),
-                CatalogConfig::Local { .. } => String::new(),
+                CatalogConfig::Local { .. } | CatalogConfig::Custom { .. } => String::new(),
             };
             return Error::config(
                 "warehouse",
@@ -249,6 +286,7 @@ impl CatalogConfig {
                         .unwrap_or("its regional endpoint"),
                     g.region
                 ),
+                CatalogConfig::Custom { warehouse, .. } => format!("the catalog of {warehouse}"),
                 CatalogConfig::Local { warehouse } => {
                     format!("the local catalog in {}", warehouse.display())
                 }
@@ -263,14 +301,51 @@ impl CatalogConfig {
 
     /// Connects to the catalog, creating the local warehouse directory when needed.
     pub(crate) async fn connect(&self) -> Result<Connected> {
-        let (catalog, warehouse_uri) = match self {
-            CatalogConfig::Local { warehouse } => connect_local(warehouse).await?,
-            #[cfg(feature = "glue")]
-            CatalogConfig::Glue(glue) => glue.connect().await?,
-        };
+        let (catalog, warehouse_uri) = self.connect_raw().await?;
         Ok(Connected {
             catalog: Arc::new(GuardedCatalog::new(catalog)),
             warehouse_uri,
+        })
+    }
+
+    /// Lists every file under a table location with its last-modified time (for orphan removal).
+    pub(crate) async fn list_files(
+        &self,
+        location: &str,
+    ) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+        match self {
+            CatalogConfig::Local { .. } => {
+                let root = location
+                    .strip_prefix("file://")
+                    .unwrap_or(location)
+                    .to_string();
+                tokio::task::spawn_blocking(move || list_local(std::path::Path::new(&root)))
+                    .await
+                    .map_err(|e| Error::config("location", format!("listing task failed: {e}")))?
+            }
+            #[cfg(feature = "glue")]
+            CatalogConfig::Glue(g) => g.list(location).await,
+            CatalogConfig::Custom { .. } => Err(Error::config(
+                "catalog",
+                "listing storage needs a Local or Glue catalog configuration",
+            )),
+        }
+    }
+
+    /// Builds the underlying iceberg catalog, e.g. to wrap it and pass it back as
+    /// [`CatalogConfig::Custom`].
+    pub async fn connect_catalog(&self) -> Result<Arc<dyn Catalog>> {
+        Ok(self.connect_raw().await?.0)
+    }
+
+    async fn connect_raw(&self) -> Result<(Arc<dyn Catalog>, String)> {
+        Ok(match self {
+            CatalogConfig::Custom { catalog, warehouse } => {
+                (catalog.clone(), warehouse.trim_end_matches('/').to_string())
+            }
+            CatalogConfig::Local { warehouse } => connect_local(warehouse).await?,
+            #[cfg(feature = "glue")]
+            CatalogConfig::Glue(glue) => glue.connect().await?,
         })
     }
 }
@@ -280,6 +355,44 @@ pub(crate) struct Connected {
     pub(crate) catalog: Arc<GuardedCatalog>,
     /// URI of the warehouse root, without a trailing slash (`file:///…`, `s3://…`).
     pub(crate) warehouse_uri: String,
+}
+
+fn list_local(root: &Path) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: dir.display().to_string(),
+                    source,
+                });
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let when = meta
+                    .modified()
+                    .map(chrono::DateTime::<chrono::Utc>::from)
+                    .unwrap_or_default();
+                out.push((format!("file://{}", path.display()), when));
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn connect_local(warehouse: &Path) -> Result<(Arc<dyn Catalog>, String)> {

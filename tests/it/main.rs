@@ -9,5 +9,9 @@ mod examples;
 mod glue;
 mod interop;
 mod local;
+mod maintenance;
 mod moto;
+mod scan;
+#[cfg(feature = "sql")]
+mod sql_queries;
 mod support;

@@ -1,0 +1,61 @@
+//! [`ScanMetrics`]: what a scan planned and read, for a caller to log.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters of one scan: pruning (files, row groups), I/O and output.
+///
+/// Planning figures are final as soon as the scan starts; the reading figures grow while the
+/// stream is consumed and are final once it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScanMetrics {
+    /// The snapshot read (`None`: the table has no data yet).
+    pub snapshot_id: Option<i64>,
+    /// Data files in that snapshot (before any pruning).
+    pub data_files_in_snapshot: u64,
+    /// Data files left after partition and column-statistics pruning.
+    pub files_planned: u64,
+    /// Data files opened so far (fewer than planned when a row limit stopped the scan early).
+    pub files_read: u64,
+    /// Row groups in the files opened.
+    pub row_groups_total: u64,
+    /// Row groups read after statistics pruning.
+    pub row_groups_read: u64,
+    /// Bytes fetched from storage (footers, page indexes, column chunks).
+    pub bytes_read: u64,
+    /// Rows delivered to the caller.
+    pub rows_returned: u64,
+    /// Time spent resolving the snapshot and planning files.
+    pub planning: Duration,
+}
+
+/// The live counters behind a running scan (shared with the file readers).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) files_read: AtomicU64,
+    pub(crate) row_groups_total: AtomicU64,
+    pub(crate) row_groups_read: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) rows_returned: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The planning figures in `plan` completed with the current reading figures.
+    pub(crate) fn snapshot(self: &Arc<Self>, plan: &ScanMetrics) -> ScanMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ScanMetrics {
+            files_read: get(&self.files_read),
+            row_groups_total: get(&self.row_groups_total),
+            row_groups_read: get(&self.row_groups_read),
+            bytes_read: get(&self.bytes_read),
+            rows_returned: get(&self.rows_returned),
+            ..plan.clone()
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! Reading the table: [`Scan`] with a typed [`ScanFilter`], projection, row limit, time travel
+//! and [`ScanMetrics`].
+//!
+//! Iceberg plans the scan (snapshot, partition and column-statistics pruning); the planned
+//! Parquet files are then read with parquet-rs directly (projection by field id, row groups
+//! skipped from their statistics, exact row filtering before the other columns are decoded),
+//! several files at once. A file with row-level deletes (none are written by this crate) is
+//! read through iceberg's own reader instead.
+
+mod filter;
+mod metrics;
+mod partial;
+mod reader;
+mod stream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use iceberg::scan::{FileScanTask, TableScan};
+use iceberg::spec::DataFileFormat;
+use iceberg::table::Table;
+
+use filter::Resolved;
+pub use filter::ScanFilter;
+use metrics::Counters;
+pub use metrics::ScanMetrics;
+pub use partial::PartialSaleRecord;
+use reader::{PlannedFile, ReadPlan};
+pub use stream::ScanStream;
+use stream::{iceberg_reader, spawn_readers};
+
+use crate::batch::batch_to_records;
+use crate::error::{Error, Result};
+use crate::record::SaleRecord;
+use crate::schema::{Column, arrow_schema};
+use crate::table::SalesHistory;
+
+/// A stream of Arrow batches from a scan.
+pub type BatchStream = BoxStream<'static, Result<RecordBatch>>;
+
+/// Rows per Arrow batch unless [`Scan::batch_size`] says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// A scan in preparation. Nothing is read until one of the `to_*`, [`stream`](Self::stream),
+/// [`execute`](Self::execute), [`plan`](Self::plan) or [`count`](Self::count) methods runs.
+///
+/// ```no_run
+/// # async fn f(table: &sales_history::SalesHistory) -> sales_history::Result<()> {
+/// use sales_history::{Column, ScanFilter};
+/// let mut stream = table
+///     .scan()
+///     .filter(ScanFilter::new().tenant("tenant-a").year_month(2025, 3))
+///     .select([Column::ProductId, Column::SoldPrice, Column::SoldDate])
+///     .limit(1000)
+///     .execute()
+///     .await?;
+/// use futures::TryStreamExt;
+/// while let Some(batch) = stream.try_next().await? {
+///     println!("{} rows", batch.num_rows());
+/// }
+/// println!("{:?}", stream.metrics()); // files planned vs in the snapshot, bytes read, rows
+/// # Ok(()) }
+/// ```
+///
+/// Batches from different files arrive in no fixed order (files are read concurrently);
+/// with a [`limit`](Self::limit), files are read one after another in path order.
+#[must_use = "a scan does nothing until it is run"]
+#[derive(Debug, Clone)]
+pub struct Scan<'a> {
+    table: &'a SalesHistory,
+    filter: ScanFilter,
+    columns: Option<Vec<Column>>,
+    snapshot_id: Option<i64>,
+    as_of: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+    batch_size: usize,
+    concurrency: Option<usize>,
+}
+
+/// What [`Scan::plan`] found: the snapshot and the data files left after pruning.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ScanPlan {
+    /// The snapshot planned (`None`: the table has no data yet).
+    pub snapshot_id: Option<i64>,
+    /// Data files in that snapshot, before pruning.
+    pub data_files_in_snapshot: u64,
+    /// The data files that would be read, in path order.
+    pub files: Vec<PlannedDataFile>,
+    /// Time spent planning.
+    pub planning: Duration,
+}
+
+/// One data file of a [`ScanPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlannedDataFile {
+    /// Full path (`file:///…`, `s3://…`).
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Rows in the file, when the manifest records it.
+    pub record_count: Option<u64>,
+}
+
+/// The outcome of planning, shared by `plan`, `execute` and `count`.
+struct Planned {
+    table: Table,
+    scan: Option<TableScan>,
+    tasks: Vec<FileScanTask>,
+    metrics: ScanMetrics,
+    filter: Option<Resolved>,
+    output: Vec<Column>,
+}
+
+impl<'a> Scan<'a> {
+    pub(crate) fn new(table: &'a SalesHistory) -> Self {
+        Scan {
+            table,
+            filter: ScanFilter::new(),
+            columns: None,
+            snapshot_id: None,
+            as_of: None,
+            limit: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+            concurrency: None,
+        }
+    }
+
+    /// Keeps rows of this tenant (call again to add more tenants).
+    pub fn tenant(mut self, tenant_id: impl Into<String>) -> Self {
+        self.filter = self.filter.tenant(tenant_id);
+        self
+    }
+
+    /// Keeps rows with `start <= sold_date < end` (half-open). An empty range is an error
+    /// ([`Error::Config`]) when the scan runs.
+    pub fn sold_between(mut self, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        self.filter = self.filter.sold_between(start, end);
+        self
+    }
+
+    /// Adds a [`ScanFilter`] (AND with what the scan already has).
+    pub fn filter(mut self, filter: ScanFilter) -> Self {
+        self.filter = self.filter.and(filter);
+        self
+    }
+
+    /// Reads only these columns (output in table order). Filters may use other columns;
+    /// they are read for filtering only. An empty list is an [`Error::Config`].
+    pub fn select(mut self, columns: impl IntoIterator<Item = Column>) -> Self {
+        let mut cols: Vec<Column> = columns.into_iter().collect();
+        cols.sort();
+        cols.dedup();
+        self.columns = Some(cols);
+        self
+    }
+
+    /// Reads the table as of this snapshot instead of the current one (time travel);
+    /// [`Error::SnapshotNotFound`] when the table has no such snapshot.
+    pub fn snapshot_id(mut self, snapshot_id: i64) -> Self {
+        self.snapshot_id = Some(snapshot_id);
+        self
+    }
+
+    /// Reads the table as it was at `at`: the last snapshot of the table's history committed
+    /// at or before it. [`Error::Config`] (key `as_of`) when `at` is before the first snapshot
+    /// or combined with [`snapshot_id`](Self::snapshot_id).
+    pub fn as_of(mut self, at: DateTime<Utc>) -> Self {
+        self.as_of = Some(at);
+        self
+    }
+
+    /// Returns at most `rows` rows (files are then read one at a time, in path order).
+    pub fn limit(mut self, rows: usize) -> Self {
+        self.limit = Some(rows);
+        self
+    }
+
+    /// Rows per Arrow batch (default [`DEFAULT_BATCH_SIZE`]; at least 1).
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Data files read at once (default: twice the available cores).
+    pub fn concurrency(mut self, files: usize) -> Self {
+        self.concurrency = Some(files.max(1));
+        self
+    }
+
+    fn output_columns(&self) -> Result<Vec<Column>> {
+        match &self.columns {
+            None => Ok(Column::ALL.to_vec()),
+            Some(c) if c.is_empty() => Err(Error::config(
+                "select",
+                "no columns selected; use count() to count rows",
+            )),
+            Some(c) => Ok(c.clone()),
+        }
+    }
+
+    /// The snapshot to read: explicit, as of a time, or the current one.
+    fn resolve_snapshot(&self, table: &Table) -> Result<Option<i64>> {
+        let meta = table.metadata();
+        match (self.snapshot_id, self.as_of) {
+            (Some(_), Some(_)) => Err(Error::config(
+                "as_of",
+                "give either snapshot_id or as_of, not both",
+            )),
+            (Some(id), None) => match meta.snapshot_by_id(id) {
+                Some(_) => Ok(Some(id)),
+                None => Err(Error::SnapshotNotFound {
+                    table: self.table.name(),
+                    snapshot_id: id,
+                }),
+            },
+            (None, Some(at)) => {
+                let ms = at.timestamp_millis();
+                let mut log: Vec<(i64, i64)> = meta
+                    .history()
+                    .iter()
+                    .map(|l| (l.timestamp_ms, l.snapshot_id))
+                    .collect();
+                if log.is_empty() {
+                    log = meta
+                        .snapshots()
+                        .map(|s| (s.timestamp_ms(), s.snapshot_id()))
+                        .collect();
+                }
+                log.sort();
+                log.iter()
+                    .rev()
+                    .find(|(t, _)| *t <= ms)
+                    .map(|(_, id)| Some(*id))
+                    .ok_or_else(|| {
+                        Error::config(
+                            "as_of",
+                            format!(
+                                "{at} is before the first snapshot of `{}`",
+                                self.table.name()
+                            ),
+                        )
+                    })
+            }
+            (None, None) => Ok(meta.current_snapshot_id()),
+        }
+    }
+
+    async fn plan_tasks(&self, output: Vec<Column>) -> Result<Planned> {
+        let start = Instant::now();
+        let table = self.table.current();
+        let resolved = self.filter.resolve()?;
+        let snapshot_id = self.resolve_snapshot(&table)?;
+        let mut metrics = ScanMetrics {
+            snapshot_id,
+            ..ScanMetrics::default()
+        };
+        let Some(id) = snapshot_id else {
+            metrics.planning = start.elapsed();
+            return Ok(Planned {
+                table,
+                scan: None,
+                tasks: Vec::new(),
+                metrics,
+                filter: None,
+                output,
+            });
+        };
+        let mut read: Vec<Column> = output.iter().chain(&resolved.columns()).copied().collect();
+        read.sort();
+        read.dedup();
+        let predicate = resolved.predicate();
+        let mut builder = table
+            .scan()
+            .snapshot_id(id)
+            .select(read.iter().map(|c| c.name()));
+        if let Some(p) = predicate.clone() {
+            builder = builder.with_filter(p);
+        }
+        let scan = builder.build()?;
+        let mut tasks: Vec<FileScanTask> = if resolved.matches_nothing {
+            Vec::new()
+        } else {
+            scan.plan_files().await?.try_collect().await?
+        };
+        tasks.sort_by(|a, b| a.data_file_path.cmp(&b.data_file_path));
+        metrics.files_planned = tasks.len() as u64;
+        metrics.data_files_in_snapshot = match total_data_files(&table, id) {
+            Some(n) => n,
+            None if predicate.is_none() && !resolved.matches_nothing => tasks.len() as u64,
+            None => {
+                let all = table.scan().snapshot_id(id).select_empty().build()?;
+                all.plan_files()
+                    .await?
+                    .try_fold(0u64, |n, _| async move { Ok(n + 1) })
+                    .await?
+            }
+        };
+        metrics.planning = start.elapsed();
+        let filter = (!resolved.is_trivial()).then_some(resolved);
+        Ok(Planned {
+            table,
+            scan: Some(scan),
+            tasks,
+            metrics,
+            filter,
+            output,
+        })
+    }
+
+    /// Plans the scan without reading data: the snapshot, the files in it, the files left
+    /// after pruning.
+    pub async fn plan(self) -> Result<ScanPlan> {
+        let output = self.output_columns()?;
+        let planned = self.plan_tasks(output).await?;
+        Ok(ScanPlan {
+            snapshot_id: planned.metrics.snapshot_id,
+            data_files_in_snapshot: planned.metrics.data_files_in_snapshot,
+            files: planned
+                .tasks
+                .iter()
+                .map(|t| PlannedDataFile {
+                    path: t.data_file_path.clone(),
+                    size_bytes: t.file_size_in_bytes,
+                    record_count: t.record_count,
+                })
+                .collect(),
+            planning: planned.metrics.planning,
+        })
+    }
+
+    /// Runs the scan: a stream of Arrow batches with live [`ScanMetrics`].
+    pub async fn execute(self) -> Result<ScanStream> {
+        let output = self.output_columns()?;
+        let planned = self.plan_tasks(output).await?;
+        let schema = Arc::new(
+            arrow_schema()
+                .project(&planned.output.iter().map(|c| c.index()).collect::<Vec<_>>())?,
+        );
+        let counters = Arc::new(Counters::default());
+        let plan = Arc::new(ReadPlan {
+            file_io: planned.table.file_io().clone(),
+            output: planned.output.clone(),
+            schema: schema.clone(),
+            filter: planned.filter.clone(),
+            batch_size: self.batch_size,
+            limit: self.limit,
+            counters: counters.clone(),
+        });
+        let own_reader = planned
+            .tasks
+            .iter()
+            .all(|t| t.deletes.is_empty() && t.data_file_format == DataFileFormat::Parquet);
+        let inner = match (&planned.scan, own_reader) {
+            (Some(scan), false) => iceberg_reader(scan, plan).await?,
+            _ => {
+                let files: Vec<PlannedFile> = planned
+                    .tasks
+                    .iter()
+                    .map(|t| PlannedFile {
+                        path: t.data_file_path.clone(),
+                        size: t.file_size_in_bytes,
+                    })
+                    .collect();
+                let default = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+                let workers = match self.limit {
+                    Some(_) => 1,
+                    None => self.concurrency.unwrap_or(default),
+                };
+                spawn_readers(plan, files, workers)
+            }
+        };
+        Ok(ScanStream {
+            inner: (self.limit != Some(0)).then_some(inner),
+            schema,
+            counters,
+            planned: planned.metrics,
+            remaining: self.limit,
+        })
+    }
+
+    /// Runs the scan and streams Arrow batches.
+    pub async fn stream(self) -> Result<BatchStream> {
+        Ok(self.execute().await?.boxed())
+    }
+
+    /// Runs the scan and collects all batches.
+    pub async fn to_batches(self) -> Result<Vec<RecordBatch>> {
+        self.stream().await?.try_collect().await
+    }
+
+    /// Runs the scan, collects all batches and returns them with the final metrics.
+    pub async fn to_batches_with_metrics(self) -> Result<(Vec<RecordBatch>, ScanMetrics)> {
+        let mut stream = self.execute().await?;
+        let mut out = Vec::new();
+        while let Some(b) = stream.try_next().await? {
+            out.push(b);
+        }
+        Ok((out, stream.metrics()))
+    }
+
+    /// Runs the scan and returns typed rows. Fails with [`Error::Config`] when a projection
+    /// leaves out columns (use [`to_partial_records`](Self::to_partial_records) for that).
+    pub async fn to_records(self) -> Result<Vec<SaleRecord>> {
+        if self
+            .columns
+            .as_ref()
+            .is_some_and(|c| c.len() != Column::ALL.len())
+        {
+            return Err(Error::config(
+                "select",
+                "typed rows need every column; use to_partial_records() for a projection",
+            ));
+        }
+        let mut out = Vec::new();
+        let mut stream = self.stream().await?;
+        while let Some(batch) = stream.next().await {
+            out.extend(batch_to_records(&batch?)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs the scan and returns rows holding only the selected columns.
+    pub async fn to_partial_records(self) -> Result<Vec<PartialSaleRecord>> {
+        let mut out = Vec::new();
+        let mut stream = self.stream().await?;
+        while let Some(batch) = stream.next().await {
+            out.extend(PartialSaleRecord::from_batch(&batch?)?);
+        }
+        Ok(out)
+    }
+
+    /// Counts the matching rows. Without a filter this reads only manifests (the row counts
+    /// of the data files); with one, only the filter's columns.
+    pub async fn count(mut self) -> Result<u64> {
+        let resolved = self.filter.resolve()?;
+        let cols = resolved.columns();
+        let output = vec![cols.first().copied().unwrap_or(Column::TenantId)];
+        if cols.is_empty() && self.limit.is_none() {
+            let planned = self.plan_tasks(output.clone()).await?;
+            let exact = planned.tasks.iter().all(|t| t.deletes.is_empty());
+            let counts: Option<u64> = planned.tasks.iter().map(|t| t.record_count).sum();
+            if let (true, Some(n)) = (exact, counts) {
+                return Ok(n);
+            }
+        }
+        self.columns = Some(output);
+        let mut n = 0u64;
+        let mut stream = self.stream().await?;
+        while let Some(batch) = stream.next().await {
+            n += batch?.num_rows() as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// `total-data-files` from the snapshot summary, when the writer recorded it.
+fn total_data_files(table: &Table, snapshot_id: i64) -> Option<u64> {
+    let snapshot = table.metadata().snapshot_by_id(snapshot_id)?;
+    let props = &snapshot.summary().additional_properties;
+    props.get("total-data-files")?.parse().ok()
+}

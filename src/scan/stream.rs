@@ -1,0 +1,155 @@
+//! [`ScanStream`] and the machinery behind it: concurrent parquet-rs readers, or iceberg's own
+//! reader for files with row-level deletes.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef as ArrowSchemaRef;
+use futures::stream::{Stream, StreamExt, TryStreamExt};
+use iceberg::scan::TableScan;
+use tokio::task::JoinSet;
+
+use super::BatchStream;
+use super::metrics::{Counters, ScanMetrics};
+use super::reader::{self, PlannedFile, ReadPlan};
+use crate::error::{Error, Result};
+
+/// Reads `files` with `workers` concurrent readers; batches arrive as they are decoded.
+pub(super) fn spawn_readers(
+    plan: Arc<ReadPlan>,
+    files: Vec<PlannedFile>,
+    workers: usize,
+) -> BatchStream {
+    let workers = workers.clamp(1, files.len().max(1));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(workers * 2);
+    let queue = Arc::new(Mutex::new(VecDeque::from(files)));
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (tx, queue, plan) = (tx.clone(), queue.clone(), plan.clone());
+        set.spawn(async move {
+            loop {
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop_front();
+                let Some(file) = next else { break };
+                match reader::read_file(plan.clone(), &file, tx.clone()).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    // The JoinSet lives in the stream: dropping the stream aborts the readers.
+    futures::stream::unfold((rx, set), |(mut rx, set)| async move {
+        rx.recv().await.map(|item| (item, (rx, set)))
+    })
+    .boxed()
+}
+
+/// Reads through iceberg's own reader (files with row-level deletes), then filters exactly
+/// and projects like the parquet-rs path.
+pub(super) async fn iceberg_reader(scan: &TableScan, plan: Arc<ReadPlan>) -> Result<BatchStream> {
+    let stream = scan.to_arrow().await?;
+    Ok(stream
+        .map_err(Error::from)
+        .and_then(move |batch| {
+            let plan = plan.clone();
+            async move {
+                let batch = match &plan.filter {
+                    Some(f) => {
+                        let keep = f.evaluate(batch.num_rows(), |c| {
+                            batch.column_by_name(c.name()).cloned()
+                        })?;
+                        arrow_select::filter::filter_record_batch(&batch, &keep)?
+                    }
+                    None => batch,
+                };
+                let columns = plan
+                    .output
+                    .iter()
+                    .zip(plan.schema.fields())
+                    .map(|(c, field)| {
+                        let a = batch.column_by_name(c.name()).ok_or_else(|| {
+                            Error::invalid(*c, None, "column missing from iceberg's reader")
+                        })?;
+                        reader::conform_array(a, field)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(RecordBatch::try_new(plan.schema.clone(), columns)?)
+            }
+        })
+        .boxed())
+}
+
+/// A running scan: a stream of Arrow batches (all with [`schema`](Self::schema)) and its
+/// [`ScanMetrics`]. Dropping it stops the readers.
+#[must_use = "streams do nothing unless polled"]
+pub struct ScanStream {
+    pub(super) inner: Option<BatchStream>,
+    pub(super) schema: ArrowSchemaRef,
+    pub(super) counters: Arc<Counters>,
+    pub(super) planned: ScanMetrics,
+    pub(super) remaining: Option<usize>,
+}
+
+impl std::fmt::Debug for ScanStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanStream")
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScanStream {
+    /// The schema of every batch (the selected columns, table order, Iceberg field ids).
+    pub fn schema(&self) -> ArrowSchemaRef {
+        self.schema.clone()
+    }
+
+    /// Metrics so far (final once the stream has ended).
+    pub fn metrics(&self) -> ScanMetrics {
+        self.counters.snapshot(&self.planned)
+    }
+}
+
+impl Stream for ScanStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(mut batch))) => {
+                if let Some(left) = this.remaining.as_mut() {
+                    if batch.num_rows() >= *left {
+                        batch = batch.slice(0, *left);
+                        this.inner = None;
+                    }
+                    *left -= batch.num_rows();
+                }
+                Counters::add(&this.counters.rows_returned, batch.num_rows() as u64);
+                Poll::Ready(Some(Ok(batch)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.inner = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Scans: typed filters against an in-memory filter, pruning metrics, projection, limit,
+//! time travel.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use sales_history::{Column, Error, Price, SaleRecord, ScanFilter, Season};
+
+use crate::support::{DIM, local_table, sample};
+
+fn key(r: &SaleRecord) -> (String, String, i64) {
+    (
+        r.product_id.clone(),
+        r.tenant_id.clone(),
+        r.sold_date.timestamp_micros(),
+    )
+}
+
+fn sorted(mut v: Vec<SaleRecord>) -> Vec<SaleRecord> {
+    v.sort_by_key(key);
+    v
+}
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    /// A random non-empty subset of `values`.
+    fn subset<T: Clone>(&mut self, values: &[T]) -> Vec<T> {
+        let mut out: Vec<T> = values.iter().filter(|_| self.chance(40)).cloned().collect();
+        if out.is_empty() {
+            out.push(values[self.below(values.len() as u64) as usize].clone());
+        }
+        out
+    }
+}
+
+/// One random filter, with the same condition as a closure over records.
+type Check = Box<dyn Fn(&SaleRecord) -> bool>;
+
+fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>) {
+    let distinct = |f: &dyn Fn(&SaleRecord) -> Option<String>| {
+        let mut v: Vec<String> = rows.iter().filter_map(f).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut filter = ScanFilter::new();
+    let mut checks: Vec<Check> = Vec::new();
+    if rng.chance(50) {
+        let t = rng.subset(&distinct(&|r| Some(r.tenant_id.clone())));
+        filter = filter.tenants(t.clone());
+        checks.push(Box::new(move |r| t.contains(&r.tenant_id)));
+    }
+    macro_rules! list {
+        ($field:ident, $method:ident) => {
+            if rng.chance(30) {
+                let v = rng.subset(&distinct(&|r| r.$field.clone()));
+                filter = filter.$method(v.clone());
+                checks.push(Box::new(move |r| {
+                    r.$field.as_ref().is_some_and(|x| v.contains(x))
+                }));
+            }
+        };
+    }
+    list!(category, categories);
+    list!(brand, brands);
+    list!(condition, conditions);
+    list!(source, sources);
+    if rng.chance(25) {
+        let s = rng.subset(&[Season::Q1, Season::Q2, Season::Q3, Season::Q4]);
+        filter = filter.seasons(s.clone());
+        checks.push(Box::new(move |r| r.season.is_some_and(|x| s.contains(&x))));
+    }
+    match rng.below(5) {
+        0 => {
+            let y = 2024 + rng.below(2) as i32;
+            filter = filter.year(y);
+            checks.push(Box::new(move |r| r.sold_date.year() == y));
+        }
+        1 => {
+            let (y, m) = (2024 + rng.below(2) as i32, 1 + rng.below(12) as u32);
+            filter = filter.year_month(y, m);
+            checks.push(Box::new(move |r| {
+                r.sold_date.year() == y && r.sold_date.month() == m
+            }));
+        }
+        2 => {
+            let start = at(2024, 1, 1) + chrono::Duration::hours(rng.below(17_000) as i64);
+            let end = start + chrono::Duration::hours(1 + rng.below(5_000) as i64);
+            filter = filter.sold_between(start, end);
+            checks.push(Box::new(move |r| r.sold_date >= start && r.sold_date < end));
+        }
+        _ => {}
+    }
+    if rng.chance(30) {
+        let a = Price::from_cents(rng.below(200_000) as i64).unwrap();
+        let b = Price::from_cents(a.cents() + 1 + rng.below(500_000) as i64).unwrap();
+        if rng.chance(50) {
+            filter = filter.price_range(a..b);
+            checks.push(Box::new(move |r| r.sold_price >= a && r.sold_price < b));
+        } else {
+            filter = filter.price_range(a..=b);
+            checks.push(Box::new(move |r| r.sold_price >= a && r.sold_price <= b));
+        }
+    }
+    (filter, checks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_filters_equal_an_in_memory_filter() {
+    let t = local_table(DIM).await;
+    let mut rows = sample(500, DIM, 21);
+    rows.extend(sample(300, DIM, 22));
+    t.table
+        .append(rows[..500].to_vec())
+        .await
+        .expect("append 1");
+    t.table
+        .append(rows[500..].to_vec())
+        .await
+        .expect("append 2");
+    let mut rng = Rng(7);
+    let mut non_empty = 0;
+    for round in 0..60 {
+        let (filter, checks) = random_filter(&mut rng, &rows);
+        let want = sorted(
+            rows.iter()
+                .filter(|r| checks.iter().all(|c| c(r)))
+                .cloned()
+                .collect(),
+        );
+        let got = sorted(
+            t.table
+                .scan()
+                .filter(filter.clone())
+                .to_records()
+                .await
+                .expect("scan"),
+        );
+        assert_eq!(got.len(), want.len(), "round {round}: {filter:?}");
+        assert!(got == want, "round {round}: rows differ for {filter:?}");
+        let counted = t.table.scan().filter(filter.clone()).count().await;
+        assert_eq!(counted.expect("count"), want.len() as u64, "{filter:?}");
+        // A projection that leaves the filter's columns out still filters exactly.
+        let ids = t
+            .table
+            .scan()
+            .filter(filter.clone())
+            .select([Column::ProductId])
+            .to_partial_records()
+            .await
+            .expect("projected");
+        assert_eq!(ids.len(), want.len());
+        non_empty += usize::from(!want.is_empty());
+    }
+    assert!(non_empty > 20, "too few non-empty rounds: {non_empty}");
+}
+
+#[tokio::test]
+async fn one_month_plans_only_that_month() {
+    let t = local_table(DIM).await;
+    let rows = sample(480, DIM, 5);
+    t.table.append(rows.clone()).await.expect("append");
+    let mut stream = t
+        .table
+        .scan()
+        .filter(ScanFilter::new().year_month(2025, 3).tenant("tenant-001"))
+        .execute()
+        .await
+        .expect("execute");
+    let mut n = 0;
+    while let Some(b) = futures::TryStreamExt::try_next(&mut stream)
+        .await
+        .expect("batch")
+    {
+        n += b.num_rows();
+    }
+    let m = stream.metrics();
+    let want = rows
+        .iter()
+        .filter(|r| r.tenant_id == "tenant-001")
+        .filter(|r| r.sold_date.year() == 2025 && r.sold_date.month() == 3)
+        .count();
+    assert!(want > 0);
+    assert_eq!(n, want);
+    assert_eq!(m.rows_returned, want as u64);
+    assert_eq!(m.data_files_in_snapshot, 24, "{m:?}");
+    assert_eq!(m.files_planned, 1, "{m:?}");
+    assert_eq!(m.files_read, 1, "{m:?}");
+    assert!(m.bytes_read > 0, "{m:?}");
+    let plan = t
+        .table
+        .scan()
+        .filter(ScanFilter::new().year(2024))
+        .plan()
+        .await
+        .expect("plan");
+    assert_eq!((plan.files.len(), plan.data_files_in_snapshot), (12, 24));
+    assert!(plan.files.iter().all(|f| f.path.contains("2024-")));
+
+    let full = t
+        .table
+        .scan()
+        .to_batches_with_metrics()
+        .await
+        .expect("full");
+    assert_eq!(full.1.files_planned, 24);
+    assert_eq!(full.1.rows_returned, 480);
+    assert!(
+        m.bytes_read * 10 < full.1.bytes_read,
+        "{m:?} vs {:?}",
+        full.1
+    );
+}
+
+#[tokio::test]
+async fn projection_limit_and_partial_records() {
+    // Real 1024-dim embeddings, so that leaving them out shows in the bytes read.
+    let t = local_table(1024).await;
+    let rows = sample(600, 1024, 8);
+    t.table.append(rows.clone()).await.expect("append");
+    let (batches, with_emb) = t.table.scan().to_batches_with_metrics().await.expect("all");
+    assert_eq!(batches[0].num_columns(), 12);
+    let (batches, without) = t
+        .table
+        .scan()
+        .select([Column::Brand, Column::SoldPrice])
+        .to_batches_with_metrics()
+        .await
+        .expect("projected");
+    let names: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["brand", "sold_price"]);
+    assert!(
+        without.bytes_read * 4 < with_emb.bytes_read,
+        "the embedding was read: {without:?} vs {with_emb:?}"
+    );
+    let partial = t
+        .table
+        .scan()
+        .select([Column::Brand, Column::SoldPrice])
+        .to_partial_records()
+        .await
+        .expect("partial");
+    assert_eq!(partial.len(), 600);
+    for r in &partial {
+        assert!(r.has(Column::Brand) && r.has(Column::SoldPrice));
+        assert!(r.product_id.is_none() && r.embedding.is_none() && r.sold_date.is_none());
+        assert!(matches!(r.clone().into_record(), Err(Error::Config { .. })));
+    }
+    let total: i64 = partial
+        .iter()
+        .filter_map(|r| r.sold_price)
+        .map(Price::cents)
+        .sum();
+    assert_eq!(
+        total,
+        rows.iter().map(|r| r.sold_price.cents()).sum::<i64>()
+    );
+    assert!(matches!(
+        t.table.scan().select([Column::Brand]).to_records().await,
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        t.table.scan().select([]).to_batches().await,
+        Err(Error::Config { .. })
+    ));
+    let full = t
+        .table
+        .scan()
+        .to_partial_records()
+        .await
+        .expect("all partial");
+    let back: Vec<SaleRecord> = full
+        .into_iter()
+        .map(|r| r.into_record().expect("complete"))
+        .collect();
+    assert_eq!(sorted(back), sorted(rows.clone()));
+
+    for n in [0usize, 1, 7, 600, 900] {
+        let (b, m) = t
+            .table
+            .scan()
+            .limit(n)
+            .batch_size(5)
+            .to_batches_with_metrics()
+            .await
+            .expect("limit");
+        let got: usize = b.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(got, n.min(600), "limit {n}");
+        assert_eq!(m.rows_returned, got as u64);
+    }
+}
+
+#[tokio::test]
+async fn time_travel_by_id_and_timestamp() {
+    let t = local_table(DIM).await;
+    for (i, n) in [10usize, 20, 30].into_iter().enumerate() {
+        t.table
+            .append(sample(n, DIM, 40 + i as u64))
+            .await
+            .expect("append");
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    let snaps = t.table.snapshots();
+    assert_eq!(snaps.len(), 3);
+    let mut expected = 0;
+    for (s, n) in snaps.iter().zip([10u64, 20, 30]) {
+        expected += n;
+        let by_id = t.table.scan().snapshot_id(s.snapshot_id).count().await;
+        assert_eq!(by_id.expect("by id"), expected);
+        let by_time = t
+            .table
+            .scan()
+            .as_of(s.committed_at)
+            .to_batches_with_metrics();
+        let (batches, m) = by_time.await.expect("as of");
+        assert_eq!(m.snapshot_id, Some(s.snapshot_id));
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+            expected
+        );
+    }
+    let later = t.table.scan().as_of(Utc::now()).count().await;
+    assert_eq!(later.expect("now"), 60);
+    let before = snaps[0].committed_at - chrono::Duration::seconds(1);
+    assert!(matches!(
+        t.table.scan().as_of(before).count().await,
+        Err(Error::Config { ref key, .. }) if key == "as_of"
+    ));
+    assert!(matches!(
+        t.table.scan().snapshot_id(1).count().await,
+        Err(Error::SnapshotNotFound { snapshot_id: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn impossible_filters_are_errors_or_empty() {
+    let t = local_table(DIM).await;
+    t.table.append(sample(100, DIM, 3)).await.expect("append");
+    for bad in [
+        ScanFilter::new().year_month(2025, 0),
+        ScanFilter::new().year_month(2025, 13),
+        ScanFilter::new().sold_between(at(2025, 2, 1), at(2025, 2, 1)),
+        ScanFilter::new()
+            .price_range(Price::from_cents(500).unwrap()..Price::from_cents(100).unwrap()),
+    ] {
+        assert!(
+            matches!(
+                t.table.scan().filter(bad.clone()).to_batches().await,
+                Err(Error::Config { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    for empty in [
+        ScanFilter::new().year(2024).year_month(2025, 3),
+        ScanFilter::new().tenants(Vec::<String>::new()),
+        ScanFilter::new()
+            .tenant("tenant-001")
+            .and(ScanFilter::new().tenant("tenant-002")),
+        ScanFilter::new().tenant("nobody"),
+    ] {
+        let (b, m) = t
+            .table
+            .scan()
+            .filter(empty.clone())
+            .to_batches_with_metrics()
+            .await
+            .expect("empty");
+        assert_eq!(
+            b.iter().map(|b| b.num_rows()).sum::<usize>(),
+            0,
+            "{empty:?}"
+        );
+        assert_eq!(m.rows_returned, 0);
+    }
+    let (_, m) = t
+        .table
+        .scan()
+        .filter(ScanFilter::new().year(2024).year_month(2025, 3))
+        .to_batches_with_metrics()
+        .await
+        .expect("disjoint");
+    assert_eq!((m.files_planned, m.files_read, m.bytes_read), (0, 0, 0));
+}
