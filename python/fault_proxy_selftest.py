@@ -3,7 +3,7 @@
 
 Starts ``moto_server.py`` and ``fault_proxy.py --upstream <moto>`` as
 subprocesses (stdin = pipe, kept open), then, with boto3 pointed at the proxy
-(path-style, us-east-1, dummy keys, ``retries={"max_attempts": 1}`` so that
+(path-style, us-east-1, dummy keys, ``retries={"total_max_attempts": 1}`` so that
 injected errors are visible) checks:
 
   * plain put / get / head / list / delete pass through; HEAD of a missing key
@@ -122,7 +122,9 @@ def s3_client(endpoint: str):
         region_name=REGION,
         aws_access_key_id=KEY,
         aws_secret_access_key=KEY,
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+        # total_max_attempts=1: no retry at all. (botocore's "max_attempts" counts
+        # *retries*: {"max_attempts": 1} is 2 attempts and hides a one-shot fault.)
+        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"},
                       connect_timeout=5, read_timeout=30),
     )
 
@@ -476,7 +478,7 @@ def check_raw_chunked_keepalive(ctx: dict[str, Any]) -> None:
     status, data, _ = do("HEAD", f"/{BUCKET}/raw/missing")
     assert status == 404 and data == b"", status
     set_rules(ctx, {"method": "HEAD", "path_regex": "chunked", "action": "status", "status": 503},
-              {"method": "PUT", "path_regex": "chunked2", "action": "status", "status": 500})
+              {"method": "PUT", "path_regex": r"\.bin2$", "action": "status", "status": 500})
     status, data, _ = do("HEAD", path)
     assert status == 503 and data == b"", status
     status, data, _ = do("PUT", path + "2", body=chunks(), chunked=True)  # body read, not forwarded
@@ -565,8 +567,9 @@ def check_stdin_eof(ctx: dict[str, Any]) -> None:
     assert px.proc.stdout.read() == "", "proxy wrote more than the port line"
     note(f"exit on stdin EOF: rc={rc} after {took:.2f}s")
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections sit in TIME_WAIT
     try:
-        s.bind(("127.0.0.1", px.port))  # the port is free again
+        s.bind(("127.0.0.1", px.port))  # the port is free again (no listener left)
     finally:
         s.close()
 

@@ -6,6 +6,8 @@
 mod bad_input;
 mod concurrency;
 mod examples;
+mod faults;
+mod faulty_catalog;
 mod glue;
 mod interop;
 mod local;

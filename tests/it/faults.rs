@@ -1,0 +1,154 @@
+//! Failure behaviour of `append` at each step, on the local catalog and on Glue + S3: a typed
+//! error and an unchanged table, or exactly one commit — never a lost or doubled append.
+
+use std::sync::Arc;
+
+use sales_history::{AppendOutcome, CatalogConfig, Error, SalesHistory, TableOptions};
+
+use crate::faulty_catalog::{Fault, FaultyCatalog};
+use crate::support::{DIM, sample};
+
+/// A table whose catalog is the real one wrapped in a `FaultyCatalog`.
+async fn faulty(
+    real: &CatalogConfig,
+    warehouse: &str,
+    stage: &str,
+    retries: u32,
+) -> (Arc<FaultyCatalog>, SalesHistory) {
+    let inner = real.connect_catalog().await.expect("real catalog");
+    let faulty = FaultyCatalog::new(inner);
+    let config = CatalogConfig::Custom {
+        catalog: faulty.clone(),
+        warehouse: warehouse.to_string(),
+    };
+    let options = TableOptions::default()
+        .with_embedding_dimension(DIM)
+        .with_commit_retries(retries);
+    let table = SalesHistory::ensure_with(&config, stage, options)
+        .await
+        .expect("ensure");
+    (faulty, table)
+}
+
+/// Data files the table references vs. Parquet files in storage (orphans = difference).
+async fn orphan_data_files(table: &SalesHistory) -> usize {
+    let report = table
+        .remove_orphan_files(chrono::Utc::now() + chrono::Duration::seconds(5), true)
+        .await
+        .expect("orphan listing");
+    report
+        .deleted_files
+        .iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .count()
+}
+
+async fn check(table: &SalesHistory, rows: u64, snapshots: usize) {
+    table.refresh().await.expect("refresh");
+    assert_eq!(table.snapshots().len(), snapshots);
+    assert_eq!(table.scan().count().await.expect("count"), rows);
+}
+
+/// Runs every catalog fault against one table and checks the outcome of each.
+async fn catalog_faults(
+    real: CatalogConfig,
+    warehouse: &str,
+    stage: &str,
+    listing: Option<&SalesHistory>,
+) {
+    let (faults, table) = faulty(&real, warehouse, stage, 3).await;
+    table
+        .append(sample(10, DIM, 1))
+        .await
+        .expect("baseline append");
+    let mut rows = 10u64;
+    let mut snapshots = 1usize;
+
+    // Throttled twice, then through: committed once, throttles counted.
+    faults.push([Fault::Throttle, Fault::Throttle]);
+    let out = table
+        .append(sample(7, DIM, 2))
+        .await
+        .expect("throttled append");
+    assert!(out.committed().is_some());
+    (rows, snapshots) = (rows + 7, snapshots + 1);
+    check(&table, rows, snapshots).await;
+    assert!(table.commit_stats().throttled >= 2);
+
+    // Access denied: typed, not retryable, nothing committed, files removed.
+    faults.push([Fault::AccessDenied]);
+    let err = table.append(sample(5, DIM, 3)).await.expect_err("denied");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(format!("{err:?}").contains("AccessDenied"));
+    check(&table, rows, snapshots).await;
+
+    // Conflicts beyond the retry budget (3 retries = 4 attempts).
+    faults.push([Fault::Conflict; 4]);
+    match table.append(sample(5, DIM, 4)).await {
+        Err(e @ Error::CommitConflict { .. }) => assert!(e.is_retryable()),
+        other => panic!("expected CommitConflict, got {other:?}"),
+    }
+    check(&table, rows, snapshots).await;
+
+    // The commit lands but its answer is lost: the append finds its commit id, reports success.
+    faults.push([Fault::LostAnswer]);
+    let out = table
+        .append(sample(6, DIM, 5))
+        .await
+        .expect("lost answer is recovered");
+    assert!(out.committed().is_some(), "{out:?}");
+    (rows, snapshots) = (rows + 6, snapshots + 1);
+    check(&table, rows, snapshots).await;
+
+    // Lost answer and the table cannot be re-read: outcome unknown; the retry with the same
+    // commit id finds it and appends nothing twice.
+    faults.push([Fault::LostAnswerAndReload]);
+    let batch = sample(4, DIM, 6);
+    match table.append(batch.clone()).with_commit_id("retry-me").await {
+        Err(Error::CommitStateUnknown { commit_id, .. }) => assert_eq!(commit_id, "retry-me"),
+        other => panic!("expected CommitStateUnknown, got {other:?}"),
+    }
+    let again = table
+        .append(batch)
+        .with_commit_id("retry-me")
+        .await
+        .expect("retry");
+    assert!(
+        matches!(again, AppendOutcome::AlreadyCommitted { .. }),
+        "{again:?}"
+    );
+    (rows, snapshots) = (rows + 4, snapshots + 1);
+    check(&table, rows, snapshots).await;
+
+    // The failed appends left no data files behind.
+    assert_eq!(orphan_data_files(listing.unwrap_or(&table)).await, 0);
+    assert_eq!(faults.injected_total(), 2 + 1 + 4 + 1 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_faults_on_the_local_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = CatalogConfig::local(dir.path());
+    let warehouse = format!(
+        "file://{}",
+        std::fs::canonicalize(dir.path()).unwrap().display()
+    );
+    // Orphan listing needs the real (listable) config: open a plain handle on the same table.
+    let (_f, _t) = faulty(&real, &warehouse, "faults", 3).await;
+    let plain = SalesHistory::open(&real, "faults")
+        .await
+        .expect("plain handle");
+    catalog_faults(real, &warehouse, "faults", Some(&plain)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_faults_on_glue() {
+    let moto = crate::moto::moto();
+    let real = moto.fresh("faults-glue");
+    let warehouse = "s3://faults-glue/warehouse";
+    let (_f, _t) = faulty(&real, warehouse, "faults", 3).await;
+    let plain = SalesHistory::open(&real, "faults")
+        .await
+        .expect("plain handle");
+    catalog_faults(real, warehouse, "faults", Some(&plain)).await;
+}
