@@ -141,8 +141,13 @@ fn chunked_batches(rows: usize, embeddings: bool) -> Res<Vec<RecordBatch>> {
     Ok(out)
 }
 
+/// Bytes of Arrow data the batches hold (buffers as used, not builders' spare capacity).
 fn arrow_bytes(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::get_array_memory_size).sum()
+    batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
 }
 
 fn month_of(micros: i64) -> i32 {
@@ -570,7 +575,7 @@ async fn run_case(
     let mut case = Case {
         rows,
         embeddings,
-        arrow_bytes: batch.get_array_memory_size(),
+        arrow_bytes: arrow_bytes(std::slice::from_ref(&batch)),
         times: BTreeMap::new(),
     };
     let variants: Vec<Variant> = Variant::ALL

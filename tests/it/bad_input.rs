@@ -427,20 +427,39 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
         let mut schema_fields = Vec::new();
         for c in Column::ALL {
             let ty = if c == Column::SoldPrice {
-                iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::Decimal { precision: 18, scale: 2 })
+                iceberg::spec::Type::Primitive(iceberg::spec::PrimitiveType::Decimal {
+                    precision: 18,
+                    scale: 2,
+                })
             } else {
                 c.iceberg_type()
             };
-            schema_fields.push(Arc::new(iceberg::spec::NestedField::new(c.field_id(), c.name(), ty, c.is_required())));
+            schema_fields.push(Arc::new(iceberg::spec::NestedField::new(
+                c.field_id(),
+                c.name(),
+                ty,
+                c.is_required(),
+            )));
         }
         let catalog = config.connect_catalog().await.unwrap();
         let ns = iceberg::NamespaceIdent::new("pricing_intelligence_drift".into());
-        catalog.create_namespace(&ns, Default::default()).await.unwrap();
+        catalog
+            .create_namespace(&ns, Default::default())
+            .await
+            .unwrap();
         let creation = iceberg::TableCreation::builder()
             .name("sales_history".to_string())
-            .schema(iceberg::spec::Schema::builder().with_fields(schema_fields).build().unwrap())
+            .schema(
+                iceberg::spec::Schema::builder()
+                    .with_fields(schema_fields)
+                    .build()
+                    .unwrap(),
+            )
             .partition_spec(sales_history::schema::partition_spec())
-            .properties([("write.parquet.compression-codec".to_string(), "snappy".to_string())])
+            .properties([(
+                "write.parquet.compression-codec".to_string(),
+                "snappy".to_string(),
+            )])
             .build();
         catalog.create_table(&ns, creation).await.unwrap();
         SalesHistory::open(&config, "drift").await.map(|_| ())
@@ -452,22 +471,85 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
         ("stage with a dash", ensure("dev-eu").await, "config:stage"),
         (
             "zero embedding dimension",
-            SalesHistory::ensure_with(&config, "zero", TableOptions::default().with_embedding_dimension(0)).await.map(|_| ()),
+            SalesHistory::ensure_with(
+                &config,
+                "zero",
+                TableOptions::default().with_embedding_dimension(0),
+            )
+            .await
+            .map(|_| ()),
             "config:embedding_dimension",
         ),
-        ("unknown catalog scheme", parse("ftp://host/x"), "config:catalog"),
-        ("glue without warehouse", parse("glue://?region=eu-west-1"), "config:warehouse"),
-        ("glue with a local warehouse", parse("glue://?region=eu-west-1&warehouse=/data"), "config:warehouse"),
-        ("glue with an unknown option", parse("glue://?region=eu-west-1&warehouse=s3://bkt/x&colour=red"), "config:colour"),
-        ("glue with a bad endpoint", parse("glue://?region=eu-west-1&warehouse=s3://bkt/x&glue_endpoint=nope"), "config:glue_endpoint"),
-        ("commit id with a space", t.table.append(sample(1, DIM, 2)).with_commit_id("a b").await.map(|_| ()), "config:commit_id"),
-        ("empty sold_date range", t.table.scan().sold_between(jan, jan).count().await.map(|_| ()), "config:sold_between"),
-        ("unknown snapshot", t.table.scan().snapshot_id(7).count().await.map(|_| ()), "snapshot-not-found"),
-        ("missing table", SalesHistory::open(&config, "nowhere").await.map(|_| ()), "table-not-found"),
+        (
+            "unknown catalog scheme",
+            parse("ftp://host/x"),
+            "config:catalog",
+        ),
+        (
+            "glue without warehouse",
+            parse("glue://?region=eu-west-1"),
+            "config:warehouse",
+        ),
+        (
+            "glue with a local warehouse",
+            parse("glue://?region=eu-west-1&warehouse=/data"),
+            "config:warehouse",
+        ),
+        (
+            "glue with an unknown option",
+            parse("glue://?region=eu-west-1&warehouse=s3://bkt/x&colour=red"),
+            "config:colour",
+        ),
+        (
+            "glue with a bad endpoint",
+            parse("glue://?region=eu-west-1&warehouse=s3://bkt/x&glue_endpoint=nope"),
+            "config:glue_endpoint",
+        ),
+        (
+            "commit id with a space",
+            t.table
+                .append(sample(1, DIM, 2))
+                .with_commit_id("a b")
+                .await
+                .map(|_| ()),
+            "config:commit_id",
+        ),
+        (
+            "empty sold_date range",
+            t.table
+                .scan()
+                .sold_between(jan, jan)
+                .count()
+                .await
+                .map(|_| ()),
+            "config:sold_between",
+        ),
+        (
+            "unknown snapshot",
+            t.table.scan().snapshot_id(7).count().await.map(|_| ()),
+            "snapshot-not-found",
+        ),
+        (
+            "missing table",
+            SalesHistory::open(&config, "nowhere").await.map(|_| ()),
+            "table-not-found",
+        ),
         ("drifted table", drifted, "schema-drift"),
-        ("price with 3 decimals", "12.345".parse::<sales_history::Price>().map(|_| ()), "invalid:sold_price"),
-        ("price of 10^8", "100000000".parse::<sales_history::Price>().map(|_| ()), "invalid:sold_price"),
-        ("negative price", sales_history::Price::from_cents(-5).map(|_| ()), "invalid:sold_price"),
+        (
+            "price with 3 decimals",
+            "12.345".parse::<sales_history::Price>().map(|_| ()),
+            "invalid:sold_price",
+        ),
+        (
+            "price of 10^8",
+            "100000000".parse::<sales_history::Price>().map(|_| ()),
+            "invalid:sold_price",
+        ),
+        (
+            "negative price",
+            sales_history::Price::from_cents(-5).map(|_| ()),
+            "invalid:sold_price",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, result, want) in cases {
@@ -477,5 +559,9 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(t.table.scan().count().await.unwrap(), 3, "the table is unchanged");
+    assert_eq!(
+        t.table.scan().count().await.unwrap(),
+        3,
+        "the table is unchanged"
+    );
 }

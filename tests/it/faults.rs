@@ -152,3 +152,66 @@ async fn catalog_faults_on_glue() {
         .expect("plain handle");
     catalog_faults(real, warehouse, "faults", Some(&plain)).await;
 }
+
+/// Storage faults through the proxy in front of the emulator's S3: data file, manifest and
+/// metadata writes that fail, and slow answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_faults_on_glue_and_s3() {
+    use crate::moto::FaultProxy;
+    let moto = crate::moto::moto();
+    moto.create_bucket("faults-s3");
+    let proxy = FaultProxy::start(&moto.endpoint());
+    let config: CatalogConfig = moto
+        .glue_config("faults-s3")
+        .with_s3_endpoint(proxy.endpoint())
+        .into();
+    let table = SalesHistory::ensure_with(
+        &config,
+        "storage",
+        TableOptions::default().with_embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    table.append(sample(10, DIM, 1)).await.expect("baseline");
+    let mut rows = 10u64;
+
+    for (what, regex) in [
+        ("data file", r"/data/.*\.parquet"),
+        ("manifest", r"/metadata/.*-m\d+\.avro"),
+        ("manifest list", r"/metadata/snap-.*\.avro"),
+        ("table metadata", r"/metadata/.*\.metadata\.json"),
+    ] {
+        proxy.set_rules(serde_json::json!([
+            { "method": "PUT", "path_regex": regex, "times": -1, "action": "status", "status": 500 }
+        ]));
+        let result = table.append(sample(5, DIM, 2)).await;
+        let injected = proxy.stats()["injected"].as_u64().unwrap_or(0);
+        proxy.clear();
+        let err = result.expect_err(what);
+        assert!(injected > 0, "{what}: no fault was injected");
+        assert!(
+            !matches!(err, Error::InvalidValue { .. }),
+            "{what}: {err:?}"
+        );
+        check(&table, rows, 1 + (rows as usize - 10) / 5).await;
+        assert_eq!(
+            orphan_data_files(&table).await,
+            0,
+            "{what}: data files left behind"
+        );
+    }
+
+    // A flaky store (every other PUT fails once) and slow reads: the append still lands once.
+    proxy.set_rules(serde_json::json!([
+        { "method": "PUT", "path_regex": r"\.parquet", "skip": 1, "times": 1, "action": "status", "status": 503 },
+        { "method": "GET", "path_regex": r"\.metadata\.json", "times": 2, "action": "delay", "seconds": 1.0 }
+    ]));
+    let out = table
+        .append(sample(5, DIM, 3))
+        .await
+        .expect("append through transient faults");
+    proxy.clear();
+    assert!(out.committed().is_some());
+    rows += 5;
+    check(&table, rows, 2).await;
+}

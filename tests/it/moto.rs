@@ -122,3 +122,88 @@ impl Moto {
         aws_sdk_glue::Client::new(&cfg)
     }
 }
+
+/// `python/fault_proxy.py`: a loopback HTTP proxy in front of the emulator's S3 that fails
+/// chosen requests (rules set over its `/__faults__` control path).
+pub struct FaultProxy {
+    pub port: u16,
+    _stdin: Mutex<ChildStdin>,
+    child: Mutex<Child>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/fault_proxy.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .args(["--upstream", upstream])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python/fault_proxy.py");
+        let stdout = child.stdout.take().expect("proxy stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read proxy port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PROXY_PORT=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("fault_proxy.py did not print PROXY_PORT=…, got {line:?}"));
+        let stdin = child.stdin.take().expect("proxy stdin");
+        FaultProxy {
+            port,
+            _stdin: Mutex::new(stdin),
+            child: Mutex::new(child),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn call(&self, method: &str, body: &str) -> serde_json::Value {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to proxy");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{method} /__faults__ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+            "proxy control: {resp}"
+        );
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Replaces the fault rules.
+    pub fn set_rules(&self, rules: serde_json::Value) {
+        self.call("POST", &serde_json::json!({ "rules": rules }).to_string());
+    }
+
+    /// Clears rules and counters.
+    pub fn clear(&self) {
+        self.call("DELETE", "");
+    }
+
+    /// Counters: `injected`, `requests`, `log`.
+    pub fn stats(&self) -> serde_json::Value {
+        self.call("GET", "")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
