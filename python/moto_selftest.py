@@ -109,7 +109,7 @@ def client(service: str, endpoint: str, region: str = REGION):
         region_name=region,
         aws_access_key_id=KEY,
         aws_secret_access_key=KEY,
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
     )
 
 

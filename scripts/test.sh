@@ -26,6 +26,7 @@ export SALES_HISTORY_PYTHON
 
 step "emulator self-test (moto Glue+S3, VersionId compare-and-swap)"
 "$SALES_HISTORY_PYTHON" python/moto_selftest.py
+"$SALES_HISTORY_PYTHON" python/fault_proxy_selftest.py
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -43,6 +43,7 @@ mod record;
 pub mod sample;
 mod scan;
 pub mod schema;
+mod similarity;
 #[cfg(feature = "sql")]
 mod sql;
 mod table;
@@ -65,6 +66,7 @@ pub use scan::{
     ScanMetrics, ScanPlan, ScanStream,
 };
 pub use schema::Column;
+pub use similarity::{Metric, SimilarSale, SimilarTo};
 #[cfg(feature = "sql")]
 pub use sql::{SAMPLE_QUERIES_SQL, SQL_TABLE_NAME, SampleQuery, parse_queries, sample_queries};
 pub use table::{

@@ -190,7 +190,23 @@ pub(crate) async fn read_file(
     let ranges = needed_ranges(&metadata, &kept, &needed_roots, plan.filter.is_some());
     let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
     let data = if wanted + footer_len as u64 >= size / 2 {
-        fetch(0..size).await?
+        match local_path(&file.path) {
+            // A local file in one read(2): several times faster than the storage layer's
+            // chunked reads for the full scans that take this branch.
+            Some(path) => {
+                Counters::add(&counters.bytes_read, size);
+                let read = tokio::task::spawn_blocking(move || std::fs::read(&path));
+                let buf = read
+                    .await
+                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
+                    .map_err(|source| Error::Io {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                same_type(&tail, buf)
+            }
+            None => fetch(0..size).await?,
+        }
     } else {
         let merged = merge(ranges);
         let parts = try_join_all(merged.iter().map(|r| fetch(r.clone()))).await?;
@@ -251,6 +267,14 @@ pub(crate) async fn read_file(
     })
     .await
     .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))?
+}
+
+/// The local path of a `file:` URL (`None` for object stores).
+fn local_path(location: &str) -> Option<std::path::PathBuf> {
+    if !location.starts_with("file:") {
+        return None;
+    }
+    url::Url::parse(location).ok()?.to_file_path().ok()
 }
 
 /// Byte ranges of the column chunks of `roots` in `row_groups` (and their offset indexes).

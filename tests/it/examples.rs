@@ -132,6 +132,31 @@ fn create_load_verify_on_the_local_default() {
         .sum();
     assert_eq!(months, 300);
 
+    // Comparable sales of a stored sale.
+    let (code, out, err) = run(
+        "similar_sales",
+        &[
+            "--warehouse",
+            wh,
+            "--stage",
+            "ex",
+            "--k",
+            "5",
+            "--metric",
+            "cosine",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("5 nearest sales to sale "), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("    ") || l.starts_with("  "))
+            .count(),
+        5,
+        "{out}"
+    );
+    assert!(out.contains("comparable prices: median"), "{out}");
+
     // Remove one data file: verify fails with the data-files check.
     let victim = crate::support::tree(std::path::Path::new(wh))
         .into_iter()

@@ -14,6 +14,7 @@ mod local;
 mod maintenance;
 mod moto;
 mod scan;
+mod similarity;
 mod soak;
 #[cfg(feature = "sql")]
 mod sql_queries;

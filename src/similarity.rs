@@ -1,0 +1,310 @@
+//! Embedding similarity search: the `k` sales nearest to a query vector ("comparable sales").
+//!
+//! One pass over the (filtered, pruned) scan: each batch is scored on a blocking thread, keeps
+//! its own top `k`, and the per-batch winners are merged. Batches are scored concurrently on
+//! the available cores; memory stays bounded by the batch size and `k`, not the table size.
+
+use std::cmp::Ordering;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch, UInt32Array};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::batch::batch_to_records;
+use crate::error::{Error, Result};
+use crate::record::SaleRecord;
+use crate::scan::ScanFilter;
+use crate::schema::Column;
+use crate::table::SalesHistory;
+
+/// How similarity is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Metric {
+    /// Cosine similarity, higher is nearer (default). Stored vectors of zero length are skipped.
+    #[default]
+    Cosine,
+    /// Dot product, higher is nearer.
+    Dot,
+    /// Euclidean distance, lower is nearer.
+    L2,
+}
+
+impl Metric {
+    /// The score of `v` against `q` (`q_norm` = |q|).
+    pub(crate) fn score(self, q: &[f64], q_norm: f64, v: &[f64]) -> Option<f64> {
+        match self {
+            Metric::Dot => Some(dot(q, v)),
+            Metric::Cosine => {
+                let n = dot(v, v).sqrt();
+                (n > 0.0).then(|| dot(q, v) / (q_norm * n))
+            }
+            Metric::L2 => Some(
+                q.iter()
+                    .zip(v)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+                    .sqrt(),
+            ),
+        }
+    }
+
+    /// `Less` when score `a` is nearer than `b`.
+    fn nearer(self, a: f64, b: f64) -> Ordering {
+        match self {
+            Metric::L2 => a.total_cmp(&b),
+            _ => b.total_cmp(&a),
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One result of [`SalesHistory::similar_to`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SimilarSale {
+    /// Similarity (cosine, dot) or distance (L2).
+    pub score: f64,
+    /// The sale.
+    pub record: SaleRecord,
+}
+
+/// A similarity search in preparation; `.await` it.
+///
+/// ```no_run
+/// # async fn f(table: &sales_history::SalesHistory, query: Vec<f64>) -> sales_history::Result<()> {
+/// use sales_history::{Metric, ScanFilter};
+/// let comparable = table
+///     .similar_to(query, 10)
+///     .metric(Metric::Cosine)
+///     .filter(ScanFilter::new().tenant("tenant-001").year(2025))
+///     .await?;
+/// for s in comparable {
+///     println!("{:.4} {} {}", s.score, s.record.product_id, s.record.sold_price);
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "a search does nothing until it is awaited"]
+pub struct SimilarTo<'a> {
+    table: &'a SalesHistory,
+    query: Vec<f64>,
+    k: usize,
+    metric: Metric,
+    filter: ScanFilter,
+    parallelism: Option<usize>,
+}
+
+impl SalesHistory {
+    /// Finds the `k` sales whose embedding is nearest to `query`, best first; ties are broken
+    /// by `(tenant_id, product_id, sold_date)`. Rows without an embedding are skipped.
+    ///
+    /// The query must have the table's embedding dimension, be finite, and (for cosine) be
+    /// non-zero; otherwise [`Error::InvalidValue`] on `embedding`.
+    pub fn similar_to(&self, query: Vec<f64>, k: usize) -> SimilarTo<'_> {
+        SimilarTo {
+            table: self,
+            query,
+            k,
+            metric: Metric::default(),
+            filter: ScanFilter::new(),
+            parallelism: None,
+        }
+    }
+}
+
+/// A candidate: score plus the key used to break ties.
+struct Candidate {
+    score: f64,
+    key: (String, String, i64),
+    row: u32,
+}
+
+impl<'a> SimilarTo<'a> {
+    /// Sets the metric (default cosine).
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// Only considers rows matching `filter` (pruned like a scan).
+    pub fn filter(mut self, filter: ScanFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// How many batches are scored at once (default: the available cores).
+    pub fn with_parallelism(mut self, tasks: usize) -> Self {
+        self.parallelism = Some(tasks.max(1));
+        self
+    }
+
+    fn check_query(&self) -> Result<f64> {
+        let dim = self.table.embedding_dimension();
+        if self.query.len() != dim {
+            return Err(Error::invalid(
+                Column::Embedding,
+                None,
+                format!(
+                    "query has {} values, the table's dimension is {dim}",
+                    self.query.len()
+                ),
+            ));
+        }
+        if let Some(i) = self.query.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                Column::Embedding,
+                None,
+                format!(
+                    "query element {i} is {} (values must be finite)",
+                    self.query[i]
+                ),
+            ));
+        }
+        let norm = dot(&self.query, &self.query).sqrt();
+        if self.metric == Metric::Cosine && norm == 0.0 {
+            return Err(Error::invalid(
+                Column::Embedding,
+                None,
+                "a zero query vector has no cosine similarity",
+            ));
+        }
+        Ok(norm)
+    }
+
+    async fn run(self) -> Result<Vec<SimilarSale>> {
+        let q_norm = self.check_query()?;
+        if self.k == 0 {
+            return Ok(Vec::new());
+        }
+        let tasks = self
+            .parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let stream = self
+            .table
+            .scan()
+            .filter(self.filter.clone())
+            .stream()
+            .await?;
+        let query = std::sync::Arc::new(self.query);
+        let (k, metric) = (self.k, self.metric);
+        let mut scored = stream
+            .map(move |batch| {
+                let query = query.clone();
+                async move {
+                    let batch = batch?;
+                    tokio::task::spawn_blocking(move || {
+                        top_of_batch(&batch, &query, q_norm, k, metric)
+                    })
+                    .await
+                    .map_err(|e| Error::config("similar_to", format!("scoring task failed: {e}")))?
+                }
+            })
+            .buffer_unordered(tasks);
+        let mut best: Vec<(SimilarSale, (String, String, i64))> = Vec::new();
+        while let Some(winners) = scored.try_next().await? {
+            best.extend(winners);
+            best.sort_by(|a, b| {
+                metric
+                    .nearer(a.0.score, b.0.score)
+                    .then_with(|| a.1.cmp(&b.1))
+            });
+            best.truncate(k);
+        }
+        Ok(best.into_iter().map(|(s, _)| s).collect())
+    }
+}
+
+/// The batch's own top `k`, as records.
+fn top_of_batch(
+    batch: &RecordBatch,
+    query: &[f64],
+    q_norm: f64,
+    k: usize,
+    metric: Metric,
+) -> Result<Vec<(SimilarSale, (String, String, i64))>> {
+    let col = |c: Column| {
+        batch
+            .column_by_name(c.name())
+            .ok_or_else(|| Error::invalid(c, None, "missing in scan"))
+    };
+    let emb = col(Column::Embedding)?
+        .as_list_opt::<i32>()
+        .cloned()
+        .ok_or_else(|| Error::invalid(Column::Embedding, None, "unexpected Arrow type"))?;
+    let values = emb
+        .values()
+        .as_primitive_opt::<Float64Type>()
+        .cloned()
+        .ok_or_else(|| Error::invalid(Column::Embedding, None, "unexpected Arrow type"))?;
+    let tenant = arrow_cast::cast(col(Column::TenantId)?, &arrow_schema::DataType::Utf8)?;
+    let product = arrow_cast::cast(col(Column::ProductId)?, &arrow_schema::DataType::Utf8)?;
+    let (tenant, product) = (tenant.as_string::<i32>(), product.as_string::<i32>());
+    let date = col(Column::SoldDate)?
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .cloned()
+        .ok_or_else(|| Error::invalid(Column::SoldDate, None, "unexpected Arrow type"))?;
+    let raw = values.values();
+    let offsets = emb.value_offsets();
+    let mut cands: Vec<Candidate> = Vec::new();
+    for i in 0..batch.num_rows() {
+        if emb.is_null(i) {
+            continue;
+        }
+        let (s, e) = (offsets[i] as usize, offsets[i + 1] as usize);
+        if e - s != query.len() {
+            continue;
+        }
+        let Some(score) = metric.score(query, q_norm, &raw[s..e]) else {
+            continue;
+        };
+        cands.push(Candidate {
+            score,
+            key: (
+                tenant.value(i).to_string(),
+                product.value(i).to_string(),
+                date.value(i),
+            ),
+            row: i as u32,
+        });
+    }
+    cands.sort_by(|a, b| {
+        metric
+            .nearer(a.score, b.score)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    cands.truncate(k);
+    if cands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let idx = UInt32Array::from(cands.iter().map(|c| c.row).collect::<Vec<_>>());
+    let rows = arrow_select::take::take_record_batch(batch, &idx)?;
+    let records = batch_to_records(&rows)?;
+    Ok(records
+        .into_iter()
+        .zip(cands)
+        .map(|(record, c)| {
+            (
+                SimilarSale {
+                    score: c.score,
+                    record,
+                },
+                c.key,
+            )
+        })
+        .collect())
+}
+
+impl<'a> IntoFuture for SimilarTo<'a> {
+    type Output = Result<Vec<SimilarSale>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
