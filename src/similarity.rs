@@ -118,10 +118,13 @@ impl SalesHistory {
     }
 }
 
+/// Tie-break key: `(tenant_id, product_id, sold_date µs)`.
+type TieKey = (String, String, i64);
+
 /// A candidate: score plus the key used to break ties.
 struct Candidate {
     score: f64,
-    key: (String, String, i64),
+    key: TieKey,
     row: u32,
 }
 
@@ -206,7 +209,7 @@ impl<'a> SimilarTo<'a> {
                 }
             })
             .buffer_unordered(tasks);
-        let mut best: Vec<(SimilarSale, (String, String, i64))> = Vec::new();
+        let mut best: Vec<(SimilarSale, TieKey)> = Vec::new();
         while let Some(winners) = scored.try_next().await? {
             best.extend(winners);
             best.sort_by(|a, b| {
@@ -227,7 +230,7 @@ fn top_of_batch(
     q_norm: f64,
     k: usize,
     metric: Metric,
-) -> Result<Vec<(SimilarSale, (String, String, i64))>> {
+) -> Result<Vec<(SimilarSale, TieKey)>> {
     let col = |c: Column| {
         batch
             .column_by_name(c.name())

@@ -28,12 +28,15 @@ pub enum Fault {
     LostAnswerAndReload,
 }
 
+/// Seeded random fault odds: (rng state, [(fault, per-mille)]).
+type RandomFaults = Option<(u64, Vec<(Fault, u32)>)>;
+
 #[derive(Debug)]
 pub struct FaultyCatalog {
     inner: Arc<dyn Catalog>,
     faults: Mutex<VecDeque<Fault>>,
     /// When set, each `update_table` draws a fault with these odds (seeded).
-    random: Mutex<Option<(u64, Vec<(Fault, u32)>)>>,
+    random: Mutex<RandomFaults>,
     fail_next_load: Mutex<bool>,
     pub injected: Mutex<HashMap<&'static str, u64>>,
     pub updates: AtomicU64,
@@ -186,10 +189,7 @@ impl Catalog for FaultyCatalog {
                 )))
             }
             Some(f @ (Fault::LostAnswer | Fault::LostAnswerAndReload)) => {
-                let result = self.inner.update_table(commit).await;
-                if result.is_err() {
-                    return result;
-                }
+                self.inner.update_table(commit).await?;
                 if f == Fault::LostAnswerAndReload {
                     *self.fail_next_load.lock().unwrap() = true;
                     self.count("lost answer + reload");
