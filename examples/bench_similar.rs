@@ -17,7 +17,8 @@ use chrono::{TimeZone, Utc};
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{Metric, SalesHistory, ScanFilter};
 
-const USAGE: &str = "usage: bench_similar [--rows N] [--reps N] [--k N] [--python PATH] [--warehouse DIR]";
+const USAGE: &str =
+    "usage: bench_similar [--rows N] [--reps N] [--k N] [--python PATH] [--warehouse DIR]";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -30,14 +31,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows: usize = cli.value("--rows").unwrap_or(100_000);
     let reps: usize = cli.value::<usize>("--reps").unwrap_or(5).max(1);
     let k: usize = cli.value("--k").unwrap_or(10);
-    let python: String = cli.value("--python").unwrap_or_else(|| "python3".to_string());
+    let python: String = cli
+        .value("--python")
+        .unwrap_or_else(|| "python3".to_string());
     let explicit = std::env::args().any(|a| a == "--warehouse" || a == "--catalog");
     let scratch = tempfile_dir()?;
-    let catalog = if explicit { cli.catalog.clone() } else { sales_history::CatalogConfig::local(&scratch) };
+    let catalog = if explicit {
+        cli.catalog.clone()
+    } else {
+        sales_history::CatalogConfig::local(&scratch)
+    };
     let stage = cli.stage.clone();
     cli.finish();
     let warehouse = match &catalog {
-        sales_history::CatalogConfig::Local { warehouse } => std::fs::canonicalize(warehouse).unwrap_or(warehouse.clone()),
+        sales_history::CatalogConfig::Local { warehouse } => {
+            std::fs::canonicalize(warehouse).unwrap_or(warehouse.clone())
+        }
         _ => return Err("bench_similar runs on the local catalog (--warehouse DIR)".into()),
     };
 
@@ -62,8 +71,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let query_file = warehouse.join("bench_query.json");
     std::fs::write(&query_file, serde_json::to_string(&query)?)?;
     let (m_start, m_end) = (
-        Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).single().ok_or("date")?,
-        Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).single().ok_or("date")?,
+        Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+            .single()
+            .ok_or("date")?,
+        Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0)
+            .single()
+            .ok_or("date")?,
     );
     let month_rows = table.scan().sold_between(m_start, m_end).count().await?;
 
@@ -71,46 +84,83 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tops = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let t0 = Instant::now();
-        let r = table.similar_to(query.clone(), k).metric(Metric::Cosine).await?;
+        let r = table
+            .similar_to(query.clone(), k)
+            .metric(Metric::Cosine)
+            .await?;
         full.push(t0.elapsed());
-        tops.0 = r.iter().map(|s| s.record.product_id.clone()).collect::<Vec<_>>();
+        tops.0 = r
+            .iter()
+            .map(|s| s.record.product_id.clone())
+            .collect::<Vec<_>>();
         let t0 = Instant::now();
         let r = table
             .similar_to(query.clone(), k)
             .filter(ScanFilter::new().sold_between(m_start, m_end))
             .await?;
         month.push(t0.elapsed());
-        tops.1 = r.iter().map(|s| s.record.product_id.clone()).collect::<Vec<_>>();
+        tops.1 = r
+            .iter()
+            .map(|s| s.record.product_id.clone())
+            .collect::<Vec<_>>();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_similar_numpy.py");
     let out = std::process::Command::new(&python)
         .args([
             script,
-            "--warehouse", &warehouse.display().to_string(),
-            "--namespace", &table.namespace(),
-            "--query-file", &query_file.display().to_string(),
-            "--k", &k.to_string(),
-            "--month-start", &m_start.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
-            "--month-end", &m_end.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
-            "--reps", &reps.to_string(),
+            "--warehouse",
+            &warehouse.display().to_string(),
+            "--namespace",
+            &table.namespace(),
+            "--query-file",
+            &query_file.display().to_string(),
+            "--k",
+            &k.to_string(),
+            "--month-start",
+            &m_start.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "--month-end",
+            &m_end.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "--reps",
+            &reps.to_string(),
         ])
         .output()?;
     let py: Option<serde_json::Value> = if out.status.success() {
         serde_json::from_slice(&out.stdout).ok()
     } else {
-        eprintln!("numpy baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "numpy baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         None
     };
-    println!("similarity search, k = {k}, cosine, 1024-dim embeddings, {total} rows ({month_rows} in 2025-03), medians of {reps}");
-    println!("{:<22} {:>12} {:>14} {:>14} {:>10} {:>9}", "scan", "us (ms)", "us rows/s", "numpy (ms)", "ratio", "same top");
+    println!(
+        "similarity search, k = {k}, cosine, 1024-dim embeddings, {total} rows ({month_rows} in 2025-03), medians of {reps}"
+    );
+    println!(
+        "{:<22} {:>12} {:>14} {:>14} {:>10} {:>9}",
+        "scan", "us (ms)", "us rows/s", "numpy (ms)", "ratio", "same top"
+    );
     for (name, times, rows_scanned, key, top) in [
         ("all rows", full, total as usize, "full", &tops.0),
-        ("one month (2025-03)", month, month_rows as usize, "month", &tops.1),
+        (
+            "one month (2025-03)",
+            month,
+            month_rows as usize,
+            "month",
+            &tops.1,
+        ),
     ] {
         let us = median(times);
         let np = py.as_ref().and_then(|p| p[key]["median_s"].as_f64());
         let same = py.as_ref().map(|p| {
-            let theirs: Vec<String> = p[key]["top"].as_array().map(|a| a.iter().filter_map(|t| t[0].as_str().map(String::from)).collect()).unwrap_or_default();
+            let theirs: Vec<String> = p[key]["top"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t[0].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
             theirs == *top
         });
         println!(
@@ -131,7 +181,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("sales-history-bench-similar-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "sales-history-bench-similar-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

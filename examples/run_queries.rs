@@ -125,8 +125,11 @@ mod output {
             .unwrap_or_default()
     }
 
+    /// One cell as text and whether it is numeric (`None` for NULL).
+    type Cell = Option<(String, bool)>;
+
     /// Every cell as text (`None` for NULL), row by row.
-    fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<(String, bool)>>>, ArrowError> {
+    fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Cell>>, ArrowError> {
         let options = FormatOptions::default();
         let mut out = Vec::new();
         for batch in batches {

@@ -40,13 +40,14 @@ use crate::schema::Column;
 /// reading any data file.
 ///
 /// ```
-/// use sales_history::{ScanFilter, Season};
+/// use sales_history::{Price, ScanFilter, Season};
+/// let (low, high): (Price, Price) = ("100".parse()?, "5000".parse()?);
 /// let filter = ScanFilter::new()
 ///     .tenant("tenant-001")
 ///     .year_month(2025, 3)
 ///     .categories(["handbags", "watches"])
 ///     .season(Season::Q1)
-///     .price_range("100".parse()?.."5000".parse()?);
+///     .price_range(low..high);
 /// # Ok::<(), sales_history::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
