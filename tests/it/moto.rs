@@ -30,33 +30,40 @@ pub fn moto() -> &'static Moto {
 impl Moto {
     /// Starts a server of its own (e.g. with `--record FILE`); it stops when dropped.
     pub fn start(args: &[&str]) -> Moto {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/moto_server.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(args)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python/moto_server.py");
-        let stdout = child.stdout.take().expect("moto stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read moto port");
-        let port: u16 = line
-            .trim()
-            .strip_prefix("MOTO_PORT=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("moto_server.py did not print MOTO_PORT=…, got {line:?}"));
-        let stdin = child.stdin.take().expect("moto stdin");
+        let (child, stdin, port) = spawn_announcing("moto_server.py", args, "MOTO_PORT=");
         Moto {
             port,
             _stdin: Mutex::new(stdin),
             _child: Mutex::new(child),
         }
     }
+}
+
+/// Starts `python/{script}` from the test venv with stdin piped (its EOF stops the process)
+/// and waits for the line `{announce}<port>` on its stdout.
+fn spawn_announcing(script: &str, args: &[&str], announce: &str) -> (Child, ChildStdin, u16) {
+    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start python/{script}: {e}"));
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the announced port");
+    let port: u16 = line
+        .trim()
+        .strip_prefix(announce)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not print {announce}…, got {line:?}"));
+    let stdin = child.stdin.take().expect("child stdin");
+    (child, stdin, port)
 }
 
 impl Drop for Moto {
@@ -133,26 +140,8 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: &str) -> FaultProxy {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/fault_proxy.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["--upstream", upstream])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python/fault_proxy.py");
-        let stdout = child.stdout.take().expect("proxy stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read proxy port");
-        let port: u16 = line
-            .trim()
-            .strip_prefix("PROXY_PORT=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("fault_proxy.py did not print PROXY_PORT=…, got {line:?}"));
-        let stdin = child.stdin.take().expect("proxy stdin");
+        let (child, stdin, port) =
+            spawn_announcing("fault_proxy.py", &["--upstream", upstream], "PROXY_PORT=");
         FaultProxy {
             port,
             _stdin: Mutex::new(stdin),
