@@ -54,9 +54,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0u64, 0u64, 0u64, 0usize, 0u64);
     let mut done = 0usize;
     let mut batch_no = 0usize;
-    while done < total {
-        let n = batch_size.min(total - done);
-        let records = generator.take_records(n);
+    // Generate the next batch on a blocking thread while the current one is appended.
+    let mut next = Some(tokio::task::spawn_blocking({
+        let n = batch_size.min(total);
+        move || {
+            let records = generator.take_records(n);
+            (generator, records)
+        }
+    }));
+    while let Some(pending) = next.take() {
+        let (mut generator, records) = pending.await?;
+        let n = records.len();
+        if n == 0 {
+            break;
+        }
+        let following = batch_size.min(total - done - n);
+        if following > 0 {
+            next = Some(tokio::task::spawn_blocking(move || {
+                let records = generator.take_records(following);
+                (generator, records)
+            }));
+        }
         let mut append = table.append(records);
         if let Some(id) = &commit_id {
             append = append.with_commit_id(format!("{id}-{batch_no:06}"));
