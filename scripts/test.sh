@@ -40,7 +40,7 @@ cargo test --all-features
 step "quickstart on a scratch warehouse, read back by pyiceberg"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-cargo run --quiet --example quickstart -- --warehouse "$scratch/warehouse" --rows 2000
+cargo run --quiet --all-features --example quickstart -- --warehouse "$scratch/warehouse" --rows 2000
 "$SALES_HISTORY_PYTHON" python/pyiceberg_check.py read --warehouse "$scratch/warehouse" \
     --namespace pricing_intelligence_dev --no-rows > "$scratch/read.json"
 "$SALES_HISTORY_PYTHON" - "$scratch/read.json" <<'PY'
