@@ -102,6 +102,13 @@ pub enum Error {
         source: Box<iceberg::Error>,
     },
 
+    /// A SQL statement (feature `sql`) failed to parse, plan or run.
+    #[error("SQL query failed: {reason}")]
+    Query {
+        /// DataFusion's message.
+        reason: String,
+    },
+
     /// An error from the Iceberg library, the catalog or the storage layer.
     #[error(transparent)]
     Iceberg(Box<iceberg::Error>),

@@ -71,7 +71,9 @@ pub fn parse_queries(text: &str) -> Vec<SampleQuery> {
 }
 
 fn sql_error(e: datafusion::error::DataFusionError) -> Error {
-    Error::config("sql", e.to_string())
+    Error::Query {
+        reason: e.to_string(),
+    }
 }
 
 impl SalesHistory {
@@ -88,7 +90,7 @@ impl SalesHistory {
     }
 
     /// Runs one SQL statement over the table (registered as `sales_history`) and collects
-    /// the result. Parse, planning and execution errors are [`Error::Config`] with key `sql`.
+    /// the result. Parse, planning and execution errors are [`Error::Query`].
     ///
     /// ```no_run
     /// # async fn f(table: &sales_history::SalesHistory) -> sales_history::Result<()> {

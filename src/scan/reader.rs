@@ -53,12 +53,6 @@ pub(crate) struct PlannedFile {
     pub(crate) size: u64,
 }
 
-/// `T::from(v)` for the type of `witness`: builds a `bytes::Bytes` without naming the type
-/// (`bytes` is not a direct dependency of this crate).
-fn same_type<T: From<Vec<u8>>>(_witness: &T, v: Vec<u8>) -> T {
-    T::from(v)
-}
-
 /// Which root field of the file holds each column (by field id; by name when the file has
 /// no field ids), and the first leaf of each root.
 struct FileColumns {
@@ -203,7 +197,7 @@ pub(crate) async fn read_file(
                         path: file.path.clone(),
                         source,
                     })?;
-                same_type(&tail, buf)
+                bytes::Bytes::from(buf)
             }
             None => fetch(0..size).await?,
         }
@@ -218,7 +212,7 @@ pub(crate) async fn read_file(
             buf[start..end].copy_from_slice(&part[..end - start]);
         }
         buf[len - footer_len..].copy_from_slice(&tail[tail.len() - footer_len..]);
-        same_type(&tail, buf)
+        bytes::Bytes::from(buf)
     };
     drop(reader);
 
