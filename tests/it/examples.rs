@@ -310,3 +310,66 @@ async fn iam_policy_covers_exactly_what_the_crate_calls() {
     );
     println!("AWS actions called by the workflow: {called:?}");
 }
+
+/// The tools on Glue + S3, each in a fresh process with credentials from the standard AWS chain
+/// (environment variables): create, load, reopen and verify (including the Athena fields).
+#[test]
+fn tools_on_glue_in_fresh_processes() {
+    let moto = crate::moto::moto();
+    moto.create_bucket("tools-bucket");
+    let uri = format!(
+        "glue://?region={}&warehouse=s3://tools-bucket/wh&glue_endpoint={}&s3_endpoint={}",
+        crate::moto::REGION,
+        moto.endpoint(),
+        moto.endpoint()
+    );
+    let run_env = |name: &str, args: &[&str]| {
+        let out = Command::new(example(name))
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .expect("run example");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let call = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--catalog", uri.as_str(), "--stage", "tools"];
+        args.extend_from_slice(extra);
+        run_env(name, &args)
+    };
+
+    let (code, out, err) = call("create_schema", &["--embedding-dimension", "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("created")
+            && out.contains("s3://tools-bucket/wh/pricing_intelligence_tools.db/sales_history"),
+        "{out}"
+    );
+    let (code, out, err) = call(
+        "load_sample_sales_data",
+        &["--num-records", "120", "--batch-size", "60", "--quiet"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("loaded 120 rows") && out.contains("2 snapshots"),
+        "{out}"
+    );
+    let (code, out, err) = call("verify_table", &["--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["rows"], 120);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"glue/athena"), "{names:?}");
+    assert_eq!(report["passed"], true, "{out}");
+}
