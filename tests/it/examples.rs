@@ -28,8 +28,14 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(name: &str, args: &[&str]) -> (i32, String, String) {
+    run_with_env(name, args, &[])
+}
+
+/// Runs an example binary with extra environment variables; (exit code, stdout, stderr).
+fn run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out: Output = Command::new(example(name))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run example");
     (
@@ -323,25 +329,16 @@ fn tools_on_glue_in_fresh_processes() {
         moto.endpoint(),
         moto.endpoint()
     );
-    let run_env = |name: &str, args: &[&str]| {
-        let out = Command::new(example(name))
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("run example");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    // Credentials from the standard AWS chain: environment variables.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
     let call = |name: &str, extra: &[&str]| {
         let mut args = vec!["--catalog", uri.as_str(), "--stage", "tools"];
         args.extend_from_slice(extra);
-        run_env(name, &args)
+        run_with_env(name, &args, &env)
     };
 
     let (code, out, err) = call("create_schema", &["--embedding-dimension", "8"]);

@@ -186,26 +186,12 @@ async fn pyiceberg_glue_interop_both_ways() {
     let (config, table) = glue_table("glue-interop", "interop").await;
     let rows = sample(40, DIM, 8);
     table.append(rows).await.expect("our append");
-    let endpoint = moto().endpoint();
-    let glue_args = |cmd: &str| -> Vec<String> {
-        [
+    let glue_args = |cmd: &str| {
+        crate::moto::pyiceberg_glue_args(
             cmd,
-            "--catalog",
-            "glue",
-            "--glue-endpoint",
-            &endpoint,
-            "--s3-endpoint",
-            &endpoint,
-            "--region",
-            REGION,
-            "--warehouse",
             "s3://glue-interop/warehouse",
-            "--namespace",
             "pricing_intelligence_interop",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        )
     };
     let args = glue_args("read");
     let got = pyiceberg(&args.iter().map(String::as_str).collect::<Vec<_>>());

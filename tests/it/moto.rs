@@ -196,3 +196,26 @@ impl Drop for FaultProxy {
         }
     }
 }
+
+/// Arguments for `python/pyiceberg_check.py CMD` against the emulator's Glue catalog.
+pub fn pyiceberg_glue_args(cmd: &str, warehouse: &str, namespace: &str) -> Vec<String> {
+    let endpoint = moto().endpoint();
+    [
+        cmd,
+        "--catalog",
+        "glue",
+        "--glue-endpoint",
+        &endpoint,
+        "--s3-endpoint",
+        &endpoint,
+        "--region",
+        REGION,
+        "--warehouse",
+        warehouse,
+        "--namespace",
+        namespace,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

@@ -147,22 +147,12 @@ async fn soak_with_random_faults_loses_and_duplicates_nothing() {
     // Metadata is valid and readable by a peer.
     let report = SalesHistory::verify(&real, "soak").await.expect("verify");
     assert!(report.passed(), "{report}");
-    let endpoint = moto.endpoint();
-    let got = pyiceberg(&[
+    let mut args = crate::moto::pyiceberg_glue_args(
         "read",
-        "--catalog",
-        "glue",
-        "--glue-endpoint",
-        &endpoint,
-        "--s3-endpoint",
-        &endpoint,
-        "--region",
-        crate::moto::REGION,
-        "--warehouse",
         "s3://soak/warehouse",
-        "--namespace",
         "pricing_intelligence_soak",
-        "--no-rows",
-    ]);
+    );
+    args.push("--no-rows".to_string());
+    let got = pyiceberg(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(got["row_count"].as_u64(), Some(expected_rows as u64));
 }
