@@ -237,13 +237,11 @@ impl SalesHistory {
         let connected = config.connect().await?;
         let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
         let table = connected.catalog.load_table(&ident).await.map_err(|e| {
-            // iceberg's Glue catalog reports a missing database as an "unexpected" error
-            // carrying Glue's EntityNotFoundException.
-            let missing = matches!(
+            // (A missing Glue database arrives as TableNotFound: see catalog/guard.rs.)
+            if matches!(
                 e.kind(),
                 ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound
-            ) || format!("{e:?}").contains("EntityNotFoundException");
-            if missing {
+            ) {
                 Error::TableNotFound {
                     table: format!("{}.{}", ident.namespace().join("."), ident.name()),
                 }

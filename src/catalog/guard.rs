@@ -7,7 +7,8 @@
 //! - throttling (`ThrottlingException`, `SlowDown`, …, which iceberg's Glue catalog reports as a
 //!   non-retryable "unexpected" error) turned into a retryable error: a throttled request was
 //!   rejected, so retrying it cannot apply a commit twice;
-//! - counters a caller can log ([`CommitStats`]).
+//! - counters a caller can log ([`CommitStats`]);
+//! - a missing Glue database/table (reported as "unexpected") turned into `TableNotFound`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -139,7 +140,22 @@ impl Catalog for GuardedCatalog {
     }
 
     async fn load_table(&self, table: &TableIdent) -> Result<Table> {
-        self.inner.load_table(table).await
+        self.inner.load_table(table).await.map_err(|e| {
+            // iceberg's Glue catalog reports a missing database or table as an "unexpected"
+            // error carrying Glue's EntityNotFoundException: give it its proper kind here, once,
+            // for every caller (open, refresh, verify, plan_ensure).
+            if e.kind() == ErrorKind::Unexpected
+                && format!("{e:?}").contains("EntityNotFoundException")
+            {
+                iceberg::Error::new(
+                    ErrorKind::TableNotFound,
+                    format!("table {table} does not exist"),
+                )
+                .with_source(e)
+            } else {
+                e
+            }
+        })
     }
 
     async fn drop_table(&self, table: &TableIdent) -> Result<()> {
