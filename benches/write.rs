@@ -15,7 +15,7 @@ const SIZES: [usize; 2] = [1_000, 10_000];
 
 fn records(rows: usize, embeddings: bool) -> Vec<SaleRecord> {
     let dim = if embeddings { DIMENSION } else { 0 };
-    SampleGenerator::new(SampleConfig::default().with_embedding_dimension(dim)).take_records(rows)
+    SampleGenerator::new(SampleConfig::default().embedding_dimension(dim)).take_records(rows)
 }
 
 fn label(embeddings: bool) -> &'static str {

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example bench_scan -- [--rows N] [--dim D] [--runs R]
 //!     [--dir DIR] [--python PATH] [--json]
+//! cargo run --release --example bench_scan -- --help
 //! ```
 //!
 //! Scans (all results collected in memory, as pyiceberg's `to_arrow()` does):
@@ -17,25 +18,57 @@
 //! already holds exactly that many rows. pyiceberg runs `python/bench_scan_pyiceberg.py` from
 //! the test venv (`scripts/venv.sh`; or `--python`, or `$SALES_HISTORY_PYTHON`).
 
+#[path = "common/report.rs"]
+mod report;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{CatalogConfig, Column, SalesHistory, ScanFilter, TableOptions};
 
-#[path = "common/cli.rs"]
-mod cli;
+/// Scan speed beside pyiceberg in one run: four scans (full, no_embedding, month_tenant,
+/// load_plan) of the same local table, ours and pyiceberg's interleaved, medians of --runs
+/// printed as a table (or JSON). The table is created in --dir (default
+/// $TMPDIR/sales-history-bench-ROWSxDIM) and reused while it holds exactly --rows rows;
+/// pyiceberg runs python/bench_scan_pyiceberg.py from the test venv.
+#[derive(Debug, Parser)]
+#[command(name = "bench_scan")]
+struct Args {
+    /// Rows in the table.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    rows: usize,
 
-const USAGE: &str =
-    "usage: bench_scan [--rows N] [--dim D] [--runs R] [--dir DIR] [--python PATH] [--json]";
+    /// Embedding length.
+    #[arg(long, value_name = "D", default_value_t = 1024)]
+    dim: usize,
+
+    /// Timed runs per scan and side (after one warm-up).
+    #[arg(long, value_name = "R", default_value = "5")]
+    runs: NonZeroUsize,
+
+    /// Local warehouse for the table; must be empty or hold exactly this table.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// Python of the test venv (default: what scripts/venv.sh prints).
+    #[arg(long, value_name = "PATH", env = "SALES_HISTORY_PYTHON")]
+    python: Option<PathBuf>,
+
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
 const SCANS: [&str; 4] = ["full", "no_embedding", "month_tenant", "load_plan"];
 const STAGE: &str = "bench";
 const TENANT: &str = "tenant-001";
 const MONTH: (i32, u32) = (2025, 3);
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -46,22 +79,22 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn venv_python() -> Res<PathBuf> {
-    if let Ok(p) = std::env::var("SALES_HISTORY_PYTHON") {
-        return Ok(PathBuf::from(p));
-    }
+fn venv_python() -> anyhow::Result<PathBuf> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/venv.sh");
-    let out = Command::new("bash").arg(script).output()?;
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .with_context(|| format!("cannot run {script}"))?;
     if !out.status.success() {
-        return Err(format!("{script} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let stdout = String::from_utf8(out.stdout)?;
-    let last = stdout.lines().last().ok_or("venv.sh printed nothing")?;
+    let stdout = String::from_utf8(out.stdout).context("venv.sh printed non-UTF-8")?;
+    let last = stdout.lines().last().context("venv.sh printed nothing")?;
     Ok(PathBuf::from(last.trim()))
 }
 
 /// Our side of one scan: (milliseconds, rows).
-async fn ours(table: &SalesHistory, scan: &str) -> Res<(f64, u64)> {
+async fn ours(table: &SalesHistory, scan: &str) -> anyhow::Result<(f64, u64)> {
     let start = Instant::now();
     let rows = match scan {
         "full" => rows_of(table.scan().to_batches().await?),
@@ -94,7 +127,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn start(python: &PathBuf, warehouse: &str, namespace: &str) -> Res<Peer> {
+    fn start(python: &Path, warehouse: &str, namespace: &str) -> anyhow::Result<Peer> {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/python/bench_scan_pyiceberg.py"
@@ -106,9 +139,10 @@ impl Peer {
             .args(["--tenant", TENANT, "--month", &month])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn()?;
-        let input = child.stdin.take().ok_or("no stdin")?;
-        let output = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+            .spawn()
+            .with_context(|| format!("cannot start {}", python.display()))?;
+        let input = child.stdin.take().context("no stdin")?;
+        let output = BufReader::new(child.stdout.take().context("no stdout")?);
         let mut peer = Peer {
             child,
             input,
@@ -118,20 +152,21 @@ impl Peer {
         Ok(peer)
     }
 
-    fn read_line(&mut self) -> Res<serde_json::Value> {
+    fn read_line(&mut self) -> anyhow::Result<serde_json::Value> {
         let mut line = String::new();
         if self.output.read_line(&mut line)? == 0 {
-            return Err("the pyiceberg peer exited".into());
+            bail!("the pyiceberg peer exited");
         }
-        Ok(serde_json::from_str(&line)?)
+        serde_json::from_str(&line).with_context(|| format!("the pyiceberg peer said {line:?}"))
     }
 
-    fn run(&mut self, scan: &str) -> Res<(f64, u64)> {
+    fn run(&mut self, scan: &str) -> anyhow::Result<(f64, u64)> {
         writeln!(self.input, "{scan}")?;
         self.input.flush()?;
         let v = self.read_line()?;
-        let ms = v["ms"].as_f64().ok_or("no ms")?;
-        Ok((ms, v["rows"].as_u64().ok_or("no rows")?))
+        let ms = v["ms"].as_f64().context("no ms in the peer's answer")?;
+        let rows = v["rows"].as_u64().context("no rows in the peer's answer")?;
+        Ok((ms, rows))
     }
 }
 
@@ -143,13 +178,13 @@ impl Drop for Peer {
 }
 
 async fn prepare(
-    warehouse: &PathBuf,
+    warehouse: &Path,
     rows: usize,
     dim: usize,
     default_dir: bool,
-) -> Res<SalesHistory> {
+) -> anyhow::Result<SalesHistory> {
     let config = CatalogConfig::local(warehouse);
-    let options = TableOptions::default().with_embedding_dimension(dim);
+    let options = TableOptions::default().embedding_dimension(dim);
     let table = SalesHistory::ensure_with(&config, STAGE, options).await?;
     let have = table.scan().count().await?;
     if have == rows as u64 && table.embedding_dimension() == dim {
@@ -157,20 +192,19 @@ async fn prepare(
         return Ok(table);
     }
     if have != 0 || table.embedding_dimension() != dim {
-        if !default_dir {
-            return Err(format!(
-                "{} holds {have} rows (dim {}), not {rows} (dim {dim}): use an empty directory",
-                warehouse.display(),
-                table.embedding_dimension()
-            )
-            .into());
-        }
+        ensure!(
+            default_dir,
+            "{} holds {have} rows (dim {}), not {rows} (dim {dim}): use an empty directory",
+            warehouse.display(),
+            table.embedding_dimension()
+        );
         drop(table);
-        std::fs::remove_dir_all(warehouse)?;
+        std::fs::remove_dir_all(warehouse)
+            .with_context(|| format!("cannot remove {}", warehouse.display()))?;
         return Box::pin(prepare(warehouse, rows, dim, default_dir)).await;
     }
-    let records = SampleGenerator::new(SampleConfig::default().with_embedding_dimension(dim))
-        .take_records(rows);
+    let records =
+        SampleGenerator::new(SampleConfig::default().embedding_dimension(dim)).take_records(rows);
     let start = Instant::now();
     table.append(records).await?;
     eprintln!(
@@ -182,16 +216,14 @@ async fn prepare(
 }
 
 #[tokio::main]
-async fn main() -> Res<()> {
-    let mut cli = cli::Cli::parse(USAGE);
-    let rows: usize = cli.value("--rows").unwrap_or(50_000);
-    let dim: usize = cli.value("--dim").unwrap_or(1024);
-    let runs: usize = cli.value::<usize>("--runs").unwrap_or(5).max(1);
-    let warehouse_arg: Option<PathBuf> = cli.value("--dir");
-    let python: Option<PathBuf> = cli.value("--python");
-    let json = cli.flag("--json");
-    cli.finish();
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
 
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (rows, dim, runs, json) = (args.rows, args.dim, args.runs.get(), args.json);
+    let (warehouse_arg, python) = (args.dir, args.python);
     let default_dir = warehouse_arg.is_none();
     let warehouse = warehouse_arg
         .unwrap_or_else(|| std::env::temp_dir().join(format!("sales-history-bench-{rows}x{dim}")));
@@ -210,9 +242,7 @@ async fn main() -> Res<()> {
     for scan in SCANS {
         let (_, a) = ours(&table, scan).await?;
         let (_, b) = peer.run(scan)?;
-        if a != b {
-            return Err(format!("{scan}: we read {a} rows, pyiceberg {b}").into());
-        }
+        ensure!(a == b, "{scan}: we read {a} rows, pyiceberg {b}");
     }
     let mut times: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); SCANS.len()];
     for _ in 0..runs {

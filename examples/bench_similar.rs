@@ -6,19 +6,55 @@
 //! cargo run --release --example bench_similar -- [--rows 100000] [--reps 5] [--warehouse DIR]
 //! ```
 //! The Python baseline needs the test venv: `PY=$(bash scripts/venv.sh | tail -n1)`, passed as
-//! `--python $PY` (default: `python3`).
+//! `--python $PY` (default: `$SALES_HISTORY_PYTHON`, else `python3`).
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
 
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use chrono::{TimeZone, Utc};
+use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{Metric, SalesHistory, ScanFilter};
+use sales_history::{CatalogConfig, Metric, SalesHistory, ScanFilter};
 
-const USAGE: &str =
-    "usage: bench_similar [--rows N] [--reps N] [--k N] [--python PATH] [--warehouse DIR]";
+/// Similarity-search benchmark: top-k cosine search over --rows rows with 1024-dim embeddings,
+/// over all rows and within one month, beside a NumPy brute-force baseline over the same data
+/// read by pyiceberg, interleaved, medians of --reps. Runs on a scratch local warehouse that is
+/// removed afterwards, or on --warehouse DIR (filled up to --rows rows and kept).
+#[derive(Debug, Parser)]
+#[command(name = "bench_similar")]
+struct Args {
+    /// Rows in the table (missing rows are generated and appended).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    rows: usize,
+
+    /// Timed repetitions of each search.
+    #[arg(long, value_name = "N", default_value = "5")]
+    reps: NonZeroUsize,
+
+    /// Neighbours per search.
+    #[arg(long, value_name = "N", default_value = "10")]
+    k: NonZeroUsize,
+
+    /// Python with numpy and pyiceberg for the baseline (the test venv's).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SALES_HISTORY_PYTHON",
+        default_value = "python3"
+    )]
+    python: PathBuf,
+
+    // --warehouse DIR (or a local --catalog) runs on that warehouse instead of a scratch one.
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -26,34 +62,32 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut cli = cli::Cli::parse(USAGE);
-    let rows: usize = cli.value("--rows").unwrap_or(100_000);
-    let reps: usize = cli.value::<usize>("--reps").unwrap_or(5).max(1);
-    let k: usize = cli.value("--k").unwrap_or(10);
-    let python: String = cli
-        .value("--python")
-        .unwrap_or_else(|| "python3".to_string());
-    let explicit = std::env::args().any(|a| a == "--warehouse" || a == "--catalog");
-    let scratch = tempfile_dir()?;
-    let catalog = if explicit {
-        cli.catalog.clone()
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (rows, reps, k) = (args.rows, args.reps.get(), args.k.get());
+    let stage = args.catalog.stage.as_str();
+    let explicit = args.catalog.warehouse.is_some() || args.catalog.catalog.is_some();
+    let (catalog, scratch) = if explicit {
+        (args.catalog.config(), None)
     } else {
-        sales_history::CatalogConfig::local(&scratch)
+        let dir = scratch_dir()?;
+        (CatalogConfig::local(&dir), Some(dir))
     };
-    let stage = cli.stage.clone();
-    cli.finish();
     let warehouse = match &catalog {
-        sales_history::CatalogConfig::Local { warehouse } => {
+        CatalogConfig::Local { warehouse } => {
             std::fs::canonicalize(warehouse).unwrap_or(warehouse.clone())
         }
-        _ => return Err("bench_similar runs on the local catalog (--warehouse DIR)".into()),
+        _ => bail!("bench_similar runs on the local catalog (--warehouse DIR)"),
     };
 
-    let table = SalesHistory::ensure(&catalog, &stage).await?;
+    let table = SalesHistory::ensure(&catalog, stage).await?;
     let have = table.scan().count().await? as usize;
     if have < rows {
-        let mut generator = SampleGenerator::new(SampleConfig::default().with_seed(7));
+        let mut generator = SampleGenerator::new(SampleConfig::default().seed(7));
         let mut left = rows - have;
         let t0 = Instant::now();
         while left > 0 {
@@ -64,19 +98,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("loaded {} rows in {:.1?}", rows - have, t0.elapsed());
     }
     let total = table.scan().count().await?;
-    let query = SampleGenerator::new(SampleConfig::default().with_seed(99))
+    let query = SampleGenerator::new(SampleConfig::default().seed(99))
         .next_record()
         .embedding
-        .ok_or("sample has no embedding")?;
+        .context("the sample generator made a row without an embedding")?;
     let query_file = warehouse.join("bench_query.json");
-    std::fs::write(&query_file, serde_json::to_string(&query)?)?;
+    std::fs::write(&query_file, serde_json::to_string(&query)?)
+        .with_context(|| format!("cannot write {}", query_file.display()))?;
     let (m_start, m_end) = (
         Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
             .single()
-            .ok_or("date")?,
+            .context("2025-03-01 as a UTC date")?,
         Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0)
             .single()
-            .ok_or("date")?,
+            .context("2025-04-01 as a UTC date")?,
     );
     let month_rows = table.scan().sold_between(m_start, m_end).count().await?;
 
@@ -105,7 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_similar_numpy.py");
-    let out = std::process::Command::new(&python)
+    let out = std::process::Command::new(&args.python)
         .args([
             script,
             "--warehouse",
@@ -123,7 +158,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--reps",
             &reps.to_string(),
         ])
-        .output()?;
+        .output()
+        .with_context(|| format!("cannot run {}", args.python.display()))?;
     let py: Option<serde_json::Value> = if out.status.success() {
         serde_json::from_slice(&out.stdout).ok()
     } else {
@@ -174,17 +210,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("ratio = numpy time / our time (higher is better for us)");
-    if !explicit {
-        let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+fn scratch_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "sales-history-bench-similar-{}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }

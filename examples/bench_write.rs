@@ -125,7 +125,7 @@ fn parse_args() -> Res<Args> {
 // Data
 
 fn sample(dimension: usize) -> SampleGenerator {
-    SampleGenerator::new(SampleConfig::default().with_embedding_dimension(dimension))
+    SampleGenerator::new(SampleConfig::default().embedding_dimension(dimension))
 }
 
 /// The batch as 1000-row chunks (so that no row copy of the whole input is ever held).
@@ -263,7 +263,7 @@ async fn append(batch: &RecordBatch, dir: &Path, parallelism: Option<usize>) -> 
     let table = fresh_table(dir).await?;
     let mut op = table.append_batches(vec![batch.clone()]);
     if let Some(p) = parallelism {
-        op = op.with_parallelism(p);
+        op = op.parallelism(p);
     }
     let start = Instant::now();
     let outcome = op.await?;
@@ -516,7 +516,7 @@ async fn rss_only(args: &Args, rows: usize) -> Res<()> {
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut op = table.append_batches(batches);
     if let Some(p) = args.parallelism {
-        op = op.with_parallelism(p);
+        op = op.parallelism(p);
     }
     let start = Instant::now();
     op.await?;

@@ -2,36 +2,64 @@
 //! prints the names, location and schema. `--dry-run` prints what it would do, changing nothing.
 //!
 //! ```text
-//! cargo run --example create_schema -- [--dry-run] [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! cargo run --example create_schema -- [--dry-run] [--embedding-dimension N] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
 
+use std::num::NonZeroUsize;
+
+use clap::Parser;
 use sales_history::schema::{EMBEDDING_DIMENSION_PROPERTY, PARTITION_FIELD_NAME};
 use sales_history::{Column, EnsurePlan, SalesHistory, TableOptions};
 
-const USAGE: &str = "usage: create_schema [--dry-run] [--embedding-dimension N]";
+/// Creates the namespace (Glue database) pricing_intelligence_STAGE and the sales_history
+/// table in it when missing, and adopts an existing table whose layout is compatible; never
+/// changes an existing table. Prints the catalog, names, location, format and the schema.
+/// With --dry-run it only says what it would do.
+#[derive(Debug, Parser)]
+#[command(name = "create_schema")]
+struct Args {
+    /// Only print what would be created; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Length of the embedding vectors of a new table (default: the crate's, 1024). An
+    /// existing table keeps its own.
+    #[arg(long, value_name = "N")]
+    embedding_dimension: Option<NonZeroUsize>,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut cli = cli::Cli::parse(USAGE);
-    let dry_run = cli.flag("--dry-run");
-    let dimension: Option<usize> = cli.value("--embedding-dimension");
-    let (catalog, stage) = (cli.catalog.clone(), cli.stage.clone());
-    cli.finish();
-    let namespace = sales_history::namespace_for_stage(&stage)?;
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (catalog, stage) = (args.catalog.config(), args.catalog.stage.as_str());
+    let namespace = sales_history::namespace_for_stage(stage)?;
     println!("catalog   {catalog}");
     println!("database  {namespace}  (Athena: {namespace}.sales_history)");
 
-    let plan = SalesHistory::plan_ensure(&catalog, &stage).await?;
-    if dry_run {
+    let plan = SalesHistory::plan_ensure(&catalog, stage).await?;
+    if args.dry_run {
         match &plan {
             EnsurePlan::CreateNamespaceAndTable => {
                 println!("would create database {namespace} and table sales_history")
             }
             EnsurePlan::CreateTable => println!("would create table {namespace}.sales_history"),
             EnsurePlan::UpToDate => println!("nothing to do: the table exists and matches"),
+            EnsurePlan::Compatible(notes) => println!(
+                "found an existing table that differs from the seed's layout in compatible ways only:\n  {}\nnothing would change: it is used as it is",
+                notes.join("\n  ")
+            ),
             EnsurePlan::Drifted(d) => {
                 println!("the table exists but has drifted:\n  {}", d.join("\n  "))
             }
@@ -41,12 +69,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let mut options = TableOptions::default();
-    if let Some(d) = dimension {
-        options = options.with_embedding_dimension(d);
+    if let Some(d) = args.embedding_dimension {
+        options = options.embedding_dimension(d.get());
     }
-    let table = SalesHistory::ensure_with(&catalog, &stage, options).await?;
+    let table = SalesHistory::ensure_with(&catalog, stage, options).await?;
     let action = match plan {
         EnsurePlan::UpToDate => "exists (unchanged)",
+        EnsurePlan::Compatible(notes) => {
+            for n in &notes {
+                println!("note      {n}");
+            }
+            "exists (adopted as it is, unchanged)"
+        }
         _ => "created",
     };
     println!("table     {} {action}", table.name());

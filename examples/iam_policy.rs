@@ -5,49 +5,56 @@
 //! cargo run --example iam_policy -- --account 123456789012 --bucket analytics [--prefix iceberg] [--region eu-west-1] [--stage dev]
 //! ```
 
+#[path = "common/report.rs"]
+mod report;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use sales_history::iam::{PolicyScope, policy};
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let (mut stage, mut region, mut account, mut bucket, mut prefix) = (
-        "dev".to_string(),
-        "eu-west-1".to_string(),
-        None,
-        None,
-        String::new(),
-    );
-    while let Some(a) = args.next() {
-        let mut v = || {
-            args.next()
-                .unwrap_or_else(|| fail(&format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--stage" => stage = v(),
-            "--region" => region = v(),
-            "--account" => account = Some(v()),
-            "--bucket" => bucket = Some(v()),
-            "--prefix" => prefix = v(),
-            "-h" | "--help" => {
-                println!(
-                    "usage: iam_policy --account ID --bucket NAME [--prefix P] [--region R] [--stage S]"
-                );
-                return;
-            }
-            other => fail(&format!("unknown option {other}")),
-        }
-    }
-    let account = account.unwrap_or_else(|| fail("--account is required"));
-    let bucket = bucket.unwrap_or_else(|| fail("--bucket is required"));
-    match policy(&PolicyScope::new(stage, region, account, bucket, prefix)) {
-        Ok(doc) => match serde_json::to_string_pretty(&doc) {
-            Ok(text) => println!("{text}"),
-            Err(e) => fail(&e.to_string()),
-        },
-        Err(e) => fail(&e.to_string()),
-    }
+/// Prints the least-privilege IAM policy (JSON) for a service that uses this crate on Glue +
+/// S3: exactly the Glue and S3 actions the crate calls, on the Glue database
+/// pricing_intelligence_STAGE, its sales_history table and the table's prefix in the
+/// warehouse bucket. Needs no AWS access.
+#[derive(Debug, Parser)]
+#[command(name = "iam_policy")]
+struct Args {
+    /// 12-digit AWS account id that owns the Glue catalog.
+    #[arg(long, value_name = "ID")]
+    account: String,
+
+    /// Warehouse bucket.
+    #[arg(long, value_name = "NAME")]
+    bucket: String,
+
+    /// Warehouse prefix inside the bucket (the table is under
+    /// PREFIX/pricing_intelligence_STAGE.db/sales_history/).
+    #[arg(long, value_name = "P", default_value = "")]
+    prefix: String,
+
+    /// AWS region of the Glue catalog.
+    #[arg(long, value_name = "R", default_value = "eu-west-1")]
+    region: String,
+
+    /// The database is pricing_intelligence_STAGE.
+    #[arg(long, value_name = "S", default_value = "dev")]
+    stage: String,
 }
 
-fn fail(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    std::process::exit(2);
+fn main() {
+    let args = Args::parse();
+    let scope = PolicyScope::new(
+        args.stage,
+        args.region,
+        args.account,
+        args.bucket,
+        args.prefix,
+    );
+    // A value the policy cannot be built from is a usage error (exit status 2), like any bad flag.
+    let doc = policy(&scope)
+        .unwrap_or_else(|e| Args::command().error(ErrorKind::ValueValidation, e).exit());
+    println!(
+        "{}",
+        report::exit_on_error(serde_json::to_string_pretty(&doc))
+    );
 }

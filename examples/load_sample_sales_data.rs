@@ -3,44 +3,83 @@
 //! `--commit-id ID` makes a rerun after a crash skip the batches that already landed.
 //!
 //! ```text
-//! cargo run --release --example load_sample_sales_data -- --num-records 100000 \
-//!     [--batch-size 10000] [--tenants 5] [--months 24] [--seed 42] [--commit-id ID] \
-//!     [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! cargo run --release --example load_sample_sales_data -- --num-records 100000 --commit-id ID
+//! cargo run --example load_sample_sales_data -- --help
 //! ```
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
 
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
+use anyhow::Context;
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{AppendOutcome, SalesHistory};
 
-const USAGE: &str = "usage: load_sample_sales_data [--num-records N] [--batch-size N] [--tenants N] [--months N] [--seed N] [--commit-id ID] [--quiet]";
+/// Generates deterministic sample sales (tenants, months, brands, prices, embeddings of the
+/// table's dimension) and appends them to the sales_history table in batches of --batch-size
+/// rows, one snapshot per batch, creating the table if needed; prints rows, snapshots, files,
+/// bytes and throughput. With --commit-id a rerun skips the batches that already landed.
+#[derive(Debug, Parser)]
+#[command(name = "load_sample_sales_data")]
+struct Args {
+    /// Rows to generate and append.
+    #[arg(long, value_name = "N", default_value_t = 5_000)]
+    num_records: usize,
+
+    /// Rows per append (one snapshot each); bounds the memory used.
+    #[arg(long, value_name = "N", default_value = "10000")]
+    batch_size: NonZeroUsize,
+
+    /// Number of tenants the rows are spread over.
+    #[arg(long, value_name = "N", default_value = "5")]
+    tenants: NonZeroUsize,
+
+    /// Number of months the sale dates are spread over.
+    #[arg(long, value_name = "N", default_value = "24", value_parser = clap::value_parser!(u32).range(1..))]
+    months: u32,
+
+    /// Seed of the generator: the same seed gives the same rows.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    seed: u64,
+
+    /// Makes the load idempotent: batch K commits as ID-K (six digits), so a rerun with the
+    /// same ID skips the batches that already landed.
+    #[arg(long, value_name = "ID")]
+    commit_id: Option<String>,
+
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut cli = cli::Cli::parse(USAGE);
-    let total: usize = cli.value("--num-records").unwrap_or(5_000);
-    let batch_size: usize = cli.value::<usize>("--batch-size").unwrap_or(10_000).max(1);
-    let tenants: usize = cli.value("--tenants").unwrap_or(5);
-    let months: u32 = cli.value("--months").unwrap_or(24);
-    let seed: u64 = cli.value("--seed").unwrap_or(42);
-    let commit_id: Option<String> = cli.value("--commit-id");
-    let quiet = cli.flag("--quiet");
-    let (catalog, stage) = (cli.catalog.clone(), cli.stage.clone());
-    cli.finish();
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
 
-    let table = SalesHistory::ensure(&catalog, &stage).await?;
+async fn run(args: Args) -> anyhow::Result<()> {
+    let total = args.num_records;
+    let batch_size = args.batch_size.get();
+    let (catalog, stage) = (args.catalog.config(), &args.catalog.stage);
+    let table = SalesHistory::ensure(&catalog, stage).await?;
     let mut generator = SampleGenerator::new(
         SampleConfig::default()
-            .with_seed(seed)
-            .with_tenants(tenants)
-            .with_months(months)
-            .with_embedding_dimension(table.embedding_dimension()),
+            .seed(args.seed)
+            .tenants(args.tenants.get())
+            .months(args.months)
+            .embedding_dimension(table.embedding_dimension()),
     );
-    let bar = if quiet {
+    let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total as u64)
@@ -63,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }));
     while let Some(pending) = next.take() {
-        let (mut generator, records) = pending.await?;
+        let (mut generator, records) = pending.await.context("the sample generator panicked")?;
         let n = records.len();
         if n == 0 {
             break;
@@ -76,8 +115,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }));
         }
         let mut append = table.append(records);
-        if let Some(id) = &commit_id {
-            append = append.with_commit_id(format!("{id}-{batch_no:06}"));
+        if let Some(id) = &args.commit_id {
+            append = append.commit_id(format!("{id}-{batch_no:06}"));
         }
         match append.await? {
             AppendOutcome::Committed(s) => {

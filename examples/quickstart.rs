@@ -7,28 +7,46 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
 use chrono::{TimeZone, Utc};
+use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{AppendOutcome, CatalogConfig, SalesHistory};
+use sales_history::{AppendOutcome, SalesHistory};
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
+
+/// The crate in one minute: creates the sales_history table if needed (by default in the
+/// local catalog ./warehouse), appends --rows deterministic sample sales over 24 months and
+/// 5 tenants in one atomic append, then scans the rows of tenant-001 sold in 2025-03 back and
+/// prints the first five, with timings.
+#[derive(Debug, Parser)]
+#[command(name = "quickstart")]
+struct Args {
+    /// Sample rows to append.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    rows: usize,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut cli = cli::Cli::parse(
-        "usage: quickstart [--rows N] [--warehouse DIR | --catalog URI] [--stage STAGE]",
-    );
-    let rows: usize = cli.value("--rows").unwrap_or(10_000);
-    let config: CatalogConfig = cli.catalog.clone();
-    let stage = cli.stage.clone();
-    cli.finish();
-    let table = SalesHistory::ensure(&config, &stage).await?;
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let rows = args.rows;
+    let table = SalesHistory::ensure(&args.catalog.config(), &args.catalog.stage).await?;
     println!("table     {} at {}", table.name(), table.location());
 
     let gen_start = Instant::now();
     let records = SampleGenerator::new(
-        SampleConfig::default().with_embedding_dimension(table.embedding_dimension()),
+        SampleConfig::default().embedding_dimension(table.embedding_dimension()),
     )
     .take_records(rows);
     let gen_time = gen_start.elapsed();
@@ -47,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.rows as f64 / elapsed.as_secs_f64(),
             gen_time
         ),
+        AppendOutcome::NothingToCommit => println!("appended  nothing (--rows 0)"),
         other => println!("appended  nothing: {other:?}"),
     }
 
@@ -58,10 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .sold_between(
             Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
                 .single()
-                .ok_or("date")?,
+                .context("2025-03-01 as a UTC date")?,
             Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0)
                 .single()
-                .ok_or("date")?,
+                .context("2025-04-01 as a UTC date")?,
         )
         .to_records()
         .await?;

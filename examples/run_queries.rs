@@ -1,6 +1,6 @@
 //! Runs the seed's twelve sample queries (`sql/sales_history_queries.sql`) on the crate's own
 //! SQL engine (DataFusion, feature `sql`) against any catalog, and prints each result with its
-//! time.
+//! time. Read-only: it never creates the warehouse, the catalog or the table.
 //!
 //! ```text
 //! cargo run --release --features sql --example run_queries -- [N] [--format table|json|csv]
@@ -14,51 +14,65 @@
 //! - `--format csv`: per query a `# Query N: Name` line, a header line and the rows, then a
 //!   blank line.
 
-#[path = "common/cli.rs"]
-mod cli;
-
-const USAGE: &str = "usage: run_queries [N] [--format table|json|csv] [--warehouse DIR | --catalog URI] [--stage STAGE]";
-
 #[cfg(not(feature = "sql"))]
-fn main() {
-    let _ = cli::Cli::parse(USAGE);
-    eprintln!(
-        "run_queries needs the `sql` feature: cargo run --features sql --example run_queries"
-    );
-    std::process::exit(2);
+compile_error!(
+    "run_queries needs the `sql` feature: cargo run --features sql --example run_queries"
+);
+
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
+
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use sales_history::{SalesHistory, sample_queries};
+
+/// Runs the seed's twelve sample queries (sql/sales_history_queries.sql), or only query N, on
+/// the crate's SQL engine against the existing sales_history table and prints each result with
+/// its time, as text tables, JSON lines or CSV. Reads the table, changes nothing; exits 1 if a
+/// query fails.
+#[derive(Debug, Parser)]
+#[command(name = "run_queries")]
+struct Args {
+    /// Run only this query (1-12).
+    #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(1..=12))]
+    query: Option<u8>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
 }
 
-#[cfg(feature = "sql")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A text table per query.
+    Table,
+    /// One JSON object per query and line: number, name, ms, columns, rows.
+    Json,
+    /// Per query a `# Query N: Name` line, a header line, the rows and a blank line.
+    Csv,
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    use std::time::Instant;
-
-    use sales_history::{SalesHistory, sample_queries};
-
-    let mut cli = cli::Cli::parse(USAGE);
-    let format: String = cli.value("--format").unwrap_or_else(|| "table".to_string());
-    if !["table", "json", "csv"].contains(&format.as_str()) {
-        eprintln!("error: --format must be table, json or csv\n\n{USAGE}");
-        std::process::exit(2);
+async fn main() {
+    let args = Args::parse();
+    let failed = report::exit_on_error(run(args).await);
+    if failed > 0 {
+        eprintln!("{failed} queries failed");
+        std::process::exit(1);
     }
-    let (config, stage) = (cli.catalog.clone(), cli.stage.clone());
-    let rest = cli.finish();
-    let only: Option<usize> = match rest.as_slice() {
-        [] => None,
-        [n] => match n.parse() {
-            Ok(n) if (1..=12).contains(&n) => Some(n),
-            _ => {
-                eprintln!("error: query number must be 1-12, got `{n}`\n\n{USAGE}");
-                std::process::exit(2);
-            }
-        },
-        _ => {
-            eprintln!("error: at most one query number\n\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+}
 
-    let table = SalesHistory::open(&config, &stage).await?;
+/// Runs the queries; the number that failed (each reported on stderr as it fails).
+async fn run(args: Args) -> anyhow::Result<usize> {
+    let only = args.query.map(usize::from);
+    let format = args.format;
+    let table = SalesHistory::open(&args.catalog.config(), &args.catalog.stage).await?;
     let mut failed = 0;
     for q in sample_queries() {
         if only.is_some_and(|n| n != q.number) {
@@ -72,21 +86,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => {
                 failed += 1;
                 eprintln!(
-                    "Query {}: {} failed after {ms:.1} ms: {e}",
-                    q.number, q.name
+                    "Query {}: {} failed after {ms:.1} ms\n{}",
+                    q.number,
+                    q.name,
+                    report::report(&e)
                 );
                 continue;
             }
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        match format.as_str() {
-            "json" => println!("{}", output::json(q.number, &q.name, ms, &batches)?),
-            "csv" => {
+        match format {
+            Format::Json => println!("{}", output::json(q.number, &q.name, ms, &batches)?),
+            Format::Csv => {
                 println!("# Query {}: {}", q.number, q.name);
                 print!("{}", output::csv(&batches)?);
                 println!();
             }
-            _ => {
+            Format::Table => {
                 println!(
                     "== Query {}: {} ({rows} rows, {ms:.1} ms)",
                     q.number, q.name
@@ -99,14 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if failed > 0 {
-        eprintln!("{failed} queries failed");
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(failed)
 }
 
-#[cfg(feature = "sql")]
 mod output {
     use arrow_array::{Array, RecordBatch};
     use arrow_cast::display::{ArrayFormatter, FormatOptions};

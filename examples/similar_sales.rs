@@ -7,49 +7,124 @@
 //!     [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
 
-#[path = "common/cli.rs"]
-mod cli;
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/report.rs"]
+mod report;
 
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::{Context, bail};
 use arrow_array::Array;
+use clap::{Parser, ValueEnum};
 use sales_history::{Column, Metric, SalesHistory, ScanFilter};
 
-const USAGE: &str = "usage: similar_sales [--product-id ID | --vector-file FILE] [--k N] [--metric cosine|dot|l2] [--tenant T] [--category C] [--month YYYY-MM]";
+/// Comparable sales: finds the --k sales whose embeddings are nearest to a stored sale's (the
+/// one with --product-id, else the first stored sale with an embedding) or to a vector read
+/// from a JSON file, optionally only within a tenant, category or month, and prints them with
+/// their prices and the median and range of those prices. Reads the table, changes nothing.
+#[derive(Debug, Parser)]
+#[command(name = "similar_sales")]
+struct Args {
+    /// Query with the embedding of this stored sale.
+    #[arg(long, value_name = "ID", conflicts_with = "vector_file")]
+    product_id: Option<String>,
+
+    /// Query with this vector: a JSON array of numbers, of the table's embedding length.
+    #[arg(long, value_name = "FILE")]
+    vector_file: Option<PathBuf>,
+
+    /// Number of neighbours.
+    #[arg(long, value_name = "N", default_value = "10")]
+    k: NonZeroUsize,
+
+    /// Similarity measure.
+    #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
+    metric: MetricArg,
+
+    /// Only sales of this tenant.
+    #[arg(long, value_name = "T")]
+    tenant: Option<String>,
+
+    /// Only sales in this category.
+    #[arg(long, value_name = "C")]
+    category: Option<String>,
+
+    /// Only sales sold in this month.
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    month: Option<(i32, u32)>,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MetricArg {
+    /// Cosine similarity (higher is nearer).
+    Cosine,
+    /// Dot product (higher is nearer).
+    Dot,
+    /// Euclidean distance (lower is nearer).
+    L2,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Metric {
+        match m {
+            MetricArg::Cosine => Metric::Cosine,
+            MetricArg::Dot => Metric::Dot,
+            MetricArg::L2 => Metric::L2,
+        }
+    }
+}
+
+fn parse_month(text: &str) -> Result<(i32, u32), String> {
+    let bad = || format!("`{text}` is not a month: use YYYY-MM, e.g. 2025-03");
+    let (y, m) = text.split_once('-').ok_or_else(bad)?;
+    let year: i32 = y.parse().map_err(|_| bad())?;
+    let month: u32 = m.parse().map_err(|_| bad())?;
+    if y.len() != 4 || !(1..=12).contains(&month) {
+        return Err(bad());
+    }
+    Ok((year, month))
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut cli = cli::Cli::parse(USAGE);
-    let product: Option<String> = cli.value("--product-id");
-    let vector_file: Option<String> = cli.value("--vector-file");
-    let k: usize = cli.value("--k").unwrap_or(10);
-    let metric = match cli.value::<String>("--metric").as_deref() {
-        None | Some("cosine") => Metric::Cosine,
-        Some("dot") => Metric::Dot,
-        Some("l2") => Metric::L2,
-        Some(other) => return Err(format!("unknown metric {other} (cosine, dot, l2)").into()),
-    };
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let k = args.k.get();
+    let metric = Metric::from(args.metric);
     let mut filter = ScanFilter::new();
-    if let Some(t) = cli.value::<String>("--tenant") {
+    if let Some(t) = args.tenant {
         filter = filter.tenant(t);
     }
-    if let Some(c) = cli.value::<String>("--category") {
+    if let Some(c) = args.category {
         filter = filter.category(c);
     }
-    if let Some(m) = cli.value::<String>("--month") {
-        let (y, mo) = m.split_once('-').ok_or("--month is YYYY-MM")?;
-        filter = filter.year_month(y.parse()?, mo.parse()?);
+    if let Some((y, m)) = args.month {
+        filter = filter.year_month(y, m);
     }
-    let (catalog, stage) = (cli.catalog.clone(), cli.stage.clone());
-    cli.finish();
-    let table = SalesHistory::open(&catalog, &stage).await?;
+    let table = SalesHistory::open(&args.catalog.config(), &args.catalog.stage).await?;
 
     // The query: a vector from a file, a named stored sale, or the first stored sale.
-    let (query, label) = if let Some(path) = vector_file {
-        let v: Vec<f64> = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-        (v, format!("vector from {path}"))
+    let (query, label) = if let Some(path) = &args.vector_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --vector-file {}", path.display()))?;
+        let v: Vec<f64> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "--vector-file {} is not a JSON array of numbers",
+                path.display()
+            )
+        })?;
+        (v, format!("vector from {}", path.display()))
     } else {
-        find_sale(&table, product.as_deref()).await?
+        find_sale(&table, args.product_id.as_deref()).await?
     };
     let start = Instant::now();
     let found = table
@@ -95,7 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn find_sale(
     table: &SalesHistory,
     product: Option<&str>,
-) -> Result<(Vec<f64>, String), Box<dyn std::error::Error>> {
+) -> anyhow::Result<(Vec<f64>, String)> {
     use arrow_array::cast::AsArray;
     use futures::TryStreamExt;
     let mut stream = table
@@ -118,5 +193,8 @@ async fn find_sale(
             return Ok((v, format!("sale {}", ids.value(i))));
         }
     }
-    Err(format!("no stored sale {} with an embedding", product.unwrap_or("")).into())
+    match product {
+        Some(p) => bail!("no stored sale with product id `{p}` and an embedding"),
+        None => bail!("no stored sale has an embedding"),
+    }
 }

@@ -16,6 +16,9 @@ Subcommands (each prints exactly one JSON object on stdout; errors go to
 stderr with a non-zero exit status):
 
     read   --warehouse DIR --namespace NS [--table T] [--snapshot-id N] [--no-rows]
+    create --warehouse DIR --namespace NS --codec snappy|zstd|unset [--sort-order]
+           [--rows N --tenant T]   (the table as Athena DDL makes it: every column
+           optional, optional list element, month(sold_date) as sold_date_month)
     append --warehouse DIR --namespace NS --rows N --tenant T [--seed S] [--table T]
 
 AWS Glue mode (both subcommands; for the moto Glue + S3 emulator,
@@ -352,6 +355,7 @@ def cmd_read(args: argparse.Namespace) -> dict[str, Any]:
         "delete_files": delete_files,
         "data_file_record_counts": [t.file.record_count for t in tasks],
         "codecs": parquet_codecs(table, data_files + delete_files),
+        "file_codecs": {f: parquet_codecs(table, [f]) for f in data_files},
     }
 
     if snapshot_id is None:
@@ -446,6 +450,78 @@ def cmd_append(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- create
+
+
+def athena_schema():
+    """The seed's columns as Athena DDL creates them: every field optional, optional element."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import (
+        DecimalType, DoubleType, ListType, NestedField, StringType, TimestampType,
+    )
+
+    types = {
+        "sold_price": DecimalType(10, 2),
+        "sold_date": TimestampType(),
+        "embedding": ListType(element_id=13, element_type=DoubleType(), element_required=False),
+    }
+    names = list(ROW_COLUMNS)
+    names.insert(names.index("description"), "embedding")
+    return Schema(
+        *[
+            NestedField(i + 1, name, types.get(name, StringType()), required=False)
+            for i, name in enumerate(names)
+        ]
+    )
+
+
+def cmd_create(args: argparse.Namespace) -> dict[str, Any]:
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.table.sorting import SortField, SortOrder
+    from pyiceberg.transforms import IdentityTransform, MonthTransform
+
+    if args.catalog == "glue":
+        catalog = open_glue_catalog(args)
+    else:
+        wh = os.path.abspath(args.warehouse)
+        os.makedirs(wh, exist_ok=True)
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = SqlCatalog(
+            args.catalog_name, uri=f"sqlite:///{wh}/catalog.db", warehouse=f"file://{wh}"
+        )
+    catalog.create_namespace_if_not_exists(args.namespace)
+    spec = PartitionSpec(
+        PartitionField(source_id=7, field_id=1000, transform=MonthTransform(), name="sold_date_month")
+    )
+    props = {"athena.fixture": "made by pyiceberg_check.py create"}
+    if args.codec != "unset":
+        props["write.parquet.compression-codec"] = args.codec
+    sort = SortOrder(SortField(source_id=2, transform=IdentityTransform())) if args.sort_order else None
+    kwargs = {"sort_order": sort} if sort is not None else {}
+    table = catalog.create_table(
+        (args.namespace, args.table), schema=athena_schema(), partition_spec=spec,
+        properties=props, **kwargs,
+    )
+    if args.codec == "unset" and "write.parquet.compression-codec" in table.properties:
+        # pyiceberg records its own default at creation; an Athena table may have none.
+        with table.transaction() as tx:
+            tx.remove_properties("write.parquet.compression-codec")
+        table = catalog.load_table((args.namespace, args.table))
+    data_files: list[str] = []
+    if args.rows:
+        data = build_rows(table.schema().as_arrow(), args.rows, args.tenant, args.seed, args.dim)
+        table.append(data)
+        data_files = [t.file.file_path for t in table.scan().plan_files()]
+    return {
+        "table": f"{args.namespace}.{args.table}",
+        "location": table.metadata.location,
+        "properties": dict(table.properties),
+        "sort_order_fields": len(table.sort_order().fields),
+        "data_files": data_files,
+    }
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -496,6 +572,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--tenant", required=True)
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=cmd_append)
+
+    c = sub.add_parser("create", help="create the table as Athena DDL would, optionally with rows")
+    common(c)
+    c.add_argument("--codec", choices=("snappy", "zstd", "unset"), required=True)
+    c.add_argument("--sort-order", action="store_true", help="declare the sort order tenant_id")
+    c.add_argument("--rows", type=int, default=0)
+    c.add_argument("--tenant", default="athena")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--dim", type=int, default=DEFAULT_EMBEDDING_DIM, help="embedding length of the rows")
+    c.set_defaults(func=cmd_create)
     return p
 
 

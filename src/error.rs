@@ -1,6 +1,13 @@
 //! The crate's one error type.
+//!
+//! Errors of the libraries underneath (iceberg, the catalogs, the object store) never appear in
+//! this API as types: they are turned into one of our kinds here, in one place, and stay
+//! reachable through [`std::error::Error::source`] for logging.
 
 use crate::schema::Column;
+
+/// A boxed underlying error, kept as the [`source`](std::error::Error::source) of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What can go wrong when using this crate.
 ///
@@ -73,7 +80,7 @@ pub enum Error {
         table: String,
         /// The last error the catalog returned.
         #[source]
-        source: Box<iceberg::Error>,
+        source: BoxError,
     },
 
     /// The catalog or the storage could not be reached (connection refused, DNS, timeout).
@@ -88,7 +95,7 @@ pub enum Error {
 
     /// The catalog commit failed in a way that leaves its outcome unknown (a lost answer, a
     /// timeout) and the table could not be re-read to find out. The data files were kept.
-    /// Retry the append with the same commit id ([`Append::with_commit_id`](crate::Append::with_commit_id)):
+    /// Retry the append with the same commit id ([`Append::commit_id`](crate::Append::commit_id)):
     /// it reports [`AppendOutcome::AlreadyCommitted`](crate::AppendOutcome::AlreadyCommitted)
     /// if the first attempt landed, and appends otherwise.
     #[error("commit {commit_id} to `{table}` has an unknown outcome: {source}")]
@@ -99,7 +106,7 @@ pub enum Error {
         commit_id: String,
         /// The error the commit returned.
         #[source]
-        source: Box<iceberg::Error>,
+        source: BoxError,
     },
 
     /// A SQL statement (feature `sql`) failed to parse, plan or run.
@@ -109,9 +116,31 @@ pub enum Error {
         reason: String,
     },
 
-    /// An error from the Iceberg library, the catalog or the storage layer.
-    #[error(transparent)]
-    Iceberg(Box<iceberg::Error>),
+    /// The catalog failed or refused a request (other than the cases with their own kind:
+    /// [`TableNotFound`](Error::TableNotFound), [`CommitConflict`](Error::CommitConflict), …).
+    /// [`is_retryable`](Error::is_retryable) says whether trying again may help.
+    #[error("catalog request failed: {message}")]
+    Catalog {
+        /// What failed, in words.
+        message: String,
+        /// Whether the failure is transient (throttling, a timeout, a 5xx answer).
+        retryable: bool,
+        /// The catalog library's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Reading or writing the table's files (data, manifests, metadata) failed.
+    #[error("storage request failed: {message}")]
+    Storage {
+        /// What failed, in words.
+        message: String,
+        /// Whether the failure is transient (throttling, a timeout, a dropped connection).
+        retryable: bool,
+        /// The storage layer's error.
+        #[source]
+        source: BoxError,
+    },
 
     /// An error from Arrow while building or converting batches.
     #[error(transparent)]
@@ -132,9 +161,15 @@ pub enum Error {
     },
 }
 
-impl From<iceberg::Error> for Error {
-    fn from(e: iceberg::Error) -> Self {
-        Error::Iceberg(Box::new(e))
+/// Results of the iceberg crates, turned into ours (`.or_ours()?` where `?` alone was).
+pub(crate) trait IcebergResultExt<T> {
+    /// The result with an iceberg error classified into one of our kinds.
+    fn or_ours(self) -> Result<T>;
+}
+
+impl<T> IcebergResultExt<T> for std::result::Result<T, iceberg::Error> {
+    fn or_ours(self) -> Result<T> {
+        self.map_err(Error::from_iceberg)
     }
 }
 
@@ -151,8 +186,47 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::CommitConflict { .. } | Error::Unavailable { .. } => true,
-            Error::Iceberg(e) => e.retryable(),
+            Error::Catalog { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// Classifies an error of the iceberg crates: a storage failure when the object store
+    /// (OpenDAL) or the file system is in its source chain, a catalog failure otherwise.
+    pub(crate) fn from_iceberg(e: iceberg::Error) -> Self {
+        let mut storage = None;
+        let mut io = false;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            if let Some(o) = c.downcast_ref::<opendal::Error>() {
+                storage.get_or_insert(o.is_temporary());
+            }
+            io |= c.is::<std::io::Error>();
+            cause = c.source();
+        }
+        let message = e.message().to_string();
+        let retryable = e.retryable() || storage == Some(true);
+        if storage.is_some() || io {
+            Error::Storage {
+                message,
+                retryable,
+                source: Box::new(e),
+            }
+        } else {
+            Error::Catalog {
+                message,
+                retryable: retryable || e.kind() == iceberg::ErrorKind::CatalogCommitConflicts,
+                source: Box::new(e),
+            }
+        }
+    }
+
+    /// An unexpected internal failure (a task that panicked): not retryable.
+    pub(crate) fn internal(what: impl std::fmt::Display) -> Self {
+        Error::Storage {
+            message: what.to_string(),
+            retryable: false,
+            source: what.to_string().into(),
         }
     }
 

@@ -35,11 +35,14 @@
 mod append;
 mod batch;
 mod catalog;
+mod commit;
 mod error;
 pub mod iam;
 mod maintenance;
+mod month;
 mod parquet_props;
 mod record;
+#[cfg(feature = "sample-data")]
 pub mod sample;
 mod scan;
 pub mod schema;
@@ -48,15 +51,17 @@ mod similarity;
 mod sql;
 mod table;
 mod verify;
+mod write;
 
-pub use append::{Append, AppendOutcome, CommitSummary};
+pub use append::{Append, AppendOutcome};
 #[cfg(feature = "glue")]
 pub use catalog::{AwsCredentials, GlueConfig, Secret};
 pub use catalog::{
     CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
 };
-pub use error::{Error, Result};
-pub use maintenance::{ExpireSnapshots, MaintenanceReport};
+pub use commit::CommitSummary;
+pub use error::{BoxError, Error, Result};
+pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
 pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
-use crate::error::Result;
+use crate::error::{IcebergResultExt, Result};
 use crate::table::SalesHistory;
 
 /// What to expire. Snapshots older than `older_than` are expired, except the current one and
@@ -105,9 +105,10 @@ impl SalesHistory {
             let tx = tx
                 .expire_snapshots()
                 .expire_snapshot_ids(expired.clone())
-                .apply(tx)?;
-            let committed = tx.commit(self.catalog.as_ref()).await?;
-            self.set_current(committed.clone());
+                .apply(tx)
+                .or_ours()?;
+            let committed = tx.commit(self.catalog.as_ref()).await.or_ours()?;
+            self.advance_to(committed.clone());
             referenced_by(&committed, |_| true).await?
         };
         let mut doomed: Vec<String> = candidates.difference(&retained_after).cloned().collect();
@@ -119,18 +120,55 @@ impl SalesHistory {
         Ok(report)
     }
 
-    /// Deletes files under the table's location that no snapshot and no metadata file
-    /// references and that were last modified before `older_than`.
+    /// Starts a removal of orphan files: files under the table's location that no snapshot
+    /// and no metadata file references (left by a crashed writer or a failed commit), last
+    /// modified more than a day ago unless [`RemoveOrphanFiles::older_than`] says otherwise.
     ///
-    /// Choose `older_than` well before any append that may still be in flight (a day is the
-    /// usual choice): an uncommitted append's files look exactly like orphans.
-    pub async fn remove_orphan_files(
-        &self,
-        older_than: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<MaintenanceReport> {
-        self.refresh().await?;
-        let table = self.current();
+    /// ```no_run
+    /// # async fn f(table: &sales_history::SalesHistory) -> sales_history::Result<()> {
+    /// use chrono::{Duration, Utc};
+    /// let plan = table.remove_orphan_files().older_than(Utc::now() - Duration::days(3)).dry_run().await?;
+    /// println!("would delete {} files", plan.deleted_files.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_orphan_files(&self) -> RemoveOrphanFiles<'_> {
+        RemoveOrphanFiles {
+            table: self,
+            older_than: Utc::now() - chrono::Duration::days(1),
+            dry_run: false,
+        }
+    }
+}
+
+/// A removal of orphan files in preparation; `.await` it. See
+/// [`SalesHistory::remove_orphan_files`].
+#[must_use = "a removal does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct RemoveOrphanFiles<'a> {
+    table: &'a SalesHistory,
+    older_than: DateTime<Utc>,
+    dry_run: bool,
+}
+
+impl<'a> RemoveOrphanFiles<'a> {
+    /// Only files last modified before `when` (default: a day ago). Choose it well before
+    /// any append that may still be in flight: an uncommitted append's files look exactly
+    /// like orphans.
+    pub fn older_than(mut self, when: DateTime<Utc>) -> Self {
+        self.older_than = when;
+        self
+    }
+
+    /// Report what would be deleted; delete nothing.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    async fn run(self) -> Result<MaintenanceReport> {
+        let (this, older_than, dry_run) = (self.table, self.older_than, self.dry_run);
+        this.refresh().await?;
+        let table = this.current();
         let mut referenced = referenced_by(&table, |_| true).await?;
         let metadata = table.metadata();
         if let Some(loc) = table.metadata_location() {
@@ -142,7 +180,7 @@ impl SalesHistory {
         for stats in metadata.statistics_iter() {
             referenced.insert(stats.statistics_path.clone());
         }
-        let listed = self.config.list_files(metadata.location()).await?;
+        let listed = this.config.list_files(metadata.location()).await?;
         let mut orphans: Vec<String> = listed
             .into_iter()
             .filter(|(path, modified)| {
@@ -159,6 +197,16 @@ impl SalesHistory {
             deleted_files: orphans,
             dry_run,
         })
+    }
+}
+
+impl<'a> std::future::IntoFuture for RemoveOrphanFiles<'a> {
+    type Output = Result<MaintenanceReport>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
@@ -180,13 +228,17 @@ async fn referenced_by(table: &Table, keep: impl Fn(i64) -> bool) -> Result<Hash
             continue;
         }
         files.insert(normalize(snapshot.manifest_list()));
-        let list = table.manifest_list_reader(snapshot).load().await?;
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .or_ours()?;
         for manifest in list.entries() {
             files.insert(normalize(&manifest.manifest_path));
             if !manifests_seen.insert(manifest.manifest_path.clone()) {
                 continue;
             }
-            let loaded = manifest.load_manifest(io).await?;
+            let loaded = manifest.load_manifest(io).await.or_ours()?;
             for entry in loaded.entries() {
                 files.insert(normalize(entry.data_file().file_path()));
             }
@@ -198,7 +250,7 @@ async fn referenced_by(table: &Table, keep: impl Fn(i64) -> bool) -> Result<Hash
 async fn delete(table: &Table, paths: &[String]) -> Result<()> {
     let io = table.file_io();
     for p in paths {
-        io.delete(p).await?;
+        io.delete(p).await.or_ours()?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -50,6 +50,10 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
         "snappy" => Compression::SNAPPY,
         "uncompressed" | "none" => Compression::UNCOMPRESSED,
         "lz4" => Compression::LZ4_RAW,
+        "brotli" => Compression::BROTLI(match level {
+            Some(l) => BrotliLevel::try_new(l.max(0) as u32).map_err(bad_level)?,
+            None => BrotliLevel::default(),
+        }),
         "zstd" => Compression::ZSTD(match level {
             Some(l) => ZstdLevel::try_new(l).map_err(bad_level)?,
             None => ZstdLevel::default(),
@@ -61,7 +65,9 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
         other => {
             return Err(Error::config(
                 COMPRESSION_CODEC_PROPERTY,
-                format!("unsupported codec `{other}` (snappy, zstd, gzip, lz4, uncompressed)"),
+                format!(
+                    "table property is `{other}`, a codec this crate cannot write (snappy, zstd, gzip, lz4, brotli, uncompressed)"
+                ),
             ));
         }
     };

@@ -73,27 +73,27 @@ impl Default for SampleConfig {
 
 impl SampleConfig {
     /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
+    pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
     /// Sets the number of tenants (at least 1).
-    pub fn with_tenants(mut self, tenants: usize) -> Self {
+    pub fn tenants(mut self, tenants: usize) -> Self {
         self.tenants = tenants.max(1);
         self
     }
     /// Sets the number of months (at least 1).
-    pub fn with_months(mut self, months: u32) -> Self {
+    pub fn months(mut self, months: u32) -> Self {
         self.months = months.max(1);
         self
     }
     /// Sets the last month covered (any day of it).
-    pub fn with_end_month(mut self, month: NaiveDate) -> Self {
+    pub fn end_month(mut self, month: NaiveDate) -> Self {
         self.end_month = month.with_day(1).unwrap_or(month);
         self
     }
     /// Sets the embedding length (0: rows carry no embedding).
-    pub fn with_embedding_dimension(mut self, dimension: usize) -> Self {
+    pub fn embedding_dimension(mut self, dimension: usize) -> Self {
         self.embedding_dimension = dimension;
         self
     }
@@ -229,10 +229,10 @@ mod tests {
 
     #[test]
     fn deterministic_and_valid() {
-        let cfg = SampleConfig::default().with_embedding_dimension(8);
+        let cfg = SampleConfig::default().embedding_dimension(8);
         let a = SampleGenerator::new(cfg.clone()).take_records(200);
         let b = SampleGenerator::new(cfg.clone()).take_records(200);
-        let c = SampleGenerator::new(cfg.with_seed(7)).take_records(200);
+        let c = SampleGenerator::new(cfg.seed(7)).take_records(200);
         assert_eq!(a, b);
         assert_ne!(a, c);
         for (i, r) in a.iter().enumerate() {

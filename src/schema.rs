@@ -264,31 +264,84 @@ pub(crate) fn embedding_dimension_of(metadata: &TableMetadata) -> Result<usize> 
     }
 }
 
-/// Lists every way an existing table differs from the layout this crate writes.
+/// How an Iceberg type reads in a message: `string`, `decimal(10,2)`, `list<double>`.
+fn type_text(t: &Type) -> String {
+    match t {
+        Type::Primitive(p) => p.to_string(),
+        Type::List(l) => format!("list<{}>", type_text(&l.element_field.field_type)),
+        Type::Map(m) => format!(
+            "map<{}, {}>",
+            type_text(&m.key_field.field_type),
+            type_text(&m.value_field.field_type)
+        ),
+        Type::Struct(s) => {
+            let fields: Vec<String> = s
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name, type_text(&f.field_type)))
+                .collect();
+            format!("struct<{}>", fields.join(", "))
+        }
+    }
+}
+
+/// The differences between a column's type in the table and ours (empty when compatible).
+fn type_drift(column: Column, table_type: &Type) -> Vec<String> {
+    let ours = column.iceberg_type();
+    match (&ours, table_type) {
+        (Type::List(ours), Type::List(theirs)) => {
+            let (o, t) = (&ours.element_field, &theirs.element_field);
+            let mut diffs = Vec::new();
+            if *o.field_type != *t.field_type {
+                diffs.push(format!(
+                    "column `{column}`: element is `{}` here and `{}` in the table",
+                    type_text(&o.field_type),
+                    type_text(&t.field_type)
+                ));
+            }
+            if o.id != t.id {
+                diffs.push(format!(
+                    "column `{column}`: list element has field id {} in the table, expected {}",
+                    t.id, o.id
+                ));
+            }
+            if t.required && !o.required {
+                diffs.push(format!(
+                    "column `{column}`: list element is required in the table but optional here"
+                ));
+            }
+            diffs
+        }
+        _ if ours == *table_type => Vec::new(),
+        _ => vec![format!(
+            "column `{column}`: type is `{}` here and `{}` in the table",
+            type_text(&ours),
+            type_text(table_type)
+        )],
+    }
+}
+
+/// Lists every way an existing table differs from the layout this crate writes in a way that
+/// makes it unusable (real drift). An empty list means the table can be adopted as it is.
 ///
-/// A column that is optional in the table where ours is required is compatible (we only
-/// ever write non-null values there); the reverse is not.
+/// Compatible, and so not listed here (see [`layout_notes`]): a column or the `embedding` list
+/// element that is optional in the table where ours is required (this crate never writes nulls
+/// there), any Parquet codec this crate can write, extra table properties, a sort order.
 pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
     let mut diffs = Vec::new();
     let schema = metadata.current_schema();
     for column in Column::ALL {
         match schema.field_by_name(column.name()) {
-            None => diffs.push(format!("column `{column}` is missing")),
+            None => diffs.push(format!("column `{column}` is missing from the table")),
             Some(field) => {
                 if field.id != column.field_id() {
                     diffs.push(format!(
-                        "column `{column}` has field id {}, expected {}",
+                        "column `{column}` has field id {} in the table, expected {}",
                         field.id,
                         column.field_id()
                     ));
                 }
-                if *field.field_type != column.iceberg_type() {
-                    diffs.push(format!(
-                        "column `{column}` has type {}, expected {}",
-                        field.field_type,
-                        column.iceberg_type()
-                    ));
-                }
+                diffs.extend(type_drift(column, &field.field_type));
                 if field.required && !column.is_required() {
                     diffs.push(format!(
                         "column `{column}` is required in the table but optional here"
@@ -299,7 +352,10 @@ pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
     }
     for field in schema.as_struct().fields() {
         if Column::from_str(&field.name).is_err() {
-            diffs.push(format!("unexpected column `{}`", field.name));
+            diffs.push(format!(
+                "the table has a column `{}` that sales_history does not have",
+                field.name
+            ));
         }
     }
 
@@ -312,31 +368,33 @@ pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
     if !spec_ok {
         let shown: Vec<String> = fields
             .iter()
-            .map(|f| format!("{}({}) as {}", f.transform, f.source_id, f.name))
+            .map(|f| {
+                let source = schema
+                    .field_by_id(f.source_id)
+                    .map_or_else(|| format!("field {}", f.source_id), |s| s.name.clone());
+                format!("{}({source}) as {}", f.transform, f.name)
+            })
             .collect();
         diffs.push(format!(
-            "partition spec is [{}], expected [month(7) as {PARTITION_FIELD_NAME}]",
+            "partition spec is [{}] in the table, expected [month(sold_date) as {PARTITION_FIELD_NAME}]",
             shown.join(", ")
         ));
     }
 
-    match metadata.properties().get(COMPRESSION_CODEC_PROPERTY) {
-        Some(codec) if codec.eq_ignore_ascii_case(COMPRESSION_CODEC) => {}
-        other => diffs.push(format!(
-            "property {COMPRESSION_CODEC_PROPERTY} is {}, expected {COMPRESSION_CODEC}",
-            other.map_or("unset".to_string(), |v| format!("`{v}`"))
-        )),
+    // Any codec (and any other write.parquet.* setting) this crate can write with is fine.
+    if let Err(e) = crate::parquet_props::writer_properties(metadata.properties()) {
+        diffs.push(e.to_string());
     }
     if let Some(fmt) = metadata.properties().get("write.format.default")
         && !fmt.eq_ignore_ascii_case("parquet")
     {
         diffs.push(format!(
-            "property write.format.default is `{fmt}`, expected parquet"
+            "property write.format.default is `{fmt}` in the table, expected parquet"
         ));
     }
     if metadata.format_version() != iceberg::spec::FormatVersion::V2 {
         diffs.push(format!(
-            "format version is {}, expected 2",
+            "format version is {} in the table, expected 2",
             metadata.format_version()
         ));
     }
@@ -344,6 +402,49 @@ pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
         diffs.push(e.to_string());
     }
     diffs
+}
+
+/// Compatible ways a table differs from the seed's layout (optional columns, an optional list
+/// element, another codec): information for `verify` and `create_schema --dry-run`, never a
+/// reason to refuse the table.
+pub(crate) fn layout_notes(metadata: &TableMetadata) -> Vec<String> {
+    let mut notes = Vec::new();
+    let schema = metadata.current_schema();
+    let optional: Vec<String> = Column::ALL
+        .into_iter()
+        .filter(|c| c.is_required())
+        .filter(|c| schema.field_by_name(c.name()).is_some_and(|f| !f.required))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if !optional.is_empty() {
+        notes.push(format!(
+            "{} optional in the table (required in the seed's layout); appends still never write nulls there",
+            match optional.len() {
+                1 => format!("column {} is", optional[0]),
+                _ => format!("columns {} are", optional.join(", ")),
+            }
+        ));
+    }
+    if let Some(field) = schema.field_by_name(Column::Embedding.name())
+        && let Type::List(list) = &*field.field_type
+        && !list.element_field.required
+    {
+        notes.push(
+            "list element of `embedding` is optional in the table (required in the seed's layout); appends never write null elements"
+                .to_string(),
+        );
+    }
+    match metadata.properties().get(COMPRESSION_CODEC_PROPERTY) {
+        Some(codec) if codec.eq_ignore_ascii_case(COMPRESSION_CODEC) => {}
+        Some(codec) => notes.push(format!(
+            "{COMPRESSION_CODEC_PROPERTY} is `{codec}` (the seed's layout uses {COMPRESSION_CODEC}); appends write {}",
+            codec.to_ascii_lowercase()
+        )),
+        None => notes.push(format!(
+            "{COMPRESSION_CODEC_PROPERTY} is unset (the seed's layout sets {COMPRESSION_CODEC}); appends write {COMPRESSION_CODEC}"
+        )),
+    }
+    notes
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ impl<'a> SimilarTo<'a> {
     }
 
     /// How many batches are scored at once (default: the available cores).
-    pub fn with_parallelism(mut self, tasks: usize) -> Self {
+    pub fn parallelism(mut self, tasks: usize) -> Self {
         self.parallelism = Some(tasks.max(1));
         self
     }

@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use iceberg_datafusion::IcebergStaticTableProvider;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 use crate::table::SalesHistory;
 
 /// The name the table has in SQL text.
@@ -82,7 +82,9 @@ impl SalesHistory {
     ///
     /// Filters on `sold_date` prune months; the session can run many queries.
     pub async fn sql_context(&self) -> Result<SessionContext> {
-        let provider = IcebergStaticTableProvider::try_new_from_table(self.current()).await?;
+        let provider = IcebergStaticTableProvider::try_new_from_table(self.current())
+            .await
+            .or_ours()?;
         let ctx = SessionContext::new();
         ctx.register_table(SQL_TABLE_NAME, Arc::new(provider))
             .map_err(sql_error)?;

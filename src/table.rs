@@ -9,7 +9,7 @@ use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::append::Append;
 use crate::catalog::{CatalogConfig, CommitStats, GuardedCatalog};
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 use crate::record::SaleRecord;
 use crate::scan::Scan;
 use crate::schema::{
@@ -45,13 +45,13 @@ impl Default for TableOptions {
 impl TableOptions {
     /// Sets the commit retry budget for a table created by `ensure_with` (an existing table
     /// keeps its `commit.retry.num-retries` property).
-    pub fn with_commit_retries(mut self, retries: u32) -> Self {
+    pub fn commit_retries(mut self, retries: u32) -> Self {
         self.commit_retries = retries;
         self
     }
 
     /// Sets the embedding dimension for a table created by `ensure_with`.
-    pub fn with_embedding_dimension(mut self, dimension: usize) -> Self {
+    pub fn embedding_dimension(mut self, dimension: usize) -> Self {
         self.embedding_dimension = dimension;
         self
     }
@@ -67,6 +67,11 @@ pub enum EnsurePlan {
     CreateTable,
     /// The table exists and matches the layout: nothing to do.
     UpToDate,
+    /// The table exists and differs from the seed's layout only in ways this crate can work
+    /// with (e.g. a table made by Athena DDL: optional columns, an optional list element,
+    /// another codec). Each entry says what differs; `ensure` would adopt the table as it is,
+    /// changing nothing.
+    Compatible(Vec<String>),
     /// The table exists but has drifted; `ensure` would fail with these differences.
     Drifted(Vec<String>),
 }
@@ -192,10 +197,14 @@ impl SalesHistory {
             .await
             .map_err(|e| config.classify(e))?;
         let differences = schema::drift(table.metadata());
-        Ok(if differences.is_empty() {
+        if !differences.is_empty() {
+            return Ok(EnsurePlan::Drifted(differences));
+        }
+        let notes = schema::layout_notes(table.metadata());
+        Ok(if notes.is_empty() {
             EnsurePlan::UpToDate
         } else {
-            EnsurePlan::Drifted(differences)
+            EnsurePlan::Compatible(notes)
         })
     }
 
@@ -234,7 +243,7 @@ impl SalesHistory {
     /// namespace or table is missing, [`Error::SchemaDrift`] when it has drifted.
     pub async fn open(config: &CatalogConfig, stage: &str) -> Result<Self> {
         let namespace = namespace_for_stage(stage)?;
-        let connected = config.connect().await?;
+        let connected = config.connect_existing().await?;
         let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
         let table = connected.catalog.load_table(&ident).await.map_err(|e| {
             // (A missing Glue database arrives as TableNotFound: see catalog/guard.rs.)
@@ -308,13 +317,22 @@ impl SalesHistory {
             .clone()
     }
 
-    pub(crate) fn set_current(&self, table: Table) {
-        *self.table.lock().unwrap_or_else(PoisonError::into_inner) = table;
+    /// Moves the cached table state to `table` unless the cache already holds a newer one
+    /// (a slow commit finishing after a refresh must not move the handle back).
+    pub(crate) fn advance_to(&self, table: Table) {
+        let mut current = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |t: &Table| {
+            let m = t.metadata();
+            (m.last_sequence_number(), m.last_updated_ms())
+        };
+        if key(&table) >= key(&current) {
+            *current = table;
+        }
     }
 
     /// Reloads the table from the catalog (to see other writers' commits) and re-checks drift.
     pub async fn refresh(&self) -> Result<()> {
-        let table = self.catalog.load_table(&self.ident).await?;
+        let table = self.catalog.load_table(&self.ident).await.or_ours()?;
         let differences = schema::drift(table.metadata());
         if !differences.is_empty() {
             return Err(Error::SchemaDrift {
@@ -322,8 +340,30 @@ impl SalesHistory {
                 differences,
             });
         }
-        self.set_current(table);
+        self.advance_to(table);
         Ok(())
+    }
+
+    /// The snapshot whose summary carries `commit_id`, in the cached table state.
+    pub(crate) fn find_commit(&self, commit_id: &str) -> Option<i64> {
+        self.current()
+            .metadata()
+            .snapshots()
+            .find(|s| {
+                s.summary()
+                    .additional_properties
+                    .get(COMMIT_ID_PROPERTY)
+                    .map(String::as_str)
+                    == Some(commit_id)
+            })
+            .map(|s| s.snapshot_id())
+    }
+
+    /// [`find_commit`](Self::find_commit) after a refresh: whether the commit id is in the
+    /// table as the catalog has it now.
+    pub(crate) async fn find_commit_fresh(&self, commit_id: &str) -> Result<Option<i64>> {
+        self.refresh().await?;
+        Ok(self.find_commit(commit_id))
     }
 
     /// Counters of this handle's commits: successes, conflicts and throttles retried.

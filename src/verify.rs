@@ -13,9 +13,9 @@ use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaDataReader;
 use serde_json::json;
 
-use crate::append::month_ordinal;
 use crate::catalog::CatalogConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
+use crate::month::Month;
 use crate::record::Price;
 use crate::schema::{self, Column, TABLE_NAME};
 use crate::table::{SalesHistory, namespace_for_stage};
@@ -26,8 +26,11 @@ use crate::table::{SalesHistory, namespace_for_stage};
 pub struct Check {
     /// Short name, e.g. `schema`.
     pub name: String,
-    /// Whether the check passed.
+    /// Whether the check passed (always `true` for information).
     pub passed: bool,
+    /// `true` for information rather than a check: something that differs from the seed's
+    /// layout in a compatible way (an optional column, another codec). Never a failure.
+    pub info: bool,
     /// What was found.
     pub detail: String,
 }
@@ -60,7 +63,7 @@ impl VerifyReport {
             "rows": self.rows,
             "rows_per_month": self.rows_per_month,
             "checks": self.checks.iter().map(|c| json!({
-                "name": c.name, "passed": c.passed, "detail": c.detail,
+                "name": c.name, "passed": c.passed, "info": c.info, "detail": c.detail,
             })).collect::<Vec<_>>(),
         })
         .to_string()
@@ -70,6 +73,16 @@ impl VerifyReport {
         self.checks.push(Check {
             name: name.to_string(),
             passed,
+            info: false,
+            detail: detail.into(),
+        });
+    }
+
+    fn note(&mut self, name: &str, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            passed: true,
+            info: true,
             detail: detail.into(),
         });
     }
@@ -79,11 +92,21 @@ impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "verify {}", self.table)?;
         for c in &self.checks {
-            let mark = if c.passed { "✓" } else { "✗" };
+            let mark = match (c.info, c.passed) {
+                (true, _) => "ℹ",
+                (false, true) => "✓",
+                (false, false) => "✗",
+            };
             writeln!(f, "  {mark} {:<16} {}", c.name, c.detail)?;
         }
+        let checks = self.checks.iter().filter(|c| !c.info).count();
         let failed = self.checks.iter().filter(|c| !c.passed).count();
-        write!(f, "{} passed, {failed} failed", self.checks.len() - failed)
+        let notes = self.checks.len() - checks;
+        write!(f, "{} passed, {failed} failed", checks - failed)?;
+        if notes > 0 {
+            write!(f, ", {notes} notes")?;
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +127,7 @@ impl SalesHistory {
             rows: 0,
             rows_per_month: BTreeMap::new(),
         };
-        let connected = config.connect().await?;
+        let connected = config.connect_existing().await?;
         let ident = TableIdent::new(NamespaceIdent::new(namespace), TABLE_NAME.to_string());
         let table = match connected.catalog.load_table(&ident).await {
             Ok(t) => t,
@@ -134,7 +157,10 @@ fn check_layout(table: &Table, report: &mut VerifyReport) {
     let (spec, rest): (Vec<_>, Vec<_>) =
         diffs.into_iter().partition(|d| d.starts_with("partition"));
     let (format, columns): (Vec<_>, Vec<_>) = rest.into_iter().partition(|d| {
-        d.contains("property") || d.contains("format version") || d.contains("embedding-dimension")
+        d.contains("property")
+            || d.contains("format version")
+            || d.contains("embedding-dimension")
+            || d.contains("write.parquet")
     });
     let summary = |v: &Vec<String>, ok: &str| {
         if v.is_empty() {
@@ -159,11 +185,11 @@ fn check_layout(table: &Table, report: &mut VerifyReport) {
     report.add(
         "format",
         format.is_empty(),
-        summary(
-            &format,
-            "Iceberg v2, Parquet, write.parquet.compression-codec=snappy",
-        ),
+        summary(&format, "Iceberg v2, Parquet"),
     );
+    for note in schema::layout_notes(table.metadata()) {
+        report.note("layout", note);
+    }
 }
 
 async fn check_files(table: &Table, report: &mut VerifyReport) {
@@ -177,6 +203,7 @@ async fn check_files(table: &Table, report: &mut VerifyReport) {
     let io = table.file_io();
     let mut problems = Vec::new();
     let mut chunks = 0usize;
+    let mut codecs: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (path, size, records) in &tasks {
         match footer(io, path, *size).await {
             Ok(meta) => {
@@ -189,25 +216,36 @@ async fn check_files(table: &Table, report: &mut VerifyReport) {
                 for rg in meta.row_groups() {
                     for c in rg.columns() {
                         chunks += 1;
-                        if c.compression() != Compression::SNAPPY {
-                            problems.push(format!(
-                                "{path}: {} is {:?}",
-                                c.column_path(),
-                                c.compression()
-                            ));
-                        }
+                        *codecs.entry(codec_name(c.compression())).or_default() += 1;
                     }
                 }
             }
             Err(e) => problems.push(format!("{path}: {e}")),
         }
     }
+    let codec_text = match codecs.len() {
+        0 => String::new(),
+        1 => format!(
+            ", all {}",
+            codecs.keys().next().copied().unwrap_or_default()
+        ),
+        _ => {
+            let each: Vec<String> = codecs.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            format!(" ({})", each.join(", "))
+        }
+    };
+    if codecs.keys().any(|c| *c != "SNAPPY") {
+        report.note(
+            "codecs",
+            format!("column chunks not in SNAPPY (the seed's codec){codec_text}"),
+        );
+    }
     if problems.is_empty() {
         report.add(
             "data files",
             true,
             format!(
-                "{} Parquet files, {chunks} column chunks, all SNAPPY",
+                "{} Parquet files, {chunks} column chunks{codec_text}",
                 tasks.len()
             ),
         );
@@ -222,17 +260,34 @@ async fn check_files(table: &Table, report: &mut VerifyReport) {
     }
 }
 
+/// The codec's name without its level (`ZSTD`, not `ZSTD(ZstdLevel(1))`).
+fn codec_name(c: Compression) -> &'static str {
+    match c {
+        Compression::UNCOMPRESSED => "UNCOMPRESSED",
+        Compression::SNAPPY => "SNAPPY",
+        Compression::GZIP(_) => "GZIP",
+        Compression::LZO => "LZO",
+        Compression::BROTLI(_) => "BROTLI",
+        Compression::LZ4 => "LZ4",
+        Compression::ZSTD(_) => "ZSTD",
+        Compression::LZ4_RAW => "LZ4_RAW",
+    }
+}
+
 async fn plan(table: &Table) -> Result<Vec<(String, u64, Option<u64>)>> {
     if table.metadata().current_snapshot().is_none() {
         return Ok(Vec::new());
     }
     let tasks: Vec<_> = table
         .scan()
-        .build()?
+        .build()
+        .or_ours()?
         .plan_files()
-        .await?
+        .await
+        .or_ours()?
         .try_collect()
-        .await?;
+        .await
+        .or_ours()?;
     Ok(tasks
         .into_iter()
         .map(|t| (t.data_file_path, t.file_size_in_bytes, t.record_count))
@@ -245,11 +300,11 @@ async fn footer(
     path: &str,
     size: u64,
 ) -> Result<parquet::file::metadata::ParquetMetaData> {
-    let reader = io.new_input(path)?.reader().await?;
+    let reader = io.new_input(path).or_ours()?.reader().await.or_ours()?;
     if size < 8 {
         return Err(Error::config(path, "file is too small to be Parquet"));
     }
-    let tail = reader.read(size - 8..size).await?;
+    let tail = reader.read(size - 8..size).await.or_ours()?;
     let tail: [u8; 8] = tail
         .as_ref()
         .try_into()
@@ -258,7 +313,7 @@ async fn footer(
     if len + 8 > size {
         return Err(Error::config(path, "corrupt footer length"));
     }
-    let buf = reader.read(size - 8 - len..size - 8).await?;
+    let buf = reader.read(size - 8 - len..size - 8).await.or_ours()?;
     Ok(ParquetMetaDataReader::decode_metadata(&buf)?)
 }
 
@@ -332,12 +387,14 @@ async fn quality(table: &Table) -> Result<Quality> {
     let mut stream = table
         .scan()
         .select(cols.map(|c| c.name()))
-        .build()?
+        .build()
+        .or_ours()?
         .to_arrow()
-        .await?;
+        .await
+        .or_ours()?;
     let mut seen = HashSet::new();
     let (mut nulls, mut bad_emb, mut bad_price, mut dups) = (0u64, 0u64, 0u64, 0u64);
-    while let Some(batch) = stream.try_next().await? {
+    while let Some(batch) = stream.try_next().await.or_ours()? {
         let col = |c: Column| {
             batch
                 .column_by_name(c.name())
@@ -362,12 +419,7 @@ async fn quality(table: &Table) -> Result<Quality> {
         let values = emb.values().as_primitive::<Float64Type>();
         for i in 0..batch.num_rows() {
             q.rows += 1;
-            let month = month_ordinal(date.value(i));
-            let key = format!(
-                "{:04}-{:02}",
-                1970 + month.div_euclid(12),
-                month.rem_euclid(12) + 1
-            );
+            let key = Month::of_micros(date.value(i)).to_string();
             *q.per_month.entry(key.clone()).or_default() += 1;
             if q.sample.is_none() && tid.is_valid(i) {
                 q.sample = Some(format!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use iceberg::CatalogBuilder;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 use iceberg::Catalog;
 
 /// A secret string: never shown by `Debug` or `Display`.
@@ -53,7 +53,7 @@ impl AwsCredentials {
     }
 
     /// Adds a session token (temporary credentials).
-    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+    pub fn session_token(mut self, token: impl Into<String>) -> Self {
         self.session_token = Some(Secret::new(token));
         self
     }
@@ -62,8 +62,9 @@ impl AwsCredentials {
 impl fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let id = &self.access_key_id;
-        let shown = if id.len() > 4 {
-            format!("{}…", &id[..4])
+        // By characters, never by byte index: a key id is caller input and may be any text.
+        let shown = if id.chars().count() > 4 {
+            format!("{}…", id.chars().take(4).collect::<String>())
         } else {
             "…".to_string()
         };
@@ -80,7 +81,7 @@ impl fmt::Debug for AwsCredentials {
 /// ```
 /// use sales_history::{CatalogConfig, GlueConfig};
 /// let config: CatalogConfig = GlueConfig::new("eu-west-1", "s3://analytics-bucket/iceberg")
-///     .with_catalog_id("123456789012")
+///     .catalog_id("123456789012")
 ///     .into();
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,37 +122,37 @@ impl GlueConfig {
     }
 
     /// Sets the Glue catalog id (AWS account id).
-    pub fn with_catalog_id(mut self, id: impl Into<String>) -> Self {
+    pub fn catalog_id(mut self, id: impl Into<String>) -> Self {
         self.catalog_id = Some(id.into());
         self
     }
 
     /// Overrides the Glue endpoint.
-    pub fn with_glue_endpoint(mut self, url: impl Into<String>) -> Self {
+    pub fn glue_endpoint(mut self, url: impl Into<String>) -> Self {
         self.glue_endpoint = Some(url.into());
         self
     }
 
     /// Overrides the S3 endpoint.
-    pub fn with_s3_endpoint(mut self, url: impl Into<String>) -> Self {
+    pub fn s3_endpoint(mut self, url: impl Into<String>) -> Self {
         self.s3_endpoint = Some(url.into());
         self
     }
 
     /// Forces path-style (`true`) or virtual-host (`false`) S3 addressing.
-    pub fn with_s3_path_style(mut self, path_style: bool) -> Self {
+    pub fn s3_path_style(mut self, path_style: bool) -> Self {
         self.s3_path_style = Some(path_style);
         self
     }
 
     /// Uses a named profile of the shared AWS config files.
-    pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
         self.profile = Some(profile.into());
         self
     }
 
     /// Uses static credentials instead of the standard chain.
-    pub fn with_credentials(mut self, credentials: AwsCredentials) -> Self {
+    pub fn credentials(mut self, credentials: AwsCredentials) -> Self {
         self.credentials = Some(credentials);
         self
     }
@@ -375,7 +376,8 @@ impl GlueConfig {
                 iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
             ))
             .load("glue", self.properties())
-            .await?;
+            .await
+            .or_ours()?;
         Ok((Arc::new(catalog), self.warehouse_uri()))
     }
 }
@@ -386,14 +388,27 @@ mod tests {
 
     #[test]
     fn secrets_never_show() {
-        let cfg = GlueConfig::new("eu-west-1", "s3://bucket/prefix").with_credentials(
+        let cfg = GlueConfig::new("eu-west-1", "s3://bucket/prefix").credentials(
             AwsCredentials::new("AKIAEXAMPLEKEY", "wJalrXUtnFEMI-secret")
-                .with_session_token("tok-secret"),
+                .session_token("tok-secret"),
         );
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
         assert!(!shown.contains("tok-secret"), "{shown}");
         assert!(!shown.contains("AKIAEXAMPLEKEY"), "{shown}");
+    }
+
+    #[test]
+    fn debug_of_a_multi_byte_key_id_does_not_panic() {
+        // "é" and "€" are 2 and 3 bytes: byte index 4 falls inside a character.
+        for id in ["AKIé€XYZ-rest", "éé€€€", "€"] {
+            let creds = AwsCredentials::new(id, "s3cr3t-value");
+            let shown = format!("{creds:?}");
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(!shown.contains(id) || id.chars().count() <= 4, "{shown}");
+        }
+        let shown = format!("{:?}", AwsCredentials::new("AKIé€XYZ-rest", "x"));
+        assert!(shown.contains("AKIé…"), "{shown}");
     }
 
     #[test]
@@ -410,11 +425,11 @@ mod tests {
             "warehouse"
         );
         assert_eq!(
-            key(GlueConfig::new("eu-west-1", "s3://bucket").with_glue_endpoint("nope")),
+            key(GlueConfig::new("eu-west-1", "s3://bucket").glue_endpoint("nope")),
             "glue_endpoint"
         );
         assert_eq!(
-            key(GlueConfig::new("eu-west-1", "s3://bucket").with_catalog_id("12")),
+            key(GlueConfig::new("eu-west-1", "s3://bucket").catalog_id("12")),
             "catalog_id"
         );
         assert!(
@@ -427,7 +442,7 @@ mod tests {
     #[test]
     fn data_never_goes_to_the_glue_endpoint() {
         let p = GlueConfig::new("eu-west-1", "s3://bucket")
-            .with_glue_endpoint("https://glue.vpce.example")
+            .glue_endpoint("https://glue.vpce.example")
             .properties();
         assert_eq!(p["s3.endpoint"], "https://s3.eu-west-1.amazonaws.com");
         assert_eq!(p["s3.path-style-access"], "false");

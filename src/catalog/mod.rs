@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use iceberg::{Catalog, CatalogBuilder};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 
 #[cfg(feature = "glue")]
 mod glue;
@@ -93,7 +93,7 @@ impl From<GlueConfig> for CatalogConfig {
 /// - `glue://?region=eu-west-1&warehouse=s3://bucket/prefix` with optional `catalog_id`,
 ///   `glue_endpoint`, `s3_endpoint`, `s3_path_style` (`true`/`false`) and `profile`:
 ///   [`CatalogConfig::Glue`]. Credentials never go in the string: they come from the standard
-///   AWS chain (or [`GlueConfig::with_credentials`]).
+///   AWS chain (or [`GlueConfig::credentials`]).
 ///
 /// ```
 /// use sales_history::CatalogConfig;
@@ -182,11 +182,11 @@ fn parse_glue(s: &str) -> Result<CatalogConfig> {
     let mut config = GlueConfig::new(region, warehouse);
     for (k, v) in extra {
         config = match k {
-            "catalog_id" => config.with_catalog_id(v),
-            "glue_endpoint" => config.with_glue_endpoint(v),
-            "s3_endpoint" => config.with_s3_endpoint(v),
-            "profile" => config.with_profile(v),
-            _ => config.with_s3_path_style(match v {
+            "catalog_id" => config.catalog_id(v),
+            "glue_endpoint" => config.glue_endpoint(v),
+            "s3_endpoint" => config.s3_endpoint(v),
+            "profile" => config.profile(v),
+            _ => config.s3_path_style(match v {
                 "true" => true,
                 "false" => false,
                 _ => {
@@ -296,7 +296,25 @@ impl CatalogConfig {
                 reason: format!("{e}"),
             };
         }
-        e.into()
+        Error::from_iceberg(e)
+    }
+
+    /// Connects to a catalog that must already exist: for the local catalog, a directory
+    /// without `catalog.db` is an [`Error::Config`] on `warehouse` and nothing is created
+    /// (read-only callers pointed at a mistyped directory leave the disk as it was).
+    pub(crate) async fn connect_existing(&self) -> Result<Connected> {
+        if let CatalogConfig::Local { warehouse } = self
+            && !warehouse.join(LOCAL_CATALOG_FILE).is_file()
+        {
+            return Err(Error::config(
+                "warehouse",
+                format!(
+                    "there is no sales_history catalog in `{}` (no {LOCAL_CATALOG_FILE}): check the path, or create the table first (SalesHistory::ensure, create_schema)",
+                    warehouse.display()
+                ),
+            ));
+        }
+        self.connect().await
     }
 
     /// Connects to the catalog, creating the local warehouse directory when needed.
@@ -330,12 +348,6 @@ impl CatalogConfig {
                 "listing storage needs a Local or Glue catalog configuration",
             )),
         }
-    }
-
-    /// Builds the underlying iceberg catalog, e.g. to wrap it and pass it back as
-    /// [`CatalogConfig::Custom`].
-    pub async fn connect_catalog(&self) -> Result<Arc<dyn Catalog>> {
-        Ok(self.connect_raw().await?.0)
     }
 
     async fn connect_raw(&self) -> Result<(Arc<dyn Catalog>, String)> {
@@ -435,6 +447,7 @@ async fn connect_local(warehouse: &Path) -> Result<(Arc<dyn Catalog>, String)> {
             iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
         ))
         .load(LOCAL_CATALOG_NAME, props)
-        .await?;
+        .await
+        .or_ours()?;
     Ok((Arc::new(catalog), warehouse_uri))
 }

@@ -8,13 +8,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_schema::{ArrowError, DataType, TimeUnit};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::Datum;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
+use crate::month::Month;
 use crate::record::{Price, Season};
 use crate::schema::Column;
 
@@ -53,6 +54,7 @@ use crate::schema::Column;
 #[derive(Debug, Clone, Default, PartialEq)]
 #[must_use]
 pub struct ScanFilter {
+    product_ids: Option<BTreeSet<String>>,
     tenants: Option<BTreeSet<String>>,
     categories: Option<BTreeSet<String>>,
     brands: Option<BTreeSet<String>>,
@@ -98,10 +100,10 @@ macro_rules! list_dimension {
     };
 }
 
-fn first_of_month(year: i32, month: u32) -> Option<i64> {
-    NaiveDate::from_ymd_opt(year, month, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc().timestamp_micros())
+/// The half-open µs range of `year`-`month`, when it is a representable month.
+fn month_range(year: i32, month: u32) -> Option<(i64, i64)> {
+    let m = Month::from_year_month(year, month)?;
+    Some((m.start_micros()?, m.end_micros()?))
 }
 
 impl ScanFilter {
@@ -110,6 +112,7 @@ impl ScanFilter {
         Self::default()
     }
 
+    list_dimension!(product_ids, product_id, product_ids, "product_id");
     list_dimension!(tenants, tenant, tenants, "tenant_id");
     list_dimension!(categories, category, categories, "category");
     list_dimension!(brands, brand, brands, "brand");
@@ -156,11 +159,8 @@ impl ScanFilter {
 
     /// Keeps rows sold in this calendar year (UTC).
     pub fn year(mut self, year: i32) -> Self {
-        match (
-            first_of_month(year, 1),
-            year.checked_add(1).and_then(|y| first_of_month(y, 1)),
-        ) {
-            (Some(s), Some(e)) => self.sold.push((Some(s), Some(e))),
+        match (month_range(year, 1), month_range(year, 12)) {
+            (Some((s, _)), Some((_, e))) => self.sold.push((Some(s), Some(e))),
             _ => self
                 .problems
                 .push(("year".into(), format!("{year} is not a representable year"))),
@@ -171,15 +171,8 @@ impl ScanFilter {
     /// Keeps rows sold in this month (1–12) of this year (UTC). A month outside 1–12 is an
     /// [`Error::Config`] when the scan runs.
     pub fn year_month(mut self, year: i32, month: u32) -> Self {
-        let (ny, nm) = if month == 12 {
-            (year.checked_add(1), 1)
-        } else {
-            (Some(year), month + 1)
-        };
-        let start = first_of_month(year, month);
-        let end = ny.and_then(|y| first_of_month(y, nm));
-        match (start, end) {
-            (Some(s), Some(e)) if (1..=12).contains(&month) => self.sold.push((Some(s), Some(e))),
+        match month_range(year, month) {
+            Some((s, e)) => self.sold.push((Some(s), Some(e))),
             _ => self.problems.push((
                 "year_month".into(),
                 format!("{year}-{month:02} is not a month (month must be 1-12)"),
@@ -222,6 +215,7 @@ impl ScanFilter {
         let mut problems = self.problems;
         problems.extend(other.problems);
         ScanFilter {
+            product_ids: intersect(self.product_ids, other.product_ids),
             tenants: intersect(self.tenants, other.tenants),
             categories: intersect(self.categories, other.categories),
             brands: intersect(self.brands, other.brands),
@@ -260,6 +254,7 @@ impl ScanFilter {
         };
         let mut strings = Vec::new();
         for (col, set) in [
+            (Column::ProductId, &self.product_ids),
             (Column::TenantId, &self.tenants),
             (Column::Category, &self.categories),
             (Column::Brand, &self.brands),

@@ -28,12 +28,13 @@ pub use filter::ScanFilter;
 use metrics::Counters;
 pub use metrics::ScanMetrics;
 pub use partial::PartialSaleRecord;
+pub(crate) use reader::conform_array;
 use reader::{PlannedFile, ReadPlan};
 pub use stream::ScanStream;
 use stream::{iceberg_reader, spawn_readers};
 
 use crate::batch::batch_to_records;
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 use crate::record::SaleRecord;
 use crate::schema::{Column, arrow_schema};
 use crate::table::SalesHistory;
@@ -281,11 +282,16 @@ impl<'a> Scan<'a> {
         if let Some(p) = predicate.clone() {
             builder = builder.with_filter(p);
         }
-        let scan = builder.build()?;
+        let scan = builder.build().or_ours()?;
         let mut tasks: Vec<FileScanTask> = if resolved.matches_nothing {
             Vec::new()
         } else {
-            scan.plan_files().await?.try_collect().await?
+            scan.plan_files()
+                .await
+                .or_ours()?
+                .try_collect()
+                .await
+                .or_ours()?
         };
         tasks.sort_by(|a, b| a.data_file_path.cmp(&b.data_file_path));
         metrics.files_planned = tasks.len() as u64;
@@ -293,11 +299,18 @@ impl<'a> Scan<'a> {
             Some(n) => n,
             None if predicate.is_none() && !resolved.matches_nothing => tasks.len() as u64,
             None => {
-                let all = table.scan().snapshot_id(id).select_empty().build()?;
+                let all = table
+                    .scan()
+                    .snapshot_id(id)
+                    .select_empty()
+                    .build()
+                    .or_ours()?;
                 all.plan_files()
-                    .await?
+                    .await
+                    .or_ours()?
                     .try_fold(0u64, |n, _| async move { Ok(n + 1) })
-                    .await?
+                    .await
+                    .or_ours()?
             }
         };
         metrics.planning = start.elapsed();

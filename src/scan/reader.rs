@@ -23,7 +23,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::filter::Resolved;
 use super::metrics::Counters;
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 use crate::schema::Column;
 
 /// Gaps up to this size between wanted byte ranges are read rather than skipped.
@@ -120,7 +120,13 @@ pub(crate) async fn read_file(
 ) -> Result<bool> {
     let counters = plan.counters.clone();
     Counters::add(&counters.files_read, 1);
-    let reader = plan.file_io.new_input(&file.path)?.reader().await?;
+    let reader = plan
+        .file_io
+        .new_input(&file.path)
+        .or_ours()?
+        .reader()
+        .await
+        .or_ours()?;
     let fetch = |range: Range<u64>| {
         Counters::add(&counters.bytes_read, range.end - range.start);
         reader.read(range)
@@ -132,7 +138,9 @@ pub(crate) async fn read_file(
             file.path
         )))
     };
-    let mut tail = fetch(size.saturating_sub(FOOTER_PREFETCH)..size).await?;
+    let mut tail = fetch(size.saturating_sub(FOOTER_PREFETCH)..size)
+        .await
+        .or_ours()?;
     if tail.len() < FOOTER_TAIL {
         return Err(bad("file is shorter than a Parquet footer"));
     }
@@ -142,7 +150,7 @@ pub(crate) async fn read_file(
         return Err(bad("footer is longer than the file"));
     }
     if footer_len > tail.len() {
-        tail = fetch(size - footer_len as u64..size).await?;
+        tail = fetch(size - footer_len as u64..size).await.or_ours()?;
     }
     let metadata = ParquetMetaDataReader::decode_metadata(
         &tail[tail.len() - footer_len..tail.len() - FOOTER_TAIL],
@@ -199,11 +207,13 @@ pub(crate) async fn read_file(
                     })?;
                 bytes::Bytes::from(buf)
             }
-            None => fetch(0..size).await?,
+            None => fetch(0..size).await.or_ours()?,
         }
     } else {
         let merged = merge(ranges);
-        let parts = try_join_all(merged.iter().map(|r| fetch(r.clone()))).await?;
+        let parts = try_join_all(merged.iter().map(|r| fetch(r.clone())))
+            .await
+            .or_ours()?;
         let len = usize::try_from(size).map_err(|_| bad("file too large for memory"))?;
         let mut buf = vec![0u8; len];
         for (r, part) in merged.iter().zip(&parts) {

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::BatchStream;
 use super::metrics::{Counters, ScanMetrics};
 use super::reader::{self, PlannedFile, ReadPlan};
-use crate::error::{Error, Result};
+use crate::error::{Error, IcebergResultExt, Result};
 
 /// Reads `files` with `workers` concurrent readers; batches arrive as they are decoded.
 pub(super) fn spawn_readers(
@@ -58,9 +58,9 @@ pub(super) fn spawn_readers(
 /// Reads through iceberg's own reader (files with row-level deletes), then filters exactly
 /// and projects like the parquet-rs path.
 pub(super) async fn iceberg_reader(scan: &TableScan, plan: Arc<ReadPlan>) -> Result<BatchStream> {
-    let stream = scan.to_arrow().await?;
+    let stream = scan.to_arrow().await.or_ours()?;
     Ok(stream
-        .map_err(Error::from)
+        .map_err(Error::from_iceberg)
         .and_then(move |batch| {
             let plan = plan.clone();
             async move {

@@ -441,7 +441,7 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
                 c.is_required(),
             )));
         }
-        let catalog = config.connect_catalog().await.unwrap();
+        let catalog = crate::support::raw_catalog(&config).await;
         let ns = iceberg::NamespaceIdent::new("pricing_intelligence_drift".into());
         catalog
             .create_namespace(&ns, Default::default())
@@ -474,7 +474,7 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
             SalesHistory::ensure_with(
                 &config,
                 "zero",
-                TableOptions::default().with_embedding_dimension(0),
+                TableOptions::default().embedding_dimension(0),
             )
             .await
             .map(|_| ()),
@@ -509,7 +509,7 @@ async fn bad_config_catalog_and_drift_inputs_get_typed_errors() {
             "commit id with a space",
             t.table
                 .append(sample(1, DIM, 2))
-                .with_commit_id("a b")
+                .commit_id("a b")
                 .await
                 .map(|_| ()),
             "config:commit_id",

@@ -16,7 +16,7 @@ async fn race(config: &CatalogConfig, stage: &str) -> CommitStats {
     let base = SalesHistory::ensure_with(
         config,
         stage,
-        TableOptions::default().with_embedding_dimension(DIM),
+        TableOptions::default().embedding_dimension(DIM),
     )
     .await
     .expect("ensure");
@@ -94,6 +94,7 @@ async fn eight_writers_on_sqlite() {
     race(&CatalogConfig::local(dir.path()), "race").await;
 }
 
+#[cfg(all(feature = "python-tests", feature = "glue"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_on_glue() {
     let moto = crate::moto::moto();
@@ -112,8 +113,8 @@ async fn conflicts_beyond_the_retry_budget_are_typed_and_clean() {
     let dir = tempfile::tempdir().unwrap();
     let config = CatalogConfig::local(dir.path());
     let options = TableOptions::default()
-        .with_embedding_dimension(DIM)
-        .with_commit_retries(0);
+        .embedding_dimension(DIM)
+        .commit_retries(0);
     SalesHistory::ensure_with(&config, "budget", options)
         .await
         .expect("ensure");

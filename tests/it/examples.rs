@@ -238,7 +238,7 @@ async fn iam_policy_covers_exactly_what_the_crate_calls() {
     let table = SalesHistory::ensure_with(
         &config,
         "iam",
-        sales_history::TableOptions::default().with_embedding_dimension(8),
+        sales_history::TableOptions::default().embedding_dimension(8),
     )
     .await
     .expect("create");
@@ -264,7 +264,9 @@ async fn iam_policy_covers_exactly_what_the_crate_calls() {
     assert_eq!(expired.expired_snapshots.len(), 1);
     assert!(!expired.deleted_files.is_empty());
     let orphans = table
-        .remove_orphan_files(chrono::Utc::now(), true)
+        .remove_orphan_files()
+        .older_than(chrono::Utc::now())
+        .dry_run()
         .await
         .expect("orphans");
     assert!(

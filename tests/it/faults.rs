@@ -15,15 +15,15 @@ async fn faulty(
     stage: &str,
     retries: u32,
 ) -> (Arc<FaultyCatalog>, SalesHistory) {
-    let inner = real.connect_catalog().await.expect("real catalog");
+    let inner = crate::support::raw_catalog(real).await;
     let faulty = FaultyCatalog::new(inner);
     let config = CatalogConfig::Custom {
         catalog: faulty.clone(),
         warehouse: warehouse.to_string(),
     };
     let options = TableOptions::default()
-        .with_embedding_dimension(DIM)
-        .with_commit_retries(retries);
+        .embedding_dimension(DIM)
+        .commit_retries(retries);
     let table = SalesHistory::ensure_with(&config, stage, options)
         .await
         .expect("ensure");
@@ -33,7 +33,9 @@ async fn faulty(
 /// Data files the table references vs. Parquet files in storage (orphans = difference).
 async fn orphan_data_files(table: &SalesHistory) -> usize {
     let report = table
-        .remove_orphan_files(chrono::Utc::now() + chrono::Duration::seconds(5), true)
+        .remove_orphan_files()
+        .older_than(chrono::Utc::now() + chrono::Duration::seconds(5))
+        .dry_run()
         .await
         .expect("orphan listing");
     report
@@ -104,13 +106,13 @@ async fn catalog_faults(
     // commit id finds it and appends nothing twice.
     faults.push([Fault::LostAnswerAndReload]);
     let batch = sample(4, DIM, 6);
-    match table.append(batch.clone()).with_commit_id("retry-me").await {
+    match table.append(batch.clone()).commit_id("retry-me").await {
         Err(Error::CommitStateUnknown { commit_id, .. }) => assert_eq!(commit_id, "retry-me"),
         other => panic!("expected CommitStateUnknown, got {other:?}"),
     }
     let again = table
         .append(batch)
-        .with_commit_id("retry-me")
+        .commit_id("retry-me")
         .await
         .expect("retry");
     assert!(
@@ -141,6 +143,7 @@ async fn catalog_faults_on_the_local_catalog() {
     catalog_faults(real, &warehouse, "faults", Some(&plain)).await;
 }
 
+#[cfg(all(feature = "python-tests", feature = "glue"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_faults_on_glue() {
     let moto = crate::moto::moto();
@@ -155,6 +158,7 @@ async fn catalog_faults_on_glue() {
 
 /// Storage faults through the proxy in front of the emulator's S3: data file, manifest and
 /// metadata writes that fail, and slow answers.
+#[cfg(all(feature = "python-tests", feature = "glue"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_faults_on_glue_and_s3() {
     use crate::moto::FaultProxy;
@@ -163,12 +167,12 @@ async fn storage_faults_on_glue_and_s3() {
     let proxy = FaultProxy::start(&moto.endpoint());
     let config: CatalogConfig = moto
         .glue_config("faults-s3")
-        .with_s3_endpoint(proxy.endpoint())
+        .s3_endpoint(proxy.endpoint())
         .into();
     let table = SalesHistory::ensure_with(
         &config,
         "storage",
-        TableOptions::default().with_embedding_dimension(DIM),
+        TableOptions::default().embedding_dimension(DIM),
     )
     .await
     .expect("ensure");

@@ -14,7 +14,7 @@ async fn glue_table(bucket: &str, stage: &str) -> (CatalogConfig, SalesHistory) 
     let table = SalesHistory::ensure_with(
         &config,
         stage,
-        TableOptions::default().with_embedding_dimension(DIM),
+        TableOptions::default().embedding_dimension(DIM),
     )
     .await
     .expect("ensure on glue");
@@ -254,9 +254,9 @@ async fn bad_config_fails_fast_with_a_typed_error() {
         l.local_addr().unwrap().port()
     };
     let dead = GlueConfig::new(REGION, "s3://nowhere/wh")
-        .with_glue_endpoint(format!("http://127.0.0.1:{closed}"))
-        .with_s3_endpoint(format!("http://127.0.0.1:{closed}"))
-        .with_credentials(AwsCredentials::new("testing", "SECRET-never-shown"));
+        .glue_endpoint(format!("http://127.0.0.1:{closed}"))
+        .s3_endpoint(format!("http://127.0.0.1:{closed}"))
+        .credentials(AwsCredentials::new("testing", "SECRET-never-shown"));
     let start = Instant::now();
     let err = SalesHistory::ensure(&dead.clone().into(), "dead")
         .await

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{Duration, Utc};
 use sales_history::{ExpireSnapshots, SalesHistory};
 
-use crate::support::{DIM, local_table, pyiceberg, sample, tree};
+use crate::support::{DIM, local_table, sample, tree};
 
 #[tokio::test]
 async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
@@ -74,17 +74,21 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
     );
     let report = SalesHistory::verify(&t.config, "test").await.unwrap();
     assert!(report.passed(), "{report}");
-    let wh = t.dir.path().to_str().unwrap();
-    let got = pyiceberg(&[
-        "read",
-        "--warehouse",
-        wh,
-        "--namespace",
-        "pricing_intelligence_test",
-        "--no-rows",
-    ]);
-    assert_eq!(got["row_count"], 100);
-    assert_eq!(got["snapshots"].as_array().map(Vec::len), Some(2));
+    #[cfg(feature = "python-tests")]
+    {
+        // A real peer still reads the table after the clean-up.
+        let wh = t.dir.path().to_str().unwrap();
+        let got = crate::support::pyiceberg(&[
+            "read",
+            "--warehouse",
+            wh,
+            "--namespace",
+            "pricing_intelligence_test",
+            "--no-rows",
+        ]);
+        assert_eq!(got["row_count"], 100);
+        assert_eq!(got["snapshots"].as_array().map(Vec::len), Some(2));
+    }
 
     // Nothing older than a day ago: nothing to do.
     let none = t
@@ -116,7 +120,8 @@ async fn orphan_removal_deletes_only_unreferenced_old_files() {
     // Too recent: kept.
     let recent = t
         .table
-        .remove_orphan_files(Utc::now() - Duration::hours(1), false)
+        .remove_orphan_files()
+        .older_than(Utc::now() - Duration::hours(1))
         .await
         .unwrap();
     assert!(
@@ -126,7 +131,13 @@ async fn orphan_removal_deletes_only_unreferenced_old_files() {
     );
 
     let cutoff = Utc::now() + Duration::seconds(1);
-    let plan = t.table.remove_orphan_files(cutoff, true).await.unwrap();
+    let plan = t
+        .table
+        .remove_orphan_files()
+        .older_than(cutoff)
+        .dry_run()
+        .await
+        .unwrap();
     let mut want = vec![
         format!(
             "file://{}",
@@ -141,7 +152,12 @@ async fn orphan_removal_deletes_only_unreferenced_old_files() {
     assert_eq!(plan.deleted_files, want);
     assert_eq!(tree(t.dir.path()), before, "a dry run deletes nothing");
 
-    let done = t.table.remove_orphan_files(cutoff, false).await.unwrap();
+    let done = t
+        .table
+        .remove_orphan_files()
+        .older_than(cutoff)
+        .await
+        .unwrap();
     assert_eq!(done.deleted_files, want);
     assert!(!stray_data.exists() && !stray_manifest.exists());
     assert_eq!(tree(t.dir.path()).len(), before.len() - 2);

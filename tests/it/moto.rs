@@ -100,9 +100,9 @@ impl Moto {
 
     pub fn glue_config(&self, bucket: &str) -> GlueConfig {
         GlueConfig::new(REGION, format!("s3://{bucket}/warehouse"))
-            .with_glue_endpoint(self.endpoint())
-            .with_s3_endpoint(self.endpoint())
-            .with_credentials(AwsCredentials::new("testing", "testing-secret-key"))
+            .glue_endpoint(self.endpoint())
+            .s3_endpoint(self.endpoint())
+            .credentials(AwsCredentials::new("testing", "testing-secret-key"))
     }
 
     /// A fresh bucket and the catalog config pointing at it.

@@ -24,12 +24,12 @@ async fn soak_with_random_faults_loses_and_duplicates_nothing() {
     let proxy = FaultProxy::start(&moto.endpoint());
     let real: CatalogConfig = moto
         .glue_config("soak")
-        .with_s3_endpoint(proxy.endpoint())
+        .s3_endpoint(proxy.endpoint())
         .into();
     SalesHistory::ensure_with(
         &real,
         "soak",
-        TableOptions::default().with_embedding_dimension(DIM),
+        TableOptions::default().embedding_dimension(DIM),
     )
     .await
     .expect("ensure");
@@ -44,7 +44,7 @@ async fn soak_with_random_faults_loses_and_duplicates_nothing() {
     let mut handles = Vec::new();
     let mut catalogs = Vec::new();
     for w in 0..WRITERS {
-        let faulty = FaultyCatalog::new(real.connect_catalog().await.expect("catalog"));
+        let faulty = FaultyCatalog::new(crate::support::raw_catalog(&real).await);
         faulty.randomize(
             SEED + w as u64,
             vec![
@@ -72,12 +72,12 @@ async fn soak_with_random_faults_loses_and_duplicates_nothing() {
                 }
                 let id = format!("soak-w{w}-a{a}");
                 attempted.fetch_add(1, Ordering::Relaxed);
-                let mut outcome = table.append(rows.clone()).with_commit_id(&id).await;
+                let mut outcome = table.append(rows.clone()).commit_id(&id).await;
                 // An unknown outcome is resolved by retrying with the same commit id.
                 let mut tries = 0;
                 while matches!(outcome, Err(Error::CommitStateUnknown { .. })) && tries < 5 {
                     tries += 1;
-                    outcome = table.append(rows.clone()).with_commit_id(&id).await;
+                    outcome = table.append(rows.clone()).commit_id(&id).await;
                     unknown_resolved += 1;
                 }
                 match outcome {

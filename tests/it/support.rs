@@ -23,7 +23,7 @@ pub async fn local_table(dim: usize) -> LocalTable {
     let table = SalesHistory::ensure_with(
         &config,
         "test",
-        TableOptions::default().with_embedding_dimension(dim),
+        TableOptions::default().embedding_dimension(dim),
     )
     .await
     .expect("ensure");
@@ -31,12 +31,8 @@ pub async fn local_table(dim: usize) -> LocalTable {
 }
 
 pub fn sample(n: usize, dim: usize, seed: u64) -> Vec<SaleRecord> {
-    SampleGenerator::new(
-        SampleConfig::default()
-            .with_seed(seed)
-            .with_embedding_dimension(dim),
-    )
-    .take_records(n)
+    SampleGenerator::new(SampleConfig::default().seed(seed).embedding_dimension(dim))
+        .take_records(n)
 }
 
 /// Every file under `dir` (relative paths, sorted) with its size.
@@ -69,6 +65,7 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
 }
 
 /// The Python interpreter of the test venv (built by `scripts/venv.sh` on first use).
+#[cfg(feature = "python-tests")]
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
@@ -97,6 +94,7 @@ pub fn python() -> &'static Path {
 }
 
 /// Runs `python/pyiceberg_check.py` with `args`, returns its JSON output.
+#[cfg(feature = "python-tests")]
 pub fn pyiceberg(args: &[&str]) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/pyiceberg_check.py");
     let out = Command::new(python())
@@ -110,4 +108,74 @@ pub fn pyiceberg(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("pyiceberg_check.py prints JSON")
+}
+
+/// The real iceberg catalog behind `config`, built here the way the crate builds it: the
+/// crate keeps iceberg out of its API, so tests that wrap or bypass the catalog (fault
+/// injection, tables made "by another engine") build their own.
+pub async fn raw_catalog(config: &CatalogConfig) -> std::sync::Arc<dyn iceberg::Catalog> {
+    use iceberg::CatalogBuilder;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let storage = Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new());
+    match config {
+        CatalogConfig::Local { warehouse } => {
+            std::fs::create_dir_all(warehouse).unwrap();
+            let root = std::fs::canonicalize(warehouse).unwrap();
+            let root = root.to_str().unwrap();
+            let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
+                .with_storage_factory(storage)
+                .load(
+                    sales_history::LOCAL_CATALOG_NAME,
+                    HashMap::from([
+                        (
+                            "uri".to_string(),
+                            format!("sqlite://{root}/catalog.db?mode=rwc"),
+                        ),
+                        ("warehouse".to_string(), format!("file://{root}")),
+                        ("sql_bind_style".to_string(), "QMark".to_string()),
+                    ]),
+                )
+                .await
+                .unwrap();
+            Arc::new(catalog)
+        }
+        #[cfg(feature = "glue")]
+        CatalogConfig::Glue(_) => {
+            // The string form carries everything but the credentials (the emulator's).
+            let url = url::Url::parse(&config.to_string()).unwrap();
+            let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+            let mut p = HashMap::from([
+                ("warehouse".to_string(), q["warehouse"].clone()),
+                ("region_name".to_string(), q["region"].clone()),
+                (iceberg::io::S3_REGION.to_string(), q["region"].clone()),
+                ("aws_access_key_id".to_string(), "testing".to_string()),
+                (
+                    "aws_secret_access_key".to_string(),
+                    "testing-secret-key".to_string(),
+                ),
+                (
+                    iceberg::io::S3_PATH_STYLE_ACCESS.to_string(),
+                    "true".to_string(),
+                ),
+                (
+                    iceberg::io::S3_DISABLE_EC2_METADATA.to_string(),
+                    "true".to_string(),
+                ),
+            ]);
+            if let Some(u) = q.get("glue_endpoint") {
+                p.insert("uri".to_string(), u.clone());
+            }
+            if let Some(u) = q.get("s3_endpoint") {
+                p.insert(iceberg::io::S3_ENDPOINT.to_string(), u.clone());
+            }
+            let catalog = iceberg_catalog_glue::GlueCatalogBuilder::default()
+                .with_storage_factory(storage)
+                .load("glue", p)
+                .await
+                .unwrap();
+            Arc::new(catalog)
+        }
+        other => panic!("no raw catalog for {other}"),
+    }
 }

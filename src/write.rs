@@ -1,0 +1,357 @@
+//! The one data-file writer: rows grouped by [`Month`] → Parquet files (the table's codec and
+//! `write.parquet.*` settings) in `sold_date_month=YYYY-MM/` directories, months encoded in
+//! parallel. Used by every operation that writes data files.
+//!
+//! The writer owns the files it creates until it hands them over: when writing fails, it
+//! deletes what it wrote before returning the error; when it succeeds, the caller gets the
+//! paths with the data files and owns them from then on (see [`crate::commit::PendingCommit`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_schema::SchemaRef as ArrowSchemaRef;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct, TableMetadata};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, LocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+
+use crate::error::{Error, IcebergResultExt, Result};
+use crate::month::Month;
+use crate::parquet_props::writer_properties;
+use crate::schema::Column;
+
+/// Rows handed to the Parquet writer at a time (compact copies made with `take`).
+const CHUNK_ROWS: usize = 1024;
+
+/// Data files written and not yet committed, with every path the writer created.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenFiles {
+    /// The data files, ready for a snapshot.
+    pub(crate) data_files: Vec<DataFile>,
+    /// Every path written (a superset of the data files' paths only if a writer rolled over).
+    pub(crate) paths: Vec<String>,
+}
+
+impl WrittenFiles {
+    /// Total bytes of the data files.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.data_files
+            .iter()
+            .map(DataFile::file_size_in_bytes)
+            .sum()
+    }
+
+    /// Deletes every file written (best effort: a file never created is fine to miss).
+    pub(crate) async fn delete(self, io: &FileIO) {
+        delete_paths(io, &self.paths).await;
+    }
+}
+
+async fn delete_paths(io: &FileIO, paths: &[String]) {
+    for p in paths {
+        let _ = io.delete(p).await;
+    }
+}
+
+/// Writes `batches` (validated, in our layout) as data files of `table`, one set per month,
+/// with up to `tasks` months encoded at once. File names start with `prefix`.
+pub(crate) async fn write_months(
+    table: &Table,
+    batches: &[RecordBatch],
+    tasks: usize,
+    prefix: &str,
+) -> Result<WrittenFiles> {
+    let ledger = Ledger::default();
+    match write_with(table, batches, tasks, prefix, &ledger).await {
+        Ok(data_files) => Ok(WrittenFiles {
+            data_files,
+            paths: ledger.take(),
+        }),
+        Err(e) => {
+            delete_paths(table.file_io(), &ledger.take()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn write_with(
+    table: &Table,
+    batches: &[RecordBatch],
+    tasks: usize,
+    prefix: &str,
+    ledger: &Ledger,
+) -> Result<Vec<DataFile>> {
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().as_ref().clone();
+    let props = writer_properties(metadata.properties())?;
+    // Batches are validated against our layout; the files are written with the table's own
+    // schema, which may be laxer (an adopted Athena table: optional columns and list element).
+    let table_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).or_ours()?);
+    let locations = MonthDirectories {
+        data_location: data_location(metadata),
+        ledger: ledger.clone(),
+    };
+    let names = DefaultFileNameGenerator::new(
+        format!("00000-{}", sanitize(prefix)),
+        Some(uuid::Uuid::new_v4().simple().to_string()),
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        ParquetWriterBuilder::new(props, schema.clone()),
+        table.file_io().clone(),
+        locations,
+        names,
+    );
+    let work = group_by_month(batches);
+    let tasks = tasks.clamp(1, work.len().max(1));
+    let queue = Arc::new(Mutex::new(VecDeque::from(work)));
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let task = MonthTask {
+            queue: queue.clone(),
+            builder: DataFileWriterBuilder::new(rolling.clone()),
+            batches: batches.to_vec(),
+            table_schema: table_schema.clone(),
+            key: PartitionKey::new(spec.clone(), schema.clone(), Struct::empty()),
+        };
+        handles.push(tokio::spawn(task.run()));
+    }
+    let mut files = Vec::new();
+    let mut first_error = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(f)) => files.extend(f),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(Error::internal(format!(
+                    "a partition writer task failed: {join}"
+                )));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(files),
+    }
+}
+
+/// Rows of one month: `(batch index, row indices)` pairs.
+struct MonthWork {
+    month: Month,
+    rows: usize,
+    parts: Vec<(usize, Vec<u32>)>,
+}
+
+/// Row indices per month, largest month first (so the last task to finish has the least
+/// left to do).
+fn group_by_month(batches: &[RecordBatch]) -> Vec<MonthWork> {
+    let mut months: HashMap<Month, MonthWork> = HashMap::new();
+    for (bi, batch) in batches.iter().enumerate() {
+        let dates = batch
+            .column(Column::SoldDate.index())
+            .as_primitive::<TimestampMicrosecondType>();
+        let mut per_batch: HashMap<Month, Vec<u32>> = HashMap::new();
+        for (row, micros) in dates.values().iter().enumerate() {
+            per_batch
+                .entry(Month::of_micros(*micros))
+                .or_default()
+                .push(row as u32);
+        }
+        for (month, idx) in per_batch {
+            let w = months.entry(month).or_insert(MonthWork {
+                month,
+                rows: 0,
+                parts: Vec::new(),
+            });
+            w.rows += idx.len();
+            w.parts.push((bi, idx));
+        }
+    }
+    let mut work: Vec<MonthWork> = months.into_values().collect();
+    work.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.month.cmp(&b.month)));
+    work
+}
+
+type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+
+/// One encoding task: takes months off the shared queue (largest first) and writes each with
+/// its own writer, so at most one month is being encoded per task (bounded memory, like
+/// iceberg's `ClusteredWriter`). A finished month is closed (last row group flushed, file
+/// written and fsynced by the storage layer) in the background while the next month is
+/// encoded; at most one close is pending per task.
+struct MonthTask {
+    queue: Arc<Mutex<VecDeque<MonthWork>>>,
+    builder:
+        DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>,
+    batches: Vec<RecordBatch>,
+    table_schema: ArrowSchemaRef,
+    key: PartitionKey,
+}
+
+type Closing = tokio::task::JoinHandle<iceberg::Result<Vec<DataFile>>>;
+
+impl MonthTask {
+    async fn run(self) -> Result<Vec<DataFile>> {
+        let mut files = Vec::new();
+        let mut closing: Option<Closing> = None;
+        let encoded = self.encode_all(&mut files, &mut closing).await;
+        // Even after an error, wait for a pending close: its file must exist (or not)
+        // before the writer deletes what it wrote.
+        let last = match closing {
+            Some(handle) => join_close(handle).await,
+            None => Ok(Vec::new()),
+        };
+        encoded?;
+        files.extend(last?);
+        Ok(files)
+    }
+
+    async fn encode_all(
+        &self,
+        files: &mut Vec<DataFile>,
+        closing: &mut Option<Closing>,
+    ) -> Result<()> {
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(work) = next else { return Ok(()) };
+            let mut writer = self.encode(&work).await?;
+            if let Some(previous) = closing.take() {
+                files.extend(join_close(previous).await?);
+            }
+            *closing = Some(tokio::spawn(async move { writer.close().await }));
+        }
+    }
+
+    /// Feeds one month to a new writer as compact chunks (`take`, not slices: iceberg's
+    /// NaN-count visitor rescans a sliced list column's whole parent values).
+    async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
+        let key = self
+            .key
+            .copy_with_data(Struct::from_iter([Some(Literal::int(
+                work.month.ordinal(),
+            ))]));
+        let mut writer = self.builder.build(Some(key)).await.or_ours()?;
+        for (bi, rows) in &work.parts {
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let idx = UInt32Array::from(chunk.to_vec());
+                let part = arrow_select::take::take_record_batch(&self.batches[*bi], &idx)?;
+                writer.write(self.in_table_schema(part)?).await.or_ours()?;
+            }
+        }
+        Ok(writer)
+    }
+
+    /// The batch relabelled with the table's Arrow schema (zero-copy where only field
+    /// nullability or metadata differ).
+    fn in_table_schema(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.schema() == self.table_schema {
+            return Ok(batch);
+        }
+        // By name: the table may order its (same) columns differently.
+        let columns = self
+            .table_schema
+            .fields()
+            .iter()
+            .map(|f| match batch.column_by_name(f.name()) {
+                Some(a) => crate::scan::conform_array(a, f),
+                None => Err(Error::config(
+                    "schema",
+                    format!("column `{}` of the table is not in the batch", f.name()),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.table_schema.clone(), columns)?)
+    }
+}
+
+async fn join_close(handle: Closing) -> Result<Vec<DataFile>> {
+    match handle.await {
+        Ok(files) => files.or_ours(),
+        Err(join) => Err(Error::internal(format!(
+            "closing a data file failed: {join}"
+        ))),
+    }
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+/// Where data files go: `write.data.path`, else `{table location}/data` (as Java does).
+fn data_location(metadata: &TableMetadata) -> String {
+    let props = metadata.properties();
+    props
+        .get("write.data.path")
+        .or_else(|| props.get("write.folder-storage.path"))
+        .cloned()
+        .unwrap_or_else(|| format!("{}/data", metadata.location().trim_end_matches('/')))
+}
+
+/// The paths one write created, recorded as the location generator hands them out (the
+/// only point where iceberg's writer stack tells us a file name before the file exists).
+#[derive(Clone, Debug, Default)]
+struct Ledger(Arc<Mutex<Vec<String>>>);
+
+impl Ledger {
+    fn record(&self, path: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path.to_string());
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Puts files under `sold_date_month=YYYY-MM/` and records each path in the write's ledger.
+#[derive(Clone, Debug)]
+struct MonthDirectories {
+    data_location: String,
+    ledger: Ledger,
+}
+
+impl LocationGenerator for MonthDirectories {
+    fn generate_location(&self, partition_key: Option<&PartitionKey>, file_name: &str) -> String {
+        let month = partition_key
+            .and_then(|k| k.data().fields().first().cloned().flatten())
+            .and_then(|l| match l {
+                Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(m)) => {
+                    Some(Month::from_ordinal(m))
+                }
+                _ => None,
+            });
+        let path = match month {
+            Some(m) => format!("{}/{}/{file_name}", self.data_location, m.path_segment()),
+            None => format!("{}/{file_name}", self.data_location),
+        };
+        self.ledger.record(&path);
+        path
+    }
+}
