@@ -56,8 +56,9 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 
-    /// Python of the test venv (default: what scripts/venv.sh prints).
-    #[arg(long, value_name = "PATH", env = "SALES_HISTORY_PYTHON")]
+    /// Python of the test venv (default: $SALES_HISTORY_PYTHON, else what scripts/venv.sh
+    /// prints).
+    #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
 
     /// Print the results as one JSON object.
@@ -80,6 +81,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn venv_python() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SALES_HISTORY_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/venv.sh");
     let out = Command::new("bash")
         .arg(script)

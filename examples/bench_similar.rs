@@ -42,14 +42,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value = "10")]
     k: NonZeroUsize,
 
-    /// Python with numpy and pyiceberg for the baseline (the test venv's).
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "SALES_HISTORY_PYTHON",
-        default_value = "python3"
-    )]
-    python: PathBuf,
+    /// Python with numpy and pyiceberg for the baseline, e.g. the test venv's (default:
+    /// $SALES_HISTORY_PYTHON, else python3).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
 
     // --warehouse DIR (or a local --catalog) runs on that warehouse instead of a scratch one.
     #[command(flatten)]
@@ -69,6 +65,10 @@ async fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let (rows, reps, k) = (args.rows, args.reps.get(), args.k.get());
+    let python = args
+        .python
+        .or_else(|| std::env::var_os("SALES_HISTORY_PYTHON").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("python3"));
     let stage = args.catalog.stage.as_str();
     let explicit = args.catalog.warehouse.is_some() || args.catalog.catalog.is_some();
     let (catalog, scratch) = if explicit {
@@ -140,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>();
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_similar_numpy.py");
-    let out = std::process::Command::new(&args.python)
+    let out = std::process::Command::new(&python)
         .args([
             script,
             "--warehouse",
@@ -159,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &reps.to_string(),
         ])
         .output()
-        .with_context(|| format!("cannot run {}", args.python.display()))?;
+        .with_context(|| format!("cannot run {}", python.display()))?;
     let py: Option<serde_json::Value> = if out.status.success() {
         serde_json::from_slice(&out.stdout).ok()
     } else {

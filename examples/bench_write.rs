@@ -19,16 +19,22 @@
 //! `--rss-rows`-row append in a child process (`--rss-only N`), so that the data generation of
 //! this process does not pollute it. Files are deleted and `sync` runs between timed runs.
 
+#[path = "common/report.rs"]
+mod report;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+use anyhow::{Context, anyhow, bail};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{RecordBatch, UInt32Array};
 use chrono::{DateTime, Datelike};
+use clap::{Parser, ValueEnum};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -40,12 +46,93 @@ use sales_history::{
 };
 use serde_json::{Value, json};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Res<T> = std::result::Result<T, BoxError>;
+type Res<T> = anyhow::Result<T>;
 
 const DIMENSION: usize = 1024;
 const CHUNK: usize = 1024;
 
+/// Write throughput of our append beside the Parquet encoder alone, pyarrow and pyiceberg, on
+/// the same deterministic batches (with and without 1024-dim embeddings, interleaved
+/// repetitions, medians), then the latency of the 1st vs the Nth small append on one table
+/// and the peak RSS of a large append in a child process. Scratch files go to --dir and are
+/// deleted as it goes.
+#[derive(Debug, Parser)]
+#[command(name = "bench_write")]
+struct Cli {
+    /// A short run: sizes 1000,5000, 2 reps, 20 commits, 5000 RSS rows (explicit flags win).
+    #[arg(long)]
+    quick: bool,
+
+    /// Print the results as one JSON document.
+    #[arg(long)]
+    json: bool,
+
+    /// Rows per case, comma-separated; `_` allowed as a digit separator [default:
+    /// 1000,10000,50000,100000].
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = parse_rows)]
+    sizes: Vec<usize>,
+
+    /// Timed repetitions per case and variant [default: 5].
+    #[arg(long, value_name = "N")]
+    reps: Option<NonZeroUsize>,
+
+    /// Which cases to run: with 1024-dim embeddings, without, or both.
+    #[arg(long, value_enum, default_value_t = Embeddings::Both)]
+    embeddings: Embeddings,
+
+    /// Parallelism of our append (default: the crate's).
+    #[arg(long, value_name = "N")]
+    parallelism: Option<NonZeroUsize>,
+
+    /// Small appends timed for the commit latency [default: 200].
+    #[arg(long, value_name = "N")]
+    commits: Option<NonZeroUsize>,
+
+    /// Rows of the append whose peak RSS is measured [default: 100000].
+    #[arg(long, value_name = "N")]
+    rss_rows: Option<usize>,
+
+    /// Skip the pyarrow and pyiceberg baselines.
+    #[arg(long)]
+    no_python: bool,
+
+    /// Python with pyarrow and pyiceberg (default: $SALES_HISTORY_PYTHON, else what
+    /// scripts/venv.sh prints).
+    #[arg(long, value_name = "PATH")]
+    python: Option<String>,
+
+    /// Scratch directory [default: $TMPDIR/bench-write-PID].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// Child mode: one append of N rows, print its peak RSS as JSON.
+    #[arg(long, value_name = "N", hide = true)]
+    rss_only: Option<usize>,
+
+    /// Child mode: rows without embeddings.
+    #[arg(long, hide = true)]
+    no_embeddings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Embeddings {
+    /// Both kinds of case.
+    Both,
+    /// Only rows with 1024-dim embeddings.
+    Yes,
+    /// Only rows without embeddings.
+    No,
+}
+
+fn parse_rows(text: &str) -> Result<usize, String> {
+    match text.trim().replace('_', "").parse::<usize>() {
+        Ok(0) => Err("a case needs at least one row".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}` is not a row count: {e}")),
+    }
+}
+
+/// The options with every default resolved.
 #[derive(Debug, Clone)]
 struct Args {
     sizes: Vec<usize>,
@@ -62,63 +149,38 @@ struct Args {
     no_embeddings: bool,
 }
 
-fn parse_args() -> Res<Args> {
-    let mut a = Args {
-        sizes: vec![1_000, 10_000, 50_000, 100_000],
-        reps: 5,
-        embeddings: vec![true, false],
-        parallelism: None,
-        commits: 200,
-        rss_rows: 100_000,
-        python: std::env::var("SALES_HISTORY_PYTHON").ok(),
-        no_python: false,
-        json: false,
-        dir: std::env::temp_dir().join(format!("bench-write-{}", std::process::id())),
-        rss_only: None,
-        no_embeddings: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--quick" => {
-                a.sizes = vec![1_000, 5_000];
-                a.reps = 2;
-                a.commits = 20;
-                a.rss_rows = 5_000;
-            }
-            "--sizes" => {
-                a.sizes = value()?
-                    .split(',')
-                    .map(|s| s.trim().replace('_', "").parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--reps" => a.reps = value()?.parse::<usize>()?.max(1),
-            "--embeddings" => {
-                a.embeddings = match value()?.as_str() {
-                    "both" => vec![true, false],
-                    "yes" => vec![true],
-                    "no" => vec![false],
-                    other => return Err(format!("--embeddings {other}: both|yes|no").into()),
-                }
-            }
-            "--parallelism" => a.parallelism = Some(value()?.parse()?),
-            "--commits" => a.commits = value()?.parse::<usize>()?.max(1),
-            "--rss-rows" => a.rss_rows = value()?.parse()?,
-            "--python" => a.python = Some(value()?),
-            "--no-python" => a.no_python = true,
-            "--json" => a.json = true,
-            "--dir" => a.dir = PathBuf::from(value()?),
-            "--rss-only" => a.rss_only = Some(value()?.parse()?),
-            "--no-embeddings" => a.no_embeddings = true,
-            "-h" | "--help" => {
-                println!("see the doc comment of examples/bench_write.rs");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
+impl From<Cli> for Args {
+    fn from(c: Cli) -> Args {
+        let quick = c.quick;
+        Args {
+            sizes: match (c.sizes.is_empty(), quick) {
+                (false, _) => c.sizes,
+                (true, true) => vec![1_000, 5_000],
+                (true, false) => vec![1_000, 10_000, 50_000, 100_000],
+            },
+            reps: c.reps.map_or(if quick { 2 } else { 5 }, NonZeroUsize::get),
+            embeddings: match c.embeddings {
+                Embeddings::Both => vec![true, false],
+                Embeddings::Yes => vec![true],
+                Embeddings::No => vec![false],
+            },
+            parallelism: c.parallelism.map(NonZeroUsize::get),
+            commits: c
+                .commits
+                .map_or(if quick { 20 } else { 200 }, NonZeroUsize::get),
+            rss_rows: c.rss_rows.unwrap_or(if quick { 5_000 } else { 100_000 }),
+            python: c
+                .python
+                .or_else(|| std::env::var("SALES_HISTORY_PYTHON").ok()),
+            no_python: c.no_python,
+            json: c.json,
+            dir: c.dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("bench-write-{}", std::process::id()))
+            }),
+            rss_only: c.rss_only,
+            no_embeddings: c.no_embeddings,
         }
     }
-    Ok(a)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,7 +332,7 @@ async fn append(batch: &RecordBatch, dir: &Path, parallelism: Option<usize>) -> 
     let secs = start.elapsed().as_secs_f64();
     match outcome {
         AppendOutcome::Committed(s) if s.rows == batch.num_rows() as u64 => Ok(secs),
-        other => Err(format!("unexpected append outcome {other:?}").into()),
+        other => bail!("unexpected append outcome {other:?}"),
     }
 }
 
@@ -285,17 +347,23 @@ async fn validate(batch: &RecordBatch, bad_row: &RecordBatch, dir: &Path) -> Res
     let secs = start.elapsed().as_secs_f64();
     match result {
         Err(Error::InvalidValue { row: Some(r), .. }) if r == n - 1 => Ok(secs),
-        other => Err(format!(
-            "validation run: expected a failure at row {}, got {other:?}",
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "validation run: expected a failure at row {}",
             n - 1
-        )
-        .into()),
+        ))),
+        Ok(outcome) => bail!(
+            "validation run: expected a failure at row {}, the append succeeded: {outcome:?}",
+            n - 1
+        ),
     }
 }
 
 fn bad_last_row(embeddings: bool, rows: usize) -> Res<RecordBatch> {
     let mut generator = sample(if embeddings { DIMENSION } else { 0 });
-    let mut last = generator.take_records(rows).pop().ok_or("empty batch")?;
+    let mut last = generator
+        .take_records(rows)
+        .pop()
+        .context("the generator returned no rows")?;
     let mut emb = vec![0.0; DIMENSION];
     emb[DIMENSION - 1] = f64::NAN;
     last.embedding = Some(emb);
@@ -317,9 +385,10 @@ impl Python {
             .arg("--serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn()?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+            .spawn()
+            .with_context(|| format!("cannot start {python}"))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
         Ok(Python {
             child,
             stdin,
@@ -334,10 +403,10 @@ impl Python {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         let answer: Value =
-            serde_json::from_str(&line).map_err(|e| format!("python answered {line:?}: {e}"))?;
+            serde_json::from_str(&line).with_context(|| format!("python answered {line:?}"))?;
         answer["seconds"]
             .as_f64()
-            .ok_or_else(|| format!("python {which}: {}", answer["error"]).into())
+            .ok_or_else(|| anyhow!("python {which}: {}", answer["error"]))
     }
 }
 
@@ -358,13 +427,13 @@ fn find_python(args: &Args) -> Res<String> {
         .stderr(Stdio::inherit())
         .output()?;
     if !out.status.success() {
-        return Err("scripts/venv.sh failed (use --no-python to skip the Python baselines)".into());
+        bail!("scripts/venv.sh failed (use --no-python to skip the Python baselines)");
     }
     let text = String::from_utf8(out.stdout)?;
     Ok(text
         .lines()
         .last()
-        .ok_or("scripts/venv.sh printed nothing")?
+        .context("scripts/venv.sh printed nothing")?
         .trim()
         .to_string())
 }
@@ -545,7 +614,7 @@ fn measure_rss(args: &Args, embeddings: bool) -> Res<Value> {
     }
     let out = cmd.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
-        return Err("the --rss-only child failed".into());
+        bail!("the --rss-only child failed ({})", out.status);
     }
     let text = String::from_utf8(out.stdout)?;
     Ok(serde_json::from_str(text.lines().last().unwrap_or("null"))?)
@@ -599,7 +668,7 @@ async fn run_case(
                     secs
                 }
                 Variant::PyArrow | Variant::PyIceberg => {
-                    let py = python.as_mut().ok_or("no python")?;
+                    let py = python.as_mut().context("no python")?;
                     let which = if v == Variant::PyArrow {
                         "pyarrow"
                     } else {
@@ -711,10 +780,13 @@ async fn run(args: Args) -> Res<()> {
     Ok(())
 }
 
-fn main() -> Res<()> {
-    let args = parse_args()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args))
+fn main() {
+    let args = Args::from(Cli::parse());
+    report::exit_on_error(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|runtime| runtime.block_on(run(args))),
+    );
 }

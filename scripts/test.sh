@@ -34,8 +34,18 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
-step "cargo test (unit, integration, doc)"
-cargo test --all-features
+step "cargo test (unit, integration, doc; with the python-tests feature)"
+log="$(mktemp)"
+cargo test --all-features 2>&1 | tee "$log"
+# The suites behind the `python-tests` feature must have run, not been compiled out.
+for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactly_our_rows \
+         adopt::athena_tables_on_the_local_catalog_are_adopted adopt::athena_tables_on_glue_are_adopted \
+         soak::soak_with_random_faults_loses_and_duplicates_nothing sql_queries::the_twelve_queries_match_duckdb \
+         faults::storage_faults_on_glue_and_s3 concurrency::eight_writers_on_glue; do
+    grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
+done
+echo "gated python-tests suites ran"
+rm -f "$log"
 
 step "quickstart on a scratch warehouse, read back by pyiceberg"
 scratch="$(mktemp -d)"

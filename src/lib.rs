@@ -79,3 +79,9 @@ pub use table::{
     namespace_for_stage,
 };
 pub use verify::{Check, VerifyReport};
+
+/// The README's Rust examples, compiled (and, where they use the local catalog, run) as doc
+/// tests so that they cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

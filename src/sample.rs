@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
+use crate::month::Month;
 use crate::record::{Price, SaleRecord, Season};
 
 /// Categories with the brands that belong to them and a typical price range in cents.
@@ -105,16 +106,17 @@ pub struct SampleGenerator {
     config: SampleConfig,
     state: u64,
     index: u64,
-    start: NaiveDate,
+    /// The first month covered.
+    start: Month,
 }
 
 impl SampleGenerator {
     /// A generator for `config`.
     pub fn new(config: SampleConfig) -> Self {
-        let start = config
-            .end_month
-            .checked_sub_months(chrono::Months::new(config.months.saturating_sub(1)))
-            .unwrap_or(config.end_month);
+        let end = Month::from_year_month(config.end_month.year(), config.end_month.month())
+            .unwrap_or(Month::from_ordinal(0));
+        let back = i32::try_from(config.months.saturating_sub(1)).unwrap_or(i32::MAX);
+        let start = Month::from_ordinal(end.ordinal().saturating_sub(back));
         SampleGenerator {
             state: config.seed ^ 0x9E37_79B9_7F4A_7C15,
             config,
@@ -154,17 +156,12 @@ impl SampleGenerator {
         let (condition, pct) = CONDITIONS[self.below(CONDITIONS.len() as u64) as usize];
         let source = SOURCES[self.below(SOURCES.len() as u64) as usize];
         let tenant = format!("tenant-{:03}", 1 + self.below(self.config.tenants as u64));
-        let month = self.below(self.config.months as u64) as u32;
-        let first = self
-            .start
-            .checked_add_months(chrono::Months::new(month))
-            .unwrap_or(self.start);
-        let next = first
-            .checked_add_months(chrono::Months::new(1))
-            .unwrap_or(first);
-        let span = (next - first).num_seconds().max(1) as u64;
-        let sold_date: DateTime<Utc> = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
-            + Duration::seconds(self.below(span) as i64)
+        let offset = self.below(self.config.months as u64) as i32;
+        let month = Month::from_ordinal(self.start.ordinal().saturating_add(offset));
+        let first = month.start_micros().unwrap_or_default();
+        let span = (month.end_micros().unwrap_or(first) - first).max(1_000_000) as u64;
+        let micros = first + self.below(span / 1_000_000) as i64 * 1_000_000;
+        let sold_date: DateTime<Utc> = DateTime::from_timestamp_micros(micros).unwrap_or_default()
             + Duration::microseconds(self.below(1_000_000) as i64);
         // Log-uniform within the category's range, scaled by condition.
         let (lf, hf) = ((lo as f64).ln(), (hi as f64).ln());
