@@ -18,6 +18,8 @@
 //! already holds exactly that many rows. pyiceberg runs `python/bench_scan_pyiceberg.py` from
 //! the test venv (`scripts/venv.sh`; or `--python`, or `$SALES_HISTORY_PYTHON`).
 
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -38,18 +40,18 @@ use sales_history::{CatalogConfig, Column, SalesHistory, ScanFilter, TableOption
 /// $TMPDIR/sales-history-bench-ROWSxDIM) and reused while it holds exactly --rows rows;
 /// pyiceberg runs python/bench_scan_pyiceberg.py from the test venv.
 #[derive(Debug, Parser)]
-#[command(name = "bench_scan")]
+#[command(name = "bench_scan", verbatim_doc_comment)]
 struct Args {
     /// Rows in the table.
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = number::parse::<usize>)]
     rows: usize,
 
     /// Embedding length.
-    #[arg(long, value_name = "D", default_value_t = 1024)]
+    #[arg(long, value_name = "D", default_value_t = 1024, value_parser = number::parse::<usize>)]
     dim: usize,
 
     /// Timed runs per scan and side (after one warm-up).
-    #[arg(long, value_name = "R", default_value = "5")]
+    #[arg(long, value_name = "R", default_value = "5", value_parser = number::parse::<NonZeroUsize>)]
     runs: NonZeroUsize,
 
     /// Local warehouse for the table; must be empty or hold exactly this table.

@@ -10,6 +10,8 @@
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -28,18 +30,18 @@ use sales_history::{CatalogConfig, Metric, SalesHistory, ScanFilter};
 /// read by pyiceberg, interleaved, medians of --reps. Runs on a scratch local warehouse that is
 /// removed afterwards, or on --warehouse DIR (filled up to --rows rows and kept).
 #[derive(Debug, Parser)]
-#[command(name = "bench_similar")]
+#[command(name = "bench_similar", verbatim_doc_comment)]
 struct Args {
     /// Rows in the table (missing rows are generated and appended).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = number::parse::<usize>)]
     rows: usize,
 
     /// Timed repetitions of each search.
-    #[arg(long, value_name = "N", default_value = "5")]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = number::parse::<NonZeroUsize>)]
     reps: NonZeroUsize,
 
     /// Neighbours per search.
-    #[arg(long, value_name = "N", default_value = "10")]
+    #[arg(long, value_name = "N", default_value = "10", value_parser = number::parse::<NonZeroUsize>)]
     k: NonZeroUsize,
 
     /// Python with numpy and pyiceberg for the baseline, e.g. the test venv's (default:

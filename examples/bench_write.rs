@@ -19,6 +19,8 @@
 //! `--rss-rows`-row append in a child process (`--rss-only N`), so that the data generation of
 //! this process does not pollute it. Files are deleted and `sync` runs between timed runs.
 
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -57,7 +59,7 @@ const CHUNK: usize = 1024;
 /// and the peak RSS of a large append in a child process. Scratch files go to --dir and are
 /// deleted as it goes.
 #[derive(Debug, Parser)]
-#[command(name = "bench_write")]
+#[command(name = "bench_write", verbatim_doc_comment)]
 struct Cli {
     /// A short run: sizes 1000,5000, 2 reps, 20 commits, 5000 RSS rows (explicit flags win).
     #[arg(long)]
@@ -69,11 +71,11 @@ struct Cli {
 
     /// Rows per case, comma-separated; `_` allowed as a digit separator [default:
     /// 1000,10000,50000,100000].
-    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = parse_rows)]
-    sizes: Vec<usize>,
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', value_parser = number::parse::<NonZeroUsize>)]
+    sizes: Vec<NonZeroUsize>,
 
     /// Timed repetitions per case and variant [default: 5].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     reps: Option<NonZeroUsize>,
 
     /// Which cases to run: with 1024-dim embeddings, without, or both.
@@ -81,15 +83,15 @@ struct Cli {
     embeddings: Embeddings,
 
     /// Parallelism of our append (default: the crate's).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     parallelism: Option<NonZeroUsize>,
 
     /// Small appends timed for the commit latency [default: 200].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     commits: Option<NonZeroUsize>,
 
     /// Rows of the append whose peak RSS is measured [default: 100000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = number::parse::<usize>)]
     rss_rows: Option<usize>,
 
     /// Skip the pyarrow and pyiceberg baselines.
@@ -106,7 +108,7 @@ struct Cli {
     dir: Option<PathBuf>,
 
     /// Child mode: one append of N rows, print its peak RSS as JSON.
-    #[arg(long, value_name = "N", hide = true)]
+    #[arg(long, value_name = "N", hide = true, value_parser = number::parse::<usize>)]
     rss_only: Option<usize>,
 
     /// Child mode: rows without embeddings.
@@ -122,14 +124,6 @@ enum Embeddings {
     Yes,
     /// Only rows without embeddings.
     No,
-}
-
-fn parse_rows(text: &str) -> Result<usize, String> {
-    match text.trim().replace('_', "").parse::<usize>() {
-        Ok(0) => Err("a case needs at least one row".to_string()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("`{text}` is not a row count: {e}")),
-    }
 }
 
 /// The options with every default resolved.
@@ -154,7 +148,7 @@ impl From<Cli> for Args {
         let quick = c.quick;
         Args {
             sizes: match (c.sizes.is_empty(), quick) {
-                (false, _) => c.sizes,
+                (false, _) => c.sizes.into_iter().map(NonZeroUsize::get).collect(),
                 (true, true) => vec![1_000, 5_000],
                 (true, false) => vec![1_000, 10_000, 50_000, 100_000],
             },

@@ -7,6 +7,8 @@
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -21,7 +23,7 @@ use sales_history::{Column, EnsurePlan, SalesHistory, TableOptions};
 /// changes an existing table. Prints the catalog, names, location, format and the schema.
 /// With --dry-run it only says what it would do.
 #[derive(Debug, Parser)]
-#[command(name = "create_schema")]
+#[command(name = "create_schema", verbatim_doc_comment)]
 struct Args {
     /// Only print what would be created; change nothing.
     #[arg(long)]
@@ -29,7 +31,7 @@ struct Args {
 
     /// Length of the embedding vectors of a new table (default: the crate's, 1024). An
     /// existing table keeps its own.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     embedding_dimension: Option<NonZeroUsize>,
 
     #[command(flatten)]
@@ -89,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "format    Iceberg v2, Parquet + Snappy, partitioned by month(sold_date) as {PARTITION_FIELD_NAME}, {EMBEDDING_DIMENSION_PROPERTY}={}",
         table.embedding_dimension()
     );
-    println!("snapshots {}", table.snapshots().len());
+    println!("snapshots {}", table.snapshots().await?.len());
     print_schema();
     Ok(())
 }

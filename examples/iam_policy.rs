@@ -17,7 +17,7 @@ use sales_history::iam::{PolicyScope, policy};
 /// pricing_intelligence_STAGE, its sales_history table and the table's prefix in the
 /// warehouse bucket. Needs no AWS access.
 #[derive(Debug, Parser)]
-#[command(name = "iam_policy")]
+#[command(name = "iam_policy", verbatim_doc_comment)]
 struct Args {
     /// 12-digit AWS account id that owns the Glue catalog.
     #[arg(long, value_name = "ID")]

@@ -9,10 +9,12 @@
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -26,26 +28,26 @@ use sales_history::{AppendOutcome, SalesHistory};
 /// rows, one snapshot per batch, creating the table if needed; prints rows, snapshots, files,
 /// bytes and throughput. With --commit-id a rerun skips the batches that already landed.
 #[derive(Debug, Parser)]
-#[command(name = "load_sample_sales_data")]
+#[command(name = "load_sample_sales_data", verbatim_doc_comment)]
 struct Args {
     /// Rows to generate and append.
-    #[arg(long, value_name = "N", default_value_t = 5_000)]
+    #[arg(long, value_name = "N", default_value_t = 5_000, value_parser = number::parse::<usize>)]
     num_records: usize,
 
     /// Rows per append (one snapshot each); bounds the memory used.
-    #[arg(long, value_name = "N", default_value = "10000")]
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = number::parse::<NonZeroUsize>)]
     batch_size: NonZeroUsize,
 
     /// Number of tenants the rows are spread over.
-    #[arg(long, value_name = "N", default_value = "5")]
+    #[arg(long, value_name = "N", default_value = "5", value_parser = number::parse::<NonZeroUsize>)]
     tenants: NonZeroUsize,
 
     /// Number of months the sale dates are spread over.
-    #[arg(long, value_name = "N", default_value = "24", value_parser = clap::value_parser!(u32).range(1..))]
-    months: u32,
+    #[arg(long, value_name = "N", default_value = "24", value_parser = number::parse::<NonZeroU32>)]
+    months: NonZeroU32,
 
     /// Seed of the generator: the same seed gives the same rows.
-    #[arg(long, value_name = "N", default_value_t = 42)]
+    #[arg(long, value_name = "N", default_value_t = 42, value_parser = number::parse::<u64>)]
     seed: u64,
 
     /// Makes the load idempotent: batch K commits as ID-K (six digits), so a rerun with the
@@ -76,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         SampleConfig::default()
             .seed(args.seed)
             .tenants(args.tenants.get())
-            .months(args.months)
+            .months(args.months.get())
             .embedding_dimension(table.embedding_dimension()),
     );
     let bar = if args.quiet {

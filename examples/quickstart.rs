@@ -15,6 +15,8 @@ use sales_history::{AppendOutcome, SalesHistory};
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -23,10 +25,10 @@ mod report;
 /// 5 tenants in one atomic append, then scans the rows of tenant-001 sold in 2025-03 back and
 /// prints the first five, with timings.
 #[derive(Debug, Parser)]
-#[command(name = "quickstart")]
+#[command(name = "quickstart", verbatim_doc_comment)]
 struct Args {
     /// Sample rows to append.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = number::parse::<usize>)]
     rows: usize,
 
     #[command(flatten)]
@@ -88,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "scanned   {} rows of tenant-001 sold in 2025-03 in {:.2?} (table holds {total} rows, {} snapshots)",
         march.len(),
         start.elapsed(),
-        table.snapshots().len()
+        table.snapshots().await?.len()
     );
     for r in march.iter().take(5) {
         println!(

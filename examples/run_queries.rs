@@ -34,7 +34,7 @@ use sales_history::{SalesHistory, sample_queries};
 /// its time, as text tables, JSON lines or CSV. Reads the table, changes nothing; exits 1 if a
 /// query fails.
 #[derive(Debug, Parser)]
-#[command(name = "run_queries")]
+#[command(name = "run_queries", verbatim_doc_comment)]
 struct Args {
     /// Run only this query (1-12).
     #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(1..=12))]

@@ -9,6 +9,8 @@
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
+#[path = "common/number.rs"]
+mod number;
 #[path = "common/report.rs"]
 mod report;
 
@@ -26,7 +28,7 @@ use sales_history::{Column, Metric, SalesHistory, ScanFilter};
 /// from a JSON file, optionally only within a tenant, category or month, and prints them with
 /// their prices and the median and range of those prices. Reads the table, changes nothing.
 #[derive(Debug, Parser)]
-#[command(name = "similar_sales")]
+#[command(name = "similar_sales", verbatim_doc_comment)]
 struct Args {
     /// Query with the embedding of this stored sale.
     #[arg(long, value_name = "ID", conflicts_with = "vector_file")]
@@ -37,7 +39,7 @@ struct Args {
     vector_file: Option<PathBuf>,
 
     /// Number of neighbours.
-    #[arg(long, value_name = "N", default_value = "10")]
+    #[arg(long, value_name = "N", default_value = "10", value_parser = number::parse::<NonZeroUsize>)]
     k: NonZeroUsize,
 
     /// Similarity measure.

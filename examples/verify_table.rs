@@ -20,7 +20,7 @@ use sales_history::SalesHistory;
 /// reads). Prints one ✓/✗ line per check; exits 0 when all pass, 1 when one fails or the table
 /// cannot be read.
 #[derive(Debug, Parser)]
-#[command(name = "verify_table")]
+#[command(name = "verify_table", verbatim_doc_comment)]
 struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]

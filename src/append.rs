@@ -54,23 +54,23 @@ enum Input {
 /// # Ok(()) }
 /// ```
 #[must_use = "an append does nothing until it is awaited"]
-pub struct Append<'a> {
-    table: &'a SalesHistory,
+pub struct Append {
+    table: SalesHistory,
     input: Input,
     commit_id: Option<String>,
     parallelism: Option<usize>,
 }
 
-impl<'a> Append<'a> {
-    pub(crate) fn from_records(table: &'a SalesHistory, records: Vec<SaleRecord>) -> Self {
+impl Append {
+    pub(crate) fn from_records(table: SalesHistory, records: Vec<SaleRecord>) -> Self {
         Self::new(table, Input::Records(records))
     }
 
-    pub(crate) fn from_batches(table: &'a SalesHistory, batches: Vec<RecordBatch>) -> Self {
+    pub(crate) fn from_batches(table: SalesHistory, batches: Vec<RecordBatch>) -> Self {
         Self::new(table, Input::Batches(batches))
     }
 
-    fn new(table: &'a SalesHistory, input: Input) -> Self {
+    fn new(table: SalesHistory, input: Input) -> Self {
         Append {
             table,
             input,
@@ -96,14 +96,15 @@ impl<'a> Append<'a> {
     }
 
     async fn run(self) -> Result<AppendOutcome> {
-        let table = self.table;
+        let table = &self.table;
         let caller_id = self.commit_id.is_some();
         let commit_id = match self.commit_id {
             Some(id) => check_commit_id(id)?,
             None => uuid::Uuid::new_v4().to_string(),
         };
         // 1. Validate everything before anything is written.
-        let batches = validate(self.input, table.embedding_dimension())?;
+        let input = self.input;
+        let batches = validate(input, table.embedding_dimension())?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
             return Ok(AppendOutcome::NothingToCommit);
@@ -167,9 +168,9 @@ fn check_commit_id(id: String) -> Result<String> {
     }
 }
 
-impl<'a> IntoFuture for Append<'a> {
+impl IntoFuture for Append {
     type Output = Result<AppendOutcome>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'static>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())

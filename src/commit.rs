@@ -67,7 +67,7 @@ impl PendingCommit {
             .add_data_files(self.files.data_files.clone())
             .apply(tx);
         let result = match applied {
-            Ok(tx) => tx.commit(table.catalog.as_ref()).await,
+            Ok(tx) => tx.commit(table.catalog()).await,
             Err(e) => Err(e),
         };
         match result {

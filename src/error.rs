@@ -191,34 +191,9 @@ impl Error {
         }
     }
 
-    /// Classifies an error of the iceberg crates: a storage failure when the object store
-    /// (OpenDAL) or the file system is in its source chain, a catalog failure otherwise.
+    /// Classifies an error of the iceberg crates (see [`crate::classify`]).
     pub(crate) fn from_iceberg(e: iceberg::Error) -> Self {
-        let mut storage = None;
-        let mut io = false;
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            if let Some(o) = c.downcast_ref::<opendal::Error>() {
-                storage.get_or_insert(o.is_temporary());
-            }
-            io |= c.is::<std::io::Error>();
-            cause = c.source();
-        }
-        let message = e.message().to_string();
-        let retryable = e.retryable() || storage == Some(true);
-        if storage.is_some() || io {
-            Error::Storage {
-                message,
-                retryable,
-                source: Box::new(e),
-            }
-        } else {
-            Error::Catalog {
-                message,
-                retryable: retryable || e.kind() == iceberg::ErrorKind::CatalogCommitConflicts,
-                source: Box::new(e),
-            }
-        }
+        crate::classify::from_iceberg(e)
     }
 
     /// An unexpected internal failure (a task that panicked): not retryable.

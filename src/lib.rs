@@ -35,6 +35,7 @@
 mod append;
 mod batch;
 mod catalog;
+mod classify;
 mod commit;
 mod error;
 pub mod iam;

@@ -107,7 +107,7 @@ impl SalesHistory {
                 .expire_snapshot_ids(expired.clone())
                 .apply(tx)
                 .or_ours()?;
-            let committed = tx.commit(self.catalog.as_ref()).await.or_ours()?;
+            let committed = tx.commit(self.catalog()).await.or_ours()?;
             self.advance_to(committed.clone());
             referenced_by(&committed, |_| true).await?
         };
@@ -131,9 +131,9 @@ impl SalesHistory {
     /// println!("would delete {} files", plan.deleted_files.len());
     /// # Ok(()) }
     /// ```
-    pub fn remove_orphan_files(&self) -> RemoveOrphanFiles<'_> {
+    pub fn remove_orphan_files(&self) -> RemoveOrphanFiles {
         RemoveOrphanFiles {
-            table: self,
+            table: self.clone(),
             older_than: Utc::now() - chrono::Duration::days(1),
             dry_run: false,
         }
@@ -144,13 +144,13 @@ impl SalesHistory {
 /// [`SalesHistory::remove_orphan_files`].
 #[must_use = "a removal does nothing until it is awaited"]
 #[derive(Debug)]
-pub struct RemoveOrphanFiles<'a> {
-    table: &'a SalesHistory,
+pub struct RemoveOrphanFiles {
+    table: SalesHistory,
     older_than: DateTime<Utc>,
     dry_run: bool,
 }
 
-impl<'a> RemoveOrphanFiles<'a> {
+impl RemoveOrphanFiles {
     /// Only files last modified before `when` (default: a day ago). Choose it well before
     /// any append that may still be in flight: an uncommitted append's files look exactly
     /// like orphans.
@@ -166,7 +166,7 @@ impl<'a> RemoveOrphanFiles<'a> {
     }
 
     async fn run(self) -> Result<MaintenanceReport> {
-        let (this, older_than, dry_run) = (self.table, self.older_than, self.dry_run);
+        let (this, older_than, dry_run) = (&self.table, self.older_than, self.dry_run);
         this.refresh().await?;
         let table = this.current();
         let mut referenced = referenced_by(&table, |_| true).await?;
@@ -180,7 +180,7 @@ impl<'a> RemoveOrphanFiles<'a> {
         for stats in metadata.statistics_iter() {
             referenced.insert(stats.statistics_path.clone());
         }
-        let listed = this.config.list_files(metadata.location()).await?;
+        let listed = this.config().list_files(metadata.location()).await?;
         let mut orphans: Vec<String> = listed
             .into_iter()
             .filter(|(path, modified)| {
@@ -200,10 +200,10 @@ impl<'a> RemoveOrphanFiles<'a> {
     }
 }
 
-impl<'a> std::future::IntoFuture for RemoveOrphanFiles<'a> {
+impl std::future::IntoFuture for RemoveOrphanFiles {
     type Output = Result<MaintenanceReport>;
     type IntoFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())

@@ -91,8 +91,8 @@ pub struct SimilarSale {
 /// # Ok(()) }
 /// ```
 #[must_use = "a search does nothing until it is awaited"]
-pub struct SimilarTo<'a> {
-    table: &'a SalesHistory,
+pub struct SimilarTo {
+    table: SalesHistory,
     query: Vec<f64>,
     k: usize,
     metric: Metric,
@@ -106,9 +106,9 @@ impl SalesHistory {
     ///
     /// The query must have the table's embedding dimension, be finite, and (for cosine) be
     /// non-zero; otherwise [`Error::InvalidValue`] on `embedding`.
-    pub fn similar_to(&self, query: Vec<f64>, k: usize) -> SimilarTo<'_> {
+    pub fn similar_to(&self, query: Vec<f64>, k: usize) -> SimilarTo {
         SimilarTo {
-            table: self,
+            table: self.clone(),
             query,
             k,
             metric: Metric::default(),
@@ -128,7 +128,7 @@ struct Candidate {
     row: u32,
 }
 
-impl<'a> SimilarTo<'a> {
+impl SimilarTo {
     /// Sets the metric (default cosine).
     pub fn metric(mut self, metric: Metric) -> Self {
         self.metric = metric;
@@ -303,9 +303,9 @@ fn top_of_batch(
         .collect())
 }
 
-impl<'a> IntoFuture for SimilarTo<'a> {
+impl IntoFuture for SimilarTo {
     type Output = Result<Vec<SimilarSale>>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'static>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())

@@ -82,7 +82,7 @@ impl SalesHistory {
     ///
     /// Filters on `sold_date` prune months; the session can run many queries.
     pub async fn sql_context(&self) -> Result<SessionContext> {
-        let provider = IcebergStaticTableProvider::try_new_from_table(self.current())
+        let provider = IcebergStaticTableProvider::try_new_from_table(self.table_for_read().await?)
             .await
             .or_ours()?;
         let ctx = SessionContext::new();

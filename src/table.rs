@@ -1,6 +1,7 @@
 //! [`SalesHistory`]: open or create the table, check it for drift, list its snapshots.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -96,23 +97,74 @@ pub struct SnapshotInfo {
     pub commit_id: Option<String>,
 }
 
+/// How fresh the table state behind a read (scan, `snapshots`, `sql`, `similar_to`) must be.
+///
+/// Every read works on one table version (a metadata file). A handle caches the version it
+/// last saw (after its own commits or a refresh); this policy says when a read reloads it from
+/// the catalog first. A reload costs one catalog read: a SQLite query locally; on Glue one
+/// `GetTable` plus one S3 `GET` of the metadata file (a few ms to tens of ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Freshness {
+    /// Reload before every read (the default): a read started after another process's
+    /// commit returned sees that commit.
+    #[default]
+    Latest,
+    /// Reuse the cached version while it is younger than this; reload otherwise. Bounded
+    /// staleness for read-heavy services.
+    MaxAge(Duration),
+    /// Never reload on reads; only commits and [`SalesHistory::refresh`] move the cache.
+    Cached,
+}
+
 /// A handle on `pricing_intelligence_{stage}.sales_history`.
 ///
-/// Cheap to share behind an `Arc`; every method takes `&self`. Appends from several handles
-/// (or processes) at once are safe: commits are optimistic and retried on conflict.
+/// Cheap to clone (the state is shared), `Send + Sync`, and every operation's builder owns
+/// what it needs, so a service shares one handle across tasks and can spawn its futures:
+///
+/// ```no_run
+/// # async fn f(table: sales_history::SalesHistory, rows: Vec<sales_history::SaleRecord>) -> sales_history::Result<()> {
+/// let appending = tokio::spawn(table.append(rows).commit_id("batch-42").into_future());
+/// let counting = tokio::spawn(table.scan().tenant("tenant-001").count());
+/// let (appended, count) = (appending.await, counting.await);
+/// # Ok(()) }
+/// ```
+///
+/// Appends from several handles (or processes) at once are safe: commits are optimistic and
+/// retried on conflict. The cached table version only moves forward. Reads follow the
+/// handle's [`Freshness`] policy (default [`Freshness::Latest`]).
+#[derive(Clone)]
 pub struct SalesHistory {
+    pub(crate) shared: Arc<Shared>,
+    freshness: Freshness,
+}
+
+/// The state all clones of a handle share.
+pub(crate) struct Shared {
     pub(crate) config: CatalogConfig,
     pub(crate) catalog: Arc<GuardedCatalog>,
     pub(crate) ident: TableIdent,
-    table: Mutex<Table>,
+    cached: Mutex<Cached>,
     embedding_dimension: usize,
 }
+
+/// The table version a handle last saw and when it was loaded or committed.
+struct Cached {
+    table: Table,
+    seen_at: Instant,
+}
+
+const _: () = {
+    const fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<SalesHistory>();
+};
 
 impl std::fmt::Debug for SalesHistory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SalesHistory")
             .field("table", &self.name())
-            .field("embedding_dimension", &self.embedding_dimension)
+            .field("embedding_dimension", &self.shared.embedding_dimension)
+            .field("freshness", &self.freshness)
             .finish_non_exhaustive()
     }
 }
@@ -215,10 +267,12 @@ impl SalesHistory {
         location: String,
         options: TableOptions,
     ) -> iceberg::Result<Table> {
+        // Race-safe: replicas may start together on a new stage. A concurrent creator's
+        // "already exists" (namespace or table) means: load it and check it like any table.
         if !catalog.namespace_exists(ns).await? {
             match catalog.create_namespace(ns, Default::default()).await {
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) if crate::classify::already_exists(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -234,7 +288,7 @@ impl SalesHistory {
             .build();
         match catalog.create_table(ns, creation).await {
             Ok(t) => Ok(t),
-            Err(e) if e.kind() == ErrorKind::TableAlreadyExists => catalog.load_table(ident).await,
+            Err(e) if crate::classify::already_exists(&e) => catalog.load_table(ident).await,
             Err(e) => Err(e),
         }
     }
@@ -277,22 +331,73 @@ impl SalesHistory {
         }
         let embedding_dimension = embedding_dimension_of(table.metadata())?;
         Ok(SalesHistory {
-            config: config.clone(),
-            catalog,
-            ident,
-            table: Mutex::new(table),
-            embedding_dimension,
+            shared: Arc::new(Shared {
+                config: config.clone(),
+                catalog,
+                ident,
+                cached: Mutex::new(Cached {
+                    table,
+                    seen_at: Instant::now(),
+                }),
+                embedding_dimension,
+            }),
+            freshness: Freshness::default(),
         })
+    }
+
+    /// This handle with another read [`Freshness`] policy (clones share the cached state,
+    /// each keeps its own policy).
+    ///
+    /// ```no_run
+    /// # fn f(table: sales_history::SalesHistory) {
+    /// use std::time::Duration;
+    /// use sales_history::Freshness;
+    /// let dashboard = table.clone().freshness(Freshness::MaxAge(Duration::from_secs(5)));
+    /// # }
+    /// ```
+    pub fn freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// The table version a read should use, reloaded first when the [`Freshness`] policy
+    /// asks for it.
+    pub(crate) async fn table_for_read(&self) -> Result<Table> {
+        let reload = match self.freshness {
+            Freshness::Latest => true,
+            Freshness::MaxAge(age) => self.lock_cached().seen_at.elapsed() > age,
+            Freshness::Cached => false,
+        };
+        if reload {
+            self.refresh().await?;
+        }
+        Ok(self.current())
+    }
+
+    fn lock_cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.shared
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `pricing_intelligence_{stage}.sales_history`.
     pub fn name(&self) -> String {
-        format!("{}.{}", self.ident.namespace().join("."), self.ident.name())
+        let ident = &self.shared.ident;
+        format!("{}.{}", ident.namespace().join("."), ident.name())
     }
 
     /// The namespace (Glue database) holding the table.
     pub fn namespace(&self) -> String {
-        self.ident.namespace().join(".")
+        self.shared.ident.namespace().join(".")
+    }
+
+    pub(crate) fn config(&self) -> &CatalogConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn catalog(&self) -> &GuardedCatalog {
+        &self.shared.catalog
     }
 
     /// The table's base location (`file:///…` or `s3://…`).
@@ -302,7 +407,7 @@ impl SalesHistory {
 
     /// Length every `embedding` must have in this table.
     pub fn embedding_dimension(&self) -> usize {
-        self.embedding_dimension
+        self.shared.embedding_dimension
     }
 
     /// The last table state this handle saw (after its own commits or [`refresh`](Self::refresh)).
@@ -311,28 +416,27 @@ impl SalesHistory {
     }
 
     pub(crate) fn current(&self) -> Table {
-        self.table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lock_cached().table.clone()
     }
 
     /// Moves the cached table state to `table` unless the cache already holds a newer one
     /// (a slow commit finishing after a refresh must not move the handle back).
     pub(crate) fn advance_to(&self, table: Table) {
-        let mut current = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = |t: &Table| {
-            let m = t.metadata();
-            (m.last_sequence_number(), m.last_updated_ms())
-        };
-        if key(&table) >= key(&current) {
-            *current = table;
+        let mut cached = self.lock_cached();
+        if version_key(&table) >= version_key(&cached.table) {
+            cached.table = table;
         }
+        cached.seen_at = Instant::now();
     }
 
     /// Reloads the table from the catalog (to see other writers' commits) and re-checks drift.
     pub async fn refresh(&self) -> Result<()> {
-        let table = self.catalog.load_table(&self.ident).await.or_ours()?;
+        let table = self
+            .shared
+            .catalog
+            .load_table(&self.shared.ident)
+            .await
+            .or_ours()?;
         let differences = schema::drift(table.metadata());
         if !differences.is_empty() {
             return Err(Error::SchemaDrift {
@@ -368,12 +472,12 @@ impl SalesHistory {
 
     /// Counters of this handle's commits: successes, conflicts and throttles retried.
     pub fn commit_stats(&self) -> CommitStats {
-        self.catalog.stats()
+        self.shared.catalog.stats()
     }
 
-    /// The snapshot history, oldest first, as of the last refresh or commit.
-    pub fn snapshots(&self) -> Vec<SnapshotInfo> {
-        let table = self.current();
+    /// The snapshot history, oldest first (reloaded first as the [`Freshness`] policy says).
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let table = self.table_for_read().await?;
         let mut out: Vec<SnapshotInfo> = table
             .metadata()
             .snapshots()
@@ -393,7 +497,7 @@ impl SalesHistory {
             })
             .collect();
         out.sort_by_key(|s| (s.committed_at, s.snapshot_id));
-        out
+        Ok(out)
     }
 
     /// The current snapshot id, if the table has any data.
@@ -404,17 +508,24 @@ impl SalesHistory {
     /// Starts an append of typed rows. Await it to validate, write and commit.
     ///
     /// See [`Append`] for options (commit id, parallelism).
-    pub fn append(&self, records: impl IntoIterator<Item = SaleRecord>) -> Append<'_> {
-        Append::from_records(self, records.into_iter().collect())
+    pub fn append(&self, records: impl IntoIterator<Item = SaleRecord>) -> Append {
+        Append::from_records(self.clone(), records.into_iter().collect())
     }
 
     /// Starts an append of caller-built Arrow batches (zero-copy where the types match).
-    pub fn append_batches(&self, batches: impl IntoIterator<Item = RecordBatch>) -> Append<'_> {
-        Append::from_batches(self, batches.into_iter().collect())
+    pub fn append_batches(&self, batches: impl IntoIterator<Item = RecordBatch>) -> Append {
+        Append::from_batches(self.clone(), batches.into_iter().collect())
     }
 
     /// Starts a scan of the table's current snapshot.
-    pub fn scan(&self) -> Scan<'_> {
-        Scan::new(self)
+    pub fn scan(&self) -> Scan {
+        Scan::new(self.clone())
     }
+}
+
+/// Orders table versions: a later commit has a higher last sequence number (and a later
+/// update time for metadata-only changes).
+fn version_key(table: &Table) -> (i64, i64) {
+    let m = table.metadata();
+    (m.last_sequence_number(), m.last_updated_ms())
 }

@@ -24,16 +24,6 @@ use iceberg::{
 /// Upper bound of the random pause after a conflict or a throttled commit.
 const MAX_JITTER_MS: u64 = 50;
 
-/// Error texts of AWS throttling / temporary unavailability.
-const THROTTLING_MARKERS: &[&str] = &[
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "ServiceUnavailable",
-    "RequestThrottled",
-];
-
 /// Counters of one table handle's commits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -78,11 +68,6 @@ impl GuardedCatalog {
             throttled: self.throttled.load(Ordering::Relaxed),
         }
     }
-}
-
-pub(crate) fn is_throttling(e: &iceberg::Error) -> bool {
-    let text = format!("{e:?}");
-    THROTTLING_MARKERS.iter().any(|m| text.contains(m))
 }
 
 async fn jitter() {
@@ -144,9 +129,7 @@ impl Catalog for GuardedCatalog {
             // iceberg's Glue catalog reports a missing database or table as an "unexpected"
             // error carrying Glue's EntityNotFoundException: give it its proper kind here, once,
             // for every caller (open, refresh, verify, plan_ensure).
-            if e.kind() == ErrorKind::Unexpected
-                && format!("{e:?}").contains("EntityNotFoundException")
-            {
+            if crate::classify::is_glue_not_found(&e) {
                 iceberg::Error::new(
                     ErrorKind::TableNotFound,
                     format!("table {table} does not exist"),
@@ -189,7 +172,7 @@ impl Catalog for GuardedCatalog {
                 jitter().await;
                 Err(e.with_retryable(true))
             }
-            Err(e) if is_throttling(&e) => {
+            Err(e) if crate::classify::is_throttling(&e) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
                 jitter().await;
                 Err(iceberg::Error::new(

@@ -251,52 +251,39 @@ impl CatalogConfig {
         }
     }
 
-    /// Turns a catalog or storage error into the typed error that says what to fix.
+    /// [`crate::classify::from_iceberg`], with the names only the configuration knows (the
+    /// bucket, the endpoint) filled into the message.
     pub(crate) fn classify(&self, e: iceberg::Error) -> Error {
-        let text = format!("{e:?}");
-        if text.contains("NoSuchBucket") {
-            let bucket = match self {
-                #[cfg(feature = "glue")]
-                CatalogConfig::Glue(g) => g.bucket().unwrap_or_default().to_string(),
-                CatalogConfig::Local { .. } | CatalogConfig::Custom { .. } => String::new(),
-            };
-            return Error::config(
-                "warehouse",
-                format!(
-                    "bucket `{bucket}` does not exist or is not accessible with these credentials"
-                ),
-            );
+        match Error::from_iceberg(e) {
+            Error::Config { key, reason } if key == "warehouse" => {
+                let bucket = match self {
+                    #[cfg(feature = "glue")]
+                    CatalogConfig::Glue(g) => g.bucket().unwrap_or_default().to_string(),
+                    CatalogConfig::Local { .. } | CatalogConfig::Custom { .. } => String::new(),
+                };
+                Error::config(key, format!("bucket `{bucket}`: {reason}"))
+            }
+            Error::Unavailable { reason, .. } => {
+                let service = match self {
+                    #[cfg(feature = "glue")]
+                    CatalogConfig::Glue(g) => format!(
+                        "the Glue catalog at {} (region {})",
+                        g.glue_endpoint
+                            .as_deref()
+                            .unwrap_or("its regional endpoint"),
+                        g.region
+                    ),
+                    CatalogConfig::Custom { warehouse, .. } => {
+                        format!("the catalog of {warehouse}")
+                    }
+                    CatalogConfig::Local { warehouse } => {
+                        format!("the local catalog in {}", warehouse.display())
+                    }
+                };
+                Error::Unavailable { service, reason }
+            }
+            other => other,
         }
-        const UNREACHABLE: &[&str] = &[
-            "dispatch failure",
-            "Connection refused",
-            "error trying to connect",
-            "ConnectError",
-            "connection error",
-            "TimedOut",
-            "timed out",
-        ];
-        if UNREACHABLE.iter().any(|m| text.contains(m)) {
-            let service = match self {
-                #[cfg(feature = "glue")]
-                CatalogConfig::Glue(g) => format!(
-                    "the Glue catalog at {} (region {})",
-                    g.glue_endpoint
-                        .as_deref()
-                        .unwrap_or("its regional endpoint"),
-                    g.region
-                ),
-                CatalogConfig::Custom { warehouse, .. } => format!("the catalog of {warehouse}"),
-                CatalogConfig::Local { warehouse } => {
-                    format!("the local catalog in {}", warehouse.display())
-                }
-            };
-            return Error::Unavailable {
-                service,
-                reason: format!("{e}"),
-            };
-        }
-        Error::from_iceberg(e)
     }
 
     /// Connects to a catalog that must already exist: for the local catalog, a directory

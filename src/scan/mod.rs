@@ -70,8 +70,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// with a [`limit`](Self::limit), files are read one after another in path order.
 #[must_use = "a scan does nothing until it is run"]
 #[derive(Debug, Clone)]
-pub struct Scan<'a> {
-    table: &'a SalesHistory,
+pub struct Scan {
+    table: SalesHistory,
     filter: ScanFilter,
     columns: Option<Vec<Column>>,
     snapshot_id: Option<i64>,
@@ -117,8 +117,8 @@ struct Planned {
     output: Vec<Column>,
 }
 
-impl<'a> Scan<'a> {
-    pub(crate) fn new(table: &'a SalesHistory) -> Self {
+impl Scan {
+    pub(crate) fn new(table: SalesHistory) -> Self {
         Scan {
             table,
             filter: ScanFilter::new(),
@@ -253,7 +253,7 @@ impl<'a> Scan<'a> {
 
     async fn plan_tasks(&self, output: Vec<Column>) -> Result<Planned> {
         let start = Instant::now();
-        let table = self.table.current();
+        let table = self.table.table_for_read().await?;
         let resolved = self.filter.resolve()?;
         let snapshot_id = self.resolve_snapshot(&table)?;
         let mut metrics = ScanMetrics {

@@ -328,7 +328,7 @@ async fn every_bad_input_is_rejected_and_changes_nothing() {
     let t = local_table(DIM).await;
     t.table.append(sample(10, DIM, 1)).await.expect("seed rows");
     let before = tree(t.dir.path());
-    let snapshots = t.table.snapshots();
+    let snapshots = t.table.snapshots().await.unwrap();
     let cases = cases();
     assert!(cases.len() >= 20);
     for (name, batch, expect) in cases {
@@ -364,7 +364,11 @@ async fn every_bad_input_is_rejected_and_changes_nothing() {
         assert!(!message.is_empty());
         assert_eq!(tree(t.dir.path()), before, "{name} left files behind");
         t.table.refresh().await.expect("refresh");
-        assert_eq!(t.table.snapshots(), snapshots, "{name} changed the history");
+        assert_eq!(
+            t.table.snapshots().await.unwrap(),
+            snapshots,
+            "{name} changed the history"
+        );
     }
     assert_eq!(t.table.scan().count().await.expect("count"), 10);
 }
@@ -397,7 +401,7 @@ async fn typed_rows_are_checked_with_their_row_index() {
             ..
         })
     ));
-    assert!(t.table.snapshots().is_empty());
+    assert!(t.table.snapshots().await.unwrap().is_empty());
 }
 
 /// The rest of the matrix: configuration, catalog and drift cases. Each gets its typed error

@@ -20,7 +20,7 @@ async fn race(config: &CatalogConfig, stage: &str) -> CommitStats {
     )
     .await
     .expect("ensure");
-    let before = base.snapshots().len();
+    let before = base.snapshots().await.unwrap().len();
     let config = Arc::new(config.clone());
     let mut handles = Vec::new();
     for w in 0..WRITERS {
@@ -48,7 +48,7 @@ async fn race(config: &CatalogConfig, stage: &str) -> CommitStats {
     }
     let table = SalesHistory::open(&config, stage).await.expect("reopen");
     assert_eq!(
-        table.snapshots().len() - before,
+        table.snapshots().await.unwrap().len() - before,
         WRITERS * APPENDS,
         "one snapshot per append"
     );
@@ -148,7 +148,7 @@ async fn conflicts_beyond_the_retry_budget_are_typed_and_clean() {
     }
     assert_eq!(ok + conflicts, 24);
     let table = SalesHistory::open(&config, "budget").await.expect("reopen");
-    assert_eq!(table.snapshots().len(), ok);
+    assert_eq!(table.snapshots().await.unwrap().len(), ok);
     assert_eq!(
         table.scan().count().await.expect("count") as usize,
         ok * ROWS
@@ -158,7 +158,13 @@ async fn conflicts_beyond_the_retry_budget_are_typed_and_clean() {
         .into_iter()
         .filter(|(p, _)| p.ends_with(".parquet"))
         .count();
-    let referenced: u64 = table.snapshots().iter().filter_map(|s| s.added_files).sum();
+    let referenced: u64 = table
+        .snapshots()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.added_files)
+        .sum();
     assert_eq!(
         on_disk as u64, referenced,
         "{conflicts} failed appends left data files behind"

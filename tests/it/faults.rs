@@ -47,7 +47,7 @@ async fn orphan_data_files(table: &SalesHistory) -> usize {
 
 async fn check(table: &SalesHistory, rows: u64, snapshots: usize) {
     table.refresh().await.expect("refresh");
-    assert_eq!(table.snapshots().len(), snapshots);
+    assert_eq!(table.snapshots().await.unwrap().len(), snapshots);
     assert_eq!(table.scan().count().await.expect("count"), rows);
 }
 

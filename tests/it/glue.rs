@@ -113,7 +113,7 @@ async fn ensure_append_scan_reopen_on_glue() {
 
     // A fresh handle (as another process would) reads everything back.
     let fresh = SalesHistory::open(&config, "basic").await.expect("open");
-    assert_eq!(fresh.snapshots().len(), 2);
+    assert_eq!(fresh.snapshots().await.unwrap().len(), 2);
     let mut back = fresh.scan().to_records().await.expect("scan");
     assert_eq!(back.len(), 75);
     back.retain(|r| rows.iter().any(|o| o.product_id == r.product_id));

@@ -121,7 +121,7 @@ async fn we_read_what_pyiceberg_appends_and_append_after_it() {
     let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
         .await
         .expect("open");
-    assert_eq!(table.snapshots().len(), 2);
+    assert_eq!(table.snapshots().await.unwrap().len(), 2);
     let theirs = table
         .scan()
         .tenant("py-tenant")

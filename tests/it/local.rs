@@ -63,7 +63,7 @@ async fn every_append_is_one_snapshot_and_counts_are_exact() {
     }
     let empty = t.table.append(Vec::new()).await.expect("empty append");
     assert_eq!(empty, AppendOutcome::NothingToCommit);
-    let snaps = t.table.snapshots();
+    let snaps = t.table.snapshots().await.unwrap();
     assert_eq!(snaps.len(), 3);
     assert_eq!(
         snaps.iter().map(|s| s.added_rows).collect::<Vec<_>>(),
@@ -97,7 +97,7 @@ async fn every_append_is_one_snapshot_and_counts_are_exact() {
 
     // A fresh handle (as another process would) sees the same.
     let reopened = SalesHistory::open(&t.config, "test").await.expect("open");
-    assert_eq!(reopened.snapshots().len(), 3);
+    assert_eq!(reopened.snapshots().await.unwrap().len(), 3);
     assert_eq!(reopened.embedding_dimension(), DIM);
 }
 

@@ -17,7 +17,7 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
             .await
             .expect("append");
     }
-    let snaps = t.table.snapshots();
+    let snaps = t.table.snapshots().await.unwrap();
     let manifest_lists: Vec<String> = t
         .table
         .iceberg_table()
@@ -33,7 +33,11 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
         .expect("dry run");
     assert_eq!(plan.expired_snapshots.len(), 3);
     assert!(!plan.deleted_files.is_empty());
-    assert_eq!(t.table.snapshots().len(), 5, "a dry run changes nothing");
+    assert_eq!(
+        t.table.snapshots().await.unwrap().len(),
+        5,
+        "a dry run changes nothing"
+    );
 
     let done = t
         .table
@@ -58,7 +62,14 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
                     .any(|m| m.ends_with(f.trim_start_matches("file://")))
         );
     }
-    let left: BTreeSet<i64> = t.table.snapshots().iter().map(|s| s.snapshot_id).collect();
+    let left: BTreeSet<i64> = t
+        .table
+        .snapshots()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.snapshot_id)
+        .collect();
     assert_eq!(left, snaps[3..].iter().map(|s| s.snapshot_id).collect());
 
     // Every row is still there, time travel to a retained snapshot works, files are intact.
@@ -162,7 +173,7 @@ async fn orphan_removal_deletes_only_unreferenced_old_files() {
     assert!(!stray_data.exists() && !stray_manifest.exists());
     assert_eq!(tree(t.dir.path()).len(), before.len() - 2);
     assert_eq!(t.table.scan().count().await.unwrap(), 50);
-    let first = t.table.snapshots()[0].snapshot_id;
+    let first = t.table.snapshots().await.unwrap()[0].snapshot_id;
     assert_eq!(t.table.scan().snapshot_id(first).count().await.unwrap(), 40);
     let report = SalesHistory::verify(&t.config, "test").await.unwrap();
     assert!(report.passed(), "{report}");

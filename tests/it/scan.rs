@@ -322,7 +322,7 @@ async fn time_travel_by_id_and_timestamp() {
             .expect("append");
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
     }
-    let snaps = t.table.snapshots();
+    let snaps = t.table.snapshots().await.unwrap();
     assert_eq!(snaps.len(), 3);
     let mut expected = 0;
     for (s, n) in snaps.iter().zip([10u64, 20, 30]) {

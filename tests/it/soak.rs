@@ -138,7 +138,7 @@ async fn soak_with_random_faults_loses_and_duplicates_nothing() {
         "the table differs from the successful appends"
     );
     assert_eq!(ids.len(), expected_rows);
-    assert_eq!(table.snapshots().len(), committed.len());
+    assert_eq!(table.snapshots().await.unwrap().len(), committed.len());
     assert!(
         catalog_faults > 0 && failed > 0,
         "the soak injected too few faults to mean anything"

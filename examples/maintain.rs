@@ -1,0 +1,155 @@
+//! Regular maintenance of the existing table: expire old snapshots (deleting the files only
+//! they referenced) and remove orphan files (left by crashed writers). `--dry-run` says what
+//! it would do, changing nothing.
+//!
+//! ```text
+//! cargo run --release --example maintain -- --expire-older-than 7d --keep-last 10 \
+//!     --remove-orphans [--orphans-older-than 1d] [--dry-run] [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! ```
+
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/duration.rs"]
+mod duration;
+#[path = "common/number.rs"]
+mod number;
+#[path = "common/report.rs"]
+mod report;
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{ArgGroup, Parser};
+use sales_history::{ExpireSnapshots, SalesHistory};
+
+/// Maintenance of the existing sales_history table: expires snapshots older than
+/// --expire-older-than and/or beyond the --keep-last most recent (the current snapshot is never
+/// expired) and deletes the files only they referenced; with --remove-orphans deletes files
+/// under the table that nothing references and that are older than --orphans-older-than.
+/// Durations are like 30s, 5m, 2h, 1d or 1h30m. With --dry-run it only says what it would do.
+#[derive(Debug, Parser)]
+#[command(name = "maintain", verbatim_doc_comment)]
+#[command(group(
+    ArgGroup::new("task")
+        .required(true)
+        .multiple(true)
+        .args(["expire_older_than", "keep_last", "remove_orphans"])
+))]
+struct Args {
+    /// Expire snapshots committed more than DURATION ago.
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    expire_older_than: Option<Duration>,
+
+    /// Expire all but the N most recent snapshots (with --expire-older-than: only those that
+    /// are also old enough).
+    #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
+    keep_last: Option<NonZeroUsize>,
+
+    /// Delete orphan files: files under the table's location that no snapshot and no metadata
+    /// file references.
+    #[arg(long)]
+    remove_orphans: bool,
+
+    /// Only orphans last modified more than DURATION ago. Keep it well above the longest
+    /// append that may be in flight (its files look like orphans until it commits); 0s only
+    /// when nothing writes to the table.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = duration::parse,
+        default_value = "1d",
+        requires = "remove_orphans"
+    )]
+    orphans_older_than: Duration,
+
+    /// Say what would be expired and deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
+
+/// The instant `age` ago (the beginning of time for an age beyond chrono's range).
+fn ago(age: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// `30s`, `2h`, `1d` back from seconds, for messages.
+fn show(age: Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let table = SalesHistory::open(&args.catalog.config(), &args.catalog.stage).await?;
+    println!("table     {}", table.name());
+    let (did, would) = if args.dry_run {
+        ("would expire", "would delete")
+    } else {
+        ("expired", "deleted")
+    };
+
+    if args.expire_older_than.is_some() || args.keep_last.is_some() {
+        let mut options = match args.expire_older_than {
+            Some(age) => ExpireSnapshots::older_than(ago(age)),
+            None => ExpireSnapshots::retain_last(1),
+        };
+        if let Some(n) = args.keep_last {
+            options = options.keeping_last(n.get());
+        }
+        if args.dry_run {
+            options = options.dry_run();
+        }
+        let before = table.snapshots().await?.len();
+        let done = table.expire_snapshots(options).await?;
+        let mut rule = Vec::new();
+        if let Some(age) = args.expire_older_than {
+            rule.push(format!("older than {}", show(age)));
+        }
+        rule.push(format!(
+            "keeping the last {}",
+            args.keep_last.map_or(1, NonZeroUsize::get)
+        ));
+        println!(
+            "snapshots {did} {} of {before} ({}), {would} {} files they alone referenced",
+            done.expired_snapshots.len(),
+            rule.join(", "),
+            done.deleted_files.len()
+        );
+    }
+
+    if args.remove_orphans {
+        let age = args.orphans_older_than;
+        let mut removal = table.remove_orphan_files().older_than(ago(age));
+        if args.dry_run {
+            removal = removal.dry_run();
+        }
+        let done = removal.await?;
+        println!(
+            "orphans   {would} {} files older than {}",
+            done.deleted_files.len(),
+            show(age)
+        );
+        for file in &done.deleted_files {
+            println!("  {file}");
+        }
+    }
+    Ok(())
+}

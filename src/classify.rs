@@ -1,0 +1,276 @@
+//! The one place where errors of the crates underneath are interpreted: iceberg's error kinds,
+//! OpenDAL's error kinds and status, `sqlx` database errors, and — only where a crate flattens
+//! an error to text — text markers, each commented with the crate and version that needs it.
+//!
+//! | source | → kind | retryable |
+//! |---|---|---|
+//! | iceberg `CatalogCommitConflicts` | [`Error::Catalog`] (a commit: [`Error::CommitConflict`]) | yes |
+//! | AWS throttling (`ThrottlingException`, `SlowDown`, …; text) | [`Error::Catalog`] / [`Error::Storage`] | yes |
+//! | connection refused / reset, DNS, timeouts (`dispatch failure`, …; text) | [`Error::Unavailable`] | yes |
+//! | OpenDAL `RateLimited`, status temporary or persistent (retries exhausted) | [`Error::Storage`] | yes |
+//! | OpenDAL `PermissionDenied`, `NotFound`, `ConfigInvalid`, other permanent | [`Error::Storage`] | no |
+//! | S3 `NoSuchBucket` (text) | [`Error::Config`] on `warehouse` | no |
+//! | AWS `AccessDenied*` (text) | [`Error::Catalog`] / [`Error::Storage`] | no |
+//! | `sqlx` pool timeout, I/O, SQLite busy/locked | [`Error::Catalog`] | yes |
+//! | iceberg `TableNotFound`/`NamespaceNotFound`, Glue `EntityNotFoundException` (text) | [`Error::TableNotFound`] where the table is known, else [`Error::Catalog`] | no |
+//! | anything else | [`Error::Catalog`] (no storage error in the chain) or [`Error::Storage`] | iceberg's own `retryable()` |
+//!
+//! "Already exists" (a concurrent creator won) is recognised by [`already_exists`]: iceberg's
+//! `*AlreadyExists` kinds, a `sqlx` unique violation (iceberg-catalog-sql 0.10.1 reports a
+//! concurrent insert as `Unexpected` with the `sqlx::Error` as source), and Glue's
+//! `AlreadyExistsException` (iceberg-catalog-glue 0.10.1 flattens it to Debug text).
+
+use std::error::Error as StdError;
+
+use iceberg::ErrorKind;
+
+use crate::error::Error;
+
+/// AWS throttling and temporary unavailability. Text markers: iceberg-catalog-glue 0.10.1
+/// turns every AWS SDK error into `Unexpected` carrying only the SDK's Debug text.
+const THROTTLING_MARKERS: &[&str] = &[
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestThrottled",
+    "InternalServiceException",
+    "InternalFailure",
+];
+
+/// The endpoint could not be reached or did not answer in time. Text markers: the AWS SDK's
+/// `DispatchFailure` / `TimeoutError` reach us flattened to Debug text (iceberg-catalog-glue
+/// 0.10.1); hyper's connect errors the same way.
+const UNREACHABLE_MARKERS: &[&str] = &[
+    "dispatch failure",
+    "DispatchFailure",
+    "Connection refused",
+    "connection reset",
+    "error trying to connect",
+    "ConnectError",
+    "connection error",
+    "TimeoutError",
+    "TimedOut",
+    "timed out",
+];
+
+/// Refused for lack of permission (text: iceberg-catalog-glue 0.10.1, see above).
+const DENIED_MARKERS: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+];
+
+/// The whole Debug text of an error and its sources (iceberg's Debug includes its source).
+fn text(e: &iceberg::Error) -> String {
+    format!("{e:?}")
+}
+
+fn sources(e: &iceberg::Error) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+    std::iter::successors(StdError::source(e), |c: &&(dyn StdError + 'static)| {
+        (*c).source()
+    })
+}
+
+/// Whether `e` says AWS throttled the request (text markers, see [`THROTTLING_MARKERS`]).
+pub(crate) fn is_throttling(e: &iceberg::Error) -> bool {
+    let t = text(e);
+    THROTTLING_MARKERS.iter().any(|m| t.contains(m))
+}
+
+/// Whether `e` says a missing Glue database or table (iceberg-catalog-glue 0.10.1 reports
+/// Glue's `EntityNotFoundException` as `Unexpected` with Debug text).
+pub(crate) fn is_glue_not_found(e: &iceberg::Error) -> bool {
+    e.kind() == ErrorKind::Unexpected && text(e).contains("EntityNotFoundException")
+}
+
+/// Whether `e` says the namespace or table was created by someone else first.
+pub(crate) fn already_exists(e: &iceberg::Error) -> bool {
+    if matches!(
+        e.kind(),
+        ErrorKind::NamespaceAlreadyExists | ErrorKind::TableAlreadyExists
+    ) {
+        return true;
+    }
+    let unique = sources(e).any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .is_some_and(|d| d.is_unique_violation())
+    });
+    unique || text(e).contains("AlreadyExistsException")
+}
+
+/// What the chain says about retrying a storage (OpenDAL) failure, if one is in it.
+fn storage_retry(e: &iceberg::Error) -> Option<bool> {
+    sources(e)
+        .find_map(|c| c.downcast_ref::<opendal::Error>())
+        .map(|o| match o.kind() {
+            opendal::ErrorKind::RateLimited => true,
+            opendal::ErrorKind::PermissionDenied
+            | opendal::ErrorKind::NotFound
+            | opendal::ErrorKind::ConfigInvalid
+            | opendal::ErrorKind::Unsupported => false,
+            _ => o.is_temporary() || o.is_persistent(),
+        })
+}
+
+/// What the chain says about retrying a SQLite catalog failure, if one is in it.
+fn sql_retry(e: &iceberg::Error) -> Option<bool> {
+    sources(e)
+        .find_map(|c| c.downcast_ref::<sqlx::Error>())
+        .map(|s| match s {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => {
+                let m = d.message();
+                m.contains("database is locked") || m.contains("busy")
+            }
+            _ => false,
+        })
+}
+
+/// Classifies an error of the iceberg crates into one of our kinds (see the module docs).
+pub(crate) fn from_iceberg(e: iceberg::Error) -> Error {
+    let t = text(&e);
+    if t.contains("NoSuchBucket") {
+        return Error::config(
+            "warehouse",
+            "the bucket does not exist or is not accessible with these credentials",
+        );
+    }
+    let denied = DENIED_MARKERS.iter().any(|m| t.contains(m));
+    let storage = storage_retry(&e);
+    let io = sources(&e).any(|c| c.is::<std::io::Error>());
+    let message = e.message().to_string();
+    if storage.is_none() && !denied && UNREACHABLE_MARKERS.iter().any(|m| t.contains(m)) {
+        return Error::Unavailable {
+            service: "the catalog".to_string(),
+            reason: message,
+        };
+    }
+    let retryable = !denied
+        && (e.retryable()
+            || e.kind() == ErrorKind::CatalogCommitConflicts
+            || THROTTLING_MARKERS.iter().any(|m| t.contains(m))
+            || storage == Some(true)
+            || sql_retry(&e) == Some(true));
+    if storage.is_some() || (io && sql_retry(&e).is_none()) {
+        Error::Storage {
+            message,
+            retryable,
+            source: Box::new(e),
+        }
+    } else {
+        Error::Catalog {
+            message,
+            retryable,
+            source: Box::new(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unexpected(source: impl StdError + Send + Sync + 'static) -> iceberg::Error {
+        iceberg::Error::new(ErrorKind::Unexpected, "operation failed").with_source(source)
+    }
+
+    #[test]
+    fn storage_errors_are_classified_by_opendal_kind_and_status() {
+        let temporary = opendal::Error::new(opendal::ErrorKind::Unexpected, "503").set_temporary();
+        let e = from_iceberg(unexpected(temporary));
+        assert!(
+            matches!(
+                e,
+                Error::Storage {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+        let exhausted = opendal::Error::new(opendal::ErrorKind::Unexpected, "503").set_persistent();
+        assert!(from_iceberg(unexpected(exhausted)).is_retryable());
+        let denied = opendal::Error::new(opendal::ErrorKind::PermissionDenied, "403");
+        let e = from_iceberg(unexpected(denied));
+        assert!(
+            matches!(
+                e,
+                Error::Storage {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let throttled = opendal::Error::new(opendal::ErrorKind::RateLimited, "SlowDown");
+        assert!(from_iceberg(unexpected(throttled)).is_retryable());
+    }
+
+    #[test]
+    fn flattened_aws_errors_are_classified_by_marker() {
+        let text = |t: &str| {
+            iceberg::Error::new(ErrorKind::Unexpected, "aws sdk error").with_source(anyhow_like(t))
+        };
+        let e = from_iceberg(text("ServiceError { err: ThrottlingException { .. } }"));
+        assert!(
+            matches!(
+                e,
+                Error::Catalog {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = from_iceberg(text(
+            "DispatchFailure(ConnectorError { Connection refused })",
+        ));
+        assert!(
+            matches!(e, Error::Unavailable { .. }) && e.is_retryable(),
+            "{e:?}"
+        );
+        let e = from_iceberg(text("ServiceError { err: AccessDeniedException { .. } }"));
+        assert!(
+            matches!(
+                e,
+                Error::Catalog {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = from_iceberg(text("NoSuchBucket"));
+        assert!(
+            matches!(e, Error::Config { .. }) && !e.is_retryable(),
+            "{e:?}"
+        );
+        assert!(already_exists(&text(
+            "ServiceError { err: AlreadyExistsException { .. } }"
+        )));
+        let conflict = iceberg::Error::new(ErrorKind::CatalogCommitConflicts, "stale");
+        assert!(from_iceberg(conflict).is_retryable());
+        let other = iceberg::Error::new(ErrorKind::DataInvalid, "bad metadata");
+        assert!(!from_iceberg(other).is_retryable());
+    }
+
+    /// A plain error carrying text, as the Glue catalog's flattened SDK errors are.
+    #[derive(Debug)]
+    struct Text(String);
+
+    impl std::fmt::Display for Text {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl StdError for Text {}
+
+    fn anyhow_like(t: &str) -> Text {
+        Text(t.to_string())
+    }
+}
