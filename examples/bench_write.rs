@@ -118,11 +118,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Embeddings {
-    /// Both kinds of case.
     Both,
-    /// Only rows with 1024-dim embeddings.
     Yes,
-    /// Only rows without embeddings.
     No,
 }
 

@@ -91,6 +91,13 @@ fn show(age: Duration) -> String {
     }
 }
 
+fn files(n: usize) -> String {
+    match n {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -128,10 +135,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.keep_last.map_or(1, NonZeroUsize::get)
         ));
         println!(
-            "snapshots {did} {} of {before} ({}), {would} {} files they alone referenced",
+            "snapshots {did} {} of {before} ({}), {would} {} they alone referenced",
             done.expired_snapshots.len(),
             rule.join(", "),
-            done.deleted_files.len()
+            files(done.deleted_files.len())
         );
     }
 
@@ -143,8 +150,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let done = removal.await?;
         println!(
-            "orphans   {would} {} files older than {}",
-            done.deleted_files.len(),
+            "orphans   {would} {} older than {}",
+            files(done.deleted_files.len()),
             show(age)
         );
         for file in &done.deleted_files {

@@ -40,7 +40,9 @@ struct Args {
     #[arg(value_name = "N", value_parser = clap::value_parser!(u8).range(1..=12))]
     query: Option<u8>,
 
-    /// Output format.
+    /// Output format: a text table per query; one JSON object per query and line (number,
+    /// name, ms, columns, rows); or per query a `# Query N: Name` line, a CSV header line, the
+    /// rows and a blank line.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 
@@ -50,11 +52,8 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
-    /// A text table per query.
     Table,
-    /// One JSON object per query and line: number, name, ms, columns, rows.
     Json,
-    /// Per query a `# Query N: Name` line, a header line, the rows and a blank line.
     Csv,
 }
 

@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value = "10", value_parser = number::parse::<NonZeroUsize>)]
     k: NonZeroUsize,
 
-    /// Similarity measure.
+    /// Similarity: cosine and dot (higher is nearer) or Euclidean distance (lower is nearer).
     #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
     metric: MetricArg,
 
@@ -64,11 +64,8 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum MetricArg {
-    /// Cosine similarity (higher is nearer).
     Cosine,
-    /// Dot product (higher is nearer).
     Dot,
-    /// Euclidean distance (lower is nearer).
     L2,
 }
 

@@ -76,8 +76,8 @@ pub use similarity::{Metric, SimilarSale, SimilarTo};
 #[cfg(feature = "sql")]
 pub use sql::{SAMPLE_QUERIES_SQL, SQL_TABLE_NAME, SampleQuery, parse_queries, sample_queries};
 pub use table::{
-    COMMIT_ID_PROPERTY, EnsurePlan, SalesHistory, SnapshotInfo, TableOptions, WRITER_PROPERTY,
-    namespace_for_stage,
+    COMMIT_ID_PROPERTY, EnsurePlan, Freshness, SalesHistory, SnapshotInfo, TableOptions,
+    WRITER_PROPERTY, namespace_for_stage,
 };
 pub use verify::{Check, VerifyReport};
 

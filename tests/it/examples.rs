@@ -1,15 +1,14 @@
-//! The seed's tools as example binaries, run on small data with their output checked, and the
-//! IAM policy checked against what the crate really calls (moto's request recorder).
+//! The seed's tools as example binaries, run on small data with their output checked: their
+//! command lines (generated help, typed values, usage errors), readable errors, read-only tools
+//! that create nothing, and (with the emulator) the tools on Glue and the IAM policy checked
+//! against what the crate really calls (moto's request recorder).
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sales_history::iam::{GLUE_ACTIONS, PolicyScope, S3_ACTIONS, S3_BUCKET_ACTIONS, policy};
-use sales_history::{CatalogConfig, SalesHistory};
+use sales_history::{CatalogConfig, SalesHistory, TableOptions};
 
-use crate::moto::Moto;
-use crate::support::sample;
+use crate::support::{sample, tree};
 
 /// Path of an example binary (`cargo test` builds the examples next to the test binary).
 fn example(name: &str) -> PathBuf {
@@ -61,10 +60,7 @@ fn create_load_verify_on_the_local_default() {
         out.contains("would create database pricing_intelligence_ex"),
         "{out}"
     );
-    assert!(
-        !std::path::Path::new(wh).exists(),
-        "dry run created the warehouse"
-    );
+    assert!(!Path::new(wh).exists(), "dry run created the warehouse");
 
     // Create twice: the second is a no-op.
     let (code, out, err) = run(
@@ -88,11 +84,11 @@ fn create_load_verify_on_the_local_default() {
         price_line.contains("decimal(10,2)") && price_line.trim_end().ends_with("yes"),
         "{out}"
     );
-    let before = crate::support::tree(std::path::Path::new(wh));
+    let before = tree(Path::new(wh));
     let (code, out, _) = run("create_schema", &["--warehouse", wh, "--stage", "ex"]);
     assert_eq!(code, 0);
     assert!(out.contains("exists (unchanged)"), "{out}");
-    assert_eq!(crate::support::tree(std::path::Path::new(wh)), before);
+    assert_eq!(tree(Path::new(wh)), before);
 
     // Load 300 rows in 3 batches, then again with the same commit id: nothing appended twice.
     let load = [
@@ -164,11 +160,11 @@ fn create_load_verify_on_the_local_default() {
     assert!(out.contains("comparable prices: median"), "{out}");
 
     // Remove one data file: verify fails with the data-files check.
-    let victim = crate::support::tree(std::path::Path::new(wh))
+    let victim = tree(Path::new(wh))
         .into_iter()
         .find(|(p, _)| p.ends_with(".parquet"))
         .expect("a data file");
-    std::fs::remove_file(std::path::Path::new(wh).join(&victim.0)).unwrap();
+    std::fs::remove_file(Path::new(wh).join(&victim.0)).unwrap();
     let (code, out, _) = run("verify_table", &["--warehouse", wh, "--stage", "ex"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.lines().any(|l| l.contains("✗ data files")), "{out}");
@@ -220,155 +216,530 @@ fn iam_policy_prints_json_and_rejects_bad_input() {
     assert!(err.contains("account"), "{err}");
 }
 
-/// The whole workflow on the emulator (create, load, scan, verify, expire, look for orphans)
-/// with moto's request recorder on: every AWS action called is in the policy, and every action
-/// in the policy is called.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn iam_policy_covers_exactly_what_the_crate_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("requests.jsonl");
-    let moto = Moto::start(&["--record", record.to_str().unwrap()]);
-    moto.create_bucket("iam-bucket");
-    let setup_lines = std::fs::read_to_string(&record)
-        .unwrap_or_default()
-        .lines()
-        .count();
+/// Every tool with a `--help` generated from its flags; the catalog flags are the same in all
+/// the tools that open the table.
+#[test]
+fn help_is_generated_and_lists_the_shared_flags() {
+    let (code, out, err) = run("load_sample_sales_data", &["--help"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Usage: load_sample_sales_data [OPTIONS]"),
+        "{out}"
+    );
+    for flag in [
+        "--num-records <N>",
+        "--batch-size <N>",
+        "--tenants <N>",
+        "--months <N>",
+        "--seed <N>",
+        "--commit-id <ID>",
+        "--quiet",
+        "--warehouse <DIR>",
+        "--catalog <URI>",
+        "--stage <STAGE>",
+        "[default: dev]",
+        "SALES_HISTORY_CATALOG",
+    ] {
+        assert!(out.contains(flag), "{flag} missing from:\n{out}");
+    }
 
-    let config: CatalogConfig = moto.glue_config("iam-bucket").into();
+    let mut with_catalog = vec![
+        "create_schema",
+        "load_sample_sales_data",
+        "quickstart",
+        "verify_table",
+        "similar_sales",
+        "maintain",
+        "bench_similar",
+    ];
+    if cfg!(feature = "sql") {
+        with_catalog.push("run_queries");
+    }
+    for tool in with_catalog {
+        let (code, out, err) = run(tool, &["--help"]);
+        assert_eq!(code, 0, "{tool}: {err}");
+        assert!(out.contains(&format!("Usage: {tool}")), "{tool}: {out}");
+        for flag in ["--warehouse <DIR>", "--catalog <URI>", "--stage <STAGE>"] {
+            assert!(out.contains(flag), "{tool}: {flag} missing from:\n{out}");
+        }
+    }
+    for tool in ["iam_policy", "bench_scan", "bench_write"] {
+        let (code, out, err) = run(tool, &["--help"]);
+        assert_eq!(code, 0, "{tool}: {err}");
+        assert!(out.contains(&format!("Usage: {tool}")), "{tool}: {out}");
+    }
+}
+
+/// A bad value is a usage error: exit status 2 and a message naming the flag, before anything
+/// is touched.
+#[test]
+fn bad_values_are_usage_errors_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let wh = wh.to_str().unwrap();
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "load_sample_sales_data",
+            &["--num-records", "abc"],
+            &["--num-records", "`abc` is not a whole number"],
+        ),
+        (
+            "load_sample_sales_data",
+            &["--batch-size", "0"],
+            &["--batch-size", "at least 1"],
+        ),
+        ("quickstart", &["--rows", "-5"], &["-5"]),
+        (
+            "maintain",
+            &["--expire-older-than", "5x"],
+            &["--expire-older-than", "`x` in `5x` is not a unit"],
+        ),
+        (
+            "maintain",
+            &["--remove-orphans", "--orphans-older-than", "90"],
+            &["--orphans-older-than", "`90` has no unit"],
+        ),
+        (
+            "maintain",
+            &["--dry-run"],
+            &["--expire-older-than", "--keep-last", "--remove-orphans"],
+        ),
+        (
+            "similar_sales",
+            &["--metric", "cosin"],
+            &["--metric", "cosine"],
+        ),
+        (
+            "similar_sales",
+            &["--month", "2025-13"],
+            &["--month", "YYYY-MM"],
+        ),
+        (
+            "verify_table",
+            &["--stage", "Prod"],
+            &["--stage", "lowercase"],
+        ),
+        (
+            "create_schema",
+            &["--catalog", "file:///tmp/x"],
+            &["--warehouse", "--catalog", "cannot be used with"],
+        ),
+        ("verify_table", &["--jsn"], &["--jsn"]),
+        (
+            "iam_policy",
+            &["--account", "12", "--bucket", "analytics"],
+            &["account", "12-digit"],
+        ),
+    ];
+    for (tool, extra, expected) in cases {
+        let mut args = vec!["--warehouse", wh];
+        args.extend_from_slice(extra);
+        if *tool == "iam_policy" {
+            args.drain(..2);
+        }
+        let (code, out, err) = run(tool, &args);
+        assert_eq!(code, 2, "{tool} {args:?}: {out}{err}");
+        assert!(err.starts_with("error: "), "{tool} {args:?}: {err}");
+        for e in *expected {
+            assert!(
+                err.contains(e),
+                "{tool} {args:?}: `{e}` missing from:\n{err}"
+            );
+        }
+        assert!(out.is_empty(), "{tool} {args:?}: {out}");
+        assert!(!Path::new(wh).exists(), "{tool} {args:?} created {wh}");
+    }
+    // The catalog string from the environment is read only when no flag names the catalog,
+    // and a malformed one is a usage error too.
+    let (code, _, err) = run_with_env(
+        "verify_table",
+        &["--warehouse", wh],
+        &[("SALES_HISTORY_CATALOG", "nosuch://x")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("SALES_HISTORY_CATALOG"), "{err}");
+    assert!(!Path::new(wh).exists());
+    let (code, _, err) = run_with_env(
+        "verify_table",
+        &[],
+        &[("SALES_HISTORY_CATALOG", "nosuch://x")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("SALES_HISTORY_CATALOG") && err.contains("unknown scheme"),
+        "{err}"
+    );
+}
+
+/// Pointed at a mistyped warehouse, the tools that only read say there is no catalog there, in
+/// one readable line (no Debug dump, no backtrace even when asked for), exit 1, and leave the
+/// disk as it was. So does `--catalog` and `SALES_HISTORY_CATALOG` naming a local directory.
+#[test]
+fn read_only_tools_create_nothing_and_fail_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("warehuose");
+    let typo_s = typo.to_str().unwrap();
+    let backtraces = [("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")];
+    let mut runs: Vec<(&str, Vec<&str>)> = vec![
+        ("verify_table", vec!["--warehouse", typo_s]),
+        ("verify_table", vec!["--warehouse", typo_s, "--json"]),
+        ("verify_table", vec!["--catalog", typo_s, "--stage", "prod"]),
+        ("similar_sales", vec!["--warehouse", typo_s, "--k", "3"]),
+        ("maintain", vec!["--warehouse", typo_s, "--keep-last", "1"]),
+        (
+            "maintain",
+            vec!["--warehouse", typo_s, "--remove-orphans", "--dry-run"],
+        ),
+    ];
+    if cfg!(feature = "sql") {
+        runs.push(("run_queries", vec!["--warehouse", typo_s, "1"]));
+    }
+    for (tool, args) in &runs {
+        let (code, out, err) = run_with_env(tool, args, &backtraces);
+        assert_eq!(code, 1, "{tool} {args:?}: {out}{err}");
+        assert_readable(tool, &err);
+        assert!(
+            err.contains(typo_s),
+            "{tool}: the message names the directory: {err}"
+        );
+        assert!(!typo.exists(), "{tool} {args:?} created {typo_s}");
+    }
+    // The same through the environment, and with the flag winning over the environment.
+    let env_typo = dir.path().join("from-env");
+    let env_s = env_typo.to_str().unwrap();
+    let (code, _, err) = run_with_env("verify_table", &[], &[("SALES_HISTORY_CATALOG", env_s)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(env_s), "{err}");
+    let (code, _, err) = run_with_env(
+        "verify_table",
+        &["--warehouse", typo_s],
+        &[("SALES_HISTORY_CATALOG", env_s)],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(typo_s) && !err.contains(env_s), "{err}");
+    assert!(!typo.exists() && !env_typo.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// `error: <message>` then one `  caused by: …` line per source: no Debug of our error or of
+/// iceberg's types, no backtrace, no panic.
+fn assert_readable(tool: &str, err: &str) {
+    assert!(err.starts_with("error: "), "{tool}: {err}");
+    for line in err.lines().skip(1) {
+        assert!(line.starts_with("  caused by: "), "{tool}: {err}");
+    }
+    for dump in [
+        "Error {",
+        "TableIdent {",
+        "NamespaceIdent",
+        "Backtrace",
+        "stack backtrace",
+        "panicked",
+        "Config {",
+    ] {
+        assert!(!err.contains(dump), "{tool}: `{dump}` in:\n{err}");
+    }
+}
+
+/// The quickstart as `scripts/test.sh` runs it.
+#[test]
+fn quickstart_on_a_fresh_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("warehouse");
+    let (code, out, err) = run(
+        "quickstart",
+        &["--warehouse", wh.to_str().unwrap(), "--rows", "300"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("table     pricing_intelligence_dev.sales_history at file://"),
+        "{out}"
+    );
+    assert!(out.contains("appended  300 rows"), "{out}");
+    assert!(out.contains("table holds 300 rows, 1 snapshots"), "{out}");
+}
+
+/// `maintain`: expiry by count and age, orphan removal guarded by age, dry runs that change
+/// nothing; and a runtime error with a cause, printed as a chain.
+#[tokio::test]
+async fn maintain_expires_snapshots_and_removes_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
     let table = SalesHistory::ensure_with(
         &config,
-        "iam",
-        sales_history::TableOptions::default().embedding_dimension(8),
+        "mx",
+        TableOptions::default().embedding_dimension(8),
     )
     .await
     .expect("create");
-    table.append(sample(50, 8, 1)).await.expect("load");
-    assert_eq!(
-        table
-            .scan()
-            .tenant("tenant-001")
-            .to_records()
-            .await
-            .expect("scan")
-            .len() as u64,
-        table.scan().tenant("tenant-001").count().await.unwrap()
-    );
-    table.append(sample(10, 8, 2)).await.expect("second load");
-    let report = SalesHistory::verify(&config, "iam").await.expect("verify");
-    assert!(report.passed(), "{report}");
-    // Maintenance: expire the first snapshot (deletes its manifest list), look for orphans.
-    let expired = table
-        .expire_snapshots(sales_history::ExpireSnapshots::retain_last(1))
-        .await
-        .expect("expire");
-    assert_eq!(expired.expired_snapshots.len(), 1);
-    assert!(!expired.deleted_files.is_empty());
-    let orphans = table
-        .remove_orphan_files()
-        .older_than(chrono::Utc::now())
-        .dry_run()
-        .await
-        .expect("orphans");
-    assert!(
-        orphans.deleted_files.is_empty(),
-        "{:?}",
-        orphans.deleted_files
-    );
-
-    let text = std::fs::read_to_string(&record).expect("recorded requests");
-    let called: BTreeSet<String> = text
-        .lines()
-        .skip(setup_lines)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["action"].as_str().map(str::to_string))
-        .collect();
-    let doc = policy(&PolicyScope::new(
-        "iam",
-        crate::moto::REGION,
-        "123456789012",
-        "iam-bucket",
-        "warehouse",
-    ))
-    .unwrap();
-    let granted: BTreeSet<String> = doc["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| {
-            s["Action"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-        })
-        .collect();
-    let not_granted: Vec<&String> = called.difference(&granted).collect();
-    assert!(
-        not_granted.is_empty(),
-        "called but not in the policy: {not_granted:?}"
-    );
-    let unused: Vec<&String> = granted.difference(&called).collect();
-    assert!(
-        unused.is_empty(),
-        "in the policy but never called: {unused:?}"
-    );
-    assert_eq!(
-        granted.len(),
-        GLUE_ACTIONS.len() + S3_ACTIONS.len() + S3_BUCKET_ACTIONS.len()
-    );
-    println!("AWS actions called by the workflow: {called:?}");
-}
-
-/// The tools on Glue + S3, each in a fresh process with credentials from the standard AWS chain
-/// (environment variables): create, load, reopen and verify (including the Athena fields).
-#[test]
-fn tools_on_glue_in_fresh_processes() {
-    let moto = crate::moto::moto();
-    moto.create_bucket("tools-bucket");
-    let uri = format!(
-        "glue://?region={}&warehouse=s3://tools-bucket/wh&glue_endpoint={}&s3_endpoint={}",
-        crate::moto::REGION,
-        moto.endpoint(),
-        moto.endpoint()
-    );
-    // Credentials from the standard AWS chain: environment variables.
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
-    let call = |name: &str, extra: &[&str]| {
-        let mut args = vec!["--catalog", uri.as_str(), "--stage", "tools"];
+    for seed in 1..=3 {
+        table.append(sample(50, 8, seed)).await.expect("append");
+    }
+    drop(table);
+    let wh_s = wh.to_str().unwrap();
+    let maintain = |extra: &[&str]| {
+        let mut args = vec!["--warehouse", wh_s, "--stage", "mx"];
         args.extend_from_slice(extra);
-        run_with_env(name, &args, &env)
+        run("maintain", &args)
     };
 
-    let (code, out, err) = call("create_schema", &["--embedding-dimension", "8"]);
-    assert_eq!(code, 0, "{out}{err}");
+    // Dry runs: say what they would do, change nothing.
+    let data_dir = wh.join("pricing_intelligence_mx.db/sales_history/data");
+    let orphan = data_dir.join("left-by-a-crash.parquet");
+    std::fs::write(&orphan, b"not referenced by any snapshot").unwrap();
+    let before = tree(&wh);
+    let (code, out, err) = maintain(&["--keep-last", "1", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("created")
-            && out.contains("s3://tools-bucket/wh/pricing_intelligence_tools.db/sales_history"),
+        out.contains("table     pricing_intelligence_mx.sales_history"),
         "{out}"
     );
-    let (code, out, err) = call(
-        "load_sample_sales_data",
-        &["--num-records", "120", "--batch-size", "60", "--quiet"],
-    );
-    assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("loaded 120 rows") && out.contains("2 snapshots"),
+        out.contains("snapshots would expire 2 of 3 (keeping the last 1)"),
         "{out}"
     );
-    let (code, out, err) = call("verify_table", &["--json"]);
+    let (code, out, err) = maintain(&[
+        "--expire-older-than",
+        "1h30m",
+        "--remove-orphans",
+        "--orphans-older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would expire 0 of 3 (older than 90m, keeping the last 1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("orphans   would delete 1 file older than 0s"),
+        "{out}"
+    );
+    assert!(out.contains("left-by-a-crash.parquet"), "{out}");
+    assert_eq!(tree(&wh), before);
+
+    // The default age (1d) protects a fresh file: it may belong to an append in flight.
+    let (code, out, err) = maintain(&["--remove-orphans"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("orphans   deleted 0 files older than 1d"),
+        "{out}"
+    );
+    assert!(orphan.exists());
+
+    // For real.
+    let (code, out, err) = maintain(&[
+        "--keep-last",
+        "1",
+        "--remove-orphans",
+        "--orphans-older-than",
+        "0s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("snapshots expired 2 of 3 (keeping the last 1), deleted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("orphans   deleted 1 file older than 0s"),
+        "{out}"
+    );
+    assert!(!orphan.exists());
+    let (code, out, err) = run(
+        "verify_table",
+        &["--warehouse", wh_s, "--stage", "mx", "--json"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(report["rows"], 120);
-    let names: Vec<&str> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"glue/athena"), "{names:?}");
-    assert_eq!(report["passed"], true, "{out}");
+    assert_eq!(report["rows"], 150);
+
+    // A runtime error with a cause: the chain, one line each, exit 1.
+    let missing = dir.path().join("query.json");
+    let (code, out, err) = run(
+        "similar_sales",
+        &[
+            "--warehouse",
+            wh_s,
+            "--stage",
+            "mx",
+            "--vector-file",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_readable("similar_sales", &err);
+    assert!(
+        err.starts_with(&format!(
+            "error: cannot read --vector-file {}\n  caused by: ",
+            missing.display()
+        )),
+        "{err}"
+    );
+}
+
+/// The tools and the IAM policy on the Glue + S3 emulator.
+#[cfg(all(feature = "python-tests", feature = "glue"))]
+mod on_glue {
+    use std::collections::BTreeSet;
+
+    use sales_history::iam::{GLUE_ACTIONS, PolicyScope, S3_ACTIONS, S3_BUCKET_ACTIONS, policy};
+    use sales_history::{CatalogConfig, SalesHistory};
+
+    use super::run_with_env;
+    use crate::moto::Moto;
+    use crate::support::sample;
+
+    /// The whole workflow on the emulator (create, load, scan, verify, expire, look for orphans)
+    /// with moto's request recorder on: every AWS action called is in the policy, and every action
+    /// in the policy is called.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn iam_policy_covers_exactly_what_the_crate_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("requests.jsonl");
+        let moto = Moto::start(&["--record", record.to_str().unwrap()]);
+        moto.create_bucket("iam-bucket");
+        let setup_lines = std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
+            .count();
+
+        let config: CatalogConfig = moto.glue_config("iam-bucket").into();
+        let table = SalesHistory::ensure_with(
+            &config,
+            "iam",
+            sales_history::TableOptions::default().embedding_dimension(8),
+        )
+        .await
+        .expect("create");
+        table.append(sample(50, 8, 1)).await.expect("load");
+        assert_eq!(
+            table
+                .scan()
+                .tenant("tenant-001")
+                .to_records()
+                .await
+                .expect("scan")
+                .len() as u64,
+            table.scan().tenant("tenant-001").count().await.unwrap()
+        );
+        table.append(sample(10, 8, 2)).await.expect("second load");
+        let report = SalesHistory::verify(&config, "iam").await.expect("verify");
+        assert!(report.passed(), "{report}");
+        // Maintenance: expire the first snapshot (deletes its manifest list), look for orphans.
+        let expired = table
+            .expire_snapshots(sales_history::ExpireSnapshots::retain_last(1))
+            .await
+            .expect("expire");
+        assert_eq!(expired.expired_snapshots.len(), 1);
+        assert!(!expired.deleted_files.is_empty());
+        let orphans = table
+            .remove_orphan_files()
+            .older_than(chrono::Utc::now())
+            .dry_run()
+            .await
+            .expect("orphans");
+        assert!(
+            orphans.deleted_files.is_empty(),
+            "{:?}",
+            orphans.deleted_files
+        );
+
+        let text = std::fs::read_to_string(&record).expect("recorded requests");
+        let called: BTreeSet<String> = text
+            .lines()
+            .skip(setup_lines)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["action"].as_str().map(str::to_string))
+            .collect();
+        let doc = policy(&PolicyScope::new(
+            "iam",
+            crate::moto::REGION,
+            "123456789012",
+            "iam-bucket",
+            "warehouse",
+        ))
+        .unwrap();
+        let granted: BTreeSet<String> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| {
+                s["Action"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+            })
+            .collect();
+        let not_granted: Vec<&String> = called.difference(&granted).collect();
+        assert!(
+            not_granted.is_empty(),
+            "called but not in the policy: {not_granted:?}"
+        );
+        let unused: Vec<&String> = granted.difference(&called).collect();
+        assert!(
+            unused.is_empty(),
+            "in the policy but never called: {unused:?}"
+        );
+        assert_eq!(
+            granted.len(),
+            GLUE_ACTIONS.len() + S3_ACTIONS.len() + S3_BUCKET_ACTIONS.len()
+        );
+        println!("AWS actions called by the workflow: {called:?}");
+    }
+
+    /// The tools on Glue + S3, each in a fresh process with credentials from the standard AWS chain
+    /// (environment variables): create, load, reopen and verify (including the Athena fields).
+    #[test]
+    fn tools_on_glue_in_fresh_processes() {
+        let moto = crate::moto::moto();
+        moto.create_bucket("tools-bucket");
+        let uri = format!(
+            "glue://?region={}&warehouse=s3://tools-bucket/wh&glue_endpoint={}&s3_endpoint={}",
+            crate::moto::REGION,
+            moto.endpoint(),
+            moto.endpoint()
+        );
+        // Credentials from the standard AWS chain: environment variables.
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        let call = |name: &str, extra: &[&str]| {
+            let mut args = vec!["--catalog", uri.as_str(), "--stage", "tools"];
+            args.extend_from_slice(extra);
+            run_with_env(name, &args, &env)
+        };
+
+        let (code, out, err) = call("create_schema", &["--embedding-dimension", "8"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("created")
+                && out.contains("s3://tools-bucket/wh/pricing_intelligence_tools.db/sales_history"),
+            "{out}"
+        );
+        let (code, out, err) = call(
+            "load_sample_sales_data",
+            &["--num-records", "120", "--batch-size", "60", "--quiet"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("loaded 120 rows") && out.contains("2 snapshots"),
+            "{out}"
+        );
+        let (code, out, err) = call("verify_table", &["--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(report["rows"], 120);
+        let names: Vec<&str> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"glue/athena"), "{names:?}");
+        assert_eq!(report["passed"], true, "{out}");
+    }
 }

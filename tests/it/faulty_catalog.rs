@@ -38,6 +38,9 @@ pub struct FaultyCatalog {
     /// When set, each `update_table` draws a fault with these odds (seeded).
     random: Mutex<RandomFaults>,
     fail_next_load: Mutex<bool>,
+    /// When set, the next `load_table` reads the table at once but answers this much later
+    /// (a slow refresh whose answer arrives after newer commits).
+    slow_next_load: Mutex<Option<std::time::Duration>>,
     pub injected: Mutex<HashMap<&'static str, u64>>,
     pub updates: AtomicU64,
 }
@@ -49,6 +52,7 @@ impl FaultyCatalog {
             faults: Mutex::new(VecDeque::new()),
             random: Mutex::new(None),
             fail_next_load: Mutex::new(false),
+            slow_next_load: Mutex::new(None),
             injected: Mutex::new(HashMap::new()),
             updates: AtomicU64::new(0),
         })
@@ -62,6 +66,11 @@ impl FaultyCatalog {
     /// Inject faults at random: each update draws one of `odds` (per-mille), seeded.
     pub fn randomize(&self, seed: u64, odds: Vec<(Fault, u32)>) {
         *self.random.lock().unwrap() = Some((seed, odds));
+    }
+
+    /// The next `load_table` answers `delay` after it has read the table.
+    pub fn slow_next_load(&self, delay: std::time::Duration) {
+        *self.slow_next_load.lock().unwrap() = Some(delay);
     }
 
     pub fn injected_total(&self) -> u64 {
@@ -139,7 +148,13 @@ impl Catalog for FaultyCatalog {
                 "injected: catalog unreachable while re-reading the table",
             ));
         }
-        self.inner.load_table(table).await
+        let slow = self.slow_next_load.lock().unwrap().take();
+        let loaded = self.inner.load_table(table).await;
+        if let Some(delay) = slow {
+            self.count("slow load");
+            tokio::time::sleep(delay).await;
+        }
+        loaded
     }
     async fn drop_table(&self, table: &TableIdent) -> Result<()> {
         self.inner.drop_table(table).await

@@ -20,6 +20,7 @@ mod maintenance;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod moto;
 mod scan;
+mod service;
 mod similarity;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod soak;
