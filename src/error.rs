@@ -13,6 +13,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Every variant carries enough context (column, row index, table, key) for a caller to act on
 /// it. [`Error::is_retryable`] says whether trying the same call again may succeed.
+///
+/// How errors of the layers underneath are classified (the same on every path: ensure, open,
+/// append, scan, refresh, sql, maintenance):
+///
+/// | source | → kind | retryable |
+/// |---|---|---|
+/// | iceberg `CatalogCommitConflicts` | [`Error::Catalog`] (a commit: [`Error::CommitConflict`]) | yes |
+/// | AWS throttling (`ThrottlingException`, `SlowDown`, …; text) | [`Error::Catalog`] / [`Error::Storage`] | yes |
+/// | connection refused / reset, DNS, timeouts (`dispatch failure`, …; text) | [`Error::Unavailable`] | yes |
+/// | OpenDAL `RateLimited`, status temporary or persistent (retries exhausted) | [`Error::Storage`] | yes |
+/// | OpenDAL `PermissionDenied`, `NotFound`, `ConfigInvalid`, other permanent | [`Error::Storage`] | no |
+/// | S3 `NoSuchBucket` (text) | [`Error::Config`] on `warehouse` | no |
+/// | AWS `AccessDenied*` (text) | [`Error::Catalog`] / [`Error::Storage`] | no |
+/// | `sqlx` pool timeout, I/O, SQLite busy/locked | [`Error::Catalog`] | yes |
+/// | iceberg `TableNotFound`/`NamespaceNotFound`, Glue `EntityNotFoundException` (text) | [`Error::TableNotFound`] where the table is known, else [`Error::Catalog`] | no |
+/// | anything else | [`Error::Catalog`] (no storage error in the chain) or [`Error::Storage`] | iceberg's own `retryable()` |
+/// | a commit whose answer was lost and whose table cannot be re-read | [`Error::CommitStateUnknown`] | yes, with the same commit id |
+/// | bad rows or batches, drift, configuration | [`Error::InvalidValue`], [`Error::BatchSchemaMismatch`], [`Error::SchemaDrift`], [`Error::Config`] | no |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -181,11 +199,16 @@ fn row_suffix(row: Option<usize>) -> String {
 }
 
 impl Error {
-    /// `true` when repeating the same call may succeed (a commit conflict, a throttled or
-    /// unavailable service). Input and configuration errors are never retryable.
+    /// `true` when repeating the same call may succeed: commit conflicts, throttling,
+    /// timeouts, dropped connections, 5xx answers, and [`CommitStateUnknown`](Error::CommitStateUnknown)
+    /// (retry with the same commit id: it appends at most once). `false` for access denied, a
+    /// missing bucket or table, bad input, drift and configuration errors. The table in the
+    /// [`Error`] docs says which underlying error becomes which kind.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::CommitConflict { .. } | Error::Unavailable { .. } => true,
+            Error::CommitConflict { .. }
+            | Error::Unavailable { .. }
+            | Error::CommitStateUnknown { .. } => true,
             Error::Catalog { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
             _ => false,
         }

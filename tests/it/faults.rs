@@ -80,6 +80,16 @@ async fn catalog_faults(
     // Access denied: typed, not retryable, nothing committed, files removed.
     faults.push([Fault::AccessDenied]);
     let err = table.append(sample(5, DIM, 3)).await.expect_err("denied");
+    assert!(
+        matches!(
+            err,
+            Error::Catalog {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!err.is_retryable(), "{err:?}");
     assert!(format!("{err:?}").contains("AccessDenied"));
     check(&table, rows, snapshots).await;
@@ -107,7 +117,12 @@ async fn catalog_faults(
     faults.push([Fault::LostAnswerAndReload]);
     let batch = sample(4, DIM, 6);
     match table.append(batch.clone()).commit_id("retry-me").await {
-        Err(Error::CommitStateUnknown { commit_id, .. }) => assert_eq!(commit_id, "retry-me"),
+        Err(e @ Error::CommitStateUnknown { .. }) => {
+            assert!(e.is_retryable(), "retry with the same commit id: {e:?}");
+            assert!(
+                matches!(e, Error::CommitStateUnknown { ref commit_id, .. } if commit_id == "retry-me")
+            );
+        }
         other => panic!("expected CommitStateUnknown, got {other:?}"),
     }
     let again = table
@@ -193,8 +208,15 @@ async fn storage_faults_on_glue_and_s3() {
         proxy.clear();
         let err = result.expect_err(what);
         assert!(injected > 0, "{what}: no fault was injected");
+        // A 5xx from storage: a storage error, worth retrying.
         assert!(
-            !matches!(err, Error::InvalidValue { .. }),
+            matches!(
+                err,
+                Error::Storage {
+                    retryable: true,
+                    ..
+                }
+            ),
             "{what}: {err:?}"
         );
         check(&table, rows, 1 + (rows as usize - 10) / 5).await;
@@ -204,6 +226,33 @@ async fn storage_faults_on_glue_and_s3() {
             "{what}: data files left behind"
         );
     }
+
+    // After open: storage faults on reads (scan) and writes (append), classified by status.
+    for (what, method, regex, status, retryable) in [
+        ("scan, 503", "GET", r"/data/.*\.parquet", 503, true),
+        ("scan, 403", "GET", r"/data/.*\.parquet", 403, false),
+        ("append, 503", "PUT", r"/data/.*\.parquet", 503, true),
+        ("append, 403", "PUT", r"/data/.*\.parquet", 403, false),
+    ] {
+        proxy.set_rules(serde_json::json!([
+            { "method": method, "path_regex": regex, "times": -1, "action": "status", "status": status }
+        ]));
+        let err = if method == "GET" {
+            table.scan().to_batches().await.map(|_| ()).expect_err(what)
+        } else {
+            table
+                .append(sample(5, DIM, 4))
+                .await
+                .map(|_| ())
+                .expect_err(what)
+        };
+        proxy.clear();
+        assert!(
+            matches!(err, Error::Storage { .. }) && err.is_retryable() == retryable,
+            "{what}: {err:?}"
+        );
+    }
+    check(&table, rows, 1 + (rows as usize - 10) / 5).await;
 
     // A flaky store (every other PUT fails once) and slow reads: the append still lands once.
     proxy.set_rules(serde_json::json!([
