@@ -43,6 +43,12 @@ pub(crate) struct PendingCommit {
 
 impl PendingCommit {
     /// Commits the files as one `append` snapshot of `table` and moves the handle to it.
+    #[tracing::instrument(name = "commit", skip_all, fields(
+        table = %table.name(),
+        commit_id = %self.commit_id,
+        rows = self.rows,
+        data_files = self.files.data_files.len(),
+    ))]
     pub(crate) async fn commit(self, table: &SalesHistory) -> Result<CommitSummary> {
         let base = table.current();
         let summary = CommitSummary {
@@ -72,6 +78,10 @@ impl PendingCommit {
         };
         match result {
             Ok(new_table) => {
+                tracing::info!(
+                    snapshot_id = ?new_table.metadata().current_snapshot_id(),
+                    "committed"
+                );
                 table.advance_to(new_table);
                 match table.find_commit(&self.commit_id) {
                     Some(snapshot_id) => Ok(CommitSummary {
@@ -96,7 +106,9 @@ impl PendingCommit {
         summary: CommitSummary,
         error: iceberg::Error,
     ) -> Result<CommitSummary> {
+        tracing::warn!(error = %error, "commit failed; re-reading the table to find the commit id");
         if table.refresh().await.is_err() {
+            tracing::warn!("outcome unknown: the table could not be re-read; files kept");
             // Outcome unknown: keep the files, they may be referenced.
             return Err(Error::CommitStateUnknown {
                 table: table.name(),
@@ -105,11 +117,16 @@ impl PendingCommit {
             });
         }
         if let Some(snapshot_id) = table.find_commit(&self.commit_id) {
+            tracing::info!(snapshot_id, "the commit had landed (its answer was lost)");
             return Ok(CommitSummary {
                 snapshot_id,
                 ..summary
             });
         }
+        tracing::info!(
+            files = self.files.paths.len(),
+            "the commit did not land; deleting its files"
+        );
         self.files.delete(table.current().file_io()).await;
         if error.kind() == ErrorKind::CatalogCommitConflicts {
             Err(Error::CommitConflict {

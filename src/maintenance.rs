@@ -74,6 +74,7 @@ pub struct MaintenanceReport {
 impl SalesHistory {
     /// Expires snapshots and deletes the data files, manifests and manifest lists that no
     /// retained snapshot references. Time travel to retained snapshots keeps working.
+    #[tracing::instrument(name = "expire_snapshots", skip_all, fields(table = %self.name(), dry_run = options.dry_run))]
     pub async fn expire_snapshots(&self, options: ExpireSnapshots) -> Result<MaintenanceReport> {
         self.refresh().await?;
         let table = self.current();
@@ -116,6 +117,11 @@ impl SalesHistory {
         if !options.dry_run {
             delete(&table, &doomed).await?;
         }
+        tracing::info!(
+            expired = report.expired_snapshots.len(),
+            files = doomed.len(),
+            "snapshots expired"
+        );
         report.deleted_files = doomed;
         Ok(report)
     }
@@ -165,6 +171,7 @@ impl RemoveOrphanFiles {
         self
     }
 
+    #[tracing::instrument(name = "remove_orphan_files", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
     async fn run(self) -> Result<MaintenanceReport> {
         let (this, older_than, dry_run) = (&self.table, self.older_than, self.dry_run);
         this.refresh().await?;
@@ -189,6 +196,7 @@ impl RemoveOrphanFiles {
             .map(|(path, _)| path)
             .collect();
         orphans.sort();
+        tracing::info!(orphans = orphans.len(), "orphan files found");
         if !dry_run {
             delete(&table, &orphans).await?;
         }

@@ -201,6 +201,7 @@ impl SalesHistory {
     }
 
     /// Like [`ensure`](Self::ensure), with options for a table that gets created.
+    #[tracing::instrument(name = "ensure", skip_all, fields(catalog = %config, stage))]
     pub async fn ensure_with(
         config: &CatalogConfig,
         stage: &str,
@@ -271,12 +272,15 @@ impl SalesHistory {
         // "already exists" (namespace or table) means: load it and check it like any table.
         if !catalog.namespace_exists(ns).await? {
             match catalog.create_namespace(ns, Default::default()).await {
-                Ok(_) => {}
-                Err(e) if crate::classify::already_exists(&e) => {}
+                Ok(_) => tracing::info!(namespace = %ns.join("."), "namespace created"),
+                Err(e) if crate::classify::already_exists(&e) => {
+                    tracing::info!(namespace = %ns.join("."), "namespace created concurrently by another process")
+                }
                 Err(e) => return Err(e),
             }
         }
         if catalog.table_exists(ident).await? {
+            tracing::debug!("table exists; loading it");
             return catalog.load_table(ident).await;
         }
         let creation = TableCreation::builder()
@@ -287,14 +291,21 @@ impl SalesHistory {
             .properties(schema::table_properties(&options))
             .build();
         match catalog.create_table(ns, creation).await {
-            Ok(t) => Ok(t),
-            Err(e) if crate::classify::already_exists(&e) => catalog.load_table(ident).await,
+            Ok(t) => {
+                tracing::info!(location = %t.metadata().location(), "table created");
+                Ok(t)
+            }
+            Err(e) if crate::classify::already_exists(&e) => {
+                tracing::info!("table created concurrently by another process; loading it");
+                catalog.load_table(ident).await
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Opens an existing table without creating anything; [`Error::TableNotFound`] when the
     /// namespace or table is missing, [`Error::SchemaDrift`] when it has drifted.
+    #[tracing::instrument(name = "open", skip_all, fields(catalog = %config, stage))]
     pub async fn open(config: &CatalogConfig, stage: &str) -> Result<Self> {
         let namespace = namespace_for_stage(stage)?;
         let connected = config.connect_existing().await?;

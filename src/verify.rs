@@ -132,7 +132,11 @@ impl SalesHistory {
         let table = match connected.catalog.load_table(&ident).await {
             Ok(t) => t,
             Err(e) => {
-                report.add("table exists", false, format!("cannot load: {e}"));
+                report.add(
+                    "table exists",
+                    false,
+                    format!("cannot load: {}", config.classify(e)),
+                );
                 return Ok(report);
             }
         };

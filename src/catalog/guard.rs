@@ -39,6 +39,7 @@ pub struct CommitStats {
 pub(crate) struct GuardedCatalog {
     inner: Arc<dyn Catalog>,
     commits: AtomicU64,
+    attempts: AtomicU64,
     conflicts: AtomicU64,
     throttled: AtomicU64,
 }
@@ -56,6 +57,7 @@ impl GuardedCatalog {
         GuardedCatalog {
             inner,
             commits: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
         }
@@ -70,9 +72,11 @@ impl GuardedCatalog {
     }
 }
 
-async fn jitter() {
+/// Sleeps a random 0–[`MAX_JITTER_MS`] ms; returns the pause in ms.
+async fn jitter() -> u64 {
     let ms = (uuid::Uuid::new_v4().as_u128() % (MAX_JITTER_MS as u128 + 1)) as u64;
     tokio::time::sleep(Duration::from_millis(ms)).await;
+    ms
 }
 
 #[async_trait]
@@ -162,6 +166,8 @@ impl Catalog for GuardedCatalog {
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        let attempt = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(attempt, "catalog commit attempt");
         match self.inner.update_table(commit).await {
             Ok(t) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -169,12 +175,24 @@ impl Catalog for GuardedCatalog {
             }
             Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
                 self.conflicts.fetch_add(1, Ordering::Relaxed);
-                jitter().await;
+                let pause = jitter().await;
+                tracing::info!(
+                    attempt,
+                    reason = "conflict",
+                    jitter_ms = pause,
+                    "commit refused by a concurrent writer; retrying with refreshed metadata (iceberg backs off per commit.retry.*)"
+                );
                 Err(e.with_retryable(true))
             }
             Err(e) if crate::classify::is_throttling(&e) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
-                jitter().await;
+                let pause = jitter().await;
+                tracing::info!(
+                    attempt,
+                    reason = "throttled",
+                    jitter_ms = pause,
+                    "commit throttled by the catalog; retrying"
+                );
                 Err(iceberg::Error::new(
                     ErrorKind::CatalogCommitConflicts,
                     "commit throttled by the catalog; retrying",

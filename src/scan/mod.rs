@@ -314,6 +314,14 @@ impl Scan {
             }
         };
         metrics.planning = start.elapsed();
+        tracing::debug!(
+            table = %self.table.name(),
+            snapshot_id = ?metrics.snapshot_id,
+            files_in_snapshot = metrics.data_files_in_snapshot,
+            files_planned = metrics.files_planned,
+            planning_ms = metrics.planning.as_millis() as u64,
+            "scan planned"
+        );
         let filter = (!resolved.is_trivial()).then_some(resolved);
         Ok(Planned {
             table,

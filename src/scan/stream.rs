@@ -147,6 +147,14 @@ impl Stream for ScanStream {
             }
             Poll::Ready(None) => {
                 this.inner = None;
+                let m = this.metrics();
+                tracing::debug!(
+                    files_planned = m.files_planned,
+                    files_read = m.files_read,
+                    bytes_read = m.bytes_read,
+                    rows = m.rows_returned,
+                    "scan finished"
+                );
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
