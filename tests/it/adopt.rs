@@ -3,7 +3,9 @@
 //! with a snappy, zstd or unset codec, on the local catalog and on Glue; and one test per kind
 //! of real drift with the message it gets.
 
-use std::collections::{BTreeSet, HashMap};
+#[cfg(feature = "python-tests")]
+use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::spec::{
@@ -11,16 +13,35 @@ use iceberg::spec::{
     UnboundPartitionSpec,
 };
 use iceberg::{NamespaceIdent, TableCreation};
-use sales_history::{CatalogConfig, Column, EnsurePlan, Error, SalesHistory, ScanFilter, schema};
+#[cfg(feature = "python-tests")]
+use sales_history::ScanFilter;
+use sales_history::{CatalogConfig, Column, EnsurePlan, Error, SalesHistory, schema};
 
-use crate::support::{pyiceberg, sample, tree};
+#[cfg(feature = "python-tests")]
+use crate::support::pyiceberg;
+use crate::support::{sample, tree};
 
 /// Rows pyiceberg puts into each fixture (tenant `athena`).
+#[cfg(feature = "python-tests")]
 const FIXTURE_ROWS: usize = 40;
 /// Rows we append to each fixture.
+#[cfg(feature = "python-tests")]
 const OUR_ROWS: usize = 30;
 /// Fixture tables have no embedding-dimension property: the default applies.
 const DIM: usize = schema::DEFAULT_EMBEDDING_DIMENSION;
+
+/// pyiceberg arguments for a command (command first), without the command's own options.
+#[cfg(feature = "python-tests")]
+type PyArgs = Box<dyn Fn(&str) -> Vec<String>>;
+
+/// One drift case: stage, schema, spec, properties, the words the message must contain.
+type DriftCase = (
+    &'static str,
+    IcebergSchema,
+    UnboundPartitionSpec,
+    HashMap<String, String>,
+    &'static str,
+);
 
 /// Where a fixture lives and how pyiceberg reaches it.
 #[cfg(feature = "python-tests")]
@@ -28,7 +49,7 @@ struct Fixture {
     config: CatalogConfig,
     stage: String,
     /// pyiceberg arguments (command first), without the command's own options.
-    py: Box<dyn Fn(&str) -> Vec<String>>,
+    py: PyArgs,
 }
 
 #[cfg(feature = "python-tests")]
@@ -288,13 +309,7 @@ async fn each_kind_of_real_drift_is_refused_with_a_message_that_names_it() {
     let replace = |target: Column, with: NestedField| {
         schema_with(move |c| if c == target { with.clone() } else { field(c) })
     };
-    let cases: Vec<(
-        &str,
-        IcebergSchema,
-        UnboundPartitionSpec,
-        HashMap<String, String>,
-        &str,
-    )> = vec![
+    let cases: Vec<DriftCase> = vec![
         (
             "missing",
             schema_of(

@@ -64,6 +64,7 @@ impl FaultyCatalog {
     }
 
     /// Inject faults at random: each update draws one of `odds` (per-mille), seeded.
+    #[cfg_attr(not(all(feature = "python-tests", feature = "glue")), allow(dead_code))]
     pub fn randomize(&self, seed: u64, odds: Vec<(Fault, u32)>) {
         *self.random.lock().unwrap() = Some((seed, odds));
     }

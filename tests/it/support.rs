@@ -1,7 +1,11 @@
 //! Shared test support: temporary warehouses, sample rows, the Python interop peer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "python-tests")]
+use std::path::PathBuf;
+#[cfg(feature = "python-tests")]
 use std::process::Command;
+#[cfg(feature = "python-tests")]
 use std::sync::OnceLock;
 
 use sales_history::sample::{SampleConfig, SampleGenerator};
