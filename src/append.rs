@@ -9,6 +9,7 @@ use arrow_array::RecordBatch;
 use crate::batch::{conform, records_to_batch};
 use crate::commit::{CommitSummary, PendingCommit};
 use crate::error::{Error, Result};
+use crate::position::Positions;
 use crate::record::SaleRecord;
 use crate::table::SalesHistory;
 use crate::write::write_months;
@@ -59,6 +60,7 @@ pub struct Append {
     input: Input,
     commit_id: Option<String>,
     parallelism: Option<usize>,
+    positions: Positions,
 }
 
 impl Append {
@@ -76,6 +78,7 @@ impl Append {
             input,
             commit_id: None,
             parallelism: None,
+            positions: Positions::default(),
         }
     }
 
@@ -92,6 +95,12 @@ impl Append {
     /// How many months are encoded at once (default: the available cores).
     pub fn parallelism(mut self, tasks: usize) -> Self {
         self.parallelism = Some(tasks.max(1));
+        self
+    }
+
+    /// Source positions to store with the snapshot (the streaming appender's).
+    pub(crate) fn positions(mut self, positions: Positions) -> Self {
+        self.positions = positions;
         self
     }
 
@@ -127,6 +136,7 @@ impl Append {
             files,
             commit_id,
             rows: rows as u64,
+            positions: self.positions,
         };
         Ok(AppendOutcome::Committed(pending.commit(table).await?))
     }

@@ -33,6 +33,7 @@
 #![warn(rust_2018_idioms, unreachable_pub, rustdoc::broken_intra_doc_links)]
 
 mod append;
+mod appender;
 mod batch;
 mod catalog;
 mod classify;
@@ -42,6 +43,7 @@ pub mod iam;
 mod maintenance;
 mod month;
 mod parquet_props;
+mod position;
 mod record;
 #[cfg(feature = "sample-data")]
 pub mod sample;
@@ -55,6 +57,7 @@ mod verify;
 mod write;
 
 pub use append::{Append, AppendOutcome};
+pub use appender::{Appender, AppenderBuilder, AppenderStats};
 #[cfg(feature = "glue")]
 pub use catalog::{AwsCredentials, GlueConfig, Secret};
 pub use catalog::{
@@ -64,6 +67,7 @@ pub use commit::CommitSummary;
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
 pub use parquet_props::DEFAULT_ROW_GROUP_ROWS;
+pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,
 };

@@ -41,6 +41,8 @@ pub struct FaultyCatalog {
     /// When set, the next `load_table` reads the table at once but answers this much later
     /// (a slow refresh whose answer arrives after newer commits).
     slow_next_load: Mutex<Option<std::time::Duration>>,
+    /// When set, every `update_table` waits this long first (a stalled catalog).
+    stall_updates: Mutex<Option<std::time::Duration>>,
     pub injected: Mutex<HashMap<&'static str, u64>>,
     pub updates: AtomicU64,
 }
@@ -53,6 +55,7 @@ impl FaultyCatalog {
             random: Mutex::new(None),
             fail_next_load: Mutex::new(false),
             slow_next_load: Mutex::new(None),
+            stall_updates: Mutex::new(None),
             injected: Mutex::new(HashMap::new()),
             updates: AtomicU64::new(0),
         })
@@ -67,6 +70,11 @@ impl FaultyCatalog {
     #[cfg_attr(not(all(feature = "python-tests", feature = "glue")), allow(dead_code))]
     pub fn randomize(&self, seed: u64, odds: Vec<(Fault, u32)>) {
         *self.random.lock().unwrap() = Some((seed, odds));
+    }
+
+    /// Every `update_table` waits `delay` before reaching the catalog (`None`: no stall).
+    pub fn stall_updates(&self, delay: Option<std::time::Duration>) {
+        *self.stall_updates.lock().unwrap() = delay;
     }
 
     /// The next `load_table` answers `delay` after it has read the table.
@@ -174,6 +182,10 @@ impl Catalog for FaultyCatalog {
     }
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
         self.updates.fetch_add(1, Ordering::Relaxed);
+        let stall = *self.stall_updates.lock().unwrap();
+        if let Some(delay) = stall {
+            tokio::time::sleep(delay).await;
+        }
         match self.next_fault() {
             None => self.inner.update_table(commit).await,
             Some(Fault::Conflict) => {

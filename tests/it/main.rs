@@ -6,6 +6,7 @@
 //! the venv, and fails if they did not run.
 
 mod adopt;
+mod appender;
 mod bad_input;
 mod concurrency;
 mod examples;
