@@ -139,6 +139,7 @@ impl AppenderBuilder {
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             ),
             sequence: AtomicU64::new(0),
+            watch: tokio::sync::watch::Sender::new(AppenderStats::default()),
         });
         let task = runtime.spawn(background(shared.clone()));
         Ok(Appender {
@@ -192,6 +193,8 @@ struct Shared {
     flush_lock: tokio::sync::Mutex<()>,
     prefix: String,
     sequence: AtomicU64,
+    /// The stats after every commit or failed flush.
+    watch: tokio::sync::watch::Sender<AppenderStats>,
 }
 
 /// Rows waiting for a flush.
@@ -381,6 +384,8 @@ impl Shared {
                 state.retry = Some(unit);
                 state.retry_at = Some(Instant::now() + self.max_age);
                 state.failed_flushes += 1;
+                drop(state);
+                self.publish();
                 return Err(e);
             }
         };
@@ -398,7 +403,24 @@ impl Shared {
         state.committed_rows += unit.rows as u64;
         drop(state);
         drop(unit.permits); // the buffer space is free again
+        self.publish();
         Ok(summary)
+    }
+
+    fn stats(&self) -> AppenderStats {
+        let state = self.lock();
+        let (retry_rows, retry_bytes) = state.retry.as_ref().map_or((0, 0), |u| (u.rows, u.bytes));
+        AppenderStats {
+            buffered_rows: (state.buffer.rows + retry_rows) as u64,
+            buffered_bytes: (state.buffer.bytes + retry_bytes) as u64,
+            commits: state.commits,
+            committed_rows: state.committed_rows,
+            failed_flushes: state.failed_flushes,
+        }
+    }
+
+    fn publish(&self) {
+        self.watch.send_replace(self.stats());
     }
 
     /// When the background task should flush next (`None`: nothing buffered); `now` when a
@@ -526,15 +548,13 @@ impl Appender {
 
     /// What the appender holds and has committed.
     pub fn stats(&self) -> AppenderStats {
-        let state = self.shared.lock();
-        let (retry_rows, retry_bytes) = state.retry.as_ref().map_or((0, 0), |u| (u.rows, u.bytes));
-        AppenderStats {
-            buffered_rows: (state.buffer.rows + retry_rows) as u64,
-            buffered_bytes: (state.buffer.bytes + retry_bytes) as u64,
-            commits: state.commits,
-            committed_rows: state.committed_rows,
-            failed_flushes: state.failed_flushes,
-        }
+        self.shared.stats()
+    }
+
+    /// A receiver that sees the stats after every commit and every failed flush (for
+    /// progress lines, metrics, health checks). Rapid changes may be seen as one.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<AppenderStats> {
+        self.shared.watch.subscribe()
     }
 
     /// Flushes everything and stops the background task. Pushes after `close` fail. If the

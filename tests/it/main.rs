@@ -14,6 +14,7 @@ mod faults;
 mod faulty_catalog;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod glue;
+mod ingest;
 #[cfg(feature = "python-tests")]
 mod interop;
 mod local;

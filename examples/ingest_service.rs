@@ -1,0 +1,338 @@
+//! A streaming ingest service: sale events in, one Iceberg snapshot per flush out, exactly once.
+//!
+//! Reads sale events as JSON lines from stdin (one object per line; keys are the column names,
+//! `sold_price` a decimal string, `sold_date` RFC 3339, `embedding` an array of numbers, absent
+//! keys are null), or generates them with `--rate N`. Pushes them through a streaming appender
+//! (flush on `--max-rows`, `--max-bytes` or `--max-age`) and prints one line per flush.
+//!
+//! The source position is the input line number (generated events: their sequence number),
+//! stored with each flush: restarted on the same input after a crash, the service skips what
+//! was already committed, so nothing is lost and nothing is written twice.
+//!
+//! ```text
+//! cargo run --release --example ingest_service -- [--warehouse DIR | --catalog URI] [--stage S] \
+//!     [--source-name NAME] [--max-rows N] [--max-age 1s] [--on-bad-line stop|skip] < events.jsonl
+//! cargo run --release --example ingest_service -- --rate 5000 --events 100000
+//! ```
+
+#[path = "common/catalog_args.rs"]
+mod catalog_args;
+#[path = "common/duration.rs"]
+mod duration;
+#[path = "common/number.rs"]
+mod number;
+#[path = "common/report.rs"]
+mod report;
+
+use std::io::BufRead;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use chrono::DateTime;
+use clap::{Parser, ValueEnum};
+use sales_history::sample::{SampleConfig, SampleGenerator};
+use sales_history::{Appender, SaleRecord, SalesHistory, SourcePosition, TableOptions};
+use serde_json::Value;
+
+/// Streams sale events into the sales_history table: JSON lines from stdin (or generated with
+/// --rate), buffered and committed one snapshot per flush, with the input position stored in
+/// the same commit so that a restart on the same input resumes exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "ingest_service", verbatim_doc_comment)]
+struct Args {
+    /// Name of the source whose positions are stored (default: `stdin`, or `generator-SEED`).
+    #[arg(long, value_name = "NAME")]
+    source_name: Option<String>,
+
+    /// Generate events at this many per second instead of reading stdin (0: as fast as possible).
+    #[arg(long, value_name = "N", value_parser = number::parse::<u64>)]
+    rate: Option<u64>,
+
+    /// With --rate: how many events to generate (default: until interrupted).
+    #[arg(long, value_name = "N", value_parser = number::parse::<u64>)]
+    events: Option<u64>,
+
+    /// With --rate: seed of the generator.
+    #[arg(long, value_name = "N", default_value_t = 7, value_parser = number::parse::<u64>)]
+    seed: u64,
+
+    /// Flush when this many rows are buffered.
+    #[arg(long, value_name = "N", default_value = "50000", value_parser = number::parse::<NonZeroUsize>)]
+    max_rows: NonZeroUsize,
+
+    /// Flush when the buffered rows take this many MiB.
+    #[arg(long, value_name = "MIB", default_value = "64", value_parser = number::parse::<NonZeroUsize>)]
+    max_mib: NonZeroUsize,
+
+    /// Flush when the oldest buffered row is this old (e.g. 1s, 30s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration::parse)]
+    max_age: Duration,
+
+    /// What to do with a line that is not a valid sale event.
+    #[arg(long, value_enum, default_value_t = BadLine::Stop)]
+    on_bad_line: BadLine,
+
+    /// Embedding dimension of the table if this run creates it.
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = number::parse::<NonZeroUsize>)]
+    embedding_dimension: NonZeroUsize,
+
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+
+    #[command(flatten)]
+    catalog: catalog_args::CatalogArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BadLine {
+    /// Stop the run with the line number and the reason (exit status 1).
+    Stop,
+    /// Report the line number and the reason on stderr, skip the line, go on.
+    Skip,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    report::exit_on_error(run(args).await);
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.catalog.config();
+    let options = TableOptions::default().embedding_dimension(args.embedding_dimension.get());
+    let table = SalesHistory::ensure_with(&config, &args.catalog.stage, options).await?;
+    let source = args.source_name.clone().unwrap_or_else(|| match args.rate {
+        Some(_) => format!("generator-{}", args.seed),
+        None => "stdin".to_string(),
+    });
+    let resume = table
+        .last_committed_position(&source)
+        .await?
+        .and_then(|p| p.as_u64())
+        .unwrap_or(0);
+    if !args.quiet {
+        eprintln!(
+            "ingest into {} from {source}: resuming after position {resume}",
+            table.name()
+        );
+    }
+    let appender = table
+        .appender()
+        .max_rows(args.max_rows.get())
+        .max_bytes(args.max_mib.get() << 20)
+        .max_buffered_bytes((args.max_mib.get() << 20) * 4)
+        .max_age(args.max_age)
+        .start()?;
+    let progress = (!args.quiet).then(|| tokio::spawn(print_flushes(appender.watch())));
+    let fed = match args.rate {
+        Some(rate) => generate(&args, &table, &appender, &source, resume, rate).await,
+        None => read_stdin(&args, &appender, &source, resume).await,
+    };
+    let closed = appender.close().await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let (pushed, skipped) = fed?;
+    closed?;
+    let committed = table.last_committed_position(&source).await?;
+    println!(
+        "done: {pushed} events pushed, {skipped} skipped, committed position {}",
+        committed.map_or("none".to_string(), |p| p.position().to_string())
+    );
+    Ok(())
+}
+
+/// Pushes stdin's lines after `resume`; returns (pushed, skipped).
+async fn read_stdin(
+    args: &Args,
+    appender: &Appender,
+    source: &str,
+    resume: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, std::io::Result<String>)>(1024);
+    // Reading stdin blocks: a dedicated thread, bounded channel.
+    std::thread::spawn(move || {
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            if tx.blocking_send((i as u64 + 1, line)).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut pushed, mut skipped) = (0, 0);
+    while let Some((number, line)) = rx.recv().await {
+        let line = line.with_context(|| format!("reading line {number}"))?;
+        if number <= resume || line.trim().is_empty() {
+            continue;
+        }
+        let record = match parse_event(&line) {
+            Ok(r) => r,
+            Err(e) => match args.on_bad_line {
+                BadLine::Stop => bail!("line {number}: {e}"),
+                BadLine::Skip => {
+                    eprintln!("line {number}: skipped: {e}");
+                    skipped += 1;
+                    continue;
+                }
+            },
+        };
+        let position = SourcePosition::at(source, number)?;
+        match appender.push_at(record, position).await {
+            Ok(()) => pushed += 1,
+            Err(e @ sales_history::Error::InvalidValue { .. }) => match args.on_bad_line {
+                BadLine::Stop => bail!("line {number}: {e}"),
+                BadLine::Skip => {
+                    eprintln!("line {number}: skipped: {e}");
+                    skipped += 1;
+                }
+            },
+            Err(e) => return Err(anyhow!(e).context(format!("pushing line {number}"))),
+        }
+    }
+    Ok((pushed, skipped))
+}
+
+/// Generates events at `rate`/s (0: unthrottled) after `resume`; returns (pushed, 0).
+async fn generate(
+    args: &Args,
+    table: &SalesHistory,
+    appender: &Appender,
+    source: &str,
+    resume: u64,
+    rate: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let config = SampleConfig::default()
+        .seed(args.seed)
+        .embedding_dimension(table.embedding_dimension());
+    let mut events = SampleGenerator::new(config);
+    let end = args.events.unwrap_or(u64::MAX);
+    let started = Instant::now();
+    let mut pushed = 0;
+    for number in 1..=end {
+        let record = events.next_record();
+        if number <= resume {
+            continue;
+        }
+        if rate > 0 {
+            let due = started + Duration::from_secs_f64((number - resume) as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        appender
+            .push_at(record, SourcePosition::at(source, number)?)
+            .await?;
+        pushed += 1;
+    }
+    Ok((pushed, 0))
+}
+
+/// One sale event (a JSON object) as a row; the appender validates it against the table.
+fn parse_event(line: &str) -> anyhow::Result<SaleRecord> {
+    let v: Value = serde_json::from_str(line).context("not JSON")?;
+    let obj = v.as_object().ok_or_else(|| anyhow!("not a JSON object"))?;
+    let text = |k: &str| -> anyhow::Result<Option<String>> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => bail!("`{k}` must be a string, not {other}"),
+        }
+    };
+    let required =
+        |k: &str| -> anyhow::Result<String> { text(k)?.ok_or_else(|| anyhow!("`{k}` is missing")) };
+    let price = required("sold_price")?
+        .parse()
+        .map_err(|e| anyhow!("`sold_price`: {e}"))?;
+    let date = DateTime::parse_from_rfc3339(&required("sold_date")?)
+        .map_err(|e| anyhow!("`sold_date` is not RFC 3339: {e}"))?
+        .to_utc();
+    let mut record =
+        SaleRecord::builder(required("product_id")?, required("tenant_id")?, price, date);
+    if let Some(season) = text("season")? {
+        record = record.season(season.parse().map_err(|e| anyhow!("`season`: {e}"))?);
+    }
+    if let Some(e) = obj.get("embedding").filter(|e| !e.is_null()) {
+        let values = e
+            .as_array()
+            .ok_or_else(|| anyhow!("`embedding` must be an array of numbers"))?
+            .iter()
+            .map(|x| {
+                x.as_f64()
+                    .ok_or_else(|| anyhow!("`embedding` must be an array of numbers"))
+            })
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        record = record.embedding(values);
+    }
+    for (k, set) in [
+        ("category", SaleRecordField::Category),
+        ("brand", SaleRecordField::Brand),
+        ("condition", SaleRecordField::Condition),
+        ("image_s3_key", SaleRecordField::ImageS3Key),
+        ("description", SaleRecordField::Description),
+        ("source", SaleRecordField::Source),
+    ] {
+        if let Some(value) = text(k)? {
+            record = set.apply(record, value);
+        }
+    }
+    for k in obj.keys() {
+        if k.parse::<sales_history::Column>().is_err() {
+            bail!("unknown key `{k}`");
+        }
+    }
+    Ok(record.build()?)
+}
+
+/// The optional text columns, set by name.
+#[derive(Clone, Copy)]
+enum SaleRecordField {
+    Category,
+    Brand,
+    Condition,
+    ImageS3Key,
+    Description,
+    Source,
+}
+
+impl SaleRecordField {
+    fn apply(
+        self,
+        b: sales_history::SaleRecordBuilder,
+        v: String,
+    ) -> sales_history::SaleRecordBuilder {
+        match self {
+            SaleRecordField::Category => b.category(v),
+            SaleRecordField::Brand => b.brand(v),
+            SaleRecordField::Condition => b.condition(v),
+            SaleRecordField::ImageS3Key => b.image_s3_key(v),
+            SaleRecordField::Description => b.description(v),
+            SaleRecordField::Source => b.source(v),
+        }
+    }
+}
+
+/// Prints one line per flush (commits or failures) as the appender reports them.
+async fn print_flushes(mut stats: tokio::sync::watch::Receiver<sales_history::AppenderStats>) {
+    let started = Instant::now();
+    let mut seen = *stats.borrow();
+    while stats.changed().await.is_ok() {
+        let now = *stats.borrow_and_update();
+        if now.failed_flushes > seen.failed_flushes {
+            println!(
+                "flush failed ({} so far); {} rows stay buffered for the retry",
+                now.failed_flushes, now.buffered_rows
+            );
+        }
+        if now.commits > seen.commits {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            println!(
+                "flush: +{} rows in {} snapshot(s); {} rows committed, {} buffered, {:.0} rows/s",
+                now.committed_rows - seen.committed_rows,
+                now.commits - seen.commits,
+                now.committed_rows,
+                now.buffered_rows,
+                now.committed_rows as f64 / secs
+            );
+        }
+        seen = now;
+    }
+}

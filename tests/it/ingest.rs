@@ -1,0 +1,252 @@
+//! The ingest service as a real process: kill -9 mid-stream, restart on the same input, and
+//! every event is in the table exactly once; two services with different sources side by side.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sales_history::{CatalogConfig, SaleRecord, SalesHistory};
+
+use crate::support::{DIM, sample};
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
+    dir.join("examples").join(name)
+}
+
+/// One sale event as the service reads it.
+fn event_line(r: &SaleRecord) -> String {
+    serde_json::json!({
+        "product_id": r.product_id,
+        "tenant_id": r.tenant_id,
+        "sold_price": r.sold_price.to_string(),
+        "sold_date": r.sold_date.to_rfc3339(),
+        "category": r.category,
+        "brand": r.brand,
+        "embedding": r.embedding,
+        "source": "kill-test",
+    })
+    .to_string()
+}
+
+fn events(n: usize, seed: u64) -> Vec<String> {
+    sample(n, DIM, seed).iter().map(event_line).collect()
+}
+
+fn service(catalog: &[String], source: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(example("ingest_service"));
+    cmd.args(catalog)
+        .args(["--stage", "ingest", "--source-name", source])
+        .args(["--embedding-dimension", &DIM.to_string()])
+        .args(["--max-rows", "300", "--max-age", "200ms", "--quiet"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn finish(child: Child, what: &str) -> String {
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn committed(config: &CatalogConfig, source: &str) -> u64 {
+    match SalesHistory::open(config, "ingest").await {
+        Ok(t) => t
+            .last_committed_position(source)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.as_u64())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Kill -9 a service mid-stream, restart it on the whole input; returns (sent, found, dupes).
+async fn kill_and_resume(
+    config: &CatalogConfig,
+    catalog_args: &[String],
+    env: &[(&str, &str)],
+) -> (usize, usize, usize) {
+    let lines = events(3000, 41);
+    // First run: fed half the input through a pipe, killed once something is committed.
+    let mut first = service(catalog_args, "stdin", env).spawn().expect("spawn");
+    {
+        let stdin = first.stdin.as_mut().expect("stdin");
+        for l in &lines[..1500] {
+            writeln!(stdin, "{l}").expect("write");
+        }
+        stdin.flush().expect("flush");
+    }
+    let start = Instant::now();
+    while committed(config, "stdin").await < 300 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let at_kill = committed(config, "stdin").await;
+    assert!(at_kill > 0 && at_kill <= 1500, "{at_kill}");
+    // Second run: the whole input again; it resumes after the committed position.
+    let mut second = service(catalog_args, "stdin", env).spawn().expect("spawn");
+    {
+        let mut stdin = second.stdin.take().expect("stdin");
+        for l in &lines {
+            writeln!(stdin, "{l}").expect("write");
+        }
+    }
+    finish(second, "the restarted service");
+    let table = SalesHistory::open(config, "ingest").await.expect("open");
+    let rows = table.scan().to_records().await.expect("scan");
+    let distinct: BTreeSet<&str> = rows.iter().map(|r| r.product_id.as_str()).collect();
+    println!(
+        "kill/resume: {} events sent, killed at committed line {at_kill}, {} rows found, {} duplicates",
+        lines.len(),
+        rows.len(),
+        rows.len() - distinct.len()
+    );
+    (lines.len(), rows.len(), rows.len() - distinct.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_and_restarted_every_event_lands_once_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
+    let args = ["--warehouse".to_string(), wh.to_str().unwrap().to_string()];
+    let (sent, found, dupes) = kill_and_resume(&config, &args, &[]).await;
+    assert_eq!((found, dupes), (sent, 0));
+    #[cfg(feature = "python-tests")]
+    {
+        let got = crate::support::pyiceberg(&[
+            "read",
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--namespace",
+            "pricing_intelligence_ingest",
+            "--no-rows",
+        ]);
+        assert_eq!(
+            got["row_count"], sent as u64,
+            "pyiceberg reads the same count"
+        );
+    }
+}
+
+#[cfg(all(feature = "python-tests", feature = "glue"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_and_restarted_every_event_lands_once_on_glue() {
+    let moto = crate::moto::moto();
+    let config = moto.fresh("ingest-kill");
+    let args = ["--catalog".to_string(), config.to_string()];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let (sent, found, dupes) = kill_and_resume(&config, &args, &env).await;
+    assert_eq!((found, dupes), (sent, 0));
+    let py = crate::moto::pyiceberg_glue_args(
+        "read",
+        "s3://ingest-kill/warehouse",
+        "pricing_intelligence_ingest",
+    );
+    let mut py: Vec<&str> = py.iter().map(String::as_str).collect();
+    py.push("--no-rows");
+    let got = crate::support::pyiceberg(&py);
+    assert_eq!(
+        got["row_count"], sent as u64,
+        "pyiceberg reads the same count"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_with_their_own_sources_share_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
+    // Create the table first so both services only append.
+    sales_history::SalesHistory::ensure_with(
+        &config,
+        "ingest",
+        sales_history::TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .unwrap();
+    let args = ["--warehouse".to_string(), wh.to_str().unwrap().to_string()];
+    let mut children = Vec::new();
+    for (source, seed) in [("orders-a", 51), ("orders-b", 52)] {
+        let mut child = service(&args, source, &[]).spawn().expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let lines = events(1200, seed);
+        let writer = std::thread::spawn(move || {
+            for l in lines {
+                writeln!(stdin, "{l}").expect("write");
+            }
+        });
+        children.push((source, child, writer));
+    }
+    for (source, child, writer) in children {
+        writer.join().unwrap();
+        finish(child, source);
+    }
+    let table = SalesHistory::open(&config, "ingest").await.unwrap();
+    assert_eq!(table.scan().count().await.unwrap(), 2400, "totals exact");
+    for source in ["orders-a", "orders-b"] {
+        let p = table.last_committed_position(source).await.unwrap();
+        assert_eq!(p.and_then(|p| p.as_u64()), Some(1200), "{source}");
+    }
+}
+
+/// A bad line: reported with its number; `--on-bad-line stop` stops (after committing what
+/// came before), `skip` goes on; nothing is dropped silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lines_are_reported_with_their_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
+    let args = ["--warehouse".to_string(), wh.to_str().unwrap().to_string()];
+    let mut lines = events(20, 61);
+    lines[9] = "{\"product_id\": \"x\"}".to_string();
+    let run = |extra: &'static [&'static str]| {
+        let mut child = service(&args, "stdin", &[])
+            .args(extra)
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().unwrap();
+        for l in &lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let stopped = run(&[]);
+    assert_eq!(stopped.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        err.contains("line 10") && err.contains("sold_price"),
+        "{err}"
+    );
+    assert_eq!(
+        committed(&config, "stdin").await,
+        9,
+        "the lines before it are committed"
+    );
+    let skipped = run(&["--on-bad-line", "skip"]);
+    assert!(skipped.status.success());
+    let err = String::from_utf8_lossy(&skipped.stderr);
+    // The restart resumed after line 9: line 10 is reported again, then skipped.
+    assert!(err.contains("line 10: skipped"), "{err}");
+    let table = SalesHistory::open(&config, "ingest").await.unwrap();
+    assert_eq!(table.scan().count().await.unwrap(), 19);
+}
