@@ -13,7 +13,14 @@
 //! cargo run --release --example ingest_service -- [--warehouse DIR | --catalog URI] [--stage S] \
 //!     [--source-name NAME] [--max-rows N] [--max-age 1s] [--on-bad-line stop|skip] < events.jsonl
 //! cargo run --release --example ingest_service -- --rate 5000 --events 100000
+//! cargo run --release --features kinesis --example ingest_service -- --kinesis-stream sales \
+//!     [--kinesis-endpoint URL] [--region R] [--idle-exit 30s]
 //! ```
+//!
+//! From Kinesis (feature `kinesis`), every shard is consumed; each shard is its own source
+//! (`kinesis:STREAM/SHARD`) whose position is the record's sequence number, and on restart each
+//! shard resumes after its committed sequence number (`AFTER_SEQUENCE_NUMBER`). Record data is
+//! one sale event as JSON, as on stdin.
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
@@ -52,6 +59,23 @@ struct Args {
     /// With --rate: how many events to generate (default: until interrupted).
     #[arg(long, value_name = "N", value_parser = number::parse::<u64>)]
     events: Option<u64>,
+
+    /// Consume this Kinesis stream (every shard) instead of stdin (feature `kinesis`).
+    #[arg(long, value_name = "NAME", conflicts_with = "rate")]
+    kinesis_stream: Option<String>,
+
+    /// Kinesis endpoint override (an emulator); default: the region's endpoint.
+    #[arg(long, value_name = "URL", requires = "kinesis_stream")]
+    kinesis_endpoint: Option<String>,
+
+    /// AWS region of the Kinesis stream (default: $AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION", requires = "kinesis_stream")]
+    region: Option<String>,
+
+    /// With --kinesis-stream: stop (after committing) when no record arrived for this long
+    /// (default: run until interrupted).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse, requires = "kinesis_stream")]
+    idle_exit: Option<Duration>,
 
     /// With --rate: seed of the generator.
     #[arg(long, value_name = "N", default_value_t = 7, value_parser = number::parse::<u64>)]
@@ -103,6 +127,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.catalog.config();
     let options = TableOptions::default().embedding_dimension(args.embedding_dimension.get());
     let table = SalesHistory::ensure_with(&config, &args.catalog.stage, options).await?;
+    let appender_for = |table: &SalesHistory| {
+        table
+            .appender()
+            .max_rows(args.max_rows.get())
+            .max_bytes(args.max_mib.get() << 20)
+            .max_buffered_bytes((args.max_mib.get() << 20) * 4)
+            .max_age(args.max_age)
+            .start()
+    };
+    if let Some(stream) = &args.kinesis_stream {
+        return kinesis::run(&args, &table, appender_for(&table)?, stream).await;
+    }
     let source = args.source_name.clone().unwrap_or_else(|| match args.rate {
         Some(_) => format!("generator-{}", args.seed),
         None => "stdin".to_string(),
@@ -118,13 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             table.name()
         );
     }
-    let appender = table
-        .appender()
-        .max_rows(args.max_rows.get())
-        .max_bytes(args.max_mib.get() << 20)
-        .max_buffered_bytes((args.max_mib.get() << 20) * 4)
-        .max_age(args.max_age)
-        .start()?;
+    let appender = appender_for(&table)?;
     let progress = (!args.quiet).then(|| tokio::spawn(print_flushes(appender.watch())));
     let fed = match args.rate {
         Some(rate) => generate(&args, &table, &appender, &source, resume, rate).await,
@@ -334,5 +364,169 @@ async fn print_flushes(mut stats: tokio::sync::watch::Receiver<sales_history::Ap
             );
         }
         seen = now;
+    }
+}
+
+/// The Kinesis source: one consumer task per shard, positions = sequence numbers.
+#[cfg(feature = "kinesis")]
+mod kinesis {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, anyhow, bail};
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use sales_history::{Appender, SalesHistory, SourcePosition};
+
+    use super::{Args, BadLine, parse_event};
+
+    pub(super) async fn run(
+        args: &Args,
+        table: &SalesHistory,
+        appender: Appender,
+        stream: &str,
+    ) -> anyhow::Result<()> {
+        let region = args
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region));
+        if let Some(url) = &args.kinesis_endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let client = aws_sdk_kinesis::Client::new(&loader.load().await);
+        let shards = client
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .with_context(|| format!("listing the shards of Kinesis stream `{stream}`"))?;
+        let appender = Arc::new(appender);
+        let mut tasks = Vec::new();
+        for shard in shards.shards() {
+            let shard_id = shard.shard_id().to_string();
+            let source = format!("kinesis:{stream}/{shard_id}");
+            let resume = table.last_committed_position(&source).await?;
+            if !args.quiet {
+                eprintln!(
+                    "shard {shard_id}: resuming after {}",
+                    resume
+                        .as_ref()
+                        .map_or("the start (TRIM_HORIZON)", |p| p.position())
+                );
+            }
+            let mut iterator = client
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(&shard_id);
+            iterator = match &resume {
+                Some(p) => iterator
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .starting_sequence_number(p.position()),
+                None => iterator.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            let iterator = iterator
+                .send()
+                .await
+                .with_context(|| format!("shard iterator for {shard_id}"))?
+                .shard_iterator()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("no shard iterator for {shard_id}"))?;
+            let (client, appender) = (client.clone(), appender.clone());
+            let (idle_exit, on_bad) = (args.idle_exit, args.on_bad_line);
+            tasks.push(tokio::spawn(async move {
+                consume(client, appender, source, iterator, idle_exit, on_bad).await
+            }));
+        }
+        let mut pushed = 0u64;
+        let mut first_error = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(n)) => pushed += n,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow!("a shard consumer failed: {e}"));
+                }
+            }
+        }
+        let appender = Arc::into_inner(appender).ok_or_else(|| anyhow!("appender still shared"))?;
+        let closed = appender.close().await;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        closed?;
+        println!(
+            "done: {pushed} records pushed from {} shards",
+            shards.shards().len()
+        );
+        Ok(())
+    }
+
+    /// Reads one shard until it has been idle for `idle_exit` (or forever); returns records pushed.
+    async fn consume(
+        client: aws_sdk_kinesis::Client,
+        appender: Arc<Appender>,
+        source: String,
+        mut iterator: String,
+        idle_exit: Option<Duration>,
+        on_bad: BadLine,
+    ) -> anyhow::Result<u64> {
+        let mut pushed = 0;
+        let mut last_record = Instant::now();
+        loop {
+            let out = client
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(1000)
+                .send()
+                .await
+                .with_context(|| format!("reading {source}"))?;
+            for r in out.records() {
+                let seq = r.sequence_number();
+                let line = String::from_utf8_lossy(r.data().as_ref()).into_owned();
+                let record = match parse_event(&line) {
+                    Ok(record) => record,
+                    Err(e) => match on_bad {
+                        BadLine::Stop => bail!("{source} record {seq}: {e}"),
+                        BadLine::Skip => {
+                            eprintln!("{source} record {seq}: skipped: {e}");
+                            continue;
+                        }
+                    },
+                };
+                appender
+                    .push_at(record, SourcePosition::new(source.clone(), seq)?)
+                    .await
+                    .with_context(|| format!("{source} record {seq}"))?;
+                pushed += 1;
+            }
+            if !out.records().is_empty() {
+                last_record = Instant::now();
+            } else if idle_exit.is_some_and(|idle| last_record.elapsed() >= idle) {
+                return Ok(pushed);
+            }
+            match out.next_shard_iterator() {
+                Some(next) => iterator = next.to_string(),
+                None => return Ok(pushed), // the shard was closed (resharded)
+            }
+            if out.records().is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "kinesis"))]
+mod kinesis {
+    pub(super) async fn run(
+        _: &super::Args,
+        _: &sales_history::SalesHistory,
+        _: sales_history::Appender,
+        _: &str,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("this build has no Kinesis support: build with `--features kinesis`")
     }
 }

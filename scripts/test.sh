@@ -41,7 +41,10 @@ cargo test --all-features 2>&1 | tee "$log"
 for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactly_our_rows \
          adopt::athena_tables_on_the_local_catalog_are_adopted adopt::athena_tables_on_glue_are_adopted \
          soak::soak_with_random_faults_loses_and_duplicates_nothing sql_queries::the_twelve_queries_match_duckdb \
-         faults::storage_faults_on_glue_and_s3 concurrency::eight_writers_on_glue; do
+         faults::storage_faults_on_glue_and_s3 concurrency::eight_writers_on_glue \
+         ingest::killed_mid_stream_and_restarted_every_event_lands_once_on_glue \
+         ingest::killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream \
+         service::replicas_starting_together_on_a_new_stage_all_succeed_on_glue; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

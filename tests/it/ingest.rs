@@ -250,3 +250,139 @@ async fn bad_lines_are_reported_with_their_number() {
     let table = SalesHistory::open(&config, "ingest").await.unwrap();
     assert_eq!(table.scan().count().await.unwrap(), 19);
 }
+
+/// From a 2-shard Kinesis stream on the emulator: kill -9 mid-stream, restart, and each shard
+/// resumes after its committed sequence number: every record lands exactly once.
+#[cfg(all(feature = "python-tests", feature = "glue", feature = "kinesis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+    let moto = crate::moto::moto();
+    let endpoint = moto.endpoint();
+    let creds = aws_sdk_kinesis::config::Credentials::new(
+        "testing",
+        "testing-secret-key",
+        None,
+        None,
+        "test",
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(crate::moto::REGION))
+        .endpoint_url(&endpoint)
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let stream = "sales-events";
+    kinesis
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(2)
+        .send()
+        .await
+        .expect("create stream");
+    let lines = events(3000, 71);
+    for chunk in lines.chunks(500) {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(l.as_bytes()))
+                    .partition_key(format!("key-{i}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("put records");
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shards.shards().len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
+    let run = |idle_exit: Option<&str>| {
+        let mut cmd = Command::new(example("ingest_service"));
+        cmd.args(["--warehouse", wh.to_str().unwrap(), "--stage", "ingest"])
+            .args(["--kinesis-stream", stream, "--kinesis-endpoint", &endpoint])
+            .args(["--region", crate::moto::REGION])
+            .args(["--embedding-dimension", &DIM.to_string()])
+            .args(["--max-rows", "300", "--max-age", "200ms", "--quiet"])
+            .envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(idle) = idle_exit {
+            cmd.args(["--idle-exit", idle]);
+        }
+        cmd.spawn().expect("spawn")
+    };
+    let mut first = run(None);
+    let start = Instant::now();
+    loop {
+        let rows = match SalesHistory::open(&config, "ingest").await {
+            Ok(t) => t.scan().count().await.unwrap_or(0),
+            Err(_) => 0,
+        };
+        if rows >= 300 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing committed from Kinesis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let table = SalesHistory::open(&config, "ingest").await.unwrap();
+    let at_kill = table.scan().count().await.unwrap();
+    let mut positions = Vec::new();
+    for s in shards.shards() {
+        let source = format!("kinesis:{stream}/{}", s.shard_id());
+        positions.push(table.last_committed_position(&source).await.unwrap());
+    }
+    assert!(
+        positions.iter().any(Option::is_some),
+        "no shard position committed"
+    );
+    finish(run(Some("2s")), "the restarted Kinesis consumer");
+    let rows = table.scan().to_records().await.unwrap();
+    let distinct: BTreeSet<&str> = rows.iter().map(|r| r.product_id.as_str()).collect();
+    println!(
+        "kinesis kill/resume: {} records sent over 2 shards, {at_kill} rows committed at the kill, {} rows found, {} duplicates",
+        lines.len(),
+        rows.len(),
+        rows.len() - distinct.len()
+    );
+    assert_eq!(rows.len(), lines.len());
+    assert_eq!(distinct.len(), lines.len(), "no record twice");
+    let got = crate::support::pyiceberg(&[
+        "read",
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--namespace",
+        "pricing_intelligence_ingest",
+        "--no-rows",
+    ]);
+    assert_eq!(got["row_count"], lines.len() as u64);
+}
