@@ -239,6 +239,93 @@ impl From<&Cli> for Args {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The appender's own timing of each flush
+
+/// Captures the appender's `flushed` tracing events (its own timing of each background or
+/// explicit flush: the data-file write plus the catalog commit, after the rows' conversion to
+/// Arrow). Read only for reporting; when the library words it differently nothing is captured
+/// and the figures print as n/a.
+mod flush_log {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, Layer};
+
+    #[derive(Debug, Clone, Copy)]
+    pub struct Flush {
+        /// When the event was seen (right after the commit).
+        pub at: Instant,
+        pub ms: u64,
+        pub rows: u64,
+        pub data_files: u64,
+    }
+
+    static FLUSHES: Mutex<Vec<Flush>> = Mutex::new(Vec::new());
+
+    /// The flushes seen since the last call.
+    pub fn take() -> Vec<Flush> {
+        std::mem::take(&mut *FLUSHES.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    #[derive(Default)]
+    struct Fields {
+        flushed: bool,
+        ms: Option<u64>,
+        rows: u64,
+        data_files: u64,
+    }
+
+    impl Visit for Fields {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            match field.name() {
+                "ms" => self.ms = Some(value),
+                "rows" => self.rows = value,
+                "data_files" => self.data_files = value,
+                _ => {}
+            }
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            self.record_u64(field, u64::try_from(value).unwrap_or(0));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "message" {
+                self.flushed = value == "flushed";
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.flushed = format!("{value:?}") == "flushed";
+            }
+        }
+    }
+
+    pub struct Capture;
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if !event.metadata().target().starts_with("sales_history") {
+                return;
+            }
+            let mut f = Fields::default();
+            event.record(&mut f);
+            if let (true, Some(ms)) = (f.flushed, f.ms) {
+                let flush = Flush {
+                    at: Instant::now(),
+                    ms,
+                    rows: f.rows,
+                    data_files: f.data_files,
+                };
+                FLUSHES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(flush);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Data, files, statistics
 
 fn pool(seed: u64, months: u32, n: usize) -> Vec<SaleRecord> {
@@ -1532,10 +1619,16 @@ async fn run(args: Args) -> Res<()> {
 fn main() {
     let cli = Cli::parse();
     let args = Args::from(&cli);
-    if cli.trace {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_max_level(tracing::Level::INFO)
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let fmt = cli
+            .trace
+            .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(flush_log::Capture)
+            .with(fmt)
             .init();
     }
     report::exit_on_error(

@@ -3,28 +3,12 @@
 //! that create nothing, and (with the emulator) the tools on Glue and the IAM policy checked
 //! against what the crate really calls (moto's request recorder).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use sales_history::{CatalogConfig, SalesHistory, TableOptions};
 
 use crate::support::{sample, tree};
-
-/// Path of an example binary (`cargo test` builds the examples next to the test binary).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile dir");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run through `cargo test`",
-        path.display()
-    );
-    path
-}
 
 fn run(name: &str, args: &[&str]) -> (i32, String, String) {
     run_with_env(name, args, &[])
@@ -32,7 +16,7 @@ fn run(name: &str, args: &[&str]) -> (i32, String, String) {
 
 /// Runs an example binary with extra environment variables; (exit code, stdout, stderr).
 fn run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out: Output = Command::new(example(name))
+    let out: Output = Command::new(crate::support::example(name))
         .args(args)
         .envs(env.iter().copied())
         .output()

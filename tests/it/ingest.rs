@@ -3,19 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sales_history::{CatalogConfig, SaleRecord, SalesHistory};
 
 use crate::support::{DIM, sample};
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
-    dir.join("examples").join(name)
-}
 
 /// One sale event as the service reads it.
 fn event_line(r: &SaleRecord) -> String {
@@ -37,7 +30,7 @@ fn events(n: usize, seed: u64) -> Vec<String> {
 }
 
 fn service(catalog: &[String], source: &str, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(example("ingest_service"));
+    let mut cmd = Command::new(crate::support::example("ingest_service"));
     cmd.args(catalog)
         .args(["--stage", "ingest", "--source-name", source])
         .args(["--embedding-dimension", &DIM.to_string()])
@@ -317,7 +310,7 @@ async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
     let wh = dir.path().join("wh");
     let config = CatalogConfig::local(&wh);
     let run = |idle_exit: Option<&str>| {
-        let mut cmd = Command::new(example("ingest_service"));
+        let mut cmd = Command::new(crate::support::example("ingest_service"));
         cmd.args(["--warehouse", wh.to_str().unwrap(), "--stage", "ingest"])
             .args(["--kinesis-stream", stream, "--kinesis-endpoint", &endpoint])
             .args(["--region", crate::moto::REGION])

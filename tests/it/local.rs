@@ -8,7 +8,7 @@ use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, RecordBatch
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{Datelike, TimeZone, Utc};
 use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, Type};
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation};
+use iceberg::{NamespaceIdent, TableCreation};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sales_history::schema::{self, Column};
 use sales_history::{AppendOutcome, CatalogConfig, Error, SalesHistory};
@@ -328,28 +328,6 @@ async fn caller_built_batches_are_conformed() {
     assert_eq!(emb.null_count(), 0);
 }
 
-async fn raw_catalog(dir: &std::path::Path) -> impl Catalog {
-    let root = std::fs::canonicalize(dir).unwrap();
-    let root = root.to_str().unwrap();
-    iceberg_catalog_sql::SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(
-            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
-        ))
-        .load(
-            sales_history::LOCAL_CATALOG_NAME,
-            HashMap::from([
-                (
-                    "uri".to_string(),
-                    format!("sqlite://{root}/catalog.db?mode=rwc"),
-                ),
-                ("warehouse".to_string(), format!("file://{root}")),
-                ("sql_bind_style".to_string(), "QMark".to_string()),
-            ]),
-        )
-        .await
-        .unwrap()
-}
-
 /// Creates `pricing_intelligence_{stage}.sales_history` with a hand-made schema and props.
 async fn create_raw(
     dir: &std::path::Path,
@@ -357,7 +335,7 @@ async fn create_raw(
     schema: IcebergSchema,
     props: HashMap<String, String>,
 ) {
-    let catalog = raw_catalog(dir).await;
+    let catalog = crate::support::raw_catalog(&CatalogConfig::local(dir)).await;
     let ns = NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
     catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
     let creation = TableCreation::builder()

@@ -67,6 +67,16 @@ fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>)
         filter = filter.tenants(t.clone());
         checks.push(Box::new(move |r| t.contains(&r.tenant_id)));
     }
+    if rng.chance(20) {
+        // A few product ids (and one that is not in the table).
+        let all = distinct(&|r| Some(r.product_id.clone()));
+        let mut p: Vec<String> = (0..1 + rng.below(3))
+            .map(|_| all[rng.below(all.len() as u64) as usize].clone())
+            .collect();
+        p.push("no-such-product".to_string());
+        filter = filter.product_ids(p.clone());
+        checks.push(Box::new(move |r| p.contains(&r.product_id)));
+    }
     macro_rules! list {
         ($field:ident, $method:ident) => {
             if rng.chance(30) {

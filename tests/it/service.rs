@@ -3,7 +3,6 @@
 //! stage (real processes).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,20 +154,13 @@ async fn reads_see_other_writers_as_the_freshness_policy_says() {
     assert_eq!(zero_age.snapshots().await.unwrap().len(), 2);
 }
 
-/// Path of an example binary (`cargo test` builds the examples next to the test binary).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("profile dir");
-    dir.join("examples").join(name)
-}
-
 /// `n` real processes load into the same fresh stage at the same moment; returns each one's
 /// wall time. All must succeed.
 fn cold_start(n: usize, catalog_args: &[String], env: &[(&str, &str)]) -> Vec<Duration> {
     let children: Vec<_> = (0..n)
         .map(|i| {
             let started = Instant::now();
-            let child = Command::new(example("load_sample_sales_data"))
+            let child = Command::new(crate::support::example("load_sample_sales_data"))
                 .args(["--num-records", "100", "--seed", &i.to_string(), "--quiet"])
                 .args(["--stage", "cold"])
                 .args(catalog_args)

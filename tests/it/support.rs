@@ -183,3 +183,19 @@ pub async fn raw_catalog(config: &CatalogConfig) -> std::sync::Arc<dyn iceberg::
         other => panic!("no raw catalog for {other}"),
     }
 }
+
+/// Path of an example binary (`cargo test` builds the examples next to the test binary).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run through `cargo test` (or `cargo build --examples` first)",
+        path.display()
+    );
+    path
+}
