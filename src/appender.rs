@@ -313,11 +313,15 @@ impl Shared {
             }
         };
         if let Some(buffer) = unit {
-            let unit = self.unit(buffer).map_err(|e| {
-                // Conversion of validated rows cannot fail on data; if it does, say so.
-                tracing::error!(error = %e, "buffered rows could not be converted");
-                e
-            })?;
+            let unit = match self.unit(buffer) {
+                Ok(unit) => unit,
+                Err((e, buffer)) => {
+                    // Validated rows always convert; should they not, keep them (never drop).
+                    tracing::error!(error = %e, "buffered rows could not be converted; kept");
+                    self.restore(buffer);
+                    return Err(e);
+                }
+            };
             last = Some(self.commit(unit).await?);
         }
         self.lock().failed = None;
@@ -325,11 +329,17 @@ impl Shared {
     }
 
     /// The buffer as one unit with a fresh commit id.
-    fn unit(&self, buffer: Buffer) -> Result<Unit> {
+    fn unit(&self, buffer: Buffer) -> std::result::Result<Unit, (Error, Buffer)> {
+        let records = if buffer.records.is_empty() {
+            None
+        } else {
+            match records_to_batch(&buffer.records) {
+                Ok(b) => Some(b),
+                Err(e) => return Err((e, buffer)),
+            }
+        };
         let mut batches = buffer.batches;
-        if !buffer.records.is_empty() {
-            batches.push(records_to_batch(&buffer.records)?);
-        }
+        batches.extend(records);
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         Ok(Unit {
             commit_id: format!("{}-{seq:06}", self.prefix),
@@ -339,6 +349,20 @@ impl Shared {
             positions: buffer.positions,
             permits: buffer.permits,
         })
+    }
+
+    /// Puts taken rows back in front of what was pushed since.
+    fn restore(&self, mut taken: Buffer) {
+        let mut state = self.lock();
+        let newer = std::mem::take(&mut state.buffer);
+        taken.records.extend(newer.records);
+        taken.batches.extend(newer.batches);
+        taken.rows += newer.rows;
+        taken.bytes += newer.bytes;
+        taken.oldest = taken.oldest.or(newer.oldest);
+        taken.positions.merge(&newer.positions);
+        taken.permits.extend(newer.permits);
+        state.buffer = taken;
     }
 
     /// One unit → one snapshot (or none if an earlier attempt with its commit id landed). On

@@ -26,6 +26,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Iceberg stays an implementation detail: errors are this crate's [`Error`] kinds (the
+//! underlying error is their `source()`), and iceberg types appear only in the escape hatches,
+//! for callers who need iceberg itself: [`CatalogConfig::Custom`] (any iceberg `Catalog`),
+//! [`SalesHistory::iceberg_table`] (the cached `Table`), and the layout as iceberg values in
+//! [`schema`] (`iceberg_schema`, `partition_spec`, [`Column::iceberg_type`]).
+//!
 //! Bad input never reaches storage: every append is validated first and fails with
 //! [`Error::InvalidValue`] (naming the column and row) or [`Error::BatchSchemaMismatch`],
 //! leaving the table and the warehouse as they were.
