@@ -127,6 +127,60 @@ def patch_glue_update_table_version_check() -> None:
     _PATCHED = True
 
 
+# --------------------------------------------------------------------------- S3 Tables patch
+
+_S3TABLES_LOCK = threading.RLock()
+_S3TABLES_PATCHED = False
+
+
+def patch_s3tables_response_shapes() -> None:
+    """Make moto 5.2.5's S3 Tables answers parse with the AWS SDKs, and its compare-and-swap atomic.
+
+    moto 5.2.5 answers ``GetTable`` with ``"managedByService": false`` (AWS: a string naming
+    the managing service, absent for customer tables) and ``UpdateTableMetadataLocation`` with
+    ``"namespace": "ns"`` (AWS: a list of strings). The Rust AWS SDK (aws-sdk-s3tables, used by
+    iceberg-catalog-s3tables) refuses both ("expected ValueString", "expected start array").
+    The version-token check itself is moto's; it runs here under one lock so that check and
+    update are atomic under the threaded server, as the real service's conditional update is.
+    """
+    global _S3TABLES_PATCHED
+    if _S3TABLES_PATCHED:
+        return
+    from moto.s3tables.responses import S3TablesResponse
+
+    def fixed(original: Callable[..., Any], fix: Callable[[dict], None], locked: bool = False):
+        def handler(self):  # type: ignore[no-untyped-def]
+            if locked:
+                with _S3TABLES_LOCK:
+                    status, headers, body = original(self)
+            else:
+                status, headers, body = original(self)
+            if status == 200 and body:
+                data = json.loads(body)
+                fix(data)
+                body = json.dumps(data)
+            return status, headers, body
+
+        handler.__wrapped__ = original  # type: ignore[attr-defined]
+        handler.__name__ = original.__name__
+        return handler
+
+    def get_table(data: dict) -> None:
+        if not isinstance(data.get("managedByService"), str):
+            data.pop("managedByService", None)
+
+    def update_location(data: dict) -> None:
+        ns = data.get("namespace")
+        if isinstance(ns, str):
+            data["namespace"] = [ns]
+
+    S3TablesResponse.get_table = fixed(S3TablesResponse.get_table, get_table)  # type: ignore[method-assign]
+    S3TablesResponse.update_table_metadata_location = fixed(  # type: ignore[method-assign]
+        S3TablesResponse.update_table_metadata_location, update_location, locked=True
+    )
+    _S3TABLES_PATCHED = True
+
+
 # --------------------------------------------------------------------------- request recorder
 
 _S3_BUCKET_SUBRESOURCES = {
@@ -379,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         patch_glue_update_table_version_check()
+        patch_s3tables_response_shapes()
 
         if not args.verbose:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)

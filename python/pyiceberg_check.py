@@ -143,6 +143,16 @@ def open_glue_catalog(args: argparse.Namespace):
 def load_table(args: argparse.Namespace):
     from pyiceberg.exceptions import NoSuchTableError
 
+    if getattr(args, "metadata_location", None):
+        # A catalog pyiceberg has no client for here (S3 Tables on the emulator): read the
+        # table straight from the metadata file the catalog reports.
+        from pyiceberg.table import StaticTable
+
+        disable_aws_metadata()
+        props = glue_properties(args.glue_endpoint or args.s3_endpoint, args.s3_endpoint, args.region or "us-east-1")
+        props = {k: v for k, v in props.items() if k.startswith("s3.") or k == "py-io-impl"}
+        return StaticTable.from_metadata(args.metadata_location, properties=props)
+
     ident = (args.namespace, args.table)
     if args.catalog == "glue":
         catalog = open_glue_catalog(args)
@@ -564,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("--snapshot-id", type=int, default=None)
     r.add_argument("--no-rows", action="store_true", help="omit the rows list")
+    r.add_argument(
+        "--metadata-location",
+        default=None,
+        help="read this metadata file with StaticTable (S3 Tables); needs --catalog glue's --s3-endpoint",
+    )
     r.set_defaults(func=cmd_read)
 
     a = sub.add_parser("append", help="append N deterministic rows with pyiceberg")

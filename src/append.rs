@@ -129,7 +129,8 @@ impl Append {
         let tasks = self
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let files = write_months(&table.current(), &batches, tasks, &commit_id).await?;
+        let may_delete = table.config().may_delete_files();
+        let files = write_months(&table.current(), &batches, tasks, &commit_id, may_delete).await?;
         drop(batches);
         // 4. Commit them as one snapshot.
         let pending = PendingCommit {

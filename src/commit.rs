@@ -171,11 +171,18 @@ impl PendingCommit {
                 ..summary
             });
         }
-        tracing::info!(
-            files = self.files.paths.len(),
-            "the commit did not land; deleting its files"
-        );
-        self.files.delete(table.current().file_io()).await;
+        if table.config().may_delete_files() {
+            tracing::info!(
+                files = self.files.paths.len(),
+                "the commit did not land; deleting its files"
+            );
+            self.files.delete(table.current().file_io()).await;
+        } else {
+            tracing::info!(
+                files = self.files.paths.len(),
+                "the commit did not land; its files are left to the catalog's unreferenced-file removal"
+            );
+        }
         if error.kind() == ErrorKind::CatalogCommitConflicts {
             Err(Error::CommitConflict {
                 table: table.name(),

@@ -127,6 +127,16 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The catalog does not let clients do this (e.g. S3 Tables manages file deletion itself);
+    /// the reason says what to use instead. Not retryable.
+    #[error("`{operation}` is not available here: {reason}")]
+    Unsupported {
+        /// The operation asked for.
+        operation: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
+
     /// A SQL statement (feature `sql`) failed to parse, plan or run.
     #[error("SQL query failed: {reason}")]
     Query {
@@ -233,6 +243,14 @@ impl Error {
             column,
             row,
             reason: reason.into(),
+        }
+    }
+
+    #[cfg(feature = "s3tables")]
+    pub(crate) fn managed_by_s3_tables(operation: &str, reason: &str) -> Self {
+        Error::Unsupported {
+            operation: operation.to_string(),
+            reason: format!("managed by S3 Tables: {reason}"),
         }
     }
 

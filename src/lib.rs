@@ -65,7 +65,11 @@ mod write;
 pub use append::{Append, AppendOutcome};
 pub use appender::{Appender, AppenderBuilder, AppenderStats};
 #[cfg(feature = "glue")]
-pub use catalog::{AwsCredentials, GlueConfig, Secret};
+pub use catalog::GlueConfig;
+#[cfg(feature = "s3tables")]
+pub use catalog::S3TablesConfig;
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+pub use catalog::{AwsCredentials, Secret};
 pub use catalog::{
     CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
 };

@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
+#[cfg(feature = "s3tables")]
+use crate::error::Error;
 use crate::error::{IcebergResultExt, Result};
 use crate::table::SalesHistory;
 
@@ -76,6 +78,15 @@ impl SalesHistory {
     /// retained snapshot references. Time travel to retained snapshots keeps working.
     #[tracing::instrument(name = "expire_snapshots", skip_all, fields(table = %self.name(), dry_run = options.dry_run))]
     pub async fn expire_snapshots(&self, options: ExpireSnapshots) -> Result<MaintenanceReport> {
+        #[cfg(feature = "s3tables")]
+        if let crate::CatalogConfig::S3Tables(_) = self.config() {
+            return Err(Error::managed_by_s3_tables(
+                "expire_snapshots",
+                "S3 Tables expires snapshots and deletes their files itself: set the table's \
+                 snapshot management (PutTableMaintenanceConfiguration: minSnapshotsToKeep, \
+                 maxSnapshotAgeHours)",
+            ));
+        }
         self.refresh().await?;
         let table = self.current();
         let metadata = table.metadata();

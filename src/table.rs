@@ -218,7 +218,9 @@ impl SalesHistory {
         let catalog = connected.catalog;
         let ns = NamespaceIdent::new(namespace.clone());
         let ident = TableIdent::new(ns.clone(), TABLE_NAME.to_string());
-        let location = format!("{}/{namespace}.db/{TABLE_NAME}", connected.warehouse_uri);
+        // S3 Tables assigns the location itself (and refuses one set by us).
+        let location = (!config.assigns_locations())
+            .then(|| format!("{}/{namespace}.db/{TABLE_NAME}", connected.warehouse_uri));
         let table = Self::load_or_create(catalog.as_ref(), &ns, &ident, location, options)
             .await
             .map_err(|e| config.classify(e))?;
@@ -265,7 +267,7 @@ impl SalesHistory {
         catalog: &dyn Catalog,
         ns: &NamespaceIdent,
         ident: &TableIdent,
-        location: String,
+        location: Option<String>,
         options: TableOptions,
     ) -> iceberg::Result<Table> {
         // Race-safe: replicas may start together on a new stage. A concurrent creator's
@@ -281,11 +283,11 @@ impl SalesHistory {
         }
         if catalog.table_exists(ident).await? {
             tracing::debug!("table exists; loading it");
-            return catalog.load_table(ident).await;
+            return load_created(catalog, ident).await;
         }
         let creation = TableCreation::builder()
             .name(TABLE_NAME.to_string())
-            .location(location)
+            .location_opt(location)
             .schema(schema::iceberg_schema())
             .partition_spec(schema::partition_spec())
             .properties(schema::table_properties(&options))
@@ -297,7 +299,7 @@ impl SalesHistory {
             }
             Err(e) if crate::classify::already_exists(&e) => {
                 tracing::info!("table created concurrently by another process; loading it");
-                catalog.load_table(ident).await
+                load_created(catalog, ident).await
             }
             Err(e) => Err(e),
         }
@@ -539,4 +541,22 @@ impl SalesHistory {
 fn version_key(table: &Table) -> (i64, i64) {
     let m = table.metadata();
     (m.last_sequence_number(), m.last_updated_ms())
+}
+
+/// Loads a table another process may have just created. S3 Tables creates a table in three
+/// calls (create, write metadata, set the metadata location): a racing loader can find it
+/// without a metadata location yet, which is worth a short wait, not a failure.
+async fn load_created(catalog: &dyn Catalog, ident: &TableIdent) -> iceberg::Result<Table> {
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..8 {
+        match catalog.load_table(ident).await {
+            Err(e) if e.message().contains("metadata location") => {
+                tracing::debug!(error = %e, "table has no metadata location yet; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+    catalog.load_table(ident).await
 }

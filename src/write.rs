@@ -63,12 +63,15 @@ async fn delete_paths(io: &FileIO, paths: &[String]) {
 }
 
 /// Writes `batches` (validated, in our layout) as data files of `table`, one set per month,
-/// with up to `tasks` months encoded at once. File names start with `prefix`.
+/// with up to `tasks` months encoded at once. File names start with `prefix`. When writing
+/// fails, the files written so far are deleted if `may_delete` (not in S3 Tables, whose
+/// service removes unreferenced files).
 pub(crate) async fn write_months(
     table: &Table,
     batches: &[RecordBatch],
     tasks: usize,
     prefix: &str,
+    may_delete: bool,
 ) -> Result<WrittenFiles> {
     let ledger = Ledger::default();
     match write_with(table, batches, tasks, prefix, &ledger).await {
@@ -77,7 +80,15 @@ pub(crate) async fn write_months(
             paths: ledger.take(),
         }),
         Err(e) => {
-            delete_paths(table.file_io(), &ledger.take()).await;
+            let paths = ledger.take();
+            if may_delete {
+                delete_paths(table.file_io(), &paths).await;
+            } else {
+                tracing::info!(
+                    files = paths.len(),
+                    "write failed; files left to the catalog's own clean-up"
+                );
+            }
             Err(e)
         }
     }

@@ -10,14 +10,22 @@ use iceberg::{Catalog, CatalogBuilder};
 
 use crate::error::{Error, IcebergResultExt, Result};
 
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+mod aws;
 #[cfg(feature = "glue")]
 mod glue;
 mod guard;
+#[cfg(feature = "s3tables")]
+mod s3tables;
 
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+pub use aws::{AwsCredentials, Secret};
 #[cfg(feature = "glue")]
-pub use glue::{AwsCredentials, GlueConfig, Secret};
+pub use glue::GlueConfig;
 pub use guard::CommitStats;
 pub(crate) use guard::GuardedCatalog;
+#[cfg(feature = "s3tables")]
+pub use s3tables::S3TablesConfig;
 
 /// Environment variable read by [`CatalogConfig::from_env`].
 pub const CATALOG_ENV: &str = "SALES_HISTORY_CATALOG";
@@ -44,6 +52,9 @@ pub enum CatalogConfig {
     /// AWS Glue catalog with the warehouse in S3 (feature `glue`).
     #[cfg(feature = "glue")]
     Glue(GlueConfig),
+    /// AWS S3 Tables, the managed Iceberg store (feature `s3tables`).
+    #[cfg(feature = "s3tables")]
+    S3Tables(S3TablesConfig),
     /// Any iceberg [`Catalog`] (a REST catalog, or a real catalog wrapped to add behaviour,
     /// e.g. fault injection in tests). `warehouse` is the URI table locations hang off.
     /// Maintenance that lists storage (`remove_orphan_files`) is not available here.
@@ -63,6 +74,8 @@ impl PartialEq for CatalogConfig {
             }
             #[cfg(feature = "glue")]
             (CatalogConfig::Glue(a), CatalogConfig::Glue(b)) => a == b,
+            #[cfg(feature = "s3tables")]
+            (CatalogConfig::S3Tables(a), CatalogConfig::S3Tables(b)) => a == b,
             (
                 CatalogConfig::Custom {
                     catalog: a,
@@ -79,6 +92,13 @@ impl PartialEq for CatalogConfig {
 }
 
 impl Eq for CatalogConfig {}
+
+#[cfg(feature = "s3tables")]
+impl From<S3TablesConfig> for CatalogConfig {
+    fn from(config: S3TablesConfig) -> Self {
+        CatalogConfig::S3Tables(config)
+    }
+}
 
 #[cfg(feature = "glue")]
 impl From<GlueConfig> for CatalogConfig {
@@ -123,16 +143,74 @@ impl FromStr for CatalogConfig {
         if s.starts_with("glue:") {
             return parse_glue(s);
         }
+        if s.starts_with("s3tables:") {
+            return parse_s3tables(s);
+        }
         if s.contains("://") {
             return Err(Error::config(
                 "catalog",
                 format!(
-                    "`{s}`: unknown scheme (use file:///path or glue://?region=…&warehouse=s3://…)"
+                    "`{s}`: unknown scheme (use file:///path, glue://?region=…&warehouse=s3://… or s3tables://?arn=…)"
                 ),
             ));
         }
         Ok(CatalogConfig::local(s))
     }
+}
+
+#[cfg(not(feature = "s3tables"))]
+fn parse_s3tables(_: &str) -> Result<CatalogConfig> {
+    Err(Error::config(
+        "catalog",
+        "this build has no S3 Tables support (enable the `s3tables` feature)",
+    ))
+}
+
+/// `s3tables://?arn=arn:aws:s3tables:REGION:ACCOUNT:bucket/NAME` with optional `region`,
+/// `endpoint`, `s3_endpoint`, `profile`.
+#[cfg(feature = "s3tables")]
+fn parse_s3tables(s: &str) -> Result<CatalogConfig> {
+    let query = s
+        .strip_prefix("s3tables://")
+        .map(|rest| rest.trim_start_matches('/').trim_start_matches('?'))
+        .ok_or_else(|| Error::config("catalog", format!("`{s}` must start with s3tables://?")))?;
+    let mut arn = None;
+    let mut extra = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::config("catalog", format!("`{pair}` is not key=value")))?;
+        if v.is_empty() {
+            return Err(Error::config(k, "empty value"));
+        }
+        match k {
+            "arn" => arn = Some(v.to_string()),
+            "region" | "endpoint" | "s3_endpoint" | "profile" => extra.push((k, v)),
+            other => {
+                return Err(Error::config(
+                    other,
+                    "unknown S3 Tables option (arn, region, endpoint, s3_endpoint, profile)",
+                ));
+            }
+        }
+    }
+    let arn = arn.ok_or_else(|| {
+        Error::config(
+            "arn",
+            "missing: add arn=arn:aws:s3tables:REGION:ACCOUNT:bucket/NAME",
+        )
+    })?;
+    let mut config = S3TablesConfig::new(arn);
+    for (k, v) in extra {
+        config = match k {
+            "region" => config.region(v),
+            "endpoint" => config.endpoint(v),
+            "s3_endpoint" => config.s3_endpoint(v),
+            _ => config.profile(v),
+        };
+    }
+    config.validate()?;
+    Ok(CatalogConfig::S3Tables(config))
 }
 
 #[cfg(not(feature = "glue"))]
@@ -209,6 +287,24 @@ impl fmt::Display for CatalogConfig {
             CatalogConfig::Custom { warehouse, .. } => {
                 write!(f, "custom catalog, warehouse {warehouse}")
             }
+            #[cfg(feature = "s3tables")]
+            CatalogConfig::S3Tables(t) => {
+                write!(
+                    f,
+                    "s3tables://?arn={}&region={}",
+                    t.table_bucket_arn, t.region
+                )?;
+                for (k, v) in [
+                    ("endpoint", &t.endpoint),
+                    ("s3_endpoint", &t.s3_endpoint),
+                    ("profile", &t.profile),
+                ] {
+                    if let Some(v) = v {
+                        write!(f, "&{k}={v}")?;
+                    }
+                }
+                Ok(())
+            }
             #[cfg(feature = "glue")]
             CatalogConfig::Glue(g) => {
                 write!(f, "glue://?region={}&warehouse={}", g.region, g.warehouse)?;
@@ -259,6 +355,8 @@ impl CatalogConfig {
                 let bucket = match self {
                     #[cfg(feature = "glue")]
                     CatalogConfig::Glue(g) => g.bucket().unwrap_or_default().to_string(),
+                    #[cfg(feature = "s3tables")]
+                    CatalogConfig::S3Tables(t) => t.bucket_name().to_string(),
                     CatalogConfig::Local { .. } | CatalogConfig::Custom { .. } => String::new(),
                 };
                 Error::config(key, format!("bucket `{bucket}`: {reason}"))
@@ -273,6 +371,12 @@ impl CatalogConfig {
                             .unwrap_or("its regional endpoint"),
                         g.region
                     ),
+                    #[cfg(feature = "s3tables")]
+                    CatalogConfig::S3Tables(t) => format!(
+                        "S3 Tables at {} (region {})",
+                        t.endpoint.as_deref().unwrap_or("its regional endpoint"),
+                        t.region
+                    ),
                     CatalogConfig::Custom { warehouse, .. } => {
                         format!("the catalog of {warehouse}")
                     }
@@ -283,6 +387,25 @@ impl CatalogConfig {
                 Error::Unavailable { service, reason }
             }
             other => other,
+        }
+    }
+
+    /// Whether this crate may delete objects in the table's storage (not in S3 Tables, whose
+    /// service owns deletion: a failed write's files are left to its unreferenced-file removal).
+    pub(crate) fn may_delete_files(&self) -> bool {
+        match self {
+            #[cfg(feature = "s3tables")]
+            CatalogConfig::S3Tables(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the catalog assigns table locations itself (S3 Tables refuses one set by us).
+    pub(crate) fn assigns_locations(&self) -> bool {
+        match self {
+            #[cfg(feature = "s3tables")]
+            CatalogConfig::S3Tables(_) => true,
+            _ => false,
         }
     }
 
@@ -330,6 +453,12 @@ impl CatalogConfig {
             }
             #[cfg(feature = "glue")]
             CatalogConfig::Glue(g) => g.list(location).await,
+            #[cfg(feature = "s3tables")]
+            CatalogConfig::S3Tables(_) => Err(Error::managed_by_s3_tables(
+                "remove_orphan_files",
+                "S3 Tables removes unreferenced files itself: set the table bucket's \
+                 unreferenced-file removal (PutTableBucketMaintenanceConfiguration)",
+            )),
             CatalogConfig::Custom { .. } => Err(Error::config(
                 "catalog",
                 "listing storage needs a Local or Glue catalog configuration",
@@ -345,6 +474,8 @@ impl CatalogConfig {
             CatalogConfig::Local { warehouse } => connect_local(warehouse).await?,
             #[cfg(feature = "glue")]
             CatalogConfig::Glue(glue) => glue.connect().await?,
+            #[cfg(feature = "s3tables")]
+            CatalogConfig::S3Tables(t) => t.connect().await?,
         })
     }
 }

@@ -12,7 +12,7 @@ const APPENDS: usize = 10;
 const ROWS: usize = 5;
 
 /// Runs the writers; returns the summed commit stats.
-async fn race(config: &CatalogConfig, stage: &str) -> CommitStats {
+pub async fn race(config: &CatalogConfig, stage: &str) -> CommitStats {
     let base = SalesHistory::ensure_with(
         config,
         stage,

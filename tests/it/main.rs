@@ -21,6 +21,8 @@ mod local;
 mod maintenance;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod moto;
+#[cfg(all(feature = "python-tests", feature = "glue", feature = "s3tables"))]
+mod s3tables;
 mod scan;
 mod service;
 mod similarity;

@@ -1,0 +1,71 @@
+//! AWS credentials shared by the AWS catalogs (Glue, S3 Tables): never shown in `Debug`,
+//! `Display`, errors or logs.
+
+use std::fmt;
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; only call this where the value is handed to the AWS client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Explicit static AWS credentials (otherwise the standard AWS chain is used).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    /// Access key id (not secret, but shown only in part).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token of temporary credentials.
+    pub session_token: Option<Secret>,
+}
+
+impl AwsCredentials {
+    /// Static credentials without a session token.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        AwsCredentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: Secret::new(secret_access_key),
+            session_token: None,
+        }
+    }
+
+    /// Adds a session token (temporary credentials).
+    pub fn session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(Secret::new(token));
+        self
+    }
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &self.access_key_id;
+        // By characters, never by byte index: a key id is caller input and may be any text.
+        let shown = if id.chars().count() > 4 {
+            format!("{}…", id.chars().take(4).collect::<String>())
+        } else {
+            "…".to_string()
+        };
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &shown)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}

@@ -1,0 +1,228 @@
+//! AWS S3 Tables behind the same API, on moto's S3 Tables (the server the Glue tests start):
+//! the emulator's version-token compare-and-swap proven first, then a round trip, concurrent
+//! writers, a real peer reading what we wrote, what S3 Tables forbids, and bad configuration.
+
+use std::time::Duration;
+
+use aws_sdk_s3tables::Client;
+use sales_history::{
+    AwsCredentials, CatalogConfig, Error, ExpireSnapshots, S3TablesConfig, SalesHistory,
+    ScanFilter, TableOptions,
+};
+
+use crate::moto::{REGION, moto};
+use crate::support::{DIM, pyiceberg, sample};
+
+async fn client() -> Client {
+    let creds = aws_sdk_s3tables::config::Credentials::new(
+        "testing",
+        "testing-secret-key",
+        None,
+        None,
+        "test",
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(creds)
+        .load()
+        .await;
+    Client::new(&sdk)
+}
+
+/// A new table bucket on the emulator and the catalog config pointing at it.
+async fn fresh(name: &str) -> S3TablesConfig {
+    let out = client()
+        .await
+        .create_table_bucket()
+        .name(name)
+        .send()
+        .await
+        .expect("create table bucket");
+    S3TablesConfig::new(out.arn())
+        .endpoint(moto().endpoint())
+        .s3_endpoint(moto().endpoint())
+        .credentials(AwsCredentials::new("testing", "testing-secret-key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_refuses_a_stale_version_token() {
+    let config = fresh("token-check").await;
+    let c = client().await;
+    let arn = config.table_bucket_arn.clone();
+    c.create_namespace()
+        .table_bucket_arn(&arn)
+        .namespace("ns")
+        .send()
+        .await
+        .unwrap();
+    c.create_table()
+        .table_bucket_arn(&arn)
+        .namespace("ns")
+        .name("t")
+        .format(aws_sdk_s3tables::types::OpenTableFormat::Iceberg)
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_table_metadata_location()
+        .table_bucket_arn(&arn)
+        .namespace("ns")
+        .name("t")
+        .send()
+        .await
+        .unwrap();
+    let token = got.version_token().to_string();
+    let warehouse = got.warehouse_location().to_string();
+    let update = |loc: String, token: String| {
+        c.update_table_metadata_location()
+            .table_bucket_arn(&arn)
+            .namespace("ns")
+            .name("t")
+            .version_token(token)
+            .metadata_location(loc)
+            .send()
+    };
+    update(
+        format!("{warehouse}/metadata/00001.metadata.json"),
+        token.clone(),
+    )
+    .await
+    .expect("the current token is accepted");
+    let stale = update(format!("{warehouse}/metadata/00002.metadata.json"), token).await;
+    let err = stale.expect_err("a stale token must be refused");
+    assert!(
+        format!("{err:?}").contains("Conflict"),
+        "expected ConflictException, got {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_append_scan_time_travel_verify_on_s3_tables() {
+    let config: CatalogConfig = fresh("round-trip").await.into();
+    let options = TableOptions::default().embedding_dimension(DIM);
+    let table = SalesHistory::ensure_with(&config, "s3t", options)
+        .await
+        .expect("ensure on S3 Tables");
+    assert!(
+        table.location().starts_with("s3://"),
+        "S3 Tables assigns the location: {}",
+        table.location()
+    );
+    let mut all = Vec::new();
+    let mut first_snapshot = None;
+    for seed in 1..=3 {
+        let rows = sample(20, DIM, seed);
+        let out = table.append(rows.clone()).await.expect("append");
+        first_snapshot.get_or_insert(out.committed().unwrap().snapshot_id);
+        all.extend(rows);
+    }
+    let again = SalesHistory::ensure(&config, "s3t")
+        .await
+        .expect("idempotent");
+    assert_eq!(again.scan().count().await.unwrap(), 60);
+    let tenant = all[0].tenant_id.clone();
+    let want = all.iter().filter(|r| r.tenant_id == tenant).count() as u64;
+    let got = again
+        .scan()
+        .filter(ScanFilter::new().tenant(tenant.as_str()))
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    let old = again
+        .scan()
+        .snapshot_id(first_snapshot.unwrap())
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(old, 20, "time travel");
+    let report = SalesHistory::verify(&config, "s3t").await.expect("verify");
+    assert!(report.passed(), "{report}");
+
+    // What S3 Tables does itself is refused with a typed error naming the alternative.
+    for result in [
+        again
+            .expire_snapshots(ExpireSnapshots::retain_last(1))
+            .await
+            .map(|_| ()),
+        again.remove_orphan_files().dry_run().await.map(|_| ()),
+    ] {
+        match result {
+            Err(e @ Error::Unsupported { .. }) => {
+                assert!(!e.is_retryable());
+                assert!(e.to_string().contains("managed by S3 Tables"), "{e}");
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+
+    // A real peer reads the table from the metadata location S3 Tables reports.
+    let location = again
+        .iceberg_table()
+        .metadata_location()
+        .expect("metadata location")
+        .to_string();
+    let mut args =
+        crate::moto::pyiceberg_glue_args("read", "s3://unused", "pricing_intelligence_s3t");
+    args.extend([
+        "--metadata-location".to_string(),
+        location,
+        "--no-rows".to_string(),
+    ]);
+    let got = pyiceberg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(got["row_count"], 60);
+    assert_eq!(got["codecs"], serde_json::json!(["SNAPPY"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_writers_on_s3_tables() {
+    let config: CatalogConfig = fresh("race-s3t").await.into();
+    let stats = crate::concurrency::race(&config, "race_s3t").await;
+    println!(
+        "S3 Tables on moto: {} commits, {} conflicts retried, {} throttled",
+        stats.commits, stats.conflicts, stats.throttled
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_s3_tables_config_is_a_typed_error() {
+    let key = |r: Result<CatalogConfig, Error>| match r {
+        Err(Error::Config { key, .. }) => key,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    assert_eq!(key("s3tables://?region=us-east-1".parse()), "arn");
+    assert_eq!(
+        key("s3tables://?arn=arn:aws:s3:::plain-bucket".parse()),
+        "arn"
+    );
+    assert_eq!(
+        key("s3tables://?arn=arn:aws:s3tables:us-east-1:123456789012:bucket/pricing&region=eu-west-1".parse()),
+        "region"
+    );
+    assert_eq!(
+        key(
+            "s3tables://?arn=arn:aws:s3tables:us-east-1:123456789012:bucket/pricing&colour=red"
+                .parse()
+        ),
+        "colour"
+    );
+    let parsed: CatalogConfig =
+        "s3tables://?arn=arn:aws:s3tables:us-east-1:123456789012:bucket/pricing&endpoint=http://127.0.0.1:9"
+            .parse()
+            .unwrap();
+    assert_eq!(parsed.to_string().parse::<CatalogConfig>().unwrap(), parsed);
+    // An endpoint nobody answers on: retryable, typed, within a few seconds.
+    let unreachable: CatalogConfig =
+        S3TablesConfig::new("arn:aws:s3tables:us-east-1:123456789012:bucket/nowhere")
+            .endpoint("http://127.0.0.1:9")
+            .credentials(AwsCredentials::new("testing", "testing-secret-key"))
+            .into();
+    let started = std::time::Instant::now();
+    let err = SalesHistory::ensure(&unreachable, "x")
+        .await
+        .expect_err("unreachable");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
