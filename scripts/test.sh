@@ -44,7 +44,10 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          faults::storage_faults_on_glue_and_s3 concurrency::eight_writers_on_glue \
          ingest::killed_mid_stream_and_restarted_every_event_lands_once_on_glue \
          ingest::killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream \
-         service::replicas_starting_together_on_a_new_stage_all_succeed_on_glue; do
+         service::replicas_starting_together_on_a_new_stage_all_succeed_on_glue \
+         service::replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables \
+         s3tables::ensure_append_scan_time_travel_verify_on_s3_tables s3tables::eight_writers_on_s3_tables \
+         s3tables::the_emulator_refuses_a_stale_version_token; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

@@ -17,8 +17,9 @@
 //!
 //! "Already exists" (a concurrent creator won) is recognised by [`already_exists`]: iceberg's
 //! `*AlreadyExists` kinds, a `sqlx` unique violation (iceberg-catalog-sql 0.10.1 reports a
-//! concurrent insert as `Unexpected` with the `sqlx::Error` as source), and Glue's
-//! `AlreadyExistsException` (iceberg-catalog-glue 0.10.1 flattens it to Debug text).
+//! concurrent insert as `Unexpected` with the `sqlx::Error` as source), Glue's
+//! `AlreadyExistsException` (iceberg-catalog-glue 0.10.1 flattens it to Debug text) and S3
+//! Tables' `ConflictException` "already exists" (iceberg-catalog-s3tables 0.10.1, the same).
 
 use std::error::Error as StdError;
 
@@ -98,7 +99,12 @@ pub(crate) fn already_exists(e: &iceberg::Error) -> bool {
             .and_then(sqlx::Error::as_database_error)
             .is_some_and(|d| d.is_unique_violation())
     });
-    unique || text(e).contains("AlreadyExistsException")
+    let t = text(e);
+    // iceberg-catalog-s3tables 0.10.1 flattens S3 Tables' answer to a concurrent create, a
+    // `ConflictException` "... already exists ...", to Debug text as well.
+    unique
+        || t.contains("AlreadyExistsException")
+        || (t.contains("ConflictException") && t.contains("already exists"))
 }
 
 /// What the chain says about retrying a storage (OpenDAL) failure, if one is in it.

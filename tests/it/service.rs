@@ -323,3 +323,49 @@ async fn traces_name_what_happened_and_never_carry_secrets() {
         "the secret key in a trace"
     );
 }
+
+#[cfg(all(feature = "python-tests", feature = "glue", feature = "s3tables"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables() {
+    let moto = crate::moto::moto();
+    let creds = aws_sdk_s3tables::config::Credentials::new(
+        "testing",
+        "testing-secret-key",
+        None,
+        None,
+        "test",
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(crate::moto::REGION))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let bucket = aws_sdk_s3tables::Client::new(&sdk)
+        .create_table_bucket()
+        .name("cold-start-s3t")
+        .send()
+        .await
+        .expect("table bucket");
+    let config: CatalogConfig = sales_history::S3TablesConfig::new(bucket.arn())
+        .endpoint(moto.endpoint())
+        .s3_endpoint(moto.endpoint())
+        .into();
+    let times = cold_start(
+        4,
+        &["--catalog".to_string(), config.to_string()],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    // The test process reads with the same credentials, from the environment of the config.
+    let config = match config {
+        CatalogConfig::S3Tables(t) => CatalogConfig::S3Tables(t.credentials(
+            sales_history::AwsCredentials::new("testing", "testing-secret-key"),
+        )),
+        other => other,
+    };
+    check_cold_start(&config, 4, &times, "S3 Tables (moto)").await;
+}
