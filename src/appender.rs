@@ -315,7 +315,8 @@ impl Shared {
         if let Some(buffer) = unit {
             let unit = match self.unit(buffer) {
                 Ok(unit) => unit,
-                Err((e, buffer)) => {
+                Err(failed) => {
+                    let (e, buffer) = *failed;
                     // Validated rows always convert; should they not, keep them (never drop).
                     tracing::error!(error = %e, "buffered rows could not be converted; kept");
                     self.restore(buffer);
@@ -329,13 +330,13 @@ impl Shared {
     }
 
     /// The buffer as one unit with a fresh commit id.
-    fn unit(&self, buffer: Buffer) -> std::result::Result<Unit, (Error, Buffer)> {
+    fn unit(&self, buffer: Buffer) -> std::result::Result<Unit, Box<(Error, Buffer)>> {
         let records = if buffer.records.is_empty() {
             None
         } else {
             match records_to_batch(&buffer.records) {
                 Ok(b) => Some(b),
-                Err(e) => return Err((e, buffer)),
+                Err(e) => return Err(Box::new((e, buffer))),
             }
         };
         let mut batches = buffer.batches;
@@ -488,10 +489,10 @@ async fn background(shared: Arc<Shared>) {
             return;
         }
         let now = Instant::now();
-        if shared.due(now).is_some_and(|at| at <= now) {
-            if let Err(e) = shared.flush().await {
-                shared.lock().failed = Some(e);
-            }
+        if shared.due(now).is_some_and(|at| at <= now)
+            && let Err(e) = shared.flush().await
+        {
+            shared.lock().failed = Some(e);
         }
     }
 }
