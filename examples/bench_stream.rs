@@ -169,6 +169,10 @@ struct Cli {
     #[arg(long, hide = true, requires = "writer")]
     catalog: Option<String>,
 
+    /// Child mode: the table's stage.
+    #[arg(long, hide = true, requires = "writer", default_value = STAGE)]
+    stage: String,
+
     /// Child mode: the source name of the writer's positions.
     #[arg(long, hide = true, requires = "writer")]
     source: Option<String>,
@@ -840,7 +844,7 @@ async fn writer_main(cli: &Cli, args: &Args) -> Res<()> {
     let catalog = cli.catalog.as_deref().context("--writer needs --catalog")?;
     let config: CatalogConfig = catalog.parse()?;
     let source = cli.source.clone().unwrap_or_else(|| "writer".to_string());
-    let table = SalesHistory::open(&config, STAGE).await?;
+    let table = SalesHistory::open(&config, &cli.stage).await?;
     let rows = args.writer_rows;
     let every = args.writer_flush_rows.min(rows);
     let pool = pool(cli.seed, args.months, POOL.min(rows));
@@ -902,6 +906,8 @@ async fn writer_main(cli: &Cli, args: &Args) -> Res<()> {
 struct Target {
     kind: &'static str,
     config: CatalogConfig,
+    /// Glue databases are shared by all buckets: every round gets its own stage.
+    stage: String,
     catalog: String,
     env: Vec<(&'static str, String)>,
 }
@@ -910,6 +916,7 @@ fn local_target(dir: &Path) -> Target {
     let config = CatalogConfig::local(dir);
     Target {
         kind: "SQLite (local)",
+        stage: STAGE.to_string(),
         catalog: dir.display().to_string(),
         config,
         env: Vec::new(),
@@ -957,7 +964,7 @@ fn create_bucket(host: &str, port: u16, bucket: &str) -> Res<()> {
 }
 
 #[cfg(feature = "glue")]
-fn glue_target(endpoint: &str, bucket: &str) -> Res<Target> {
+fn glue_target(endpoint: &str, bucket: &str, stage: String) -> Res<Target> {
     use sales_history::{AwsCredentials, GlueConfig};
     let (host, port) = loopback(endpoint)?;
     create_bucket(&host, port, bucket)?;
@@ -973,6 +980,7 @@ fn glue_target(endpoint: &str, bucket: &str) -> Res<Target> {
     Ok(Target {
         kind: "Glue (moto emulator)",
         config,
+        stage,
         catalog,
         env: vec![
             ("AWS_ACCESS_KEY_ID", EMULATOR_KEY_ID.to_string()),
@@ -984,16 +992,10 @@ fn glue_target(endpoint: &str, bucket: &str) -> Res<Target> {
 }
 
 #[cfg(not(feature = "glue"))]
-fn glue_target(endpoint: &str, bucket: &str) -> Res<Target> {
+fn glue_target(endpoint: &str, bucket: &str, stage: String) -> Res<Target> {
     let (host, port) = loopback(endpoint)?;
-    let _ = (
-        host,
-        port,
-        bucket,
-        EMULATOR_KEY_ID,
-        EMULATOR_SECRET,
-        EMULATOR_REGION,
-    );
+    let _ = (host, port, bucket, stage, create_bucket);
+    let _ = (EMULATOR_KEY_ID, EMULATOR_SECRET, EMULATOR_REGION);
     bail!("--glue-endpoint needs the `glue` feature (cargo run --features glue ...)")
 }
 
@@ -1050,13 +1052,14 @@ impl Drop for Writer {
 
 async fn contention_round(args: &Args, target: &Target, writers: usize) -> Res<Contention> {
     let options = TableOptions::default().embedding_dimension(DIMENSION);
-    SalesHistory::ensure_with(&target.config, STAGE, options).await?;
+    SalesHistory::ensure_with(&target.config, &target.stage, options).await?;
     let exe = std::env::current_exe()?;
     let (tx, rx) = mpsc::channel::<(usize, Option<String>)>();
     let mut children = Vec::new();
     for w in 0..writers {
         let mut cmd = Command::new(&exe);
         cmd.args(["--writer", "--catalog", &target.catalog])
+            .args(["--stage", &target.stage])
             .args(["--source", &format!("bench:writer-{w}")])
             .args(["--seed", &(w as u64 + 1).to_string()])
             .args(["--writer-rows", &args.writer_rows.to_string()])
@@ -1147,7 +1150,7 @@ async fn contention_round(args: &Args, target: &Target, writers: usize) -> Res<C
             write_commit_s.extend(v.iter().filter_map(Value::as_f64));
         }
     }
-    let reader = SalesHistory::open(&target.config, STAGE).await?;
+    let reader = SalesHistory::open(&target.config, &target.stage).await?;
     let table_rows = reader.scan().count().await?;
     let snapshots = reader.snapshots().await?.len();
     let commits = commit_s.len();
@@ -1584,8 +1587,10 @@ async fn run(args: Args) -> Res<()> {
         }
         if let Some(endpoint) = &args.glue_endpoint {
             for &n in &args.writers {
-                let bucket = format!("bench-stream-{}-w{n}", std::process::id());
-                targets.push((glue_target(endpoint, &bucket)?, PathBuf::new()));
+                let pid = std::process::id();
+                let bucket = format!("bench-stream-{pid}-w{n}");
+                let stage = format!("bench_{pid}_w{n}");
+                targets.push((glue_target(endpoint, &bucket, stage)?, PathBuf::new()));
             }
         }
         let per_kind = args.writers.len();

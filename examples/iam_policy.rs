@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --example iam_policy -- --account 123456789012 --bucket analytics [--prefix iceberg] [--region eu-west-1] [--stage dev]
+//! cargo run --example iam_policy -- --table-bucket-arn arn:aws:s3tables:eu-west-1:123456789012:bucket/pricing [--stage dev]
 //! ```
 
 #[path = "common/report.rs"]
@@ -10,22 +11,32 @@ mod report;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use sales_history::iam::{PolicyScope, policy};
+use sales_history::iam::{PolicyScope, policy, s3tables_policy};
 
 /// Prints the least-privilege IAM policy (JSON) for a service that uses this crate on Glue +
 /// S3: exactly the Glue and S3 actions the crate calls, on the Glue database
 /// pricing_intelligence_STAGE, its sales_history table and the table's prefix in the
-/// warehouse bucket. Needs no AWS access.
+/// warehouse bucket. With --table-bucket-arn: the policy for S3 Tables instead (the s3tables:
+/// actions on the table bucket and its tables, limited to the stage's namespace). Needs no AWS
+/// access.
 #[derive(Debug, Parser)]
 #[command(name = "iam_policy", verbatim_doc_comment)]
 struct Args {
     /// 12-digit AWS account id that owns the Glue catalog.
-    #[arg(long, value_name = "ID")]
-    account: String,
+    #[arg(long, value_name = "ID", required_unless_present = "table_bucket_arn")]
+    account: Option<String>,
 
     /// Warehouse bucket.
-    #[arg(long, value_name = "NAME")]
-    bucket: String,
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "table_bucket_arn"
+    )]
+    bucket: Option<String>,
+
+    /// The S3 Tables table bucket's ARN: print the S3 Tables policy.
+    #[arg(long, value_name = "ARN", conflicts_with_all = ["account", "bucket"])]
+    table_bucket_arn: Option<String>,
 
     /// Warehouse prefix inside the bucket (the table is under
     /// PREFIX/pricing_intelligence_STAGE.db/sales_history/).
@@ -43,16 +54,18 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let scope = PolicyScope::new(
-        args.stage,
-        args.region,
-        args.account,
-        args.bucket,
-        args.prefix,
-    );
+    let doc = match &args.table_bucket_arn {
+        Some(arn) => s3tables_policy(&args.stage, arn),
+        None => policy(&PolicyScope::new(
+            args.stage,
+            args.region,
+            args.account.unwrap_or_default(),
+            args.bucket.unwrap_or_default(),
+            args.prefix,
+        )),
+    };
     // A value the policy cannot be built from is a usage error (exit status 2), like any bad flag.
-    let doc = policy(&scope)
-        .unwrap_or_else(|e| Args::command().error(ErrorKind::ValueValidation, e).exit());
+    let doc = doc.unwrap_or_else(|e| Args::command().error(ErrorKind::ValueValidation, e).exit());
     println!(
         "{}",
         report::exit_on_error(serde_json::to_string_pretty(&doc))

@@ -271,6 +271,39 @@ def _s3_action(method: str, path: str, query: dict[str, str], headers: dict[str,
     return res(f"s3:{method}Object", f"{method}Object")
 
 
+def _s3tables_action(method: str, path: str) -> dict[str, Any]:
+    """S3 Tables REST operations (method + path) -> IAM action / operation."""
+    import re
+
+    # The table bucket ARN in the path holds a "/" (encoded or not): make it one segment.
+    path = re.sub(r"arn(?:%3A|:)aws[^/]*?(?:%3A|:)bucket(?:%2F|/)[^/?]+", "ARN", path)
+    parts = [p for p in path.split("/") if p]
+    head = parts[0] if parts else ""
+    op = "unknown"
+    if head == "buckets":
+        op = {"PUT": "CreateTableBucket", "GET": "ListTableBuckets" if len(parts) == 1 else "GetTableBucket",
+              "DELETE": "DeleteTableBucket"}.get(method, "unknown")
+    elif head == "namespaces":
+        if method == "PUT":
+            op = "CreateNamespace"
+        elif method == "GET":
+            op = "ListNamespaces" if len(parts) <= 2 else "GetNamespace"
+        elif method == "DELETE":
+            op = "DeleteNamespace"
+    elif head == "get-table":
+        op = "GetTable"
+    elif head == "tables":
+        if parts[-1] == "metadata-location":
+            op = "UpdateTableMetadataLocation" if method == "PUT" else "GetTableMetadataLocation"
+        elif method == "PUT":
+            op = "CreateTable"
+        elif method == "GET":
+            op = "ListTables" if len(parts) <= 3 else "GetTable"
+        elif method == "DELETE":
+            op = "DeleteTable"
+    return {"action": f"s3tables:{op}", "operation": op}
+
+
 def describe_request(environ: dict[str, Any]) -> dict[str, Any]:
     method = environ.get("REQUEST_METHOD", "GET").upper()
     path = environ.get("PATH_INFO", "") or "/"
@@ -299,6 +332,8 @@ def describe_request(environ: dict[str, Any]) -> dict[str, Any]:
             k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
         }
         rec.update(_s3_action(method, path, query, headers))
+    elif service == "s3tables":
+        rec.update(_s3tables_action(method, path))
     elif target:
         op = target.split(".", 1)[-1]
         rec["action"] = f"{service}:{op}"

@@ -134,3 +134,71 @@ pub fn policy(scope: &PolicyScope) -> Result<Value> {
         ],
     }))
 }
+
+/// S3 Tables actions this crate calls: `GetNamespace`/`CreateNamespace` and `GetTable`/
+/// `CreateTable` (`ensure`; `GetTable` also loads the table with its version token) and
+/// `UpdateTableMetadataLocation` (commit with the version token).
+pub const S3TABLES_ACTIONS: &[&str] = &[
+    "s3tables:CreateNamespace",
+    "s3tables:CreateTable",
+    "s3tables:GetNamespace",
+    "s3tables:GetTable",
+    "s3tables:UpdateTableMetadataLocation",
+];
+
+/// Data access to the table's files in its table bucket (S3 `GetObject`/`HeadObject` and
+/// `PutObject` on the table's warehouse location are authorised as these). No delete: S3
+/// Tables removes unreferenced files itself.
+pub const S3TABLES_DATA_ACTIONS: &[&str] = &["s3tables:GetTableData", "s3tables:PutTableData"];
+
+/// The least-privilege policy for a service using this crate on S3 Tables: the actions it
+/// calls, on the table bucket and its tables, limited to the stage's namespace.
+///
+/// ```
+/// use sales_history::iam::s3tables_policy;
+/// let doc = s3tables_policy("dev", "arn:aws:s3tables:eu-west-1:123456789012:bucket/pricing")?;
+/// assert!(doc.to_string().contains("bucket/pricing/table/*"));
+/// # Ok::<(), sales_history::Error>(())
+/// ```
+pub fn s3tables_policy(stage: &str, table_bucket_arn: &str) -> Result<Value> {
+    let namespace = namespace_for_stage(stage)?;
+    let parts: Vec<&str> = table_bucket_arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "s3tables"
+        && parts[5].starts_with("bucket/")
+        && parts[5].len() > "bucket/".len();
+    if !ok {
+        return Err(Error::config(
+            "table_bucket_arn",
+            format!(
+                "`{table_bucket_arn}` is not a table bucket ARN (arn:aws:s3tables:REGION:ACCOUNT:bucket/NAME)"
+            ),
+        ));
+    }
+    let tables = format!("{table_bucket_arn}/table/*");
+    Ok(json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SalesHistoryS3TablesCatalog",
+                "Effect": "Allow",
+                "Action": S3TABLES_ACTIONS,
+                "Resource": [table_bucket_arn, tables],
+                "Condition": { "StringEquals": { "s3tables:namespace": namespace } },
+            },
+            {
+                "Sid": "SalesHistoryS3TablesData",
+                "Effect": "Allow",
+                "Action": S3TABLES_DATA_ACTIONS,
+                "Resource": [format!("{table_bucket_arn}/table/*")],
+                "Condition": {
+                    "StringEquals": {
+                        "s3tables:namespace": namespace,
+                        "s3tables:tableName": TABLE_NAME,
+                    }
+                },
+            },
+        ],
+    }))
+}

@@ -226,3 +226,99 @@ async fn bad_s3_tables_config_is_a_typed_error() {
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// The workflow on S3 Tables with moto's request recorder on: every S3 Tables action called is
+/// in the policy and every one in the policy is called; the table's data is only read and
+/// written (GetTableData/PutTableData), never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_tables_iam_policy_covers_exactly_what_the_crate_calls() {
+    use std::collections::BTreeSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("requests.jsonl");
+    let recorded = crate::moto::Moto::start(&["--record", record.to_str().unwrap()]);
+    let creds = aws_sdk_s3tables::config::Credentials::new(
+        "testing",
+        "testing-secret-key",
+        None,
+        None,
+        "t",
+    );
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(recorded.endpoint())
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let arn = Client::new(&sdk)
+        .create_table_bucket()
+        .name("iam-s3t")
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .to_string();
+    let setup_lines = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let config: CatalogConfig = S3TablesConfig::new(arn.clone())
+        .endpoint(recorded.endpoint())
+        .s3_endpoint(recorded.endpoint())
+        .credentials(AwsCredentials::new("testing", "testing-secret-key"))
+        .into();
+    let options = TableOptions::default().embedding_dimension(DIM);
+    let table = SalesHistory::ensure_with(&config, "iam", options)
+        .await
+        .unwrap();
+    table.append(sample(30, DIM, 1)).await.unwrap();
+    table.append(sample(10, DIM, 2)).await.unwrap();
+    assert_eq!(table.scan().count().await.unwrap(), 40);
+    table
+        .scan()
+        .tenant("tenant-001")
+        .to_batches()
+        .await
+        .unwrap();
+    let report = SalesHistory::verify(&config, "iam").await.unwrap();
+    assert!(report.passed(), "{report}");
+
+    let text = std::fs::read_to_string(&record).unwrap();
+    let calls: Vec<serde_json::Value> = text
+        .lines()
+        .skip(setup_lines)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut called = BTreeSet::new();
+    for c in &calls {
+        let action = c["action"].as_str().unwrap_or_default();
+        match c["service"].as_str() {
+            Some("s3tables") => {
+                called.insert(action.to_string());
+            }
+            // S3 requests on the table's warehouse location are authorised as table data.
+            Some("s3") => {
+                let data = match action {
+                    "s3:GetObject" => "s3tables:GetTableData",
+                    "s3:PutObject" => "s3tables:PutTableData",
+                    other => panic!("the crate called {other} on a table bucket: {c}"),
+                };
+                called.insert(data.to_string());
+            }
+            other => panic!("unexpected service {other:?}: {c}"),
+        }
+    }
+    let doc = sales_history::iam::s3tables_policy("iam", &arn).unwrap();
+    let granted: BTreeSet<String> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(called, granted, "called vs granted");
+    println!(
+        "S3 Tables IAM: {} requests, actions {called:?}",
+        calls.len()
+    );
+}
