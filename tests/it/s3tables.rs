@@ -322,3 +322,46 @@ async fn s3_tables_iam_policy_covers_exactly_what_the_crate_calls() {
         calls.len()
     );
 }
+
+/// S3 Tables forbids clients deleting objects in a table bucket: when a write or a commit
+/// fails, the crate leaves its files to the service (no DELETE is ever sent) and the table is
+/// unchanged; the error is typed and retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_on_s3_tables_never_delete() {
+    let base = fresh("no-deletes").await;
+    let proxy = crate::moto::FaultProxy::start(&moto().endpoint());
+    let config: CatalogConfig = base.s3_endpoint(proxy.endpoint()).into();
+    let options = TableOptions::default().embedding_dimension(DIM);
+    let table = SalesHistory::ensure_with(&config, "nodel", options)
+        .await
+        .unwrap();
+    table.append(sample(10, DIM, 1)).await.expect("baseline");
+    proxy.clear();
+    for (what, regex) in [
+        ("data file", r"/data/.*\.parquet"),
+        ("manifest list", r"/metadata/snap-.*\.avro"),
+    ] {
+        proxy.set_rules(serde_json::json!([
+            { "method": "PUT", "path_regex": regex, "times": -1, "action": "status", "status": 503 }
+        ]));
+        let err = table.append(sample(5, DIM, 2)).await.expect_err(what);
+        let stats = proxy.stats();
+        proxy.clear();
+        assert!(err.is_retryable(), "{what}: {err:?}");
+        let deletes: Vec<_> = stats["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["method"] == "DELETE")
+            .collect();
+        assert!(
+            deletes.is_empty(),
+            "{what}: the crate tried to delete: {deletes:?}"
+        );
+        assert_eq!(
+            table.scan().count().await.unwrap(),
+            10,
+            "{what}: table unchanged"
+        );
+    }
+}
