@@ -48,7 +48,7 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          service::replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables \
          s3tables::ensure_append_scan_time_travel_verify_on_s3_tables s3tables::eight_writers_on_s3_tables \
          s3tables::the_emulator_refuses_a_stale_version_token s3tables::s3_tables_iam_policy_covers_exactly_what_the_crate_calls \
-         s3tables::failed_writes_on_s3_tables_never_delete; do
+         s3tables::failed_writes_on_s3_tables_never_delete s3tables::the_tools_run_on_s3_tables; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

@@ -365,3 +365,44 @@ async fn failed_writes_on_s3_tables_never_delete() {
         );
     }
 }
+
+/// The seed's tools on S3 Tables, in fresh processes, credentials from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_run_on_s3_tables() {
+    let base = fresh("tools-s3t").await;
+    let uri = CatalogConfig::from(
+        S3TablesConfig::new(base.table_bucket_arn.clone())
+            .endpoint(moto().endpoint())
+            .s3_endpoint(moto().endpoint()),
+    )
+    .to_string();
+    let run = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(crate::support::example(tool))
+            .args(["--catalog", &uri, "--stage", "tools"])
+            .args(args)
+            .envs([
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ])
+            .output()
+            .expect("run tool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{tool} {args:?} failed:\n{text}");
+        text
+    };
+    let created = run("create_schema", &["--embedding-dimension", "16"]);
+    assert!(created.contains("created"), "{created}");
+    run(
+        "load_sample_sales_data",
+        &["--num-records", "300", "--quiet"],
+    );
+    let verified = run("verify_table", &[]);
+    assert!(verified.contains("0 failed"), "{verified}");
+    let dry = run("create_schema", &["--dry-run"]);
+    assert!(dry.contains("nothing to do"), "{dry}");
+}
