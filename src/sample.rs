@@ -1,7 +1,9 @@
 //! Deterministic, realistic sample sales (what the seed's `load-sample-sales-data.py` made).
 //!
 //! The same [`SampleConfig`] (seed included) gives the same rows on any machine: the
-//! generator uses its own SplitMix64 stream, not a platform RNG.
+//! generator uses its own SplitMix64 stream, not a platform RNG. Embeddings are unit vectors
+//! clustered by category and brand, with values rounded through `f32` (what an embedding
+//! model emits, stored as DOUBLE).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
@@ -206,7 +208,10 @@ impl SampleGenerator {
             .collect();
         let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x /= norm);
+            // Rounded through f32, as a model's float32 output stored as DOUBLE is: the low 29
+            // mantissa bits are zero (which BYTE_STREAM_SPLIT + Snappy turns into fewer bytes).
+            v.iter_mut()
+                .for_each(|x| *x = f64::from((*x / norm) as f32));
         }
         v
     }

@@ -267,7 +267,10 @@ async fn traces_name_what_happened_and_never_carry_secrets() {
                 .with_writer(move || writer.clone()),
         )
         .with(tracing_subscriber::filter::LevelFilter::DEBUG);
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide default: a thread-local one (`set_default`) loses events whose
+    // callsites other tests' threads registered first (tracing's interest cache), which made
+    // this test flaky. Only this test installs a subscriber; others' events land here too.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
     // An append and a scan on the local catalog...
     let t = local_table(DIM).await;
