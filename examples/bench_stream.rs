@@ -417,6 +417,14 @@ fn sync_write(dir: &Path, mib: usize) -> Res<f64> {
     Ok((mib << 20) as f64 / 1e6 / secs)
 }
 
+/// The 1-minute load average (other work on the machine skews every figure).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn settle(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     let _ = Command::new("sync").status();
@@ -1436,13 +1444,15 @@ async fn run(args: Args) -> Res<()> {
     std::fs::create_dir_all(&args.dir)?;
     let fs = fs_type(&args.dir);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_start = load_average();
     let say = |s: String| {
         if !args.json {
             println!("{s}");
         }
     };
     say(format!(
-        "bench_stream: {cores} cores, scratch {} ({fs}), {DIMENSION}-dim rows in {} month(s)",
+        "bench_stream: {cores} cores, load average {:.2}, scratch {} ({fs}), {DIMENSION}-dim rows in {} month(s)",
+        load_start,
         args.dir.display(),
         args.months
     ));
@@ -1630,7 +1640,8 @@ async fn run(args: Args) -> Res<()> {
     }
     if args.json {
         let out = json!({
-            "cores": cores, "dir": args.dir, "fs": rep.fs, "months": args.months,
+            "cores": cores, "load_average_start": load_start, "load_average_end": load_average(),
+            "dir": args.dir, "fs": rep.fs, "months": args.months,
             "sync_write_mb_per_s": rep.sync_mb_s, "sync_write_mb_per_s_median": median(&rep.sync_mb_s),
             "fast": rep.fast.iter().map(StreamResult::to_json).collect::<Vec<_>>(),
             "fast_median": if rep.fast.is_empty() { Value::Null } else { json!({
@@ -1648,6 +1659,10 @@ async fn run(args: Args) -> Res<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_summary(&args, &rep);
+        println!(
+            "\nload average (1 min): {load_start:.2} at the start, {:.2} at the end ({cores} cores)",
+            load_average()
+        );
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The least-privilege IAM policy for a service that uses this crate on Glue + S3.
+//! The least-privilege IAM policies for a service that uses this crate: Glue + S3 ([`policy`])
+//! and S3 Tables ([`s3tables_policy`]), each checked in the tests against the calls made.
 
 use serde_json::{Value, json};
 
