@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench_stream -- [--quick] [--json] [--rows N] [--rate N]
-//!     [--max-age 1s] [--baseline-events N] [--reps N] [--sync-mib N] [--months N] [--dir DIR]
-//!     [--no-contention | --contention-only] [--writers 1,2,4] [--writer-rows N]
-//!     [--writer-flush-rows N] [--glue-endpoint http://127.0.0.1:PORT] [--keep] [--trace]
+//!     [--rate-rows N] [--max-age 1s] [--max-rows N] [--max-mib N] [--baseline-events N]
+//!     [--reps N] [--sync-mib N] [--months N] [--dir DIR] [--no-contention | --contention-only]
+//!     [--writers 1,2,4] [--writer-rows N] [--writer-flush-rows N] [--writer-refresh]
+//!     [--keep] [--trace]
+//! cargo run --release --features glue --example bench_stream -- \
+//!     --glue-endpoint http://127.0.0.1:PORT        # contention on the Glue + S3 emulator too
 //! ```
 //!
 //! On the local catalog in `--dir` (its file system, tmpfs or not, is printed):
@@ -18,7 +21,10 @@
 //! p50/p99 `push` latency and p99 visible latency: the time from the push call to the moment
 //! the appender's `watch()` channel reported a commit that holds the row (rows commit in push
 //! order, so after a commit reporting `committed_rows = n` rows 0..n are in the table). The
-//! paced run also confirms it with a fresh scan from a second handle after every commit.
+//! paced run also confirms it with a fresh scan from a second handle after every commit. Also
+//! printed: one core's limits for a flush-sized batch (`SaleRecord` -> Arrow conversion, the raw
+//! Parquet encoder), each flush's write + commit time as the appender logs it (its `flushed`
+//! tracing event), the metadata.json size and a fresh handle's `scan().count()` time at the end.
 //!
 //! Contention: 1, 2 and 4 (`--writers`) processes (this program re-executed with a hidden
 //! `--writer`) stream `--writer-rows` rows each into ONE table, flushing every
@@ -147,6 +153,11 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     writer_flush_rows: Option<NonZeroUsize>,
 
+    /// Contention writers reload the table before each flush (`refresh`, timed as part of the
+    /// commit): shows how many conflicts come from committing on a stale cached version.
+    #[arg(long)]
+    writer_refresh: bool,
+
     /// Also run the contention part on the Glue + S3 emulator at this loopback URL (feature
     /// `glue`; start it with `$(bash scripts/venv.sh | tail -n1) python/moto_server.py
     /// --ignore-stdin`).
@@ -202,6 +213,7 @@ struct Args {
     writers: Vec<usize>,
     writer_rows: usize,
     writer_flush_rows: usize,
+    writer_refresh: bool,
     glue_endpoint: Option<String>,
     keep: bool,
 }
@@ -236,6 +248,7 @@ impl From<&Cli> for Args {
             },
             writer_rows: get(c.writer_rows, 2_000, 20_000),
             writer_flush_rows: get(c.writer_flush_rows, 500, 2_000),
+            writer_refresh: c.writer_refresh,
             glue_endpoint: c.glue_endpoint.clone(),
             keep: c.keep,
         }
@@ -340,6 +353,59 @@ fn arrow_bytes_per_row(pool: &[SaleRecord]) -> Res<f64> {
     Ok(bytes as f64 / pool.len().max(1) as f64)
 }
 
+/// One core's limits for a flush of `copies` × the pool: `SaleRecord` → Arrow conversion alone
+/// and the raw Parquet encoder (`ArrowWriter` with the table's settings, one file, fsynced),
+/// in rows/s (medians of `reps`).
+fn single_core_limits(
+    pool: &[SaleRecord],
+    dir: &Path,
+    copies: usize,
+    reps: usize,
+) -> Res<(f64, f64)> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, Encoding};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+    // The table's writer settings for a table with defaults (mirrors src/parquet_props.rs).
+    let element = ColumnPath::from(vec!["embedding".into(), "list".into(), "element".into()]);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(sales_history::DEFAULT_ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(128 << 20))
+        .set_column_dictionary_enabled(element.clone(), false)
+        .set_column_encoding(element.clone(), Encoding::BYTE_STREAM_SPLIT)
+        .set_column_statistics_enabled(element, EnabledStatistics::None)
+        .build();
+    std::fs::create_dir_all(dir)?;
+    let rows = pool.len() * copies;
+    let (mut convert, mut write) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let start = Instant::now();
+        let batches: Vec<_> = (0..copies)
+            .map(|_| SaleRecord::to_record_batch(pool))
+            .collect::<Result<_, _>>()?;
+        convert.push(rows as f64 / start.elapsed().as_secs_f64());
+        let path = dir.join("raw.parquet");
+        let start = Instant::now();
+        let file = std::fs::File::create(&path)?;
+        let mut w =
+            ArrowWriter::try_new(file.try_clone()?, batches[0].schema(), Some(props.clone()))?;
+        for b in &batches {
+            let mut offset = 0;
+            while offset < b.num_rows() {
+                let n = 1024.min(b.num_rows() - offset);
+                w.write(&b.slice(offset, n))?;
+                offset += n;
+            }
+        }
+        w.close()?;
+        file.sync_all()?;
+        write.push(rows as f64 / start.elapsed().as_secs_f64());
+        std::fs::remove_file(&path)?;
+    }
+    Ok((median(&convert), median(&write)))
+}
+
 /// File system type of the mount holding `path` (from /proc/mounts; the longest match wins).
 fn fs_type(path: &Path) -> String {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -387,6 +453,49 @@ fn tree_stats(dir: &Path) -> (u64, u64, u64, u64) {
         }
     }
     out
+}
+
+/// What a fresh handle finds in a local table after a run.
+struct Inspect {
+    table_rows: u64,
+    /// A fresh handle's `scan().count()` (reload + manifest-only planning), median of 3.
+    count_s: f64,
+    snapshots: Vec<SnapshotInfo>,
+    written: u64,
+    metadata_files: u64,
+    /// Size of the newest (largest) `*.metadata.json`: rewritten by every commit.
+    metadata_json_bytes: u64,
+}
+
+async fn inspect(config: &CatalogConfig) -> Res<Inspect> {
+    let fresh = SalesHistory::open(config, STAGE).await?;
+    let mut table_rows = 0;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        table_rows = fresh.scan().count().await?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let snapshots = fresh.snapshots().await?;
+    let (_, written, metadata_files, _) =
+        table_dir(&fresh).map_or((0, 0, 0, 0), |d| tree_stats(&d));
+    let metadata_json_bytes = table_dir(&fresh)
+        .and_then(|d| std::fs::read_dir(d.join("metadata")).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .max()
+        .unwrap_or(0);
+    Ok(Inspect {
+        table_rows,
+        count_s: median(&times),
+        snapshots,
+        written,
+        metadata_files,
+        metadata_json_bytes,
+    })
 }
 
 fn table_dir(table: &SalesHistory) -> Option<PathBuf> {
@@ -556,8 +665,8 @@ struct StreamResult {
     /// The appender's own timing of each flush (write + commit, conversion excluded).
     flush: Dist,
     flush_rows: f64,
-    /// Paced run: most snapshots in any 1-s window, the final `close` flush excluded.
-    max_snapshots_per_1s: Option<usize>,
+    /// Paced run: snapshot cadence, the final `close` flush excluded.
+    cadence: Option<Cadence>,
     /// Paced run: time from the oldest row of a unit + max_age to its commit (age flushes).
     commit_after_due: Option<Dist>,
     /// Paced run: visible latency confirmed by a fresh scan of a second handle.
@@ -565,6 +674,8 @@ struct StreamResult {
     scan_checks: usize,
     scan_behind: usize,
     table_rows: u64,
+    count_s: f64,
+    metadata_json_bytes: u64,
 }
 
 impl StreamResult {
@@ -585,11 +696,12 @@ impl StreamResult {
             "push_latency": self.push.to_json(), "visible_latency": self.visible.to_json(),
             "unobserved_rows": self.unobserved,
             "flush_write_commit": self.flush.to_json(), "flush_rows_median": self.flush_rows,
-            "max_snapshots_per_1s": self.max_snapshots_per_1s,
+            "cadence": self.cadence.map(Cadence::to_json),
             "commit_after_due": self.commit_after_due.map(Dist::to_json),
             "scan_visible_latency": self.scan_visible.map(Dist::to_json),
             "scan_checks": self.scan_checks, "scan_checks_behind": self.scan_behind,
-            "table_rows": self.table_rows,
+            "table_rows": self.table_rows, "fresh_count_s": self.count_s,
+            "metadata_json_bytes": self.metadata_json_bytes,
         })
     }
 }
@@ -612,23 +724,50 @@ fn cover_latencies(starts: &[Instant], obs: &[(Instant, u64)]) -> (Vec<f64>, usi
     (out, missing)
 }
 
-/// Most snapshots committed in any window of 1 s (half open), the last one excluded.
-fn max_per_second(snapshots: &[SnapshotInfo]) -> usize {
-    let mut ms: Vec<i64> = snapshots
-        .iter()
-        .map(|s| s.committed_at.timestamp_millis())
-        .collect();
-    ms.sort_unstable();
-    ms.pop();
-    let mut best = 0;
-    let mut lo = 0;
-    for hi in 0..ms.len() {
-        while ms[hi] - ms[lo] >= 1000 {
-            lo += 1;
+/// How snapshots followed each other (their timestamps), the last one (the `close` flush)
+/// excluded.
+#[derive(Debug, Clone, Copy)]
+struct Cadence {
+    snapshots: usize,
+    min_gap_s: f64,
+    mean_gap_s: f64,
+    /// Most snapshots in any half-open 1-s window.
+    max_in_1s: usize,
+}
+
+impl Cadence {
+    fn of(snapshots: &[SnapshotInfo]) -> Cadence {
+        let mut ms: Vec<i64> = snapshots
+            .iter()
+            .map(|s| s.committed_at.timestamp_millis())
+            .collect();
+        ms.sort_unstable();
+        ms.pop();
+        let gaps: Vec<f64> = ms.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e3).collect();
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..ms.len() {
+            while ms[hi] - ms[lo] >= 1000 {
+                lo += 1;
+            }
+            best = best.max(hi - lo + 1);
         }
-        best = best.max(hi - lo + 1);
+        Cadence {
+            snapshots: ms.len(),
+            min_gap_s: gaps.iter().copied().fold(f64::NAN, f64::min),
+            mean_gap_s: if gaps.is_empty() {
+                f64::NAN
+            } else {
+                gaps.iter().sum::<f64>() / gaps.len() as f64
+            },
+            max_in_1s: best,
+        }
     }
-    best
+
+    fn to_json(self) -> Value {
+        json!({"age_snapshots": self.snapshots, "min_gap_s": self.min_gap_s,
+               "mean_gap_s": self.mean_gap_s, "max_in_1s": self.max_in_1s})
+    }
 }
 
 async fn stream_run(
@@ -712,11 +851,10 @@ async fn stream_run(
         None => None,
     };
 
-    let fresh = SalesHistory::open(&config, STAGE).await?;
-    let table_rows = fresh.scan().count().await?;
-    let snapshots = fresh.snapshots().await?;
+    let found = inspect(&config).await?;
+    let (table_rows, written, meta_files) = (found.table_rows, found.written, found.metadata_files);
+    let snapshots = &found.snapshots;
     let data_files: u64 = snapshots.iter().filter_map(|s| s.added_files).sum();
-    let (_, written, meta_files, _) = table_dir(&fresh).map_or((0, 0, 0, 0), |d| tree_stats(&d));
     let commits = observed.last().map_or(0, |o| o.2);
     let observed: Vec<(Instant, u64)> = observed.iter().map(|(t, n, _)| (*t, *n)).collect();
     let (visible, unobserved) = cover_latencies(&starts, &observed);
@@ -746,15 +884,17 @@ async fn stream_run(
         ),
         flush_rows: median(&flushes.iter().map(|f| f.rows as f64).collect::<Vec<_>>()),
         unobserved,
-        max_snapshots_per_1s: None,
+        cadence: None,
         commit_after_due: None,
         scan_visible: None,
         scan_checks: 0,
         scan_behind: 0,
         table_rows,
+        count_s: found.count_s,
+        metadata_json_bytes: found.metadata_json_bytes,
     };
     if rate.is_some() {
-        result.max_snapshots_per_1s = Some(max_per_second(&snapshots));
+        result.cadence = Some(Cadence::of(snapshots));
         // Each unit's first row was pushed at starts[c_prev]; an age flush is due max_age later.
         let mut after_due = Vec::new();
         let mut prev = 0u64;
@@ -792,6 +932,8 @@ struct Baseline {
     first10: f64,
     last10: f64,
     table_rows: u64,
+    count_s: f64,
+    metadata_json_bytes: u64,
 }
 
 impl Baseline {
@@ -806,7 +948,8 @@ impl Baseline {
             "data_files": self.data_files, "metadata_files": self.metadata_files,
             "data_files_per_event": self.files_per_event(), "append_latency": self.latency.to_json(),
             "median_first10_s": self.first10, "median_last10_s": self.last10,
-            "table_rows": self.table_rows,
+            "table_rows": self.table_rows, "fresh_count_s": self.count_s,
+            "metadata_json_bytes": self.metadata_json_bytes,
         })
     }
 }
@@ -824,10 +967,9 @@ async fn baseline(dir: &Path, pool: &[SaleRecord], events: usize) -> Res<Baselin
         lat.push(t0.elapsed().as_secs_f64());
     }
     let elapsed_s = begin.elapsed().as_secs_f64();
-    let fresh = SalesHistory::open(&config, STAGE).await?;
-    let table_rows = fresh.scan().count().await?;
-    let snapshots = fresh.snapshots().await?;
-    let (_, written, meta_files, _) = table_dir(&fresh).map_or((0, 0, 0, 0), |d| tree_stats(&d));
+    let found = inspect(&config).await?;
+    let (table_rows, written, meta_files) = (found.table_rows, found.written, found.metadata_files);
+    let snapshots = &found.snapshots;
     let k = 10.min(lat.len());
     Ok(Baseline {
         events,
@@ -841,6 +983,8 @@ async fn baseline(dir: &Path, pool: &[SaleRecord], events: usize) -> Res<Baselin
         first10: median(&lat[..k]),
         last10: median(&lat[lat.len() - k..]),
         table_rows,
+        count_s: found.count_s,
+        metadata_json_bytes: found.metadata_json_bytes,
     })
 }
 
@@ -884,6 +1028,9 @@ async fn writer_main(cli: &Cli, args: &Args) -> Res<()> {
             .await?;
         if (i + 1) % every == 0 || i + 1 == rows {
             let t0 = Instant::now();
+            if args.writer_refresh {
+                table.refresh().await?;
+            }
             let summary = appender.flush().await?;
             commit_s.push(t0.elapsed().as_secs_f64());
             commit_at_s.push(begin.elapsed().as_secs_f64());
@@ -1072,6 +1219,7 @@ async fn contention_round(args: &Args, target: &Target, writers: usize) -> Res<C
             .args(["--seed", &(w as u64 + 1).to_string()])
             .args(["--writer-rows", &args.writer_rows.to_string()])
             .args(["--writer-flush-rows", &args.writer_flush_rows.to_string()])
+            .args(args.writer_refresh.then_some("--writer-refresh"))
             .args(["--months", &args.months.to_string()])
             .envs(target.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -1195,17 +1343,19 @@ fn print_stream(r: &StreamResult) {
         r.written_mb_per_s
     );
     println!(
-        "    snapshots {}, data files {}, metadata files {}, failed flushes {}, table rows {} ({})",
+        "    snapshots {}, data files {}, metadata files {} (metadata.json {:.1} KB), failed flushes {}, table rows {} ({}, fresh count() {})",
         r.snapshots,
         r.data_files,
         r.metadata_files,
+        r.metadata_json_bytes as f64 / 1e3,
         r.failed_flushes,
         fmt_n(r.table_rows as f64),
         if r.table_rows == r.rows as u64 {
             "exact"
         } else {
             "NOT EXACT"
-        }
+        },
+        fmt_s(r.count_s)
     );
     println!(
         "    push p50 {} p99 {} p99.9 {} max {}; visible p50 {} p99 {} max {}{}",
@@ -1258,6 +1408,13 @@ struct Report {
     paced: Option<StreamResult>,
     baseline: Option<Baseline>,
     contention: Vec<Contention>,
+    /// One core's conversion and raw encoder rates, rows/s.
+    limits: Option<(f64, f64)>,
+}
+
+/// Rows/s of two stages run one after the other on one core.
+fn serial(a: f64, b: f64) -> f64 {
+    1.0 / (1.0 / a + 1.0 / b)
 }
 
 fn med_of(rs: &[StreamResult], f: impl Fn(&StreamResult) -> f64) -> f64 {
@@ -1360,14 +1517,36 @@ fn print_summary(args: &Args, rep: &Report) {
             );
         }
     }
-    if let Some(p) = &rep.paced {
-        let per_s = p.max_snapshots_per_1s.unwrap_or(0);
+    if let (Some((convert, encode)), false) = (rep.limits, rep.fast.is_empty()) {
+        let eps = med_of(&rep.fast, |x| x.events_per_s);
+        let one = serial(convert, encode);
         println!(
-            "paced: {} snapshots in {:.1} s; most in any 1 s (the final close flush excluded): {per_s} (target <= 1) {}",
+            "as fast as possible: {} events/s = {:.0}% of one core converting and encoding in turn ({} rows/s: conversion {}, raw encoder {})",
+            fmt_n(eps),
+            100.0 * eps / one,
+            fmt_n(one),
+            fmt_n(convert),
+            fmt_n(encode)
+        );
+    }
+    if let Some(p) = &rep.paced {
+        // At most one snapshot per second: in T seconds at most ceil(T) snapshots.
+        let allowed = p.elapsed_s.ceil() as usize;
+        println!(
+            "paced: {} snapshots in {:.2} s = {:.2} per second; at most one per second allows {allowed} {}",
             p.snapshots,
             p.elapsed_s,
-            verdict(per_s <= 1)
+            p.snapshots as f64 / p.elapsed_s,
+            verdict(p.snapshots <= allowed)
         );
+        if let Some(c) = p.cadence.filter(|c| c.snapshots >= 2) {
+            println!(
+                "paced: age flushes start >= max_age apart; their snapshots: mean gap {}, min gap {}, most in any 1 s window {} (commit-time jitter; final close flush excluded)",
+                fmt_s(c.mean_gap_s),
+                fmt_s(c.min_gap_s),
+                c.max_in_1s
+            );
+        }
         if let Some(b) = &rep.baseline {
             let ratio = b.files_per_event() / p.files_per_event();
             println!(
@@ -1378,19 +1557,27 @@ fn print_summary(args: &Args, rep: &Report) {
                 verdict(ratio >= 50.0)
             );
         }
-        let bound = args.max_age.as_secs_f64() + p.flush.p99;
+        let after_due = p.commit_after_due.map_or(f64::NAN, |d| d.p99);
+        let bound = args.max_age.as_secs_f64() + after_due;
         if bound.is_nan() || p.flush.n < 2 {
             println!(
-                "paced: visible p99 {}: too few flushes in this run to compare with max_age + one commit",
+                "paced: visible p99 {}: too few age flushes in this run to compare with max_age + one commit",
                 fmt_s(p.visible.p99)
             );
         } else {
             println!(
-                "paced: visible p99 {} (max {}) vs max_age + one commit (p99 of the appender's write + commit timing) = {} {}",
+                "paced: visible p99 {} (max {}) vs max_age + one flush (p99 of due -> committed) = {} {}",
                 fmt_s(p.visible.p99),
                 fmt_s(p.visible.max),
                 fmt_s(bound),
                 verdict(p.visible.p99 <= bound)
+            );
+            let outside = p.commit_after_due.map_or(f64::NAN, |d| d.p50);
+            println!(
+                "paced: one flush p50 {} due -> committed, of which the appender's write + commit {}: {} before it (wake-up, records -> Arrow conversion)",
+                fmt_s(outside),
+                fmt_s(p.flush.p50),
+                fmt_s(outside - p.flush.p50)
             );
         }
     }
@@ -1405,9 +1592,14 @@ fn print_summary(args: &Args, rep: &Report) {
 
     if !rep.contention.is_empty() {
         println!(
-            "\n== contention: writer processes flushing every {} rows into one table ({} rows each) ==",
+            "\n== contention: writer processes flushing every {} rows into one table ({} rows each){} ==",
             fmt_n(args.writer_flush_rows as f64),
-            fmt_n(args.writer_rows as f64)
+            fmt_n(args.writer_rows as f64),
+            if args.writer_refresh {
+                ", refresh before each flush"
+            } else {
+                ""
+            }
         );
         println!(
             "\n| catalog | writers | rows | commits | commits/s | rows/s | conflicts retried | commit p50 | commit p99 | rows exact |"
@@ -1464,6 +1656,7 @@ async fn run(args: Args) -> Res<()> {
         paced: None,
         baseline: None,
         contention: Vec::new(),
+        limits: None,
     };
 
     if args.stream {
@@ -1474,12 +1667,24 @@ async fn run(args: Args) -> Res<()> {
             pool.len(),
             bpr
         ));
+        let copies = 4;
+        let (convert, encode) =
+            single_core_limits(&pool, &args.dir.join("raw"), copies, args.reps)?;
+        settle(&args.dir.join("raw"));
+        rep.limits = Some((convert, encode));
+        say(format!(
+            "one core, {} rows (about one flush): SaleRecord -> Arrow {} rows/s, raw ArrowWriter + fsync {} rows/s, both in turn {} rows/s",
+            fmt_n((pool.len() * copies) as f64),
+            fmt_n(convert),
+            fmt_n(encode),
+            fmt_n(serial(convert, encode))
+        ));
         // The appender's defaults, unless --max-rows / --max-mib say otherwise.
         let max_bytes = args.max_bytes.unwrap_or(64 << 20);
         let fast = Settings {
             max_rows: args.max_rows.unwrap_or(100_000),
             max_bytes,
-            max_buffered_bytes: (256 << 20).max(max_bytes),
+            max_buffered_bytes: (256 << 20).max(2 * max_bytes),
             max_age: args.max_age,
         };
         say(format!(
@@ -1571,14 +1776,16 @@ async fn run(args: Args) -> Res<()> {
         let b = baseline(&dir, &pool, args.baseline_events).await?;
         settle(&dir);
         say(format!(
-            "  {} events in {:.2} s: {} events/s; snapshots {}, data files {}, metadata files {}, table rows {}; append p50 {} p99 {}, median of first 10 {}, of last 10 {}",
+            "  {} events in {:.2} s: {} events/s; snapshots {}, data files {}, metadata files {} (metadata.json {:.1} KB), table rows {} (fresh count() {}); append p50 {} p99 {}, median of first 10 {}, of last 10 {}",
             fmt_n(b.events as f64),
             b.elapsed_s,
             fmt_n(b.events_per_s),
             b.snapshots,
             b.data_files,
             b.metadata_files,
+            b.metadata_json_bytes as f64 / 1e3,
             b.table_rows,
+            fmt_s(b.count_s),
             fmt_s(b.latency.p50),
             fmt_s(b.latency.p99),
             fmt_s(b.first10),
@@ -1642,7 +1849,9 @@ async fn run(args: Args) -> Res<()> {
         let out = json!({
             "cores": cores, "load_average_start": load_start, "load_average_end": load_average(),
             "dir": args.dir, "fs": rep.fs, "months": args.months,
-            "sync_write_mb_per_s": rep.sync_mb_s, "sync_write_mb_per_s_median": median(&rep.sync_mb_s),
+            "sync_write_mb_per_s": rep.sync_mb_s,
+            "one_core_rows_per_s": rep.limits.map(|(c, e)| json!({
+                "convert": c, "raw_encode_fsync": e, "serial": serial(c, e)})), "sync_write_mb_per_s_median": median(&rep.sync_mb_s),
             "fast": rep.fast.iter().map(StreamResult::to_json).collect::<Vec<_>>(),
             "fast_median": if rep.fast.is_empty() { Value::Null } else { json!({
                 "events_per_s": med_of(&rep.fast, |x| x.events_per_s),
@@ -1655,6 +1864,7 @@ async fn run(args: Args) -> Res<()> {
             "paced": rep.paced.as_ref().map(StreamResult::to_json),
             "baseline": rep.baseline.as_ref().map(Baseline::to_json),
             "contention": rep.contention.iter().map(Contention::to_json).collect::<Vec<_>>(),
+            "contention_settings": json!({"writer_rows": args.writer_rows, "flush_rows": args.writer_flush_rows, "refresh_before_flush": args.writer_refresh}),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
