@@ -123,7 +123,7 @@ async fn write_with(
         locations,
         names,
     );
-    let work = group_by_month(batches);
+    let work = spread(group_by_month(batches), tasks);
     let tasks = tasks.clamp(1, work.len().max(1));
     let queue = Arc::new(Mutex::new(VecDeque::from(work)));
     let mut handles = Vec::with_capacity(tasks);
@@ -191,6 +191,49 @@ fn group_by_month(batches: &[RecordBatch]) -> Vec<MonthWork> {
         }
     }
     let mut work: Vec<MonthWork> = months.into_values().collect();
+    work.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.month.cmp(&b.month)));
+    work
+}
+
+/// Fewer months than tasks (a live stream's flush is usually one month): split the largest
+/// months in two until every task has work, so a flush uses all cores. Each part becomes its
+/// own data file of the same partition. Parts below `2 × CHUNK_ROWS` rows are not split.
+fn spread(mut work: Vec<MonthWork>, tasks: usize) -> Vec<MonthWork> {
+    while work.len() < tasks {
+        let Some((i, _)) = work
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.rows >= 2 * CHUNK_ROWS)
+            .max_by_key(|(_, w)| w.rows)
+        else {
+            break;
+        };
+        let big = work.swap_remove(i);
+        let half = big.rows / 2;
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        let mut taken = 0;
+        for (bi, rows) in big.parts {
+            if taken >= half {
+                second.push((bi, rows));
+            } else if taken + rows.len() <= half {
+                taken += rows.len();
+                first.push((bi, rows));
+            } else {
+                let cut = half - taken;
+                taken = half;
+                first.push((bi, rows[..cut].to_vec()));
+                second.push((bi, rows[cut..].to_vec()));
+            }
+        }
+        for parts in [first, second] {
+            let rows = parts.iter().map(|(_, r)| r.len()).sum();
+            work.push(MonthWork {
+                month: big.month,
+                rows,
+                parts,
+            });
+        }
+    }
     work.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.month.cmp(&b.month)));
     work
 }
@@ -364,5 +407,53 @@ impl LocationGenerator for MonthDirectories {
         };
         self.ledger.record(&path);
         path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(month: i32, batches: &[usize]) -> MonthWork {
+        let parts: Vec<(usize, Vec<u32>)> = batches
+            .iter()
+            .enumerate()
+            .map(|(bi, n)| (bi, (0..*n as u32).collect()))
+            .collect();
+        MonthWork {
+            month: Month::from_ordinal(month),
+            rows: batches.iter().sum(),
+            parts,
+        }
+    }
+
+    #[test]
+    fn one_big_month_is_split_so_every_task_has_work() {
+        let out = spread(vec![work(650, &[3000, 2000])], 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.iter().map(|w| w.rows).sum::<usize>(), 5000);
+        assert!(
+            out.iter()
+                .all(|w| w.month.ordinal() == 650 && w.rows == 2500)
+        );
+        // Every row exactly once.
+        let mut seen: Vec<(usize, u32)> = out
+            .iter()
+            .flat_map(|w| {
+                w.parts
+                    .iter()
+                    .flat_map(|(bi, r)| r.iter().map(|x| (*bi, *x)))
+            })
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 5000);
+        // Small months stay whole; enough months stay as they are.
+        assert_eq!(spread(vec![work(650, &[1500])], 2).len(), 1);
+        assert_eq!(
+            spread(vec![work(650, &[9000]), work(651, &[10])], 2).len(),
+            2
+        );
+        assert_eq!(spread(vec![work(650, &[9000])], 4).len(), 4);
     }
 }
