@@ -215,6 +215,8 @@ fn raw_props() -> WriterProperties {
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(element.clone(), false)
+        // The table's default for the element (see `EMBEDDING_ENCODING_PROPERTY`).
+        .set_column_encoding(element.clone(), parquet::basic::Encoding::BYTE_STREAM_SPLIT)
         .set_column_statistics_enabled(element, EnabledStatistics::None)
         .build()
 }
