@@ -44,6 +44,8 @@ impl AppendOutcome {
 enum Input {
     Records(Vec<SaleRecord>),
     Batches(Vec<RecordBatch>),
+    /// Batches that went through `conform` already (the streaming appender's).
+    Validated(Vec<RecordBatch>),
 }
 
 /// An append in preparation; `.await` it to run it.
@@ -61,6 +63,8 @@ pub struct Append {
     commit_id: Option<String>,
     parallelism: Option<usize>,
     positions: Positions,
+    /// Whether the commit id may have been tried before (then the table is re-read for it).
+    retry: bool,
 }
 
 impl Append {
@@ -72,6 +76,11 @@ impl Append {
         Self::new(table, Input::Batches(batches))
     }
 
+    /// Batches validated when they were pushed: not validated a second time.
+    pub(crate) fn from_validated(table: SalesHistory, batches: Vec<RecordBatch>) -> Self {
+        Self::new(table, Input::Validated(batches))
+    }
+
     fn new(table: SalesHistory, input: Input) -> Self {
         Append {
             table,
@@ -79,6 +88,7 @@ impl Append {
             commit_id: None,
             parallelism: None,
             positions: Positions::default(),
+            retry: true,
         }
     }
 
@@ -104,6 +114,12 @@ impl Append {
         self
     }
 
+    /// The commit id is new, never tried: skip the catalog read that looks for it.
+    pub(crate) fn first_attempt(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+
     async fn run(self) -> Result<AppendOutcome> {
         let table = &self.table;
         let caller_id = self.commit_id.is_some();
@@ -119,7 +135,10 @@ impl Append {
             return Ok(AppendOutcome::NothingToCommit);
         }
         // 2. Exactly once: a caller's commit id already in the table means it landed.
-        if caller_id && let Some(snapshot_id) = table.find_commit_fresh(&commit_id).await? {
+        if caller_id
+            && self.retry
+            && let Some(snapshot_id) = table.find_commit_fresh(&commit_id).await?
+        {
             return Ok(AppendOutcome::AlreadyCommitted {
                 snapshot_id,
                 commit_id,
@@ -153,6 +172,7 @@ fn validate(input: Input, dimension: usize) -> Result<Vec<RecordBatch>> {
             0,
             dimension,
         )?]),
+        Input::Validated(batches) => Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect()),
         Input::Batches(batches) => {
             let mut offset = 0;
             let mut out = Vec::with_capacity(batches.len());

@@ -20,7 +20,7 @@ use arrow_array::RecordBatch;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::append::AppendOutcome;
+use crate::append::{Append, AppendOutcome};
 use crate::batch::{conform, records_to_batch};
 use crate::commit::CommitSummary;
 use crate::error::{Error, Result};
@@ -219,6 +219,8 @@ impl Buffer {
 #[derive(Debug)]
 struct Unit {
     commit_id: String,
+    /// A commit with this id was attempted before (its outcome may be unknown).
+    attempted: bool,
     batches: Vec<RecordBatch>,
     rows: usize,
     bytes: usize,
@@ -334,7 +336,9 @@ impl Shared {
         let records = if buffer.records.is_empty() {
             None
         } else {
-            match records_to_batch(&buffer.records) {
+            // Rows were checked at push; `conform` relabels them and derives missing seasons.
+            let dimension = self.table.embedding_dimension();
+            match records_to_batch(&buffer.records).and_then(|b| conform(&b, 0, 0, dimension)) {
                 Ok(b) => Some(b),
                 Err(e) => return Err(Box::new((e, buffer))),
             }
@@ -344,6 +348,7 @@ impl Shared {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         Ok(Unit {
             commit_id: format!("{}-{seq:06}", self.prefix),
+            attempted: false,
             batches,
             rows: buffer.rows,
             bytes: buffer.bytes,
@@ -370,12 +375,13 @@ impl Shared {
     /// failure the unit is kept for the retry and the error returned.
     async fn commit(&self, unit: Unit) -> Result<CommitSummary> {
         let started = Instant::now();
-        let result = self
-            .table
-            .append_batches(unit.batches.clone())
+        let mut append = Append::from_validated(self.table.clone(), unit.batches.clone())
             .commit_id(unit.commit_id.clone())
-            .positions(unit.positions.clone())
-            .await;
+            .positions(unit.positions.clone());
+        if !unit.attempted {
+            append = append.first_attempt();
+        }
+        let result = append.await;
         let summary = match result {
             Ok(AppendOutcome::Committed(s)) => s,
             Ok(AppendOutcome::AlreadyCommitted {
@@ -406,7 +412,10 @@ impl Shared {
                     "flush failed; the rows stay buffered for the retry"
                 );
                 let mut state = self.lock();
-                state.retry = Some(unit);
+                state.retry = Some(Unit {
+                    attempted: true,
+                    ..unit
+                });
                 state.retry_at = Some(Instant::now() + self.max_age);
                 state.failed_flushes += 1;
                 drop(state);

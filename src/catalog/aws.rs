@@ -3,6 +3,22 @@
 
 use std::fmt;
 
+use crate::error::{Error, Result};
+
+/// Checks an endpoint override: an http(s) URL with a host; errors name `key`.
+pub(crate) fn check_endpoint(key: &str, url: Option<&str>) -> Result<()> {
+    let Some(u) = url else { return Ok(()) };
+    let parsed =
+        url::Url::parse(u).map_err(|e| Error::config(key, format!("`{u}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(Error::config(
+            key,
+            format!("`{u}` must be an http(s) URL with a host"),
+        ));
+    }
+    Ok(())
+}
+
 /// A secret string: never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

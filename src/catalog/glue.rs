@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use iceberg::CatalogBuilder;
 
-use super::aws::AwsCredentials;
+use super::aws::{AwsCredentials, check_endpoint};
 use crate::error::{Error, IcebergResultExt, Result};
 use iceberg::Catalog;
 
@@ -115,21 +115,8 @@ impl GlueConfig {
                 format!("`{bucket}` is not a valid S3 bucket name"),
             ));
         }
-        for (key, url) in [
-            ("glue_endpoint", &self.glue_endpoint),
-            ("s3_endpoint", &self.s3_endpoint),
-        ] {
-            if let Some(u) = url {
-                let parsed = url::Url::parse(u)
-                    .map_err(|e| Error::config(key, format!("`{u}` is not a URL: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(Error::config(
-                        key,
-                        format!("`{u}` must be an http(s) URL with a host"),
-                    ));
-                }
-            }
-        }
+        check_endpoint("glue_endpoint", self.glue_endpoint.as_deref())?;
+        check_endpoint("s3_endpoint", self.s3_endpoint.as_deref())?;
         if let Some(id) = &self.catalog_id
             && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
         {

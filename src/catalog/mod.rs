@@ -158,6 +158,34 @@ impl FromStr for CatalogConfig {
     }
 }
 
+/// The `key=value` pairs of `scheme://?k=v&…`, each key one of `allowed`; a malformed pair, an
+/// empty value or an unknown key is an [`Error::Config`] naming it.
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+fn query_pairs<'s>(s: &'s str, scheme: &str, allowed: &[&str]) -> Result<Vec<(&'s str, &'s str)>> {
+    let query = s
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .map(|rest| rest.trim_start_matches('/').trim_start_matches('?'))
+        .ok_or_else(|| Error::config("catalog", format!("`{s}` must start with {scheme}://?")))?;
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::config("catalog", format!("`{pair}` is not key=value")))?;
+        if v.is_empty() {
+            return Err(Error::config(k, "empty value"));
+        }
+        if !allowed.contains(&k) {
+            return Err(Error::config(
+                k,
+                format!("unknown {scheme} option ({})", allowed.join(", ")),
+            ));
+        }
+        pairs.push((k, v));
+    }
+    Ok(pairs)
+}
+
 #[cfg(not(feature = "s3tables"))]
 fn parse_s3tables(_: &str) -> Result<CatalogConfig> {
     Err(Error::config(
@@ -170,28 +198,16 @@ fn parse_s3tables(_: &str) -> Result<CatalogConfig> {
 /// `endpoint`, `s3_endpoint`, `profile`.
 #[cfg(feature = "s3tables")]
 fn parse_s3tables(s: &str) -> Result<CatalogConfig> {
-    let query = s
-        .strip_prefix("s3tables://")
-        .map(|rest| rest.trim_start_matches('/').trim_start_matches('?'))
-        .ok_or_else(|| Error::config("catalog", format!("`{s}` must start with s3tables://?")))?;
     let mut arn = None;
     let mut extra = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| Error::config("catalog", format!("`{pair}` is not key=value")))?;
-        if v.is_empty() {
-            return Err(Error::config(k, "empty value"));
-        }
+    for (k, v) in query_pairs(
+        s,
+        "s3tables",
+        &["arn", "region", "endpoint", "s3_endpoint", "profile"],
+    )? {
         match k {
             "arn" => arn = Some(v.to_string()),
-            "region" | "endpoint" | "s3_endpoint" | "profile" => extra.push((k, v)),
-            other => {
-                return Err(Error::config(
-                    other,
-                    "unknown S3 Tables option (arn, region, endpoint, s3_endpoint, profile)",
-                ));
-            }
+            _ => extra.push((k, v)),
         }
     }
     let arn = arn.ok_or_else(|| {
@@ -223,32 +239,26 @@ fn parse_glue(_: &str) -> Result<CatalogConfig> {
 
 #[cfg(feature = "glue")]
 fn parse_glue(s: &str) -> Result<CatalogConfig> {
-    let query = s
-        .strip_prefix("glue://")
-        .map(|rest| rest.trim_start_matches('/').trim_start_matches('?'))
-        .ok_or_else(|| Error::config("catalog", format!("`{s}` must start with glue://?")))?;
     let mut region = None;
     let mut warehouse = None;
     let mut extra = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| Error::config("catalog", format!("`{pair}` is not key=value")))?;
-        if v.is_empty() {
-            return Err(Error::config(k, "empty value"));
-        }
+    for (k, v) in query_pairs(
+        s,
+        "glue",
+        &[
+            "region",
+            "warehouse",
+            "catalog_id",
+            "glue_endpoint",
+            "s3_endpoint",
+            "s3_path_style",
+            "profile",
+        ],
+    )? {
         match k {
             "region" => region = Some(v.to_string()),
             "warehouse" => warehouse = Some(v.to_string()),
-            "catalog_id" | "glue_endpoint" | "s3_endpoint" | "s3_path_style" | "profile" => {
-                extra.push((k, v))
-            }
-            other => {
-                return Err(Error::config(
-                    other,
-                    "unknown Glue option (region, warehouse, catalog_id, glue_endpoint, s3_endpoint, s3_path_style, profile)",
-                ));
-            }
+            _ => extra.push((k, v)),
         }
     }
     let region = region

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use iceberg::{Catalog, CatalogBuilder};
 
-use super::aws::AwsCredentials;
+use super::aws::{AwsCredentials, check_endpoint};
 use crate::error::{Error, IcebergResultExt, Result};
 
 /// Where the S3 Tables table bucket is and how to authenticate.
@@ -138,19 +138,8 @@ impl S3TablesConfig {
                 ),
             ));
         }
-        for (key, url) in [
-            ("endpoint", &self.endpoint),
-            ("s3_endpoint", &self.s3_endpoint),
-        ] {
-            if let Some(u) = url {
-                let parsed = url::Url::parse(u)
-                    .map_err(|e| Error::config(key, format!("`{u}` is not a URL: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(Error::config(key, format!("`{u}` must be http(s)")));
-                }
-            }
-        }
-        Ok(())
+        check_endpoint("endpoint", self.endpoint.as_deref())?;
+        check_endpoint("s3_endpoint", self.s3_endpoint.as_deref())
     }
 
     /// The catalog properties, built in exactly this one place.

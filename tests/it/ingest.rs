@@ -254,20 +254,7 @@ async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
 
     let moto = crate::moto::moto();
     let endpoint = moto.endpoint();
-    let creds = aws_sdk_kinesis::config::Credentials::new(
-        "testing",
-        "testing-secret-key",
-        None,
-        None,
-        "test",
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(crate::moto::REGION))
-        .endpoint_url(&endpoint)
-        .credentials_provider(creds)
-        .load()
-        .await;
-    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "sales-events";
     kinesis
         .create_stream()

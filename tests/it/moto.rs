@@ -111,8 +111,8 @@ impl Moto {
         self.glue_config(bucket).into()
     }
 
-    /// An AWS SDK Glue client for checking what Glue holds.
-    pub async fn glue_client(&self) -> aws_sdk_glue::Client {
+    /// AWS SDK configuration for this emulator (region, endpoint, its test credentials).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let creds = aws_sdk_glue::config::Credentials::new(
             "testing",
             "testing-secret-key",
@@ -120,13 +120,17 @@ impl Moto {
             None,
             "test",
         );
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(self.endpoint())
             .credentials_provider(creds)
             .load()
-            .await;
-        aws_sdk_glue::Client::new(&cfg)
+            .await
+    }
+
+    /// An AWS SDK Glue client for checking what Glue holds.
+    pub async fn glue_client(&self) -> aws_sdk_glue::Client {
+        aws_sdk_glue::Client::new(&self.sdk_config().await)
     }
 }
 

@@ -10,24 +10,11 @@ use sales_history::{
     ScanFilter, TableOptions,
 };
 
-use crate::moto::{REGION, moto};
+use crate::moto::moto;
 use crate::support::{DIM, pyiceberg, sample};
 
 async fn client() -> Client {
-    let creds = aws_sdk_s3tables::config::Credentials::new(
-        "testing",
-        "testing-secret-key",
-        None,
-        None,
-        "test",
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(moto().endpoint())
-        .credentials_provider(creds)
-        .load()
-        .await;
-    Client::new(&sdk)
+    Client::new(&moto().sdk_config().await)
 }
 
 /// A new table bucket on the emulator and the catalog config pointing at it.
@@ -237,20 +224,7 @@ async fn s3_tables_iam_policy_covers_exactly_what_the_crate_calls() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("requests.jsonl");
     let recorded = crate::moto::Moto::start(&["--record", record.to_str().unwrap()]);
-    let creds = aws_sdk_s3tables::config::Credentials::new(
-        "testing",
-        "testing-secret-key",
-        None,
-        None,
-        "t",
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .endpoint_url(recorded.endpoint())
-        .credentials_provider(creds)
-        .load()
-        .await;
-    let arn = Client::new(&sdk)
+    let arn = Client::new(&recorded.sdk_config().await)
         .create_table_bucket()
         .name("iam-s3t")
         .send()

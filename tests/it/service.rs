@@ -331,20 +331,7 @@ async fn traces_name_what_happened_and_never_carry_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables() {
     let moto = crate::moto::moto();
-    let creds = aws_sdk_s3tables::config::Credentials::new(
-        "testing",
-        "testing-secret-key",
-        None,
-        None,
-        "test",
-    );
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(crate::moto::REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(creds)
-        .load()
-        .await;
-    let bucket = aws_sdk_s3tables::Client::new(&sdk)
+    let bucket = aws_sdk_s3tables::Client::new(&moto.sdk_config().await)
         .create_table_bucket()
         .name("cold-start-s3t")
         .send()
