@@ -74,6 +74,12 @@ fn sources(e: &iceberg::Error) -> impl Iterator<Item = &(dyn StdError + 'static)
     })
 }
 
+/// Whether an AWS error code is one of throttling (see [`THROTTLING_MARKERS`]).
+#[cfg_attr(not(feature = "glue"), allow(dead_code))]
+pub(crate) fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_MARKERS.contains(&code)
+}
+
 /// Whether `e` says AWS throttled the request (text markers, see [`THROTTLING_MARKERS`]).
 pub(crate) fn is_throttling(e: &iceberg::Error) -> bool {
     let t = text(e);

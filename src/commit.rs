@@ -195,7 +195,7 @@ impl PendingCommit {
 }
 
 /// The table's `commit.retry.*` settings (iceberg's defaults when unset).
-struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     retries: u32,
     min_wait: Duration,
     max_wait: Duration,
@@ -203,7 +203,7 @@ struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn of(table: &Table) -> Self {
+    pub(crate) fn of(table: &Table) -> Self {
         match table.metadata().table_properties() {
             Ok(p) => RetryPolicy {
                 retries: u32::try_from(p.commit_num_retries).unwrap_or(u32::MAX),
@@ -221,7 +221,7 @@ impl RetryPolicy {
     }
 
     /// The pause before attempt `attempts + 1`, or `None` when the budget is spent.
-    fn pause(&self, attempts: u32, started: Instant) -> Option<Duration> {
+    pub(crate) fn pause(&self, attempts: u32, started: Instant) -> Option<Duration> {
         if attempts > self.retries || started.elapsed() >= self.total {
             return None;
         }

@@ -51,6 +51,7 @@ mod month;
 mod parquet_props;
 mod position;
 mod record;
+mod rewrite;
 #[cfg(feature = "sample-data")]
 pub mod sample;
 mod scan;
@@ -81,6 +82,10 @@ pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,
 };
+pub use rewrite::compact::{
+    Compact, CompactionReport, DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY,
+};
+pub use rewrite::delete::{DeleteReport, DeleteWhere};
 pub use scan::{
     BatchStream, DEFAULT_BATCH_SIZE, PartialSaleRecord, PlannedDataFile, Scan, ScanFilter,
     ScanMetrics, ScanPlan, ScanStream,

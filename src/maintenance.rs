@@ -237,7 +237,7 @@ fn normalize(path: &str) -> String {
     }
 }
 
-/// Manifest lists, manifests and data files of the snapshots selected by `keep`.
+/// Manifest lists, manifests and data files (live entries) of the snapshots selected by `keep`.
 async fn referenced_by(table: &Table, keep: impl Fn(i64) -> bool) -> Result<HashSet<String>> {
     let io = table.file_io();
     let mut files = HashSet::new();
@@ -258,7 +258,9 @@ async fn referenced_by(table: &Table, keep: impl Fn(i64) -> bool) -> Result<Hash
                 continue;
             }
             let loaded = manifest.load_manifest(io).await.or_ours()?;
-            for entry in loaded.entries() {
+            // Only live entries: a `deleted` entry (a rewrite's record of what it removed)
+            // names a file that snapshot no longer reads.
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
                 files.insert(normalize(entry.data_file().file_path()));
             }
         }

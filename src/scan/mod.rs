@@ -23,7 +23,7 @@ use iceberg::scan::{FileScanTask, TableScan};
 use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 
-use filter::Resolved;
+pub(crate) use filter::Resolved;
 pub use filter::ScanFilter;
 use metrics::Counters;
 pub use metrics::ScanMetrics;
@@ -484,4 +484,48 @@ fn total_data_files(table: &Table, snapshot_id: i64) -> Option<u64> {
     let snapshot = table.metadata().snapshot_by_id(snapshot_id)?;
     let props = &snapshot.summary().additional_properties;
     props.get("total-data-files")?.parse().ok()
+}
+
+/// Reads every row of one data file (all columns, our layout): the input of a rewrite.
+/// `filter`, when given, keeps only the rows it matches.
+pub(crate) async fn read_file_rows(
+    file_io: &iceberg::io::FileIO,
+    path: &str,
+    size: u64,
+    filter: Option<&ScanFilter>,
+) -> Result<Vec<RecordBatch>> {
+    let filter = match filter {
+        Some(f) => Some(f.resolve()?),
+        None => None,
+    };
+    let plan = Arc::new(ReadPlan {
+        file_io: file_io.clone(),
+        output: Column::ALL.to_vec(),
+        schema: arrow_schema(),
+        filter,
+        batch_size: DEFAULT_BATCH_SIZE,
+        limit: None,
+        counters: Arc::new(Counters::default()),
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let file = PlannedFile {
+        path: path.to_string(),
+        size,
+    };
+    let reading = reader::read_file(plan, &file, tx);
+    let collecting = async {
+        let mut out = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            out.push(batch?);
+        }
+        Ok::<_, Error>(out)
+    };
+    let (read, batches) = futures::join!(reading, collecting);
+    read?;
+    batches
+}
+
+/// The checked form of a filter, for rewrites that decide per file.
+pub(crate) fn resolve_filter(filter: &ScanFilter) -> Result<Resolved> {
+    filter.resolve()
 }

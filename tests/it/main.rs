@@ -21,6 +21,7 @@ mod local;
 mod maintenance;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod moto;
+mod rewrite;
 #[cfg(all(feature = "python-tests", feature = "glue", feature = "s3tables"))]
 mod s3tables;
 mod scan;

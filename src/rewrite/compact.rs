@@ -1,0 +1,325 @@
+//! [`Compact`]: small data files of a month bin-packed into target-size files, one `replace`
+//! snapshot.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use iceberg::spec::{DataFile, Operation, Struct, TableMetadata};
+
+use super::{Change, files};
+use crate::error::{Error, Result};
+use crate::month::Month;
+use crate::table::SalesHistory;
+
+/// Table property with the size compaction aims its files at (Iceberg's standard name).
+pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
+/// Target file size when the table does not set [`TARGET_FILE_SIZE_PROPERTY`]: 128 MiB.
+///
+/// Smaller than Iceberg's 512 MiB default on purpose: a row of this table carries a
+/// 1024-dimension embedding (~4–8 KB encoded), so 128 MiB is already ~20–30 k rows per file,
+/// a month stays spread over several files for parallel scans, and a compaction bin (read
+/// whole, then re-encoded) stays within a few hundred MB of memory.
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// Compacts small data files, month by month, into files near a target size; built by
+/// [`SalesHistory::compact`].
+///
+/// A file counts as small below ¾ of the target. In each month with at least two small files
+/// (or [`min_input_files`](Self::min_input_files)), the small files are bin-packed into groups
+/// of at most the target size; each group is read and written again as one file (sorted by the
+/// table's sort order when it declares one with identity transforms). All groups of the run go
+/// into **one** `replace` snapshot: readers see either the old files or the new, never both,
+/// and the rows are the same multiset (a `replace` changes no data). The old snapshot stays
+/// readable by time travel until [`expire_snapshots`](SalesHistory::expire_snapshots) removes
+/// it.
+///
+/// A concurrent append is kept: on a conflict the snapshot is re-applied on the new version
+/// when every compacted file is still live; if another rewrite removed one of them, the run
+/// fails with [`Error::CommitConflict`] and deletes the files it wrote.
+///
+/// ```no_run
+/// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
+/// let plan = table.compact().dry_run(true).run().await?; // what it would do
+/// println!("{} small files in {} months", plan.files_removed, plan.months);
+/// let done = table.compact().run().await?;
+/// println!("{} → {} files, {} rows rewritten", done.files_removed, done.files_added, done.rows_rewritten);
+/// # Ok(()) }
+/// ```
+#[must_use = "a compaction does nothing until it is run"]
+#[derive(Debug, Clone)]
+pub struct Compact {
+    table: SalesHistory,
+    target: Option<u64>,
+    min_input_files: usize,
+    dry_run: bool,
+}
+
+/// What a compaction did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Nothing was written or committed.
+    pub dry_run: bool,
+    /// The `replace` snapshot (`None` in a dry run or when there was nothing to compact).
+    pub snapshot_id: Option<i64>,
+    /// The target file size used.
+    pub target_file_size: u64,
+    /// Months rewritten.
+    pub months: usize,
+    /// Data files removed from the table (the small files).
+    pub files_removed: usize,
+    /// Data files added (in a dry run: the number of bins).
+    pub files_added: usize,
+    /// Bytes of the files removed.
+    pub bytes_removed: u64,
+    /// Bytes of the files added (0 in a dry run).
+    pub bytes_added: u64,
+    /// Rows read and written again.
+    pub rows_rewritten: u64,
+    /// Catalog attempts of the commit.
+    pub attempts: u32,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Compact {
+    pub(crate) fn new(table: SalesHistory) -> Self {
+        Compact {
+            table,
+            target: None,
+            min_input_files: 2,
+            dry_run: false,
+        }
+    }
+
+    /// Target size of the files written (default: the table's
+    /// `write.target-file-size-bytes`, else [`DEFAULT_TARGET_FILE_SIZE`]).
+    pub fn target_file_size(mut self, bytes: u64) -> Self {
+        self.target = Some(bytes);
+        self
+    }
+
+    /// A month is compacted only when it has at least this many small files (default 2).
+    pub fn min_input_files(mut self, files: usize) -> Self {
+        self.min_input_files = files.max(2);
+        self
+    }
+
+    /// Plan only: report what would be rewritten, write and commit nothing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Runs the compaction.
+    #[tracing::instrument(name = "compact", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
+    pub async fn run(self) -> Result<CompactionReport> {
+        let started = Instant::now();
+        let table = &self.table;
+        super::swap::supported(table.config())?;
+        table.refresh().await?;
+        let base = table.current();
+        let target = match self.target {
+            Some(t) => t,
+            None => target_of(base.metadata())?,
+        };
+        if target == 0 {
+            return Err(Error::config("target_file_size", "must be above 0 bytes"));
+        }
+        let live = files::live(&base).await?;
+        let bins = plan_bins(base.metadata(), live, target, self.min_input_files);
+        let mut report = CompactionReport {
+            dry_run: self.dry_run,
+            snapshot_id: None,
+            target_file_size: target,
+            months: bins
+                .iter()
+                .map(|b| b.partition.clone())
+                .collect::<HashSet<_>>()
+                .len(),
+            files_removed: bins.iter().map(|b| b.files.len()).sum(),
+            files_added: 0,
+            bytes_removed: bins
+                .iter()
+                .flat_map(|b| &b.files)
+                .map(DataFile::file_size_in_bytes)
+                .sum(),
+            bytes_added: 0,
+            rows_rewritten: bins
+                .iter()
+                .flat_map(|b| &b.files)
+                .map(DataFile::record_count)
+                .sum(),
+            attempts: 0,
+            elapsed: Duration::ZERO,
+        };
+        if self.dry_run || bins.is_empty() {
+            report.files_added = if self.dry_run { bins.len() } else { 0 };
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+        let commit_id = format!("compact-{}", uuid::Uuid::new_v4().simple());
+        let mut written = crate::write::WrittenFiles::default();
+        let outcome = async {
+            for bin in &bins {
+                let batches = read_bin(&base, &bin.files).await?;
+                let batches = super::sort::by_sort_order(base.metadata(), batches)?;
+                let files = crate::write::write_months(
+                    &base,
+                    &batches,
+                    1,
+                    &commit_id,
+                    table.config().may_delete_files(),
+                )
+                .await?;
+                written.data_files.extend(files.data_files);
+                written.paths.extend(files.paths);
+            }
+            let change = Change {
+                operation: Operation::Replace,
+                added: written.data_files.clone(),
+                removed: bins
+                    .iter()
+                    .flat_map(|b| &b.files)
+                    .map(|f| f.file_path().to_string())
+                    .collect(),
+                commit_id: commit_id.clone(),
+                properties: HashMap::from([(
+                    "sales-history.operation".to_string(),
+                    "compact".to_string(),
+                )]),
+            };
+            super::commit(table, &change).await
+        }
+        .await;
+        match outcome {
+            Ok(landed) => {
+                report.snapshot_id = Some(landed.snapshot_id);
+                report.attempts = landed.attempts;
+                report.files_added = written.data_files.len();
+                report.bytes_added = written.bytes();
+                report.elapsed = started.elapsed();
+                tracing::info!(?report, "compacted");
+                Ok(report)
+            }
+            Err(e) => {
+                if table.config().may_delete_files() {
+                    written.delete(base.file_io()).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The target file size a table asks for.
+pub(crate) fn target_of(metadata: &TableMetadata) -> Result<u64> {
+    match metadata.properties().get(TARGET_FILE_SIZE_PROPERTY) {
+        None => Ok(DEFAULT_TARGET_FILE_SIZE),
+        Some(v) => v.trim().parse::<u64>().map_err(|_| {
+            Error::config(
+                TARGET_FILE_SIZE_PROPERTY,
+                format!("`{v}` is not a number of bytes"),
+            )
+        }),
+    }
+}
+
+/// Small files of one partition to write as one file.
+#[derive(Debug)]
+struct Bin {
+    partition: Struct,
+    files: Vec<DataFile>,
+}
+
+/// Bins of small files: per partition (of the current spec) with at least `min_files` small
+/// files, first-fit-decreasing into bins of at most `target` bytes; a bin of one file is
+/// dropped (rewriting it alone gains nothing).
+fn plan_bins(
+    metadata: &TableMetadata,
+    live: Vec<files::Live>,
+    target: u64,
+    min_files: usize,
+) -> Vec<Bin> {
+    let spec_id = metadata.default_partition_spec_id();
+    let small = target / 4 * 3;
+    let mut by_partition: BTreeMap<String, (Struct, Vec<DataFile>)> = BTreeMap::new();
+    for files::Live {
+        spec_id: file_spec,
+        file: f,
+    } in live
+    {
+        if file_spec != spec_id || f.file_size_in_bytes() >= small {
+            continue;
+        }
+        let key = partition_key(f.partition());
+        by_partition
+            .entry(key)
+            .or_insert_with(|| (f.partition().clone(), Vec::new()))
+            .1
+            .push(f);
+    }
+    let mut bins = Vec::new();
+    for (_, (partition, mut files)) in by_partition {
+        if files.len() < min_files {
+            continue;
+        }
+        files.sort_by(|a, b| {
+            b.file_size_in_bytes()
+                .cmp(&a.file_size_in_bytes())
+                .then_with(|| a.file_path().cmp(b.file_path()))
+        });
+        let mut month_bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
+        for f in files {
+            let size = f.file_size_in_bytes();
+            match month_bins
+                .iter_mut()
+                .find(|(used, _)| used + size <= target)
+            {
+                Some((used, members)) => {
+                    *used += size;
+                    members.push(f);
+                }
+                None => month_bins.push((size, vec![f])),
+            }
+        }
+        bins.extend(
+            month_bins
+                .into_iter()
+                .filter(|(_, members)| members.len() >= 2)
+                .map(|(_, files)| Bin {
+                    partition: partition.clone(),
+                    files,
+                }),
+        );
+    }
+    bins
+}
+
+/// A readable key of a partition value (`2024-03` for our month partition).
+fn partition_key(partition: &Struct) -> String {
+    match partition.fields() {
+        [Some(iceberg::spec::Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(m)))] => {
+            Month::from_ordinal(*m).to_string()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every row of `files`, in our layout.
+async fn read_bin(base: &iceberg::table::Table, files: &[DataFile]) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for f in files {
+        batches.extend(
+            crate::scan::read_file_rows(
+                base.file_io(),
+                f.file_path(),
+                f.file_size_in_bytes(),
+                None,
+            )
+            .await?,
+        );
+    }
+    Ok(batches)
+}

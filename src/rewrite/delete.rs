@@ -1,0 +1,315 @@
+//! [`DeleteWhere`]: copy-on-write delete of the rows a [`ScanFilter`] matches.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use arrow_array::{BooleanArray, RecordBatch};
+use iceberg::spec::{DataFile, Operation, PrimitiveLiteral};
+
+use super::{Change, files};
+use crate::error::{Error, Result};
+use crate::scan::{Resolved, ScanFilter};
+use crate::schema::Column;
+use crate::table::SalesHistory;
+
+/// Deletes the rows a [`ScanFilter`] matches; built by [`SalesHistory::delete_where`].
+///
+/// Copy-on-write, in one snapshot:
+/// - files the filter cannot match (partition values and column statistics) are not read;
+/// - files whose rows all match are dropped from the table **without being read** when their
+///   partition and column bounds prove it (e.g. a file holding one tenant's rows, for a
+///   tenant filter), else after reading them;
+/// - files with some matching rows are rewritten without those rows.
+///
+/// The snapshot is a `delete` when files were only dropped, an `overwrite` when some were
+/// rewritten. Older snapshots still hold the rows until they are expired: a **tenant
+/// erasure** is `delete_where(ScanFilter::new().tenant(id))`, then
+/// [`expire_snapshots`](SalesHistory::expire_snapshots) (keeping none older than now) and
+/// [`remove_orphan_files`](SalesHistory::remove_orphan_files); `examples/maintain.rs
+/// --delete-tenant ID` runs the three.
+///
+/// An empty filter is refused (it would delete every row).
+///
+/// ```no_run
+/// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
+/// use sales_history::ScanFilter;
+/// let gone = ScanFilter::new().tenant("tenant-offboarded");
+/// let plan = table.delete_where(gone.clone()).dry_run(true).run().await?;
+/// println!("would delete {} rows", plan.rows_deleted);
+/// table.delete_where(gone).run().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a delete does nothing until it is run"]
+#[derive(Debug, Clone)]
+pub struct DeleteWhere {
+    table: SalesHistory,
+    filter: ScanFilter,
+    dry_run: bool,
+}
+
+/// What a [`DeleteWhere`] did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeleteReport {
+    /// Nothing was written or committed.
+    pub dry_run: bool,
+    /// The new snapshot (`None` in a dry run or when no row matched).
+    pub snapshot_id: Option<i64>,
+    /// `delete` or `overwrite` (`None` when nothing matched).
+    pub operation: Option<String>,
+    /// Rows deleted.
+    pub rows_deleted: u64,
+    /// Files dropped whole, decided from metadata alone (not read).
+    pub files_dropped_by_metadata: usize,
+    /// Files dropped whole after reading them (every row matched).
+    pub files_dropped_after_reading: usize,
+    /// Files rewritten without the matching rows.
+    pub files_rewritten: usize,
+    /// Files read to decide (the rest of the table was not touched).
+    pub files_read: usize,
+    /// Data files added (the rewritten files' remaining rows).
+    pub files_added: usize,
+    /// Bytes of the data files removed from the table.
+    pub bytes_removed: u64,
+    /// Bytes of the data files added.
+    pub bytes_added: u64,
+    /// Catalog attempts of the commit.
+    pub attempts: u32,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl DeleteWhere {
+    pub(crate) fn new(table: SalesHistory, filter: ScanFilter) -> Self {
+        DeleteWhere {
+            table,
+            filter,
+            dry_run: false,
+        }
+    }
+
+    /// Plan only: find and count the matching rows, write and commit nothing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Runs the delete.
+    #[tracing::instrument(name = "delete_where", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
+    pub async fn run(self) -> Result<DeleteReport> {
+        let started = Instant::now();
+        let table = &self.table;
+        if self.filter.is_empty() {
+            return Err(Error::config(
+                "filter",
+                "an empty filter matches every row: delete_where refuses to empty the table",
+            ));
+        }
+        let resolved = crate::scan::resolve_filter(&self.filter)?;
+        super::swap::supported(table.config())?;
+        table.refresh().await?;
+        let base = table.current();
+        let mut report = DeleteReport {
+            dry_run: self.dry_run,
+            snapshot_id: None,
+            operation: None,
+            rows_deleted: 0,
+            files_dropped_by_metadata: 0,
+            files_dropped_after_reading: 0,
+            files_rewritten: 0,
+            files_read: 0,
+            files_added: 0,
+            bytes_removed: 0,
+            bytes_added: 0,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+        };
+        let Some(snapshot_id) = base.metadata().current_snapshot_id() else {
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        };
+        if resolved.matches_nothing {
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+        let candidates: HashSet<String> = table
+            .scan()
+            .filter(self.filter.clone())
+            .snapshot_id(snapshot_id)
+            .plan()
+            .await?
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let live: HashMap<String, DataFile> = files::live(&base)
+            .await?
+            .into_iter()
+            .map(|l| (l.file.file_path().to_string(), l.file))
+            .filter(|(p, _)| candidates.contains(p))
+            .collect();
+        let mut paths: Vec<&String> = live.keys().collect();
+        paths.sort();
+
+        let commit_id = format!("delete-{}", uuid::Uuid::new_v4().simple());
+        let may_delete = table.config().may_delete_files();
+        let mut removed = HashSet::new();
+        let mut written = crate::write::WrittenFiles::default();
+        let outcome = async {
+            for path in paths {
+                let file = &live[path];
+                if all_match(&resolved, file) {
+                    report.files_dropped_by_metadata += 1;
+                    report.rows_deleted += file.record_count();
+                    report.bytes_removed += file.file_size_in_bytes();
+                    removed.insert(path.clone());
+                    continue;
+                }
+                report.files_read += 1;
+                let batches = crate::scan::read_file_rows(
+                    base.file_io(),
+                    path,
+                    file.file_size_in_bytes(),
+                    None,
+                )
+                .await?;
+                let (kept, matched) = without_matches(&resolved, batches)?;
+                if matched == 0 {
+                    continue;
+                }
+                report.rows_deleted += matched;
+                report.bytes_removed += file.file_size_in_bytes();
+                removed.insert(path.clone());
+                if kept.iter().all(|b| b.num_rows() == 0) {
+                    report.files_dropped_after_reading += 1;
+                    continue;
+                }
+                report.files_rewritten += 1;
+                if self.dry_run {
+                    continue;
+                }
+                let files =
+                    crate::write::write_months(&base, &kept, 1, &commit_id, may_delete).await?;
+                written.data_files.extend(files.data_files);
+                written.paths.extend(files.paths);
+            }
+            if self.dry_run || removed.is_empty() {
+                return Ok(None);
+            }
+            let operation = if written.data_files.is_empty() {
+                Operation::Delete
+            } else {
+                Operation::Overwrite
+            };
+            report.operation = Some(operation.as_str().to_string());
+            let change = Change {
+                operation,
+                added: written.data_files.clone(),
+                removed: removed.clone(),
+                commit_id: commit_id.clone(),
+                properties: HashMap::from([(
+                    "sales-history.operation".to_string(),
+                    "delete-where".to_string(),
+                )]),
+            };
+            super::commit(table, &change).await.map(Some)
+        }
+        .await;
+        match outcome {
+            Ok(landed) => {
+                if let Some(landed) = landed {
+                    report.snapshot_id = Some(landed.snapshot_id);
+                    report.attempts = landed.attempts;
+                }
+                report.files_added = written.data_files.len();
+                report.bytes_added = written.bytes();
+                if self.dry_run && !removed.is_empty() {
+                    report.operation = Some(
+                        if report.files_rewritten == 0 {
+                            "delete"
+                        } else {
+                            "overwrite"
+                        }
+                        .to_string(),
+                    );
+                }
+                report.elapsed = started.elapsed();
+                tracing::info!(?report, "deleted");
+                Ok(report)
+            }
+            Err(e) => {
+                if may_delete {
+                    written.delete(base.file_io()).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The batches without the rows `filter` matches, and how many rows it matched.
+fn without_matches(
+    filter: &Resolved,
+    batches: Vec<RecordBatch>,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    let mut kept = Vec::with_capacity(batches.len());
+    let mut matched = 0u64;
+    for batch in batches {
+        let hits = filter.evaluate(batch.num_rows(), |c| Some(batch.column(c.index()).clone()))?;
+        let n = hits.true_count() as u64;
+        matched += n;
+        if n == 0 {
+            kept.push(batch);
+        } else if (n as usize) < batch.num_rows() {
+            let keep: BooleanArray = hits.iter().map(|v| Some(v != Some(true))).collect();
+            kept.push(arrow_select::filter::filter_record_batch(&batch, &keep)?);
+        }
+    }
+    Ok((kept, matched))
+}
+
+/// Whether every row of `file` matches, from its column bounds and null counts alone.
+/// `false` when the metadata cannot prove it (then the file is read).
+fn all_match(filter: &Resolved, file: &DataFile) -> bool {
+    if filter.is_trivial() {
+        return true;
+    }
+    let lower = |c: Column| file.lower_bounds().get(&c.field_id()).map(|d| d.literal());
+    let upper = |c: Column| file.upper_bounds().get(&c.field_id()).map(|d| d.literal());
+    let no_nulls = |c: Column| file.null_value_counts().get(&c.field_id()) == Some(&0);
+    for (col, values) in &filter.strings {
+        // Equal bounds are never truncated (a truncated upper bound is incremented).
+        match (lower(*col), upper(*col)) {
+            (Some(PrimitiveLiteral::String(l)), Some(PrimitiveLiteral::String(u)))
+                if l == u && no_nulls(*col) && values.iter().any(|v| v == l) => {}
+            _ => return false,
+        }
+    }
+    if filter.sold != (None, None) {
+        let (Some(PrimitiveLiteral::Long(min)), Some(PrimitiveLiteral::Long(max))) =
+            (lower(Column::SoldDate), upper(Column::SoldDate))
+        else {
+            return false;
+        };
+        if !no_nulls(Column::SoldDate)
+            || filter.sold.0.is_some_and(|s| *min < s)
+            || filter.sold.1.is_some_and(|e| *max >= e)
+        {
+            return false;
+        }
+    }
+    if filter.price != (None, None) {
+        let (Some(PrimitiveLiteral::Int128(min)), Some(PrimitiveLiteral::Int128(max))) =
+            (lower(Column::SoldPrice), upper(Column::SoldPrice))
+        else {
+            return false;
+        };
+        if !no_nulls(Column::SoldPrice)
+            || filter.price.0.is_some_and(|l| *min < i128::from(l))
+            || filter.price.1.is_some_and(|h| *max > i128::from(h))
+        {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,71 @@
+//! The live data files of a snapshot, read from its manifests.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::{DataFile, ManifestContentType};
+use iceberg::table::Table;
+
+use crate::error::{IcebergResultExt, Result};
+
+/// Manifests read at once.
+const MANIFEST_CONCURRENCY: usize = 8;
+
+/// A live data file and the partition spec it was written with.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) spec_id: i32,
+    pub(crate) file: DataFile,
+}
+
+/// Every live data file of the table's current snapshot (none without a snapshot).
+pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let list = table.manifest_list_reader(current).load().await.or_ours()?;
+    let io = table.file_io().clone();
+    let manifests: Vec<_> = list
+        .consume_entries()
+        .into_iter()
+        .filter(|m| m.content == ManifestContentType::Data)
+        .collect();
+    let per_manifest: Vec<Vec<Live>> = futures::stream::iter(manifests)
+        .map(|m| {
+            let io = io.clone();
+            async move {
+                let manifest = m.load_manifest(&io).await.or_ours()?;
+                let spec_id = manifest.metadata().partition_spec().spec_id();
+                Ok::<_, crate::Error>(
+                    manifest
+                        .entries()
+                        .iter()
+                        .filter(|e| e.is_alive())
+                        .map(|e| Live {
+                            spec_id,
+                            file: e.data_file().clone(),
+                        })
+                        .collect(),
+                )
+            }
+        })
+        .buffered(MANIFEST_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_manifest.into_iter().flatten().collect())
+}
+
+/// The paths of `wanted` that are not live in the table's current snapshot.
+pub(crate) async fn missing(table: &Table, wanted: &HashSet<String>) -> Result<Vec<String>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live: HashSet<String> = live(table)
+        .await?
+        .into_iter()
+        .map(|f| f.file.file_path().to_string())
+        .collect();
+    let mut gone: Vec<String> = wanted.difference(&live).cloned().collect();
+    gone.sort();
+    Ok(gone)
+}

@@ -1,0 +1,227 @@
+//! Compare-and-swap of the table's metadata location, per catalog.
+//!
+//! - **SQLite** (the local catalog): `UPDATE iceberg_tables SET metadata_location = new,
+//!   previous_metadata_location = old … WHERE … AND metadata_location = old`, the same row
+//!   iceberg's and pyiceberg's SQL catalogs update; zero rows changed is a conflict.
+//! - **Glue**: `GetTable` (the `VersionId` and the table as it is), then `UpdateTable` with that
+//!   `VersionId` and a `TableInput` copied from the table, only `metadata_location` and
+//!   `previous_metadata_location` changed. iceberg-catalog-glue's own table-input builder is
+//!   private; copying keeps the typed StorageDescriptor columns, location, table type and
+//!   every other parameter Athena reads exactly as the last commit left them.
+//!
+//! S3 Tables and custom catalogs are refused up front ([`supported`]).
+
+use iceberg::spec::TableMetadata;
+
+use crate::catalog::CatalogConfig;
+use crate::error::{Error, Result};
+use crate::table::SalesHistory;
+
+/// Why a swap did not happen (or may not have).
+#[derive(Debug)]
+pub(crate) enum SwapError {
+    /// The table is not at the expected version any more: nothing changed.
+    Conflict(String),
+    /// The catalog refused: nothing changed.
+    Refused(Error),
+    /// The request may have been applied (no answer).
+    Unknown(Error),
+}
+
+/// `Ok` when the table's catalog has a compare-and-swap this module implements.
+pub(crate) fn supported(config: &CatalogConfig) -> Result<()> {
+    match config {
+        CatalogConfig::Local { .. } => Ok(()),
+        #[cfg(feature = "glue")]
+        CatalogConfig::Glue(_) => Ok(()),
+        #[cfg(feature = "s3tables")]
+        CatalogConfig::S3Tables(_) => Err(Error::managed_by_s3_tables(
+            "rewrite commit (compact, delete_where)",
+            "S3 Tables compacts its tables itself (table maintenance); rewriting commits \
+             through its UpdateTableMetadataLocation is not implemented in this version",
+        )),
+        CatalogConfig::Custom { .. } => Err(Error::Unsupported {
+            operation: "rewrite commit (compact, delete_where)".into(),
+            reason: "a custom catalog offers no compare-and-swap this crate can use; \
+                     rewrites need the Local or Glue catalog configuration"
+                .into(),
+        }),
+    }
+}
+
+/// Points the table at `new_location` if it still is at `expected`.
+pub(crate) async fn swap(
+    table: &SalesHistory,
+    expected: &str,
+    new_location: &str,
+    _metadata: &TableMetadata,
+) -> std::result::Result<(), SwapError> {
+    let ident = &table.shared.ident;
+    let namespace = ident.namespace().join(".");
+    match table.config() {
+        CatalogConfig::Local { warehouse } => {
+            sqlite(warehouse, &namespace, ident.name(), expected, new_location).await
+        }
+        #[cfg(feature = "glue")]
+        CatalogConfig::Glue(g) => glue(g, &namespace, ident.name(), expected, new_location).await,
+        other => {
+            Err(SwapError::Refused(supported(other).err().unwrap_or_else(
+                || Error::internal("no swap for this catalog"),
+            )))
+        }
+    }
+}
+
+async fn sqlite(
+    warehouse: &std::path::Path,
+    namespace: &str,
+    name: &str,
+    expected: &str,
+    new_location: &str,
+) -> std::result::Result<(), SwapError> {
+    use sqlx::ConnectOptions;
+    let path = warehouse.join(crate::catalog::LOCAL_CATALOG_FILE);
+    let failed = |what: &str, e: sqlx::Error| {
+        let busy = matches!(&e, sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy"));
+        let error = Error::Catalog {
+            message: format!("{what} the local catalog {}: {e}", path.display()),
+            retryable: busy || matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut),
+            source: Box::new(e),
+        };
+        if busy {
+            SwapError::Conflict(format!("the local catalog is busy: {error}"))
+        } else {
+            SwapError::Refused(error)
+        }
+    };
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(false)
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| failed("opening", e))?;
+    let result = sqlx::query(
+        "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+         WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+         AND metadata_location = ?",
+    )
+    .bind(new_location)
+    .bind(expected)
+    .bind(crate::catalog::LOCAL_CATALOG_NAME)
+    .bind(namespace)
+    .bind(name)
+    .bind(expected)
+    .execute(&mut conn)
+    .await
+    .map_err(|e| failed("updating", e))?;
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(SwapError::Conflict(format!(
+            "the table's metadata location is no longer {expected}"
+        )))
+    }
+}
+
+#[cfg(feature = "glue")]
+async fn glue(
+    config: &crate::catalog::GlueConfig,
+    database: &str,
+    name: &str,
+    expected: &str,
+    new_location: &str,
+) -> std::result::Result<(), SwapError> {
+    use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_glue::operation::update_table::UpdateTableError;
+    use aws_sdk_glue::types::TableInput;
+
+    let client = config.glue_client().await;
+    let got = client
+        .get_table()
+        .set_catalog_id(config.catalog_id.clone())
+        .database_name(database)
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            let retryable = !matches!(e, SdkError::ServiceError(_))
+                || e.code().is_some_and(crate::classify::is_throttling_code);
+            SwapError::Refused(Error::Catalog {
+                message: format!(
+                    "Glue GetTable {database}.{name}: {}",
+                    e.code().unwrap_or("no answer")
+                ),
+                retryable,
+                source: Box::new(e.into_service_error()),
+            })
+        })?;
+    let current = got
+        .table()
+        .ok_or_else(|| SwapError::Refused(Error::internal("Glue GetTable answered no table")))?;
+    let mut parameters = current.parameters().cloned().unwrap_or_default();
+    let at = parameters.get("metadata_location").map(String::as_str);
+    if at != Some(expected) {
+        return Err(SwapError::Conflict(format!(
+            "the Glue table points at {} instead of {expected}",
+            at.unwrap_or("no metadata")
+        )));
+    }
+    parameters.insert("metadata_location".into(), new_location.into());
+    parameters.insert("previous_metadata_location".into(), expected.into());
+    let input = TableInput::builder()
+        .name(current.name())
+        .set_description(current.description().map(str::to_string))
+        .set_owner(current.owner().map(str::to_string))
+        .set_retention(Some(current.retention()))
+        .set_storage_descriptor(current.storage_descriptor().cloned())
+        .set_partition_keys(Some(current.partition_keys().to_vec()))
+        .set_table_type(current.table_type().map(str::to_string))
+        .set_parameters(Some(parameters))
+        .build()
+        .map_err(|e| {
+            SwapError::Refused(Error::internal(format!(
+                "building the Glue TableInput: {e}"
+            )))
+        })?;
+    let answer = client
+        .update_table()
+        .set_catalog_id(config.catalog_id.clone())
+        .database_name(database)
+        .skip_archive(true)
+        .table_input(input)
+        .set_version_id(current.version_id().map(str::to_string))
+        .send()
+        .await;
+    match answer {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) => {
+            let code = e.err().code().unwrap_or("unknown").to_string();
+            match e.into_err() {
+                UpdateTableError::ConcurrentModificationException(_) => Err(SwapError::Conflict(
+                    "Glue refused the VersionId (ConcurrentModificationException)".into(),
+                )),
+                other if code == "InternalServiceException" || code == "InternalFailure" => {
+                    Err(SwapError::Unknown(Error::Catalog {
+                        message: format!("Glue UpdateTable {database}.{name}: {code}"),
+                        retryable: true,
+                        source: Box::new(other),
+                    }))
+                }
+                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Conflict(
+                    format!("Glue throttled the update ({code})"),
+                )),
+                other => Err(SwapError::Refused(Error::Catalog {
+                    message: format!("Glue UpdateTable {database}.{name}: {code}"),
+                    retryable: false,
+                    source: Box::new(other),
+                })),
+            }
+        }
+        Err(other) => Err(SwapError::Unknown(Error::Catalog {
+            message: format!("Glue UpdateTable {database}.{name}: no answer"),
+            retryable: true,
+            source: Box::new(other),
+        })),
+    }
+}

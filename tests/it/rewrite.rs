@@ -1,0 +1,510 @@
+//! Our own commit path: compaction (`replace`), delete by filter (`overwrite`/`delete`),
+//! tenant erasure, conflicts with concurrent writers, peers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use sales_history::{
+    CatalogConfig, Error, ExpireSnapshots, SaleRecord, SalesHistory, ScanFilter, TableOptions,
+};
+
+use crate::support::{DIM, local_table, sample};
+
+/// Every row of the table (or of a snapshot), sorted: equality is multiset equality over all
+/// columns.
+pub async fn rows(table: &SalesHistory, snapshot: Option<i64>) -> Vec<SaleRecord> {
+    let mut scan = table.scan();
+    if let Some(id) = snapshot {
+        scan = scan.snapshot_id(id);
+    }
+    let mut rows = scan.to_records().await.expect("scan");
+    sort(&mut rows);
+    rows
+}
+
+fn sort(rows: &mut [SaleRecord]) {
+    rows.sort_by(|a, b| {
+        (&a.tenant_id, &a.product_id, a.sold_date).cmp(&(&b.tenant_id, &b.product_id, b.sold_date))
+    });
+}
+
+async fn data_files(table: &SalesHistory) -> usize {
+    table.scan().plan().await.expect("plan").files.len()
+}
+
+/// Many small appends: each of `appends` appends spreads `per` rows over the sample's months.
+async fn small_appends(table: &SalesHistory, appends: u64, per: usize, seed: u64) {
+    for i in 0..appends {
+        table
+            .append(sample(per, DIM, seed + i))
+            .await
+            .expect("small append");
+    }
+}
+
+/// Every `.parquet` file under `dir` and the tenant ids it holds.
+fn tenants_on_disk(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = BTreeMap::new();
+    for (rel, _) in crate::support::tree(dir) {
+        if !rel.ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(dir.join(&rel)).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet footer")
+            .build()
+            .expect("reader");
+        let mut tenants = Vec::new();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let col = batch.column_by_name("tenant_id").expect("tenant_id");
+            let col = arrow_cast::cast(col, &arrow_schema::DataType::Utf8).expect("utf8");
+            tenants.extend(col.as_string::<i32>().iter().flatten().map(str::to_string));
+        }
+        out.insert(rel, tenants);
+    }
+    out
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_row_and_time_travel_still_works() {
+    let t = local_table(DIM).await;
+    small_appends(&t.table, 12, 12, 300).await;
+    let before_rows = rows(&t.table, None).await;
+    let before_files = data_files(&t.table).await;
+    let before_snapshot = t.table.current_snapshot_id().expect("snapshot");
+
+    let plan = t
+        .table
+        .compact()
+        .dry_run(true)
+        .run()
+        .await
+        .expect("dry run");
+    assert!(plan.dry_run && plan.snapshot_id.is_none());
+    assert!(
+        plan.files_removed > plan.months && plan.months > 0,
+        "{plan:?}"
+    );
+    assert_eq!(plan.rows_rewritten as usize, before_rows.len());
+    assert_eq!(t.table.current_snapshot_id(), Some(before_snapshot));
+    assert_eq!(
+        data_files(&t.table).await,
+        before_files,
+        "a dry run writes nothing"
+    );
+
+    let done = t.table.compact().run().await.expect("compact");
+    assert_eq!(done.files_removed, plan.files_removed);
+    assert_eq!(
+        done.files_added, done.months,
+        "one file per month below the target"
+    );
+    assert_eq!(done.months, plan.months);
+    assert!(done.bytes_added > 0 && done.snapshot_id.is_some());
+    let after_files = data_files(&t.table).await;
+    assert_eq!(
+        after_files,
+        before_files - done.files_removed + done.files_added
+    );
+    assert!(
+        after_files < before_files / 4,
+        "{before_files} → {after_files}"
+    );
+    assert_eq!(rows(&t.table, None).await, before_rows, "same rows");
+    assert_eq!(
+        rows(&t.table, Some(before_snapshot)).await,
+        before_rows,
+        "time travel to the snapshot before the compaction"
+    );
+
+    let snaps = t.table.snapshots().await.expect("snapshots");
+    let last = snaps.last().expect("last");
+    assert_eq!(last.operation, "replace");
+    assert_eq!(last.parent_id, Some(before_snapshot));
+    assert!(
+        last.commit_id
+            .as_deref()
+            .is_some_and(|c| c.starts_with("compact-"))
+    );
+    let summary = t
+        .table
+        .iceberg_table()
+        .metadata()
+        .current_snapshot()
+        .expect("current")
+        .summary()
+        .additional_properties
+        .clone();
+    assert_eq!(summary["total-records"], before_rows.len().to_string());
+    assert_eq!(summary["total-data-files"], after_files.to_string());
+    assert_eq!(
+        summary["deleted-data-files"],
+        done.files_removed.to_string()
+    );
+    assert_eq!(summary["added-data-files"], done.files_added.to_string());
+
+    // Nothing left to do; appends still work on top.
+    let again = t.table.compact().run().await.expect("second compaction");
+    assert_eq!((again.files_removed, again.snapshot_id), (0, None));
+    t.table
+        .append(sample(5, DIM, 999))
+        .await
+        .expect("append after");
+    assert_eq!(rows(&t.table, None).await.len(), before_rows.len() + 5);
+}
+
+#[tokio::test]
+async fn a_tenant_erasure_leaves_no_row_of_it_in_any_file() {
+    let t = local_table(DIM).await;
+    small_appends(&t.table, 3, 40, 400).await;
+    // Files that hold only the erased tenant's rows (dropped from metadata alone) …
+    let only: Vec<SaleRecord> = sample(30, DIM, 410)
+        .into_iter()
+        .map(|mut r| {
+            r.tenant_id = "tenant-erase".into();
+            r
+        })
+        .collect();
+    t.table.append(only).await.expect("single-tenant append");
+    // … and files where its rows sit next to others (rewritten).
+    let mixed: Vec<SaleRecord> = sample(40, DIM, 420)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            if i % 2 == 0 {
+                r.tenant_id = "tenant-erase".into();
+            }
+            r
+        })
+        .collect();
+    t.table.append(mixed).await.expect("mixed append");
+    let all = rows(&t.table, None).await;
+    let expected: Vec<SaleRecord> = all
+        .iter()
+        .filter(|r| r.tenant_id != "tenant-erase")
+        .cloned()
+        .collect();
+    let erased = (all.len() - expected.len()) as u64;
+    assert_eq!(erased, 50);
+    let before_snapshot = t.table.current_snapshot_id();
+
+    let gone = ScanFilter::new().tenant("tenant-erase");
+    let plan = t
+        .table
+        .delete_where(gone.clone())
+        .dry_run(true)
+        .run()
+        .await
+        .expect("dry run");
+    assert_eq!(plan.rows_deleted, erased);
+    assert_eq!(plan.operation.as_deref(), Some("overwrite"));
+    assert_eq!(t.table.current_snapshot_id(), before_snapshot);
+
+    let done = t
+        .table
+        .delete_where(gone.clone())
+        .run()
+        .await
+        .expect("delete");
+    assert_eq!(done.rows_deleted, erased);
+    assert!(done.files_dropped_by_metadata > 0, "{done:?}");
+    assert!(done.files_rewritten > 0, "{done:?}");
+    assert_eq!(done.operation.as_deref(), Some("overwrite"));
+    assert_eq!(rows(&t.table, None).await, expected);
+    assert_eq!(
+        t.table.scan().filter(gone.clone()).count().await.unwrap(),
+        0
+    );
+    let snaps = t.table.snapshots().await.unwrap();
+    assert_eq!(snaps.last().unwrap().operation, "overwrite");
+    // Before expiry, the old snapshot still reads the rows (and files still hold them).
+    assert_eq!(rows(&t.table, before_snapshot).await, all);
+    assert!(
+        tenants_on_disk(t.dir.path())
+            .values()
+            .flatten()
+            .any(|x| x == "tenant-erase")
+    );
+
+    // Nothing left to delete: no snapshot.
+    let again = t.table.delete_where(gone).run().await.expect("again");
+    assert_eq!((again.rows_deleted, again.snapshot_id), (0, None));
+
+    // The erasure: expire every older snapshot, remove unreferenced files.
+    t.table
+        .expire_snapshots(ExpireSnapshots::older_than(Utc::now()))
+        .await
+        .expect("expire");
+    t.table
+        .remove_orphan_files()
+        .older_than(Utc::now())
+        .await
+        .expect("orphans");
+    let on_disk = tenants_on_disk(t.dir.path());
+    let rows_on_disk: usize = on_disk.values().map(Vec::len).sum();
+    assert_eq!(rows_on_disk, expected.len(), "every remaining file is live");
+    assert!(
+        on_disk.values().flatten().all(|x| x != "tenant-erase"),
+        "a Parquet file still holds a row of the erased tenant"
+    );
+    assert_eq!(rows(&t.table, None).await, expected);
+}
+
+#[tokio::test]
+async fn delete_where_refuses_an_empty_filter_and_keeps_the_table() {
+    let t = local_table(DIM).await;
+    t.table.append(sample(20, DIM, 1)).await.unwrap();
+    let before = t.table.current_snapshot_id();
+    let err = t
+        .table
+        .delete_where(ScanFilter::new())
+        .run()
+        .await
+        .expect_err("empty filter");
+    assert!(
+        matches!(err, Error::Config { ref key, .. } if key == "filter"),
+        "{err:?}"
+    );
+    // A filter that matches nothing commits nothing.
+    let none = t
+        .table
+        .delete_where(ScanFilter::new().tenant("nobody"))
+        .run()
+        .await
+        .expect("no match");
+    assert_eq!((none.rows_deleted, none.snapshot_id), (0, None));
+    assert_eq!(t.table.current_snapshot_id(), before);
+}
+
+/// Appenders and a compaction (and a delete) on one table for several rounds: every append
+/// lands once, the compaction keeps the rows, conflicts are re-applied.
+pub async fn race_rounds(config: &CatalogConfig, stage: &str, rounds: u64) -> (u64, u32) {
+    let writer = SalesHistory::ensure_with(
+        config,
+        stage,
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    let maintainer = SalesHistory::open(config, stage).await.expect("open");
+    small_appends(&writer, 4, 10, 500).await;
+    let mut expected = 40u64;
+    let mut compaction_attempts = 0u32;
+    for round in 0..rounds {
+        let appends = async {
+            for i in 0..3 {
+                writer
+                    .append(sample(10, DIM, 600 + round * 10 + i))
+                    .await
+                    .expect("append during compaction");
+            }
+        };
+        let compaction = maintainer.compact().run();
+        let ((), compacted) = tokio::join!(appends, compaction);
+        match compacted {
+            Ok(report) => compaction_attempts = compaction_attempts.max(report.attempts),
+            Err(Error::CommitConflict { .. }) => {}
+            Err(e) => panic!("round {round}: compaction failed: {e:?}"),
+        }
+        expected += 30;
+        maintainer.refresh().await.unwrap();
+        let all = rows(&maintainer, None).await;
+        assert_eq!(
+            all.len() as u64,
+            expected,
+            "round {round}: rows lost or doubled"
+        );
+        let mut ids: Vec<_> = all
+            .iter()
+            .map(|r| (&r.tenant_id, &r.product_id, r.sold_date))
+            .collect();
+        ids.dedup();
+        assert_eq!(ids.len() as u64, expected, "round {round}: duplicated rows");
+    }
+    (expected, compaction_attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_and_compactions_race_on_sqlite_without_losing_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let (rows, attempts) = race_rounds(&config, "race", 4).await;
+    eprintln!("sqlite race: {rows} rows, max compaction attempts {attempts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_compactions_at_once_one_wins_the_other_leaves_nothing_behind() {
+    let t = local_table(DIM).await;
+    small_appends(&t.table, 6, 12, 700).await;
+    let before = rows(&t.table, None).await;
+    let other = SalesHistory::open(&t.config, "test").await.unwrap();
+    let (a, b) = tokio::join!(t.table.compact().run(), other.compact().run());
+    let outcomes = [&a, &b];
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|r| r.snapshot_id.is_some()))
+    );
+    for r in outcomes {
+        match r {
+            Ok(_) => {}
+            Err(Error::CommitConflict { .. }) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    t.table.refresh().await.unwrap();
+    assert_eq!(rows(&t.table, None).await, before);
+    let replaces = t
+        .table
+        .snapshots()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.operation == "replace")
+        .count();
+    assert_eq!(replaces, 1, "the files were compacted once");
+    // The loser deleted what it wrote: nothing is unreferenced.
+    let leftovers = t
+        .table
+        .remove_orphan_files()
+        .older_than(Utc::now() + chrono::Duration::hours(1))
+        .dry_run()
+        .await
+        .expect("orphan dry run");
+    assert!(
+        leftovers.deleted_files.is_empty(),
+        "{:?}",
+        leftovers.deleted_files
+    );
+}
+
+#[tokio::test]
+async fn a_custom_catalog_gets_a_clear_unsupported_error() {
+    let t = local_table(DIM).await;
+    t.table.append(sample(10, DIM, 1)).await.unwrap();
+    let raw = crate::support::raw_catalog(&t.config).await;
+    let custom = CatalogConfig::Custom {
+        catalog: raw,
+        warehouse: format!("file://{}", t.dir.path().canonicalize().unwrap().display()),
+    };
+    let table = SalesHistory::open(&custom, "test")
+        .await
+        .expect("open custom");
+    let err = table.compact().run().await.expect_err("custom");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    let err = table
+        .delete_where(ScanFilter::new().tenant("x"))
+        .run()
+        .await
+        .expect_err("custom");
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+}
+
+/// pyiceberg (SQL catalog) reads what each operation left, sees the operation, appends after
+/// it, and we read its append back.
+#[cfg(feature = "python-tests")]
+#[tokio::test]
+async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
+    use crate::support::pyiceberg;
+    let t = local_table(DIM).await;
+    small_appends(&t.table, 6, 10, 800).await;
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let read = |snapshot: Option<i64>| {
+        let mut args = vec![
+            "read".to_string(),
+            "--warehouse".into(),
+            wh.clone(),
+            "--namespace".into(),
+            "pricing_intelligence_test".into(),
+        ];
+        if let Some(id) = snapshot {
+            args.push("--snapshot-id".into());
+            args.push(id.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pyiceberg(&args)
+    };
+    let before = read(None);
+    let compacted = t.table.compact().run().await.expect("compact");
+    let after = read(None);
+    assert_eq!(after["row_count"], before["row_count"]);
+    assert_eq!(
+        after["rows"], before["rows"],
+        "pyiceberg reads the same rows"
+    );
+    let current = after["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["snapshot_id"] == compacted.snapshot_id.unwrap())
+        .expect("pyiceberg sees the replace snapshot")
+        .clone();
+    assert_eq!(current["operation"], "replace");
+    assert_eq!(current["summary"]["total-records"], "60");
+    assert!(
+        after["data_files"].as_array().unwrap().len()
+            < before["data_files"].as_array().unwrap().len()
+    );
+
+    let tenant = rows(&t.table, None).await[0].tenant_id.clone();
+    let deleted = t
+        .table
+        .delete_where(ScanFilter::new().tenant(tenant.clone()))
+        .run()
+        .await
+        .expect("delete");
+    let after_delete = read(None);
+    assert_eq!(
+        after_delete["row_count"].as_u64().unwrap(),
+        60 - deleted.rows_deleted
+    );
+    assert!(
+        after_delete["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["tenant_id"] != tenant.as_str())
+    );
+    let op = after_delete["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["snapshot_id"] == deleted.snapshot_id.unwrap())
+        .expect("pyiceberg sees the delete snapshot")["operation"]
+        .clone();
+    assert_eq!(op, deleted.operation.clone().unwrap().as_str());
+
+    // pyiceberg appends on top; we read its rows.
+    pyiceberg(&[
+        "append",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_test",
+        "--rows",
+        "7",
+        "--tenant",
+        "py-after-rewrite",
+    ]);
+    t.table.refresh().await.unwrap();
+    let ours = rows(&t.table, None).await;
+    assert_eq!(ours.len() as u64, 60 - deleted.rows_deleted + 7);
+    assert_eq!(
+        ours.iter()
+            .filter(|r| r.tenant_id == "py-after-rewrite")
+            .count(),
+        7
+    );
+    // And we can compact pyiceberg's files with ours.
+    t.table
+        .compact()
+        .run()
+        .await
+        .expect("compact after pyiceberg");
+    assert_eq!(rows(&t.table, None).await, ours);
+}
