@@ -97,37 +97,35 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
         attempts += 1;
         let base = table.current();
         match attempt(table, &base, change).await {
-            Ok(()) => {
-                table.refresh().await?;
-                return match table.find_commit(&change.commit_id) {
-                    Some(snapshot_id) => {
-                        tracing::info!(snapshot_id, attempts, "committed");
-                        Ok(Landed {
+            Ok(snapshot_id) => {
+                tracing::info!(snapshot_id, attempts, "committed");
+                if let Err(e) = table.refresh().await {
+                    tracing::warn!(error = %e, "committed; re-reading the table failed");
+                }
+                return Ok(Landed {
+                    snapshot_id,
+                    attempts,
+                });
+            }
+            Err((Failure::Conflict(reason), staged)) => {
+                tracing::info!(attempt = attempts, %reason, "swap refused; re-reading the table");
+                // A retried request whose first answer was lost is refused although the first
+                // one landed: then our commit id is in the table and the staged files are live.
+                match table.find_commit_fresh(&change.commit_id).await {
+                    Ok(Some(snapshot_id)) => {
+                        return Ok(Landed {
                             snapshot_id,
                             attempts,
-                        })
+                        });
                     }
-                    None => Err(Error::internal(format!(
-                        "the swapped table has no snapshot with commit id {}",
-                        change.commit_id
-                    ))),
-                };
-            }
-            Err(Failure::Conflict(reason)) => {
+                    Ok(None) => staged.delete(table.current().file_io()).await,
+                    Err(e) => return Err(unknown(table, change, e)),
+                }
                 let Some(pause) = retry.pause(attempts, started) else {
                     return Err(conflict(table, reason));
                 };
-                tracing::info!(attempt = attempts, %reason, "swap refused; re-validating");
                 tokio::time::sleep(pause).await;
                 table.refresh().await?;
-                // A retried request whose first answer was lost can be refused although the
-                // first one landed: then our commit id is in the table.
-                if let Some(snapshot_id) = table.find_commit(&change.commit_id) {
-                    return Ok(Landed {
-                        snapshot_id,
-                        attempts,
-                    });
-                }
                 let gone = files::missing(&table.current(), &change.removed).await?;
                 if !gone.is_empty() {
                     return Err(conflict(
@@ -141,8 +139,13 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                     ));
                 }
             }
-            Err(Failure::Refused(e)) => return Err(e),
-            Err(Failure::Unknown(e)) => {
+            Err((Failure::Refused(e), staged)) => {
+                staged.delete(table.current().file_io()).await;
+                return Err(e);
+            }
+            Err((Failure::Unknown(e), _kept)) => {
+                // The metadata file may be (or become) the table's current one: never delete
+                // it here; an unreferenced one is an orphan for `remove_orphan_files`.
                 tracing::warn!(error = %e, "swap outcome unknown; re-reading the table");
                 return match table.find_commit_fresh(&change.commit_id).await {
                     Ok(Some(snapshot_id)) => Ok(Landed {
@@ -150,14 +153,18 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                         attempts,
                     }),
                     Ok(None) => Err(e),
-                    Err(_) => Err(Error::CommitStateUnknown {
-                        table: table.name(),
-                        commit_id: change.commit_id.clone(),
-                        source: Box::new(e),
-                    }),
+                    Err(_) => Err(unknown(table, change, e)),
                 };
             }
         }
+    }
+}
+
+fn unknown(table: &SalesHistory, change: &Change, e: Error) -> Error {
+    Error::CommitStateUnknown {
+        table: table.name(),
+        commit_id: change.commit_id.clone(),
+        source: Box::new(e),
     }
 }
 
@@ -179,34 +186,37 @@ enum Failure {
     Unknown(Error),
 }
 
-/// One attempt on `base`: stage the new metadata, swap it in; metadata files of an attempt
-/// that certainly failed are deleted.
+/// One attempt on `base`: stage the new metadata, swap it in. On failure, the files the
+/// attempt staged go with the reason; only the caller can tell whether they are garbage.
 async fn attempt(
     table: &SalesHistory,
     base: &Table,
     change: &Change,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<i64, (Failure, Staged)> {
     let mut staged = Staged::default();
-    let outcome = match stage(base, change, &mut staged).await {
-        Ok(Some((metadata, location))) => {
-            let expected = base
-                .metadata_location()
-                .ok_or_else(|| Error::internal("the loaded table has no metadata location"))
-                .map_err(Failure::Refused)?;
-            match swap::swap(table, expected, &location, &metadata).await {
-                Ok(()) => return Ok(()),
+    let failure = match stage(base, change, &mut staged).await {
+        Ok(Some((metadata, location))) => match base.metadata_location() {
+            None => Failure::Refused(Error::internal("the loaded table has no metadata location")),
+            Some(expected) => match swap::swap(table, expected, &location, &metadata).await {
+                Ok(()) => return Ok(metadata.current_snapshot_id().unwrap_or_default()),
                 Err(SwapError::Conflict(reason)) => Failure::Conflict(reason),
                 Err(SwapError::Refused(e)) => Failure::Refused(e),
-                Err(SwapError::Unknown(e)) => return Err(Failure::Unknown(e)),
-            }
+                Err(SwapError::Unknown(e)) => Failure::Unknown(e),
+            },
+        },
+        Ok(None) => {
+            // Not swapped: nothing can reference what was staged.
+            staged.delete(base.file_io()).await;
+            return Err((
+                Failure::Conflict(
+                    "a file to remove is no longer live in the table's current snapshot".into(),
+                ),
+                Staged::default(),
+            ));
         }
-        Ok(None) => Failure::Conflict(
-            "a file to remove is no longer live in the table's current snapshot".into(),
-        ),
         Err(e) => Failure::Refused(e),
     };
-    staged.delete(base.file_io()).await;
-    Err(outcome)
+    Err((failure, staged))
 }
 
 /// Metadata-side files an attempt wrote (manifests, manifest list, metadata file).

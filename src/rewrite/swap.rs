@@ -197,11 +197,17 @@ async fn glue(
         Ok(_) => Ok(()),
         Err(SdkError::ServiceError(e)) => {
             let code = e.err().code().unwrap_or("unknown").to_string();
+            let server_error = e.raw().status().as_u16() >= 500;
             match e.into_err() {
                 UpdateTableError::ConcurrentModificationException(_) => Err(SwapError::Conflict(
                     "Glue refused the VersionId (ConcurrentModificationException)".into(),
                 )),
-                other if code == "InternalServiceException" || code == "InternalFailure" => {
+                // A server error on the update may or may not have applied it.
+                other
+                    if server_error
+                        || code == "InternalServiceException"
+                        || code == "InternalFailure" =>
+                {
                     Err(SwapError::Unknown(Error::Catalog {
                         message: format!("Glue UpdateTable {database}.{name}: {code}"),
                         retryable: true,
@@ -223,5 +229,49 @@ async fn glue(
             retryable: true,
             source: Box::new(other),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQLite compare-and-swap is enforced: a swap from a location the table is not at
+    /// changes nothing; from the right one it moves the table.
+    #[tokio::test]
+    async fn the_sqlite_swap_refuses_a_stale_location() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = CatalogConfig::local(dir.path());
+        let table = SalesHistory::ensure(&config, "cas").await.expect("ensure");
+        let current = table
+            .iceberg_table()
+            .metadata_location()
+            .expect("location")
+            .to_string();
+        let metadata = table.iceberg_table().metadata().clone();
+        let stale = format!("{current}.stale");
+        let outcome = swap(&table, &stale, "file:///elsewhere.metadata.json", &metadata).await;
+        assert!(
+            matches!(outcome, Err(SwapError::Conflict(_))),
+            "{outcome:?}"
+        );
+        table.refresh().await.expect("refresh");
+        assert_eq!(
+            table.iceberg_table().metadata_location(),
+            Some(current.as_str())
+        );
+        // The right expected location swaps (to a copy of the same metadata, so it loads).
+        let copy = current.replace(".metadata.json", "-copy.metadata.json");
+        let io = table.iceberg_table().file_io().clone();
+        let bytes = io.new_input(&current).unwrap().read().await.unwrap();
+        io.new_output(&copy).unwrap().write(bytes).await.unwrap();
+        swap(&table, &current, &copy, &metadata)
+            .await
+            .expect("swap from the current location");
+        table.refresh().await.expect("refresh");
+        assert_eq!(
+            table.iceberg_table().metadata_location(),
+            Some(copy.as_str())
+        );
     }
 }

@@ -23,7 +23,7 @@ async fn glue_table(bucket: &str, stage: &str) -> (CatalogConfig, SalesHistory) 
 
 /// What Glue holds for the table, checked against what Athena needs.
 /// `previous`: the expected `previous_metadata_location` (`None`: not checked).
-async fn check_athena_fields(table: &SalesHistory, previous: Option<Option<&str>>) {
+pub async fn check_athena_fields(table: &SalesHistory, previous: Option<Option<&str>>) {
     let client = moto().glue_client().await;
     let got = client
         .get_table()

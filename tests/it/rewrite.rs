@@ -508,3 +508,219 @@ async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
         .expect("compact after pyiceberg");
     assert_eq!(rows(&t.table, None).await, ours);
 }
+
+/// The same operations on Glue + S3 (the emulator): Athena's fields kept, peers, races,
+/// faults at each step of the commit.
+#[cfg(all(feature = "python-tests", feature = "glue"))]
+mod on_glue {
+    use super::*;
+    use crate::moto::{FaultProxy, moto, pyiceberg_glue_args};
+    use crate::support::pyiceberg;
+
+    fn py(cmd: &str, table: &SalesHistory, bucket: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args =
+            pyiceberg_glue_args(cmd, &format!("s3://{bucket}/warehouse"), &table.namespace());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pyiceberg(&args)
+    }
+
+    fn operation_of(read: &serde_json::Value, snapshot_id: i64) -> String {
+        read["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["snapshot_id"] == snapshot_id)
+            .map(|s| s["operation"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_and_delete_on_glue_keep_athena_fields_and_peers() {
+        let bucket = "rewrite-glue";
+        let config = moto().fresh(bucket);
+        let table = SalesHistory::ensure_with(
+            &config,
+            "rewrite",
+            TableOptions::default().embedding_dimension(DIM),
+        )
+        .await
+        .expect("ensure");
+        small_appends(&table, 6, 10, 900).await;
+        let before = rows(&table, None).await;
+        let previous = table
+            .iceberg_table()
+            .metadata_location()
+            .map(str::to_string);
+
+        let done = table.compact().run().await.expect("compact on glue");
+        assert!(done.files_removed > done.files_added && done.snapshot_id.is_some());
+        crate::glue::check_athena_fields(&table, Some(previous.as_deref())).await;
+        assert_eq!(rows(&table, None).await, before);
+        let read = py("read", &table, bucket, &[]);
+        assert_eq!(read["rows"].as_array().map(Vec::len), Some(before.len()));
+        assert_eq!(operation_of(&read, done.snapshot_id.unwrap()), "replace");
+
+        let tenant = before[0].tenant_id.clone();
+        let previous = table
+            .iceberg_table()
+            .metadata_location()
+            .map(str::to_string);
+        let deleted = table
+            .delete_where(ScanFilter::new().tenant(tenant.clone()))
+            .run()
+            .await
+            .expect("delete on glue");
+        assert!(deleted.rows_deleted > 0);
+        crate::glue::check_athena_fields(&table, Some(previous.as_deref())).await;
+        let read = py("read", &table, bucket, &[]);
+        assert_eq!(
+            read["row_count"].as_u64(),
+            Some(before.len() as u64 - deleted.rows_deleted)
+        );
+        assert_eq!(
+            operation_of(&read, deleted.snapshot_id.unwrap()),
+            deleted.operation.clone().unwrap()
+        );
+
+        py(
+            "append",
+            &table,
+            bucket,
+            &["--rows", "6", "--tenant", "py-glue"],
+        );
+        table.refresh().await.unwrap();
+        let ours = rows(&table, None).await;
+        assert_eq!(ours.iter().filter(|r| r.tenant_id == "py-glue").count(), 6);
+        assert_eq!(
+            ours.len() as u64,
+            before.len() as u64 - deleted.rows_deleted + 6
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_and_compactions_race_on_glue_without_losing_a_row() {
+        let config = moto().fresh("rewrite-race");
+        let (rows, attempts) = race_rounds(&config, "race", 3).await;
+        eprintln!("glue race: {rows} rows, max compaction attempts {attempts}");
+    }
+
+    /// Storage faults while writing the manifests, the manifest list and the metadata file;
+    /// a failing and a lost `UpdateTable` answer: the table is unchanged or committed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn faults_at_each_step_of_the_rewrite_commit() {
+        let bucket = "rewrite-faults";
+        moto().create_bucket(bucket);
+        let proxy = FaultProxy::start(&moto().endpoint());
+        let config: CatalogConfig = moto()
+            .glue_config(bucket)
+            .s3_endpoint(proxy.endpoint())
+            .glue_endpoint(proxy.endpoint())
+            .into();
+        let table = SalesHistory::ensure_with(
+            &config,
+            "faults",
+            TableOptions::default().embedding_dimension(DIM),
+        )
+        .await
+        .expect("ensure");
+        small_appends(&table, 4, 10, 950).await;
+        let before = rows(&table, None).await;
+        let unchanged = |table: SalesHistory, snapshot: Option<i64>, what: &'static str| async move {
+            table.refresh().await.unwrap();
+            assert_eq!(
+                table.current_snapshot_id(),
+                snapshot,
+                "{what}: table changed"
+            );
+            let left = table
+                .remove_orphan_files()
+                .older_than(Utc::now() + chrono::Duration::hours(1))
+                .dry_run()
+                .await
+                .expect("orphans");
+            left.deleted_files
+        };
+
+        for (what, regex) in [
+            ("data file", r"/data/.*\.parquet"),
+            ("manifest", r"/metadata/.*-m\d+\.avro"),
+            ("manifest list", r"/metadata/snap-.*\.avro"),
+            ("table metadata", r"/metadata/.*\.metadata\.json"),
+        ] {
+            let snapshot = table.current_snapshot_id();
+            proxy.set_rules(serde_json::json!([
+                { "method": "PUT", "path_regex": regex, "times": -1, "action": "status", "status": 500 }
+            ]));
+            let err = table.compact().run().await.expect_err(what);
+            let injected = proxy.stats()["injected"].as_u64().unwrap_or(0);
+            proxy.clear();
+            assert!(injected > 0, "{what}: no fault injected");
+            assert!(
+                matches!(
+                    err,
+                    Error::Storage {
+                        retryable: true,
+                        ..
+                    }
+                ),
+                "{what}: {err:?}"
+            );
+            let left = unchanged(table.clone(), snapshot, what).await;
+            assert!(left.is_empty(), "{what}: files left behind: {left:?}");
+        }
+        assert_eq!(rows(&table, None).await, before);
+
+        // The Glue requests of a run: those of the dry run (the refresh), then the swap's
+        // GetTable and UpdateTable.
+        proxy.clear();
+        table.compact().dry_run(true).run().await.expect("dry run");
+        let refresh_posts = proxy.stats()["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["method"] == "POST")
+            .count();
+        assert!(refresh_posts > 0);
+
+        // UpdateTable answered 500 (and its SDK retries): refused, nothing changes.
+        let snapshot = table.current_snapshot_id();
+        proxy.set_rules(serde_json::json!([
+            { "method": "POST", "path_regex": "", "skip": refresh_posts + 1, "times": 3, "action": "status", "status": 500 }
+        ]));
+        let err = table.compact().run().await.expect_err("UpdateTable fails");
+        proxy.clear();
+        assert!(err.is_retryable(), "{err:?}");
+        table.refresh().await.unwrap();
+        assert_eq!(
+            table.current_snapshot_id(),
+            snapshot,
+            "a refused swap changed the table"
+        );
+        assert_eq!(rows(&table, None).await, before);
+
+        // UpdateTable applied but its answer lost: committed once, found by its commit id.
+        proxy.set_rules(serde_json::json!([
+            { "method": "POST", "path_regex": "", "skip": refresh_posts + 1, "times": 1, "action": "drop_response" }
+        ]));
+        let done = table
+            .compact()
+            .run()
+            .await
+            .expect("lost answer settles as committed");
+        let injected = proxy.stats()["injected"].as_u64().unwrap_or(0);
+        proxy.clear();
+        assert_eq!(injected, 1);
+        table.refresh().await.unwrap();
+        assert_eq!(table.current_snapshot_id(), done.snapshot_id);
+        let replaces = table
+            .snapshots()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| s.operation == "replace")
+            .count();
+        assert_eq!(replaces, 1);
+        assert_eq!(rows(&table, None).await, before);
+    }
+}
