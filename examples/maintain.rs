@@ -1,11 +1,16 @@
-//! Regular maintenance of the existing table: expire old snapshots (deleting the files only
-//! they referenced) and remove orphan files (left by crashed writers). `--dry-run` says what
-//! it would do, changing nothing.
+//! Regular maintenance of the existing table (the seed's "regular maintenance tasks" as one
+//! job): erase a tenant's rows, compact small files, expire old snapshots (deleting the files
+//! only they referenced) and remove orphan files (left by crashed writers), in that order.
+//! `--dry-run` says what it would do, changing nothing.
 //!
 //! ```text
-//! cargo run --release --example maintain -- --expire-older-than 7d --keep-last 10 \
-//!     --remove-orphans [--orphans-older-than 1d] [--dry-run] [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! cargo run --release --example maintain -- [--delete-tenant ID] [--compact] \
+//!     [--expire-older-than 7d] [--keep-last 10] [--remove-orphans [--orphans-older-than 1d]] \
+//!     [--dry-run] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
+//!
+//! A tenant erasure (no file anywhere keeps a row of it) on a table nothing else writes to:
+//! `--delete-tenant ID --expire-older-than 0s --remove-orphans --orphans-older-than 0s`.
 
 #[path = "common/catalog_args.rs"]
 mod catalog_args;
@@ -21,9 +26,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Parser};
-use sales_history::{ExpireSnapshots, SalesHistory};
+use sales_history::{ExpireSnapshots, SalesHistory, ScanFilter};
 
-/// Maintenance of the existing sales_history table: expires snapshots older than
+/// Maintenance of the existing sales_history table: --delete-tenant deletes every row of a
+/// tenant (one snapshot; older snapshots keep the rows until expired), --compact rewrites small
+/// data files of each month into files near the target size (one `replace` snapshot), then
+/// expires snapshots older than
 /// --expire-older-than and/or beyond the --keep-last most recent (the current snapshot is never
 /// expired) and deletes the files only they referenced; with --remove-orphans deletes files
 /// under the table that nothing references and that are older than --orphans-older-than.
@@ -34,9 +42,23 @@ use sales_history::{ExpireSnapshots, SalesHistory};
     ArgGroup::new("task")
         .required(true)
         .multiple(true)
-        .args(["expire_older_than", "keep_last", "remove_orphans"])
+        .args(["expire_older_than", "keep_last", "remove_orphans", "compact", "delete_tenant"])
 ))]
 struct Args {
+    /// Delete every row of tenant ID (copy-on-write: files of that tenant only are dropped,
+    /// mixed files rewritten without its rows).
+    #[arg(long, value_name = "ID")]
+    delete_tenant: Option<String>,
+
+    /// Compact small data files, month by month, into files near the target size.
+    #[arg(long)]
+    compact: bool,
+
+    /// Target size of compacted files in bytes (default: the table's
+    /// write.target-file-size-bytes, else 128 MiB).
+    #[arg(long, value_name = "BYTES", requires = "compact", value_parser = number::parse::<u64>)]
+    target_file_size: Option<u64>,
+
     /// Expire snapshots committed more than DURATION ago.
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     expire_older_than: Option<Duration>,
@@ -91,6 +113,14 @@ fn show(age: Duration) -> String {
     }
 }
 
+fn snapshot_note(snapshot: Option<i64>, operation: Option<&str>) -> String {
+    match (snapshot, operation) {
+        (Some(id), Some(op)) => format!(", `{op}` snapshot {id}"),
+        (Some(id), None) => format!(", snapshot {id}"),
+        _ => String::new(),
+    }
+}
+
 fn files(n: usize) -> String {
     match n {
         1 => "1 file".to_string(),
@@ -112,6 +142,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         ("expired", "deleted")
     };
+
+    if let Some(tenant) = &args.delete_tenant {
+        let done = table
+            .delete_where(ScanFilter::new().tenant(tenant.clone()))
+            .dry_run(args.dry_run)
+            .run()
+            .await?;
+        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        println!(
+            "tenant    {verb} {} rows of `{tenant}`: {} dropped whole ({} from metadata alone), {} rewritten, {} read; removed {}, added {} ({} → {} bytes){}",
+            done.rows_deleted,
+            files(done.files_dropped_by_metadata + done.files_dropped_after_reading),
+            done.files_dropped_by_metadata,
+            files(done.files_rewritten),
+            files(done.files_read),
+            files(done.files_dropped_by_metadata + done.files_dropped_after_reading + done.files_rewritten),
+            files(done.files_added),
+            done.bytes_removed,
+            done.bytes_added,
+            snapshot_note(done.snapshot_id, done.operation.as_deref()),
+        );
+    }
+
+    if args.compact {
+        let mut compaction = table.compact().dry_run(args.dry_run);
+        if let Some(bytes) = args.target_file_size {
+            compaction = compaction.target_file_size(bytes);
+        }
+        let done = compaction.run().await?;
+        let verb = if args.dry_run { "would rewrite" } else { "rewrote" };
+        println!(
+            "compact   {verb} {} in {} months ({} rows, {} bytes) into {} ({} bytes), target {} bytes, {:.1}s{}",
+            files(done.files_removed),
+            done.months,
+            done.rows_rewritten,
+            done.bytes_removed,
+            files(done.files_added),
+            done.bytes_added,
+            done.target_file_size,
+            done.elapsed.as_secs_f64(),
+            snapshot_note(done.snapshot_id, Some("replace")),
+        );
+    }
 
     if args.expire_older_than.is_some() || args.keep_last.is_some() {
         let mut options = match args.expire_older_than {

@@ -727,3 +727,90 @@ mod on_glue {
         assert_eq!(report["passed"], true, "{out}");
     }
 }
+
+/// `maintain --compact` and `--delete-tenant` (the erasure with expiry and orphan removal):
+/// dry runs change nothing, the real runs print what they did, no file keeps the tenant.
+#[tokio::test]
+async fn maintain_compacts_and_erases_a_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = CatalogConfig::local(&wh);
+    let table = SalesHistory::ensure_with(
+        &config,
+        "mc",
+        TableOptions::default().embedding_dimension(8),
+    )
+    .await
+    .expect("create");
+    for seed in 1..=6 {
+        table.append(sample(20, 8, seed)).await.expect("append");
+    }
+    let tenant = table.scan().to_records().await.unwrap()[0].tenant_id.clone();
+    let of_tenant = table
+        .scan()
+        .tenant(tenant.clone())
+        .count()
+        .await
+        .unwrap();
+    assert!(of_tenant > 0);
+    let wh_s = wh.to_str().unwrap();
+    let maintain = |extra: &[&str]| {
+        let mut args = vec!["--warehouse", wh_s, "--stage", "mc"];
+        args.extend_from_slice(extra);
+        run("maintain", &args)
+    };
+
+    let before = tree(&wh);
+    let (code, out, err) = maintain(&["--compact", "--delete-tenant", &tenant, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("tenant    would delete {of_tenant} rows of `{tenant}`")),
+        "{out}"
+    );
+    assert!(out.contains("compact   would rewrite"), "{out}");
+    assert_eq!(tree(&wh), before, "dry runs change nothing");
+
+    let (code, out, err) = maintain(&["--compact"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rows,") && out.contains("`replace` snapshot"), "{out}");
+
+    let (code, out, err) = maintain(&[
+        "--delete-tenant",
+        &tenant,
+        "--expire-older-than",
+        "0s",
+        "--remove-orphans",
+        "--orphans-older-than",
+        "0s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("tenant    deleted {of_tenant} rows of `{tenant}`")),
+        "{out}"
+    );
+    assert!(out.contains("snapshots expired"), "{out}");
+    table.refresh().await.unwrap();
+    assert_eq!(table.scan().count().await.unwrap(), 120 - of_tenant);
+    // Every Parquet file left is read: none holds the tenant.
+    for (rel, _) in tree(&wh) {
+        if !rel.ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(wh.join(&rel)).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch.column_by_name("tenant_id").unwrap();
+            let col = arrow_cast::cast(col, &arrow_schema::DataType::Utf8).unwrap();
+            use arrow_array::cast::AsArray;
+            assert!(
+                col.as_string::<i32>().iter().flatten().all(|t| t != tenant),
+                "{rel} still holds `{tenant}`"
+            );
+        }
+    }
+}
