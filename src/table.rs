@@ -146,6 +146,9 @@ pub(crate) struct Shared {
     pub(crate) ident: TableIdent,
     cached: Mutex<Cached>,
     embedding_dimension: usize,
+    /// What the rewrite commit path's compare-and-swap keeps between commits.
+    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
+    pub(crate) swap: crate::rewrite::SwapState,
 }
 
 /// The table version a handle last saw and when it was loaded or committed.
@@ -353,6 +356,7 @@ impl SalesHistory {
                     seen_at: Instant::now(),
                 }),
                 embedding_dimension,
+                swap: crate::rewrite::SwapState::default(),
             }),
             freshness: Freshness::default(),
         })

@@ -63,6 +63,27 @@ impl GuardedCatalog {
         }
     }
 
+    /// Counts a commit made on our own path ([`crate::rewrite`]), which swaps without
+    /// `update_table`: `Ok` a success, `Err(true)` a refusal by throttling, `Err(false)` a
+    /// conflict. After a refusal, sleeps the same jitter as a refused `update_table`.
+    pub(crate) async fn record_swap(&self, outcome: std::result::Result<(), bool>) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(throttled) => {
+                if throttled {
+                    self.throttled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                let pause = jitter().await;
+                tracing::debug!(jitter_ms = pause, throttled, "swap refused; jitter");
+            }
+        }
+    }
+
     pub(crate) fn stats(&self) -> CommitStats {
         CommitStats {
             commits: self.commits.load(Ordering::Relaxed),

@@ -189,6 +189,7 @@ impl Compact {
                     "sales-history.operation".to_string(),
                     "compact".to_string(),
                 )]),
+                positions: Default::default(),
             };
             super::commit(table, &change).await
         }

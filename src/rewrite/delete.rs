@@ -211,6 +211,7 @@ impl DeleteWhere {
                     "sales-history.operation".to_string(),
                     "delete-where".to_string(),
                 )]),
+                positions: Default::default(),
             };
             super::commit(table, &change).await.map(Some)
         }

@@ -55,7 +55,7 @@ use crate::error::{Error, IcebergResultExt, Result};
 use crate::position::Positions;
 use crate::table::{COMMIT_ID_PROPERTY, SalesHistory, WRITER_PROPERTY};
 
-pub(crate) use swap::SwapError;
+pub(crate) use swap::{SwapError, SwapState};
 
 /// One snapshot's worth of change to commit on our path.
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub(crate) struct Change {
     pub(crate) commit_id: String,
     /// Extra summary properties (e.g. what a compaction did).
     pub(crate) properties: HashMap<String, String>,
+    /// Source positions of the added rows (merged with the parent's; empty for rewrites).
+    pub(crate) positions: Positions,
 }
 
 /// What a committed [`Change`] became.
@@ -77,6 +79,13 @@ pub(crate) struct Change {
 pub(crate) struct Landed {
     pub(crate) snapshot_id: i64,
     pub(crate) attempts: u32,
+}
+
+/// Whether appends of `table` go through this commit path: on the catalogs whose
+/// compare-and-swap it implements (Local, Glue). S3 Tables and custom catalogs keep iceberg's
+/// `fast_append` through `Catalog::update_table`.
+pub(crate) fn own_path_for_appends(table: &SalesHistory) -> bool {
+    swap::supported(table.config()).is_ok()
 }
 
 /// Commits `change` on the table, retrying conflicts (re-validated) with the table's
@@ -97,18 +106,21 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
         attempts += 1;
         let base = table.current();
         match attempt(table, &base, change).await {
-            Ok(snapshot_id) => {
+            Ok(new_table) => {
+                let snapshot_id = new_table.metadata().current_snapshot_id().unwrap_or_default();
                 tracing::info!(snapshot_id, attempts, "committed");
-                if let Err(e) = table.refresh().await {
-                    tracing::warn!(error = %e, "committed; re-reading the table failed");
-                }
+                table.advance_to(new_table);
                 return Ok(Landed {
                     snapshot_id,
                     attempts,
                 });
             }
             Err((Failure::Conflict(reason), staged)) => {
-                tracing::info!(attempt = attempts, %reason, "swap refused; re-reading the table");
+                let pause = retry.pause(attempts, started);
+                tracing::info!(attempt = attempts, %reason, retry = pause.is_some(), "swap refused");
+                if let Some(pause) = pause {
+                    tokio::time::sleep(pause).await;
+                }
                 // A retried request whose first answer was lost is refused although the first
                 // one landed: then our commit id is in the table and the staged files are live.
                 match table.find_commit_fresh(&change.commit_id).await {
@@ -121,11 +133,9 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                     Ok(None) => staged.delete(table.current().file_io()).await,
                     Err(e) => return Err(unknown(table, change, e)),
                 }
-                let Some(pause) = retry.pause(attempts, started) else {
+                if pause.is_none() {
                     return Err(conflict(table, reason));
-                };
-                tokio::time::sleep(pause).await;
-                table.refresh().await?;
+                }
                 let gone = files::missing(&table.current(), &change.removed).await?;
                 if !gone.is_empty() {
                     return Err(conflict(
@@ -192,14 +202,34 @@ async fn attempt(
     table: &SalesHistory,
     base: &Table,
     change: &Change,
-) -> std::result::Result<i64, (Failure, Staged)> {
+) -> std::result::Result<Table, (Failure, Staged)> {
     let mut staged = Staged::default();
     let failure = match stage(base, change, &mut staged).await {
         Ok(Some((metadata, location))) => match base.metadata_location() {
             None => Failure::Refused(Error::internal("the loaded table has no metadata location")),
             Some(expected) => match swap::swap(table, expected, &location, &metadata).await {
-                Ok(()) => return Ok(metadata.current_snapshot_id().unwrap_or_default()),
-                Err(SwapError::Conflict(reason)) => Failure::Conflict(reason),
+                Ok(()) => {
+                    table.catalog().record_swap(Ok(())).await;
+                    return Table::builder()
+                        .file_io(base.file_io().clone())
+                        .metadata(metadata)
+                        .metadata_location(location)
+                        .identifier(base.identifier().clone())
+                        .runtime(
+                            iceberg::Runtime::try_current()
+                                .map_err(|e| (Failure::Unknown(Error::from_iceberg(e)), Staged::default()))?,
+                        )
+                        .build()
+                        .map_err(|e| (Failure::Unknown(Error::from_iceberg(e)), Staged::default()));
+                }
+                Err(SwapError::Conflict(reason)) => {
+                    table.catalog().record_swap(Err(false)).await;
+                    Failure::Conflict(reason)
+                }
+                Err(SwapError::Throttled(reason)) => {
+                    table.catalog().record_swap(Err(true)).await;
+                    Failure::Conflict(reason)
+                }
                 Err(SwapError::Refused(e)) => Failure::Refused(e),
                 Err(SwapError::Unknown(e)) => Failure::Unknown(e),
             },
@@ -274,7 +304,8 @@ async fn stage(
     let mut found: HashSet<String> = HashSet::new();
     if let Some(current) = metadata.current_snapshot() {
         let list = base.manifest_list_reader(current).load().await.or_ours()?;
-        for manifest in list.consume_entries() {
+        let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
+        for manifest in entries {
             if manifest.content != ManifestContentType::Data
                 || !(manifest.has_added_files() || manifest.has_existing_files())
                 || change.removed.is_empty()
@@ -401,7 +432,9 @@ async fn stage(
 /// The snapshot summary: iceberg's added/deleted metrics, totals carried from the parent,
 /// our commit id, writer and the source positions of the parent.
 fn summary(base: &Table, change: &Change, collector: &SnapshotSummaryCollector) -> Summary {
-    let mut props: HashMap<String, String> = Positions::of_current(base).properties().collect();
+    let mut positions = Positions::of_current(base);
+    positions.merge(&change.positions);
+    let mut props: HashMap<String, String> = positions.properties().collect();
     props.extend(change.properties.clone());
     let metrics = collector.build();
     let get = |m: &HashMap<String, String>, k: &str| -> i64 {

@@ -22,10 +22,28 @@ use crate::table::SalesHistory;
 pub(crate) enum SwapError {
     /// The table is not at the expected version any more: nothing changed.
     Conflict(String),
+    /// The catalog throttled the request: nothing changed; worth retrying.
+    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
+    Throttled(String),
     /// The catalog refused: nothing changed.
     Refused(Error),
     /// The request may have been applied (no answer).
+    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
     Unknown(Error),
+}
+
+/// What a table handle keeps between swaps: the Glue client (built once: the AWS config
+/// loader resolves credentials and region).
+#[derive(Default)]
+pub(crate) struct SwapState {
+    #[cfg(feature = "glue")]
+    glue: tokio::sync::OnceCell<aws_sdk_glue::Client>,
+}
+
+impl std::fmt::Debug for SwapState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwapState").finish_non_exhaustive()
+    }
 }
 
 /// `Ok` when the table's catalog has a compare-and-swap this module implements.
@@ -63,7 +81,15 @@ pub(crate) async fn swap(
             sqlite(warehouse, &namespace, ident.name(), expected, new_location).await
         }
         #[cfg(feature = "glue")]
-        CatalogConfig::Glue(g) => glue(g, &namespace, ident.name(), expected, new_location).await,
+        CatalogConfig::Glue(g) => {
+            let client = table
+                .shared
+                .swap
+                .glue
+                .get_or_init(|| g.glue_client())
+                .await;
+            glue(client, g, &namespace, ident.name(), expected, new_location).await
+        }
         other => {
             Err(SwapError::Refused(supported(other).err().unwrap_or_else(
                 || Error::internal("no swap for this catalog"),
@@ -126,6 +152,7 @@ async fn sqlite(
 
 #[cfg(feature = "glue")]
 async fn glue(
+    client: &aws_sdk_glue::Client,
     config: &crate::catalog::GlueConfig,
     database: &str,
     name: &str,
@@ -136,7 +163,6 @@ async fn glue(
     use aws_sdk_glue::operation::update_table::UpdateTableError;
     use aws_sdk_glue::types::TableInput;
 
-    let client = config.glue_client().await;
     let got = client
         .get_table()
         .set_catalog_id(config.catalog_id.clone())
@@ -214,7 +240,7 @@ async fn glue(
                         source: Box::new(other),
                     }))
                 }
-                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Conflict(
+                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Throttled(
                     format!("Glue throttled the update ({code})"),
                 )),
                 other => Err(SwapError::Refused(Error::Catalog {

@@ -541,7 +541,7 @@ mod on_glue {
         let config = moto().fresh(bucket);
         let table = SalesHistory::ensure_with(
             &config,
-            "rewrite",
+            "rwglue",
             TableOptions::default().embedding_dimension(DIM),
         )
         .await
@@ -601,7 +601,7 @@ mod on_glue {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_and_compactions_race_on_glue_without_losing_a_row() {
         let config = moto().fresh("rewrite-race");
-        let (rows, attempts) = race_rounds(&config, "race", 3).await;
+        let (rows, attempts) = race_rounds(&config, "rwrace", 3).await;
         eprintln!("glue race: {rows} rows, max compaction attempts {attempts}");
     }
 
@@ -619,7 +619,7 @@ mod on_glue {
             .into();
         let table = SalesHistory::ensure_with(
             &config,
-            "faults",
+            "rwfaults",
             TableOptions::default().embedding_dimension(DIM),
         )
         .await
@@ -723,4 +723,73 @@ mod on_glue {
         assert_eq!(replaces, 1);
         assert_eq!(rows(&table, None).await, before);
     }
+}
+
+/// 4 writers × 12 appends on one table: every append lands once, and the attempts that lost a
+/// race left nothing behind (iceberg's catalogs leave the metadata file of a refused
+/// `update_table`; our path deletes what it staged).
+pub async fn lost_races_leave_no_files(config: &CatalogConfig, stage: &str) -> (u64, u64) {
+    let first = SalesHistory::ensure_with(
+        config,
+        stage,
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let table = SalesHistory::open(config, stage).await.expect("open");
+        writers.push(tokio::spawn(async move {
+            for i in 0..12u64 {
+                table
+                    .append(sample(3, DIM, 10_000 + w * 100 + i))
+                    .await
+                    .expect("append");
+            }
+            table.commit_stats().conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for w in writers {
+        conflicts += w.await.expect("writer");
+    }
+    first.refresh().await.unwrap();
+    assert_eq!(first.scan().count().await.unwrap(), 4 * 12 * 3);
+    assert_eq!(
+        first
+            .snapshots()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| s.operation == "append")
+            .count(),
+        48
+    );
+    let left = first
+        .remove_orphan_files()
+        .older_than(Utc::now() + chrono::Duration::hours(1))
+        .dry_run()
+        .await
+        .expect("orphans");
+    (conflicts, left.deleted_files.len() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_append_races_leave_no_metadata_files_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conflicts, orphans) =
+        lost_races_leave_no_files(&CatalogConfig::local(dir.path()), "races").await;
+    eprintln!("sqlite: {conflicts} conflicts, {orphans} orphan files");
+    assert!(conflicts > 0, "no race happened: the check proves nothing");
+    assert_eq!(orphans, 0);
+}
+
+#[cfg(all(feature = "python-tests", feature = "glue"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_append_races_leave_no_metadata_files_on_glue() {
+    let config = crate::moto::moto().fresh("rewrite-lost-races");
+    let (conflicts, orphans) = lost_races_leave_no_files(&config, "rwraces").await;
+    eprintln!("glue: {conflicts} conflicts, {orphans} orphan files");
+    assert!(conflicts > 0, "no race happened: the check proves nothing");
+    assert_eq!(orphans, 0);
 }

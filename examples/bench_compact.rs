@@ -1,0 +1,164 @@
+//! Compaction benchmark: many small appends (a service's flushes), then `compact()`; files
+//! before/after, rows/s and MB/s rewritten, and full / one-month scan time before vs after, in
+//! the same run on the same table.
+//!
+//! ```text
+//! cargo run --release --example bench_compact -- [--appends 500] [--rows-per-append 20]
+//!     [--months 3] [--dim 1024] [--reps 3] [--dir DIR] [--json]
+//! ```
+
+#[path = "common/number.rs"]
+mod number;
+#[path = "common/report.rs"]
+mod report;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sales_history::sample::{SampleConfig, SampleGenerator};
+use sales_history::{CatalogConfig, SalesHistory, ScanFilter, TableOptions};
+
+/// Many small appends, then one compaction: what it costs and what scans gain.
+#[derive(Debug, Parser)]
+#[command(name = "bench_compact")]
+struct Args {
+    /// Small appends before the compaction.
+    #[arg(long, default_value_t = 500, value_parser = number::parse::<usize>)]
+    appends: usize,
+    /// Rows per append.
+    #[arg(long, default_value_t = 20, value_parser = number::parse::<usize>)]
+    rows_per_append: usize,
+    /// Months the rows fall in (each append writes about one file per month).
+    #[arg(long, default_value_t = 3, value_parser = number::parse::<u32>)]
+    months: u32,
+    /// Embedding length.
+    #[arg(long, default_value_t = 1024, value_parser = number::parse::<usize>)]
+    dim: usize,
+    /// Timed repetitions of each scan (median reported).
+    #[arg(long, default_value_t = 3, value_parser = number::parse::<usize>)]
+    reps: usize,
+    /// Directory for the warehouse (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    report::exit_on_error(run(Args::parse()).await);
+}
+
+async fn median_scan(table: &SalesHistory, filter: Option<ScanFilter>, reps: usize) -> anyhow::Result<(Duration, usize)> {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..reps.max(1) {
+        let mut scan = table.scan();
+        if let Some(f) = &filter {
+            scan = scan.filter(f.clone());
+        }
+        let started = Instant::now();
+        let batches = scan.to_batches().await?;
+        times.push(started.elapsed());
+        rows = batches.iter().map(|b| b.num_rows()).sum();
+    }
+    times.sort();
+    Ok((times[times.len() / 2], rows))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let config = CatalogConfig::local(dir.join(format!("bench-compact-{}", std::process::id())));
+    let table = SalesHistory::ensure_with(
+        &config,
+        "bench",
+        TableOptions::default().embedding_dimension(args.dim),
+    )
+    .await?;
+    let mut generator = SampleGenerator::new(
+        SampleConfig::default()
+            .seed(7)
+            .months(args.months)
+            .embedding_dimension(args.dim),
+    );
+    let started = Instant::now();
+    for _ in 0..args.appends {
+        table
+            .append(generator.take_records(args.rows_per_append))
+            .await?;
+    }
+    let append_time = started.elapsed();
+    let plan = table.scan().plan().await?;
+    let files_before = plan.files.len();
+    let bytes_before: u64 = plan.files.iter().map(|f| f.size_bytes).sum();
+    let month = table.scan().to_records().await?[0].sold_date;
+    let one_month = ScanFilter::new().sold_between(
+        month - chrono::Duration::days(3),
+        month + chrono::Duration::days(3),
+    );
+    let (full_before, rows_before) = median_scan(&table, None, args.reps).await?;
+    let (month_before, month_rows) = median_scan(&table, Some(one_month.clone()), args.reps).await?;
+
+    let report = table.compact().run().await?;
+
+    let plan = table.scan().plan().await?;
+    let files_after = plan.files.len();
+    let bytes_after: u64 = plan.files.iter().map(|f| f.size_bytes).sum();
+    let (full_after, rows_after) = median_scan(&table, None, args.reps).await?;
+    let (month_after, month_rows_after) =
+        median_scan(&table, Some(one_month), args.reps).await?;
+    anyhow::ensure!(rows_before == rows_after, "rows changed: {rows_before} → {rows_after}");
+    anyhow::ensure!(month_rows == month_rows_after, "filtered rows changed");
+
+    let secs = report.elapsed.as_secs_f64();
+    let rows_per_s = report.rows_rewritten as f64 / secs;
+    let mb_per_s = report.bytes_removed as f64 / 1e6 / secs;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "appends": args.appends, "rows": rows_before, "dim": args.dim,
+                "append_seconds": append_time.as_secs_f64(),
+                "files_before": files_before, "files_after": files_after,
+                "bytes_before": bytes_before, "bytes_after": bytes_after,
+                "compact_seconds": secs, "rows_rewritten": report.rows_rewritten,
+                "rows_per_s": rows_per_s, "mb_per_s": mb_per_s,
+                "full_scan_before_s": full_before.as_secs_f64(), "full_scan_after_s": full_after.as_secs_f64(),
+                "window_scan_before_s": month_before.as_secs_f64(), "window_scan_after_s": month_after.as_secs_f64(),
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} appends of {} rows ({} rows, dim {}) in {:.1}s",
+        args.appends,
+        args.rows_per_append,
+        rows_before,
+        args.dim,
+        append_time.as_secs_f64()
+    );
+    println!("| | before | after | |");
+    println!("|---|---|---|---|");
+    println!("| data files | {files_before} | {files_after} | {:.0}× fewer |", files_before as f64 / files_after.max(1) as f64);
+    println!("| bytes | {bytes_before} | {bytes_after} | {:.2}× |", bytes_after as f64 / bytes_before.max(1) as f64);
+    println!(
+        "| full scan ({rows_before} rows, median of {}) | {:.3}s | {:.3}s | {:.1}× faster |",
+        args.reps,
+        full_before.as_secs_f64(),
+        full_after.as_secs_f64(),
+        full_before.as_secs_f64() / full_after.as_secs_f64()
+    );
+    println!(
+        "| 6-day window scan ({month_rows} rows) | {:.3}s | {:.3}s | {:.1}× faster |",
+        month_before.as_secs_f64(),
+        month_after.as_secs_f64(),
+        month_before.as_secs_f64() / month_after.as_secs_f64()
+    );
+    println!(
+        "compaction: {} files in {} months → {} files, {} rows in {:.2}s = {:.0} rows/s, {:.1} MB/s read+rewritten",
+        report.files_removed, report.months, report.files_added, report.rows_rewritten, secs, rows_per_s, mb_per_s
+    );
+    Ok(())
+}
