@@ -50,7 +50,11 @@ async fn main() {
     report::exit_on_error(run(Args::parse()).await);
 }
 
-async fn median_scan(table: &SalesHistory, filter: Option<ScanFilter>, reps: usize) -> anyhow::Result<(Duration, usize)> {
+async fn median_scan(
+    table: &SalesHistory,
+    filter: Option<ScanFilter>,
+    reps: usize,
+) -> anyhow::Result<(Duration, usize)> {
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..reps.max(1) {
@@ -99,7 +103,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         month + chrono::Duration::days(3),
     );
     let (full_before, rows_before) = median_scan(&table, None, args.reps).await?;
-    let (month_before, month_rows) = median_scan(&table, Some(one_month.clone()), args.reps).await?;
+    let (month_before, month_rows) =
+        median_scan(&table, Some(one_month.clone()), args.reps).await?;
 
     let report = table.compact().run().await?;
 
@@ -107,9 +112,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let files_after = plan.files.len();
     let bytes_after: u64 = plan.files.iter().map(|f| f.size_bytes).sum();
     let (full_after, rows_after) = median_scan(&table, None, args.reps).await?;
-    let (month_after, month_rows_after) =
-        median_scan(&table, Some(one_month), args.reps).await?;
-    anyhow::ensure!(rows_before == rows_after, "rows changed: {rows_before} → {rows_after}");
+    let (month_after, month_rows_after) = median_scan(&table, Some(one_month), args.reps).await?;
+    anyhow::ensure!(
+        rows_before == rows_after,
+        "rows changed: {rows_before} → {rows_after}"
+    );
     anyhow::ensure!(month_rows == month_rows_after, "filtered rows changed");
 
     let secs = report.elapsed.as_secs_f64();
@@ -141,8 +148,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("| | before | after | |");
     println!("|---|---|---|---|");
-    println!("| data files | {files_before} | {files_after} | {:.0}× fewer |", files_before as f64 / files_after.max(1) as f64);
-    println!("| bytes | {bytes_before} | {bytes_after} | {:.2}× |", bytes_after as f64 / bytes_before.max(1) as f64);
+    println!(
+        "| data files | {files_before} | {files_after} | {:.0}× fewer |",
+        files_before as f64 / files_after.max(1) as f64
+    );
+    println!(
+        "| bytes | {bytes_before} | {bytes_after} | {:.2}× |",
+        bytes_after as f64 / bytes_before.max(1) as f64
+    );
     println!(
         "| full scan ({rows_before} rows, median of {}) | {:.3}s | {:.3}s | {:.1}× faster |",
         args.reps,
@@ -158,7 +171,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!(
         "compaction: {} files in {} months → {} files, {} rows in {:.2}s = {:.0} rows/s, {:.1} MB/s read+rewritten",
-        report.files_removed, report.months, report.files_added, report.rows_rewritten, secs, rows_per_s, mb_per_s
+        report.files_removed,
+        report.months,
+        report.files_added,
+        report.rows_rewritten,
+        secs,
+        rows_per_s,
+        mb_per_s
     );
     Ok(())
 }

@@ -149,7 +149,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .dry_run(args.dry_run)
             .run()
             .await?;
-        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         println!(
             "tenant    {verb} {} rows of `{tenant}`: {} dropped whole ({} from metadata alone), {} rewritten, {} read; removed {}, added {} ({} → {} bytes){}",
             done.rows_deleted,
@@ -157,7 +161,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             done.files_dropped_by_metadata,
             files(done.files_rewritten),
             files(done.files_read),
-            files(done.files_dropped_by_metadata + done.files_dropped_after_reading + done.files_rewritten),
+            files(
+                done.files_dropped_by_metadata
+                    + done.files_dropped_after_reading
+                    + done.files_rewritten
+            ),
             files(done.files_added),
             done.bytes_removed,
             done.bytes_added,
@@ -171,7 +179,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             compaction = compaction.target_file_size(bytes);
         }
         let done = compaction.run().await?;
-        let verb = if args.dry_run { "would rewrite" } else { "rewrote" };
+        let verb = if args.dry_run {
+            "would rewrite"
+        } else {
+            "rewrote"
+        };
         println!(
             "compact   {verb} {} in {} months ({} rows, {} bytes) into {} ({} bytes), target {} bytes, {:.1}s{}",
             files(done.files_removed),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{DataFile, Operation, Struct, TableMetadata};
 
 use super::{Change, files};
@@ -162,19 +163,33 @@ impl Compact {
         let commit_id = format!("compact-{}", uuid::Uuid::new_v4().simple());
         let mut written = crate::write::WrittenFiles::default();
         let outcome = async {
-            for bin in &bins {
-                let batches = read_bin(&base, &bin.files).await?;
-                let batches = super::sort::by_sort_order(base.metadata(), batches)?;
-                let files = crate::write::write_months(
-                    &base,
-                    &batches,
-                    1,
-                    &commit_id,
-                    table.config().may_delete_files(),
-                )
-                .await?;
-                written.data_files.extend(files.data_files);
-                written.paths.extend(files.paths);
+            // Bins in parallel (one per core: memory stays within cores × target size); the
+            // decode and encode work inside runs on tokio's pools.
+            let parallel = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, bins.len());
+            let may_delete = table.config().may_delete_files();
+            let mut rewrites = futures::stream::iter(
+                bins.iter()
+                    .map(|bin| rewrite_bin(&base, bin, &commit_id, may_delete)),
+            )
+            .buffer_unordered(parallel);
+            let mut first_error = None;
+            // Every finished bin is collected, even after an error, so its files can be deleted.
+            while let Some(result) = rewrites.next().await {
+                match result {
+                    Ok(files) => {
+                        written.data_files.extend(files.data_files);
+                        written.paths.extend(files.paths);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            drop(rewrites);
+            if let Some(e) = first_error {
+                return Err(e);
             }
             let change = Change {
                 operation: Operation::Replace,
@@ -308,19 +323,29 @@ fn partition_key(partition: &Struct) -> String {
     }
 }
 
+/// Reads one bin's files and writes their rows as one file of the bin's month.
+async fn rewrite_bin(
+    base: &iceberg::table::Table,
+    bin: &Bin,
+    commit_id: &str,
+    may_delete: bool,
+) -> Result<crate::write::WrittenFiles> {
+    let batches = read_bin(base, &bin.files).await?;
+    let batches = super::sort::by_sort_order(base.metadata(), batches)?;
+    crate::write::write_months(base, &batches, 1, commit_id, may_delete).await
+}
+
+/// Files of a bin read at once.
+const READ_CONCURRENCY: usize = 8;
+
 /// Every row of `files`, in our layout.
 async fn read_bin(base: &iceberg::table::Table, files: &[DataFile]) -> Result<Vec<RecordBatch>> {
-    let mut batches = Vec::new();
-    for f in files {
-        batches.extend(
-            crate::scan::read_file_rows(
-                base.file_io(),
-                f.file_path(),
-                f.file_size_in_bytes(),
-                None,
-            )
-            .await?,
-        );
-    }
-    Ok(batches)
+    let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
+        .map(|f| {
+            crate::scan::read_file_rows(base.file_io(), f.file_path(), f.file_size_in_bytes(), None)
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_file.into_iter().flatten().collect())
 }

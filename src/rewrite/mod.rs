@@ -41,6 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Instant;
 
+use futures::{StreamExt, TryStreamExt};
 use iceberg::MetadataLocation;
 use iceberg::io::FileIO;
 use iceberg::spec::{
@@ -56,6 +57,9 @@ use crate::position::Positions;
 use crate::table::{COMMIT_ID_PROPERTY, SalesHistory, WRITER_PROPERTY};
 
 pub(crate) use swap::{SwapError, SwapState};
+
+/// Manifests read at once while staging a commit.
+const MANIFEST_CONCURRENCY: usize = 8;
 
 /// One snapshot's worth of change to commit on our path.
 #[derive(Debug, Clone)]
@@ -107,7 +111,10 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
         let base = table.current();
         match attempt(table, &base, change).await {
             Ok(new_table) => {
-                let snapshot_id = new_table.metadata().current_snapshot_id().unwrap_or_default();
+                let snapshot_id = new_table
+                    .metadata()
+                    .current_snapshot_id()
+                    .unwrap_or_default();
                 tracing::info!(snapshot_id, attempts, "committed");
                 table.advance_to(new_table);
                 return Ok(Landed {
@@ -215,12 +222,13 @@ async fn attempt(
                         .metadata(metadata)
                         .metadata_location(location)
                         .identifier(base.identifier().clone())
-                        .runtime(
-                            iceberg::Runtime::try_current()
-                                .map_err(|e| (Failure::Unknown(Error::from_iceberg(e)), Staged::default()))?,
-                        )
+                        .runtime(iceberg::Runtime::try_current().map_err(|e| {
+                            (Failure::Unknown(Error::from_iceberg(e)), Staged::default())
+                        })?)
                         .build()
-                        .map_err(|e| (Failure::Unknown(Error::from_iceberg(e)), Staged::default()));
+                        .map_err(|e| {
+                            (Failure::Unknown(Error::from_iceberg(e)), Staged::default())
+                        });
                 }
                 Err(SwapError::Conflict(reason)) => {
                     table.catalog().record_swap(Err(false)).await;
@@ -305,30 +313,47 @@ async fn stage(
     if let Some(current) = metadata.current_snapshot() {
         let list = base.manifest_list_reader(current).load().await.or_ours()?;
         let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
-        for manifest in entries {
-            if manifest.content != ManifestContentType::Data
-                || !(manifest.has_added_files() || manifest.has_existing_files())
-                || change.removed.is_empty()
-            {
+        // Manifests that may list a removed file are read (concurrently); the others are
+        // reused untouched.
+        let loaded: Vec<(ManifestFile, Option<iceberg::spec::Manifest>)> =
+            futures::stream::iter(entries)
+                .map(|manifest| async move {
+                    let check = !change.removed.is_empty()
+                        && manifest.content == ManifestContentType::Data
+                        && (manifest.has_added_files() || manifest.has_existing_files());
+                    let loaded = if check {
+                        Some(manifest.load_manifest(io).await.or_ours()?)
+                    } else {
+                        None
+                    };
+                    Ok::<_, Error>((manifest, loaded))
+                })
+                .buffered(MANIFEST_CONCURRENCY)
+                .try_collect()
+                .await?;
+        // Every manifest that lists a removed file goes into ONE new manifest: removed files
+        // as `deleted`, the rest as `existing`, sequence numbers kept (fewer, larger manifests
+        // than rewriting each one: what Java's manifest merging would end with).
+        let mut rewritten = None;
+        for (manifest, loaded) in loaded {
+            let Some(loaded) = loaded.filter(|l| {
+                l.entries()
+                    .iter()
+                    .any(|e| e.is_alive() && change.removed.contains(e.file_path()))
+            }) else {
                 manifests.push(manifest);
                 continue;
-            }
-            let loaded = manifest.load_manifest(io).await.or_ours()?;
-            let touches = loaded
-                .entries()
-                .iter()
-                .any(|e| e.is_alive() && change.removed.contains(e.file_path()));
-            if !touches {
-                manifests.push(manifest);
-                continue;
-            }
+            };
             if loaded.metadata().partition_spec().spec_id() != spec.spec_id() {
                 return Err(Error::Unsupported {
                     operation: change.operation.as_str().to_string(),
                     reason: "a file to rewrite was written with an older partition spec".into(),
                 });
             }
-            let mut writer = new_manifest(staged)?.build_v2_data();
+            let writer = match &mut rewritten {
+                Some(w) => w,
+                None => rewritten.insert(new_manifest(staged)?.build_v2_data()),
+            };
             for entry in loaded.entries() {
                 if !entry.is_alive() {
                     continue;
@@ -353,6 +378,8 @@ async fn stage(
                         .or_ours()?;
                 }
             }
+        }
+        if let Some(writer) = rewritten {
             manifests.push(writer.write_manifest_file().await.or_ours()?);
         }
     }

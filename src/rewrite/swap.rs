@@ -82,12 +82,7 @@ pub(crate) async fn swap(
         }
         #[cfg(feature = "glue")]
         CatalogConfig::Glue(g) => {
-            let client = table
-                .shared
-                .swap
-                .glue
-                .get_or_init(|| g.glue_client())
-                .await;
+            let client = table.shared.swap.glue.get_or_init(|| g.glue_client()).await;
             glue(client, g, &namespace, ident.name(), expected, new_location).await
         }
         other => {

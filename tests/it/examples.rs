@@ -745,13 +745,10 @@ async fn maintain_compacts_and_erases_a_tenant() {
     for seed in 1..=6 {
         table.append(sample(20, 8, seed)).await.expect("append");
     }
-    let tenant = table.scan().to_records().await.unwrap()[0].tenant_id.clone();
-    let of_tenant = table
-        .scan()
-        .tenant(tenant.clone())
-        .count()
-        .await
-        .unwrap();
+    let tenant = table.scan().to_records().await.unwrap()[0]
+        .tenant_id
+        .clone();
+    let of_tenant = table.scan().tenant(tenant.clone()).count().await.unwrap();
     assert!(of_tenant > 0);
     let wh_s = wh.to_str().unwrap();
     let maintain = |extra: &[&str]| {
@@ -764,7 +761,9 @@ async fn maintain_compacts_and_erases_a_tenant() {
     let (code, out, err) = maintain(&["--compact", "--delete-tenant", &tenant, "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains(&format!("tenant    would delete {of_tenant} rows of `{tenant}`")),
+        out.contains(&format!(
+            "tenant    would delete {of_tenant} rows of `{tenant}`"
+        )),
         "{out}"
     );
     assert!(out.contains("compact   would rewrite"), "{out}");
@@ -772,7 +771,10 @@ async fn maintain_compacts_and_erases_a_tenant() {
 
     let (code, out, err) = maintain(&["--compact"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("rows,") && out.contains("`replace` snapshot"), "{out}");
+    assert!(
+        out.contains("rows,") && out.contains("`replace` snapshot"),
+        "{out}"
+    );
 
     let (code, out, err) = maintain(&[
         "--delete-tenant",
@@ -797,11 +799,10 @@ async fn maintain_compacts_and_erases_a_tenant() {
             continue;
         }
         let file = std::fs::File::open(wh.join(&rel)).unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let col = batch.column_by_name("tenant_id").unwrap();
