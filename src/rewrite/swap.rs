@@ -36,6 +36,8 @@ pub(crate) enum SwapError {
 /// loader resolves credentials and region).
 #[derive(Default)]
 pub(crate) struct SwapState {
+    /// The local catalog's connection, opened on the first swap (dropped after an error).
+    sqlite: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
     #[cfg(feature = "glue")]
     glue: tokio::sync::OnceCell<aws_sdk_glue::Client>,
 }
@@ -78,7 +80,20 @@ pub(crate) async fn swap(
     let namespace = ident.namespace().join(".");
     match table.config() {
         CatalogConfig::Local { warehouse } => {
-            sqlite(warehouse, &namespace, ident.name(), expected, new_location).await
+            let mut conn = table.shared.swap.sqlite.lock().await;
+            let outcome = sqlite(
+                &mut conn,
+                warehouse,
+                &namespace,
+                ident.name(),
+                expected,
+                new_location,
+            )
+            .await;
+            if matches!(outcome, Err(SwapError::Refused(_))) {
+                *conn = None;
+            }
+            outcome
         }
         #[cfg(feature = "glue")]
         CatalogConfig::Glue(g) => {
@@ -94,6 +109,7 @@ pub(crate) async fn swap(
 }
 
 async fn sqlite(
+    conn: &mut Option<sqlx::SqliteConnection>,
     warehouse: &std::path::Path,
     namespace: &str,
     name: &str,
@@ -115,13 +131,18 @@ async fn sqlite(
             SwapError::Refused(error)
         }
     };
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(false)
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| failed("opening", e))?;
+    let conn = match conn {
+        Some(c) => c,
+        None => conn.insert(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(false)
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|e| failed("opening", e))?,
+        ),
+    };
     let result = sqlx::query(
         "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
          WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
@@ -133,7 +154,7 @@ async fn sqlite(
     .bind(namespace)
     .bind(name)
     .bind(expected)
-    .execute(&mut conn)
+    .execute(&mut *conn)
     .await
     .map_err(|e| failed("updating", e))?;
     if result.rows_affected() == 1 {
