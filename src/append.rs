@@ -65,6 +65,8 @@ pub struct Append {
     positions: Positions,
     /// Whether the commit id may have been tried before (then the table is re-read for it).
     retry: bool,
+    /// A tenant scope: every row must be of this tenant.
+    tenant: Option<String>,
 }
 
 impl Append {
@@ -89,7 +91,14 @@ impl Append {
             parallelism: None,
             positions: Positions::default(),
             retry: true,
+            tenant: None,
         }
+    }
+
+    /// Locks the append to one tenant (a tenant scope's append).
+    pub(crate) fn scoped(mut self, tenant: String) -> Self {
+        self.tenant = Some(tenant);
+        self
     }
 
     /// Tags the snapshot with a caller-chosen id (1–128 printable ASCII characters).
@@ -130,6 +139,13 @@ impl Append {
         // 1. Validate everything before anything is written.
         let input = self.input;
         let batches = validate(input, table.embedding_dimension())?;
+        if let Some(tenant) = &self.tenant {
+            let mut offset = 0;
+            for b in &batches {
+                crate::tenant::check(b, tenant, offset)?;
+                offset += b.num_rows();
+            }
+        }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
             return Ok(AppendOutcome::NothingToCommit);

@@ -56,6 +56,8 @@ pub struct AppenderBuilder {
     max_bytes: usize,
     max_age: Duration,
     max_buffered_bytes: usize,
+    /// A tenant scope: every pushed row must be of this tenant.
+    tenant: Option<String>,
 }
 
 impl AppenderBuilder {
@@ -66,7 +68,14 @@ impl AppenderBuilder {
             max_bytes: 64 << 20,
             max_age: Duration::from_secs(5),
             max_buffered_bytes: 256 << 20,
+            tenant: None,
         }
+    }
+
+    /// Locks the appender to one tenant (a tenant scope's appender).
+    pub(crate) fn scoped(mut self, tenant: String) -> Self {
+        self.tenant = Some(tenant);
+        self
     }
 
     /// Flush when this many rows are buffered (default 100,000).
@@ -123,6 +132,7 @@ impl AppenderBuilder {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::config("appender", "must be started inside a tokio runtime"))?;
         let shared = Arc::new(Shared {
+            tenant: self.tenant,
             table: self.table,
             max_rows: self.max_rows,
             max_bytes: self.max_bytes,
@@ -179,6 +189,7 @@ pub struct AppenderStats {
 
 #[derive(Debug)]
 struct Shared {
+    tenant: Option<String>,
     table: SalesHistory,
     max_rows: usize,
     max_bytes: usize,
@@ -538,6 +549,11 @@ impl Appender {
     ) -> Result<()> {
         self.take_failure()?;
         record.check(None)?;
+        if let Some(tenant) = &self.shared.tenant
+            && record.tenant_id != *tenant
+        {
+            return Err(crate::tenant::foreign(&record.tenant_id, tenant, None));
+        }
         if let Some(e) = &record.embedding {
             check_embedding_len(e.len(), self.shared.table.embedding_dimension())?;
         }
@@ -558,6 +574,9 @@ impl Appender {
             return Ok(());
         }
         let batch = conform(&batch, 0, 0, self.shared.table.embedding_dimension())?;
+        if let Some(tenant) = &self.shared.tenant {
+            crate::tenant::check(&batch, tenant, 0)?;
+        }
         let (rows, bytes) = (batch.num_rows(), batch.get_array_memory_size());
         let permit = self.shared.reserve(bytes).await?;
         self.shared

@@ -57,9 +57,11 @@ pub mod sample;
 mod scan;
 pub mod schema;
 mod similarity;
+mod sort;
 #[cfg(feature = "sql")]
 mod sql;
 mod table;
+mod tenant;
 mod verify;
 mod write;
 
@@ -98,6 +100,7 @@ pub use table::{
     COMMIT_ID_PROPERTY, EnsurePlan, Freshness, SalesHistory, SnapshotInfo, TableOptions,
     WRITER_PROPERTY, namespace_for_stage,
 };
+pub use tenant::TenantScope;
 pub use verify::{Check, VerifyReport};
 
 /// The README's Rust examples, compiled (and, where they use the local catalog, run) as doc

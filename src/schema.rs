@@ -213,6 +213,30 @@ pub fn partition_spec() -> UnboundPartitionSpec {
         .unwrap_or_else(|e| unreachable!("the sales_history partition spec is valid: {e}"))
 }
 
+/// The table's sort order: `tenant_id, sold_date` (ascending, nulls first), order id 1.
+///
+/// Appends (and the streaming appender, and compaction) write each month's rows in this order,
+/// so one tenant's rows of a month sit together: row-group and page statistics of `tenant_id`
+/// and `sold_date` then let a tenant (and time) filter skip the rest of the file. Tables
+/// without it (made by other engines) are accepted and written in their own order.
+pub fn sort_order() -> iceberg::spec::SortOrder {
+    use iceberg::spec::{NullOrder, SortDirection, SortField, SortOrder};
+    let field = |c: Column| {
+        SortField::builder()
+            .source_id(c.field_id())
+            .transform(Transform::Identity)
+            .direction(SortDirection::Ascending)
+            .null_order(NullOrder::First)
+            .build()
+    };
+    SortOrder::builder()
+        .with_order_id(1)
+        .with_sort_field(field(Column::TenantId))
+        .with_sort_field(field(Column::SoldDate))
+        .build_unbound()
+        .unwrap_or_else(|e| unreachable!("the sales_history sort order is valid: {e}"))
+}
+
 /// The Arrow schema of a batch this crate writes (fields carry their Iceberg field ids).
 pub fn arrow_schema() -> ArrowSchemaRef {
     static ARROW: LazyLock<ArrowSchemaRef> = LazyLock::new(|| {

@@ -97,6 +97,8 @@ pub struct SimilarTo {
     k: usize,
     metric: Metric,
     filter: ScanFilter,
+    /// A tenant scope's filter, ANDed with `filter`.
+    scope: Option<ScanFilter>,
     parallelism: Option<usize>,
 }
 
@@ -113,6 +115,7 @@ impl SalesHistory {
             k,
             metric: Metric::default(),
             filter: ScanFilter::new(),
+            scope: None,
             parallelism: None,
         }
     }
@@ -132,6 +135,12 @@ impl SimilarTo {
     /// Sets the metric (default cosine).
     pub fn metric(mut self, metric: Metric) -> Self {
         self.metric = metric;
+        self
+    }
+
+    /// Locks the search to a tenant scope's filter.
+    pub(crate) fn scoped(mut self, scope: ScanFilter) -> Self {
+        self.scope = Some(scope);
         self
     }
 
@@ -188,12 +197,11 @@ impl SimilarTo {
         let tasks = self
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let stream = self
-            .table
-            .scan()
-            .filter(self.filter.clone())
-            .stream()
-            .await?;
+        let mut scan = self.table.scan().filter(self.filter.clone());
+        if let Some(scope) = &self.scope {
+            scan = scan.scoped(scope.clone());
+        }
+        let stream = scan.stream().await?;
         let query = std::sync::Arc::new(self.query);
         let (k, metric) = (self.k, self.metric);
         let mut scored = stream

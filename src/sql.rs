@@ -7,6 +7,8 @@ use arrow_array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use iceberg_datafusion::IcebergStaticTableProvider;
 
+use crate::schema::Column;
+
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::table::SalesHistory;
 
@@ -106,6 +108,39 @@ impl SalesHistory {
         let frame = ctx.sql(text).await.map_err(sql_error)?;
         frame.collect().await.map_err(sql_error)
     }
+}
+
+/// One read-only statement over `tenant`'s rows: `sales_history` is registered as a view that
+/// filters the table on the tenant (pushed down to pruning), the table itself under no name;
+/// DDL (e.g. `CREATE EXTERNAL TABLE` over the warehouse's files), DML and other statements are
+/// refused, and URL tables are off (DataFusion's default).
+pub(crate) async fn scoped_sql(
+    table: &SalesHistory,
+    tenant: &str,
+    text: &str,
+) -> Result<Vec<RecordBatch>> {
+    use datafusion::execution::context::SQLOptions;
+    use datafusion::prelude::{col, lit};
+    let provider = IcebergStaticTableProvider::try_new_from_table(table.table_for_read().await?)
+        .await
+        .or_ours()?;
+    let ctx = SessionContext::new();
+    let view = ctx
+        .read_table(Arc::new(provider))
+        .and_then(|frame| frame.filter(col(Column::TenantId.name()).eq(lit(tenant))))
+        .map_err(sql_error)?
+        .into_view();
+    ctx.register_table(SQL_TABLE_NAME, view)
+        .map_err(sql_error)?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx
+        .sql_with_options(text, options)
+        .await
+        .map_err(sql_error)?;
+    frame.collect().await.map_err(sql_error)
 }
 
 #[cfg(test)]

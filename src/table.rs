@@ -293,6 +293,7 @@ impl SalesHistory {
             .location_opt(location)
             .schema(schema::iceberg_schema())
             .partition_spec(schema::partition_spec())
+            .sort_order(schema::sort_order())
             .properties(schema::table_properties(&options))
             .build();
         match catalog.create_table(ns, creation).await {

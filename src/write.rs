@@ -123,6 +123,7 @@ async fn write_with(
         locations,
         names,
     );
+    let order = crate::sort::keys(metadata).map(|(_, keys)| Arc::new(keys));
     let work = spread(group_by_month(batches), tasks);
     let tasks = tasks.clamp(1, work.len().max(1));
     let queue = Arc::new(Mutex::new(VecDeque::from(work)));
@@ -134,6 +135,7 @@ async fn write_with(
             batches: batches.to_vec(),
             table_schema: table_schema.clone(),
             key: PartitionKey::new(spec.clone(), schema.clone(), Struct::empty()),
+            order: order.clone(),
         };
         handles.push(tokio::spawn(task.run()));
     }
@@ -152,8 +154,14 @@ async fn write_with(
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    match crate::sort::keys(metadata) {
+        Some((order_id, _)) => files
+            .into_iter()
+            .map(|f| crate::sort::with_sort_order_id(f, order_id, spec.spec_id()))
+            .collect(),
         None => Ok(files),
     }
 }
@@ -252,6 +260,8 @@ struct MonthTask {
     batches: Vec<RecordBatch>,
     table_schema: ArrowSchemaRef,
     key: PartitionKey,
+    /// The table's sort order: each month's rows are written in it.
+    order: Option<Arc<Vec<crate::sort::SortKey>>>,
 }
 
 type Closing = tokio::task::JoinHandle<iceberg::Result<Vec<DataFile>>>;
@@ -301,14 +311,39 @@ impl MonthTask {
                 work.month.ordinal(),
             ))]));
         let mut writer = self.builder.build(Some(key)).await.or_ours()?;
-        for (bi, rows) in &work.parts {
-            for chunk in rows.chunks(CHUNK_ROWS) {
-                let idx = UInt32Array::from(chunk.to_vec());
-                let part = arrow_select::take::take_record_batch(&self.batches[*bi], &idx)?;
-                writer.write(self.in_table_schema(part)?).await.or_ours()?;
+        match &self.order {
+            // Rows of one batch: `take` in sorted order.
+            Some(keys) if work.parts.len() == 1 => {
+                let bi = work.parts[0].0;
+                let sorted = crate::sort::sorted_pairs(&self.batches, &work.parts, keys);
+                let rows: Vec<u32> = sorted.iter().map(|&(_, r)| r as u32).collect();
+                self.write_rows(&mut writer, bi, &rows).await?;
+            }
+            // Rows of several batches: interleaved in sorted order.
+            Some(keys) => {
+                let sorted = crate::sort::sorted_pairs(&self.batches, &work.parts, keys);
+                let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+                for chunk in sorted.chunks(CHUNK_ROWS) {
+                    let part = arrow_select::interleave::interleave_record_batch(&refs, chunk)?;
+                    writer.write(self.in_table_schema(part)?).await.or_ours()?;
+                }
+            }
+            None => {
+                for (bi, rows) in &work.parts {
+                    self.write_rows(&mut writer, *bi, rows).await?;
+                }
             }
         }
         Ok(writer)
+    }
+
+    async fn write_rows(&self, writer: &mut MonthWriter, bi: usize, rows: &[u32]) -> Result<()> {
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            let idx = UInt32Array::from(chunk.to_vec());
+            let part = arrow_select::take::take_record_batch(&self.batches[bi], &idx)?;
+            writer.write(self.in_table_schema(part)?).await.or_ours()?;
+        }
+        Ok(())
     }
 
     /// The batch relabelled with the table's Arrow schema (zero-copy where only field

@@ -330,8 +330,8 @@ async fn rewrite_bin(
     commit_id: &str,
     may_delete: bool,
 ) -> Result<crate::write::WrittenFiles> {
+    // The writer puts the rows in the table's sort order.
     let batches = read_bin(base, &bin.files).await?;
-    let batches = super::sort::by_sort_order(base.metadata(), batches)?;
     crate::write::write_months(base, &batches, 1, commit_id, may_delete).await
 }
 

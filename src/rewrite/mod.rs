@@ -34,7 +34,6 @@
 pub(crate) mod compact;
 pub(crate) mod delete;
 pub(crate) mod files;
-pub(crate) mod sort;
 mod swap;
 
 use std::collections::{HashMap, HashSet};

@@ -73,6 +73,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 pub struct Scan {
     table: SalesHistory,
     filter: ScanFilter,
+    /// A tenant scope's filter: ANDed with `filter` when the scan runs, never widened.
+    scope: Option<ScanFilter>,
     columns: Option<Vec<Column>>,
     snapshot_id: Option<i64>,
     as_of: Option<DateTime<Utc>>,
@@ -122,12 +124,27 @@ impl Scan {
         Scan {
             table,
             filter: ScanFilter::new(),
+            scope: None,
             columns: None,
             snapshot_id: None,
             as_of: None,
             limit: None,
             batch_size: DEFAULT_BATCH_SIZE,
             concurrency: None,
+        }
+    }
+
+    /// Locks the scan to `scope` (a tenant scope): every filter added later is ANDed with it.
+    pub(crate) fn scoped(mut self, scope: ScanFilter) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The filter the scan runs with: its own, within its scope.
+    fn effective_filter(&self) -> ScanFilter {
+        match &self.scope {
+            Some(scope) => self.filter.clone().and(scope.clone()),
+            None => self.filter.clone(),
         }
     }
 
@@ -254,7 +271,7 @@ impl Scan {
     async fn plan_tasks(&self, output: Vec<Column>) -> Result<Planned> {
         let start = Instant::now();
         let table = self.table.table_for_read().await?;
-        let resolved = self.filter.resolve()?;
+        let resolved = self.effective_filter().resolve()?;
         let snapshot_id = self.resolve_snapshot(&table)?;
         let mut metrics = ScanMetrics {
             snapshot_id,
@@ -458,7 +475,7 @@ impl Scan {
     /// Counts the matching rows. Without a filter this reads only manifests (the row counts
     /// of the data files); with one, only the filter's columns.
     pub async fn count(mut self) -> Result<u64> {
-        let resolved = self.filter.resolve()?;
+        let resolved = self.effective_filter().resolve()?;
         let cols = resolved.columns();
         let output = vec![cols.first().copied().unwrap_or(Column::TenantId)];
         if cols.is_empty() && self.limit.is_none() {

@@ -32,3 +32,4 @@ mod soak;
 #[cfg(all(feature = "sql", feature = "python-tests"))]
 mod sql_queries;
 mod support;
+mod tenant;
