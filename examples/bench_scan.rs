@@ -11,6 +11,7 @@
 //! - `full`: every column;
 //! - `no_embedding`: every column but `embedding`;
 //! - `month_tenant`: `sold_date` in 2025-03 and `tenant_id = 'tenant-001'`, every column;
+//! - `tenant`: `tenant_id = 'tenant-001'` over all months, every column;
 //! - `load_plan`: reload the table from the catalog and plan a full scan.
 //!
 //! The table (default 50,000 rows with 1024-dim embeddings, 24 months, 5 tenants) is created
@@ -68,7 +69,13 @@ struct Args {
     json: bool,
 }
 
-const SCANS: [&str; 4] = ["full", "no_embedding", "month_tenant", "load_plan"];
+const SCANS: [&str; 5] = [
+    "full",
+    "no_embedding",
+    "month_tenant",
+    "tenant",
+    "load_plan",
+];
 const STAGE: &str = "bench";
 const TENANT: &str = "tenant-001";
 const MONTH: (i32, u32) = (2025, 3);
@@ -99,27 +106,33 @@ fn venv_python() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(last.trim()))
 }
 
-/// Our side of one scan: (milliseconds, rows).
-async fn ours(table: &SalesHistory, scan: &str) -> anyhow::Result<(f64, u64)> {
+/// Our side of one scan: (milliseconds, rows, bytes read).
+async fn ours(table: &SalesHistory, scan: &str) -> anyhow::Result<(f64, u64, u64)> {
     let start = Instant::now();
-    let rows = match scan {
-        "full" => rows_of(table.scan().to_batches().await?),
+    let (rows, bytes) = match scan {
+        "full" => read(table.scan()).await?,
         "no_embedding" => {
             let cols = Column::ALL.into_iter().filter(|c| *c != Column::Embedding);
-            rows_of(table.scan().select(cols).to_batches().await?)
+            read(table.scan().select(cols)).await?
         }
         "month_tenant" => {
             let filter = ScanFilter::new()
                 .year_month(MONTH.0, MONTH.1)
                 .tenant(TENANT);
-            rows_of(table.scan().filter(filter).to_batches().await?)
+            read(table.scan().filter(filter)).await?
         }
+        "tenant" => read(table.scan().filter(ScanFilter::new().tenant(TENANT))).await?,
         _ => {
             table.refresh().await?;
-            table.scan().plan().await?.files.len() as u64
+            (table.scan().plan().await?.files.len() as u64, 0)
         }
     };
-    Ok((start.elapsed().as_secs_f64() * 1e3, rows))
+    Ok((start.elapsed().as_secs_f64() * 1e3, rows, bytes))
+}
+
+async fn read(scan: sales_history::Scan) -> anyhow::Result<(u64, u64)> {
+    let (batches, metrics) = scan.to_batches_with_metrics().await?;
+    Ok((rows_of(batches), metrics.bytes_read))
 }
 
 fn rows_of(batches: Vec<arrow_array::RecordBatch>) -> u64 {
@@ -233,7 +246,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let default_dir = warehouse_arg.is_none();
     let warehouse = warehouse_arg
         .unwrap_or_else(|| std::env::temp_dir().join(format!("sales-history-bench-{rows}x{dim}")));
-    let table = prepare(&warehouse, rows, dim, default_dir).await?;
+    // Like pyiceberg's loaded `Table` object, the scans read the version the handle holds
+    // (`Freshness::Cached`); `load_plan` times the reload from the catalog separately.
+    let table = prepare(&warehouse, rows, dim, default_dir)
+        .await?
+        .freshness(sales_history::Freshness::Cached);
     let python = match python {
         Some(p) => p,
         None => venv_python()?,
@@ -246,32 +263,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Warm-up (page cache, lazy imports), then interleaved timed runs.
     for scan in SCANS {
-        let (_, a) = ours(&table, scan).await?;
+        let (_, a, _) = ours(&table, scan).await?;
         let (_, b) = peer.run(scan)?;
         ensure!(a == b, "{scan}: we read {a} rows, pyiceberg {b}");
     }
     let mut times: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); SCANS.len()];
+    let mut bytes = vec![0u64; SCANS.len()];
     for _ in 0..runs {
         for (i, scan) in SCANS.iter().enumerate() {
-            times[i].0.push(ours(&table, scan).await?.0);
+            let (ms, _, read) = ours(&table, scan).await?;
+            times[i].0.push(ms);
+            bytes[i] = read;
             times[i].1.push(peer.run(scan)?.0);
         }
     }
+    // The bytes of the month's files, for the month + tenant scan's share.
+    let month_files = table
+        .scan()
+        .filter(ScanFilter::new().year_month(MONTH.0, MONTH.1))
+        .plan()
+        .await?;
+    let month_bytes: u64 = month_files.files.iter().map(|f| f.size_bytes).sum();
     let filter = ScanFilter::new()
         .year_month(MONTH.0, MONTH.1)
         .tenant(TENANT);
     let plan = table.scan().filter(filter).plan().await?;
 
     let mut results = Vec::new();
-    for (scan, (mut us, mut them)) in SCANS.iter().zip(times) {
+    for ((scan, (mut us, mut them)), read) in SCANS.iter().zip(times).zip(bytes) {
         let (us, them) = (median(&mut us), median(&mut them));
-        results.push((*scan, us, them, them / us));
+        results.push((*scan, us, them, them / us, read));
     }
     if json {
         let scans: Vec<serde_json::Value> = results
             .iter()
-            .map(|(s, us, them, ratio)| {
-                serde_json::json!({"scan": s, "us_ms": us, "pyiceberg_ms": them, "ratio": ratio})
+            .map(|(s, us, them, ratio, read)| {
+                serde_json::json!({"scan": s, "us_ms": us, "pyiceberg_ms": them, "ratio": ratio, "bytes_read": read})
             })
             .collect();
         println!(
@@ -280,6 +307,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "rows": rows, "dim": dim, "runs": runs, "scans": scans,
                 "month_tenant_files_planned": plan.files.len(),
                 "data_files_in_snapshot": plan.data_files_in_snapshot,
+                "month_file_bytes": month_bytes,
             })
         );
         return Ok(());
@@ -287,15 +315,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "{rows} rows, {dim}-dim embeddings, medians of {runs} interleaved runs (warm page cache)"
     );
-    println!("| scan | us (ms) | pyiceberg (ms) | ratio (pyiceberg / us) |");
-    println!("|---|---|---|---|");
-    for (scan, us, them, ratio) in &results {
-        println!("| {scan} | {us:.1} | {them:.1} | {ratio:.2}× |");
+    println!("| scan | us (ms) | pyiceberg (ms) | ratio (pyiceberg / us) | bytes read (us) |");
+    println!("|---|---|---|---|---|");
+    for (scan, us, them, ratio, read) in &results {
+        println!("| {scan} | {us:.1} | {them:.1} | {ratio:.2}× | {read} |");
     }
     println!(
-        "one month + one tenant: {} of {} data files planned",
+        "one month + one tenant: {} of {} data files planned; the month's files hold {} bytes",
         plan.files.len(),
-        plan.data_files_in_snapshot
+        plan.data_files_in_snapshot,
+        month_bytes
     );
     Ok(())
 }

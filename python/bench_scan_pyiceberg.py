@@ -6,12 +6,13 @@
 Reads commands on stdin, one per line, and answers each with one JSON line on stdout, so
 the Rust bench can interleave its runs with ours in one process pair:
 
-    full | no_embedding | month_tenant | load_plan   ->  {"scan": ..., "ms": ..., "rows": ...}
+    full | no_embedding | month_tenant | tenant | load_plan   ->  {"scan": ..., "ms": ..., "rows": ...}
     quit
 
 - full:          table.scan().to_arrow()                      (all columns)
 - no_embedding:  the same without the embedding column
 - month_tenant:  sold_date in the month (half-open) and tenant_id = T, all columns
+- tenant:        tenant_id = T over all months, all columns
 - load_plan:     catalog.load_table(...) + scan().plan_files() (catalog opened once)
 """
 
@@ -62,6 +63,8 @@ def main() -> int:
             return table.scan(selected_fields=no_embedding).to_arrow().num_rows
         if scan == "month_tenant":
             return table.scan(row_filter=month_tenant).to_arrow().num_rows
+        if scan == "tenant":
+            return table.scan(row_filter=EqualTo("tenant_id", args.tenant)).to_arrow().num_rows
         if scan == "load_plan":
             t = catalog.load_table(ident)
             return len(list(t.scan().plan_files()))

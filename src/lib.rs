@@ -79,7 +79,9 @@ pub use catalog::{
 pub use commit::CommitSummary;
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
-pub use parquet_props::{DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY};
+pub use parquet_props::{
+    DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY,
+};
 pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,

@@ -21,6 +21,12 @@ pub const EMBEDDING_ENCODING_PROPERTY: &str = "sales-history.embedding-encoding"
 /// Row-group size in rows unless the table says otherwise (`write.parquet.row-group-limit`).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 16_384;
 
+/// Rows per data page unless the table sets `write.parquet.page-row-limit`: small enough that
+/// the column index of `tenant_id` / `sold_date` in a tenant-sorted month selects a tenant's
+/// rows to within a page or two, and that a 1024-dim embedding page (64 × 8 KiB before
+/// compression) is about the size of that selection's edge.
+pub const DEFAULT_PAGE_ROW_LIMIT: usize = 64;
+
 /// Row-group size in (estimated encoded) bytes unless the table says otherwise
 /// (`write.parquet.row-group-size-bytes`; 128 MiB, Iceberg's default). A writer buffers one
 /// row group in memory, so this bounds the memory of an append when rows are wide.
@@ -89,9 +95,13 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
     if let Some(n) = parse::<usize>(props, "write.parquet.page-size-bytes")? {
         builder = builder.set_data_page_size_limit(n);
     }
-    if let Some(n) = parse::<usize>(props, "write.parquet.page-row-limit")? {
-        builder = builder.set_data_page_row_count_limit(n);
-    }
+    let page_rows = parse::<usize>(props, "write.parquet.page-row-limit")?
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PAGE_ROW_LIMIT);
+    // The writer checks page limits after each mini-batch: a mini-batch per page.
+    builder = builder
+        .set_data_page_row_count_limit(page_rows)
+        .set_write_batch_size(page_rows);
     if let Some(n) = parse::<usize>(props, "write.parquet.dict-size-bytes")? {
         builder = builder.set_dictionary_page_size_limit(n);
     }

@@ -397,6 +397,66 @@ impl Resolved {
         true
     }
 
+    /// Whether the filter constrains a column the page index can prune on (a string column
+    /// or `sold_date`).
+    pub(crate) fn uses_page_index(&self) -> bool {
+        !self.page_index_columns().is_empty()
+    }
+
+    /// The filter's columns whose column-index pages are checked.
+    pub(crate) fn page_index_columns(&self) -> Vec<Column> {
+        let mut cols: Vec<Column> = self.strings.iter().map(|(c, _)| *c).collect();
+        if self.sold != (None, None) {
+            cols.push(Column::SoldDate);
+        }
+        cols
+    }
+
+    /// Whether page `page` of column `col` may hold matching rows, from its column index
+    /// entry (`true` when the index says nothing).
+    pub(crate) fn page_may_match(
+        &self,
+        col: Column,
+        index: &parquet::file::page_index::column_index::ColumnIndexMetaData,
+        page: usize,
+    ) -> bool {
+        use parquet::file::page_index::column_index::ColumnIndexMetaData as Ix;
+        if col == Column::SoldDate {
+            return match index {
+                Ix::INT64(ix) => {
+                    if ix.is_null_page(page) {
+                        return false;
+                    }
+                    match (ix.min_value(page), ix.max_value(page)) {
+                        (Some(&min), Some(&max)) => {
+                            self.sold.0.is_none_or(|l| max >= l)
+                                && self.sold.1.is_none_or(|h| min < h)
+                        }
+                        _ => true,
+                    }
+                }
+                _ => true,
+            };
+        }
+        let Some((_, values)) = self.strings.iter().find(|(c, _)| *c == col) else {
+            return true;
+        };
+        match index {
+            Ix::BYTE_ARRAY(ix) => {
+                if ix.is_null_page(page) {
+                    return false;
+                }
+                match (ix.min_value(page), ix.max_value(page)) {
+                    (Some(min), Some(max)) => values
+                        .iter()
+                        .any(|v| min <= v.as_bytes() && v.as_bytes() <= max),
+                    _ => true,
+                }
+            }
+            _ => true,
+        }
+    }
+
     /// Exact evaluation on a batch; `column` returns the array of a filter column.
     pub(crate) fn evaluate(
         &self,

@@ -27,6 +27,9 @@ pub struct ScanMetrics {
     pub bytes_read: u64,
     /// Rows delivered to the caller.
     pub rows_returned: u64,
+    /// Pages of the read row groups not fetched: their column-index statistics (of the
+    /// filter's tenant, string or time columns) ruled them out.
+    pub pages_skipped: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
 }
@@ -39,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) row_groups_read: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
     pub(crate) rows_returned: AtomicU64,
+    pub(crate) pages_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -55,6 +59,7 @@ impl Counters {
             row_groups_read: get(&self.row_groups_read),
             bytes_read: get(&self.bytes_read),
             rows_returned: get(&self.rows_returned),
+            pages_skipped: get(&self.pages_skipped),
             ..plan.clone()
         }
     }

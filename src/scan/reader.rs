@@ -13,7 +13,7 @@ use iceberg::io::{FileIO, FileRead};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter,
+    RowFilter, RowSelection,
 };
 use parquet::file::metadata::{
     FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
@@ -26,8 +26,11 @@ use super::metrics::Counters;
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::schema::Column;
 
-/// Gaps up to this size between wanted byte ranges are read rather than skipped.
+/// Gaps up to this size between wanted byte ranges are read rather than skipped (object
+/// stores: a request costs more than a megabyte of transfer).
 const COALESCE_BYTES: u64 = 1 << 20;
+/// The same for local files, where a positioned read costs little.
+const COALESCE_LOCAL_BYTES: u64 = 16 << 10;
 /// First read of a file: enough for the footer of our files in one request.
 const FOOTER_PREFETCH: u64 = 16 * 1024;
 /// Length of the Parquet footer tail (metadata length + magic).
@@ -181,17 +184,54 @@ pub(crate) async fn read_file(
         return Ok(true);
     }
 
-    // Fetch what the decoder will touch: the whole file when that is most of it, else the
-    // needed column chunks (and their offset indexes) placed in a sparse buffer.
     let needed_roots: Vec<usize> = plan
         .output
         .iter()
         .chain(&filter_cols)
         .filter_map(|c| files.root(*c))
         .collect();
-    let ranges = needed_ranges(&metadata, &kept, &needed_roots, plan.filter.is_some());
+
+    // A tenant or time filter on a file with a page index: read the column index, select the
+    // pages whose statistics may match, and fetch only those pages of the needed columns.
+    let mut metadata = metadata;
+    let mut selection = None;
+    if let Some(filter) = plan.filter.as_ref().filter(|f| f.uses_page_index())
+        && let Some(index_start) = page_index_start(&metadata)
+    {
+        let index_bytes = fetch(index_start..size).await.or_ours()?;
+        let mut loader = ParquetMetaDataReader::new_with_metadata(metadata.clone())
+            .with_page_index_policy(PageIndexPolicy::Optional);
+        if loader.read_page_indexes_sized(&index_bytes, size).is_ok()
+            && let Ok(with_index) = loader.finish()
+        {
+            metadata = with_index;
+            if let Some(pages) = select_pages(&metadata, &kept, filter, &files) {
+                if pages.rows_selected == 0 {
+                    Counters::add(&counters.pages_skipped, pages.pages_total);
+                    return Ok(true);
+                }
+                let ranges = pages.byte_ranges(&metadata, &kept, &needed_roots);
+                Counters::add(
+                    &counters.pages_skipped,
+                    pages.pages_total.saturating_sub(ranges.1),
+                );
+                selection = Some((pages.selection, ranges.0));
+            }
+        }
+    }
+
+    // Fetch what the decoder will touch: the whole file when that is most of it, else the
+    // needed column chunks (and their offset indexes), or only the selected pages, placed in
+    // a sparse buffer.
+    let (row_selection, ranges) = match selection {
+        Some((selection, ranges)) => (Some(selection), ranges),
+        None => (
+            None,
+            needed_ranges(&metadata, &kept, &needed_roots, plan.filter.is_some()),
+        ),
+    };
     let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-    let data = if wanted + footer_len as u64 >= size / 2 {
+    let data = if row_selection.is_none() && wanted + footer_len as u64 >= size / 2 {
         match local_path(&file.path) {
             // A local file in one read(2): several times faster than the storage layer's
             // chunked reads for the full scans that take this branch.
@@ -205,28 +245,57 @@ pub(crate) async fn read_file(
                         path: file.path.clone(),
                         source,
                     })?;
-                bytes::Bytes::from(buf)
+                SparseFile::new(size, vec![(0, bytes::Bytes::from(buf))])
             }
-            None => fetch(0..size).await.or_ours()?,
+            None => SparseFile::new(size, vec![(0, fetch(0..size).await.or_ours()?)]),
         }
     } else {
-        let merged = merge(ranges);
-        let parts = try_join_all(merged.iter().map(|r| fetch(r.clone())))
-            .await
-            .or_ours()?;
-        let len = usize::try_from(size).map_err(|_| bad("file too large for memory"))?;
-        let mut buf = vec![0u8; len];
-        for (r, part) in merged.iter().zip(&parts) {
-            let start = r.start as usize;
-            let end = (start + part.len()).min(len);
-            buf[start..end].copy_from_slice(&part[..end - start]);
+        let gap = if local_path(&file.path).is_some() {
+            COALESCE_LOCAL_BYTES
+        } else {
+            COALESCE_BYTES
+        };
+        let merged = merge(ranges, gap);
+        let mut parts = match local_path(&file.path) {
+            // Local ranges with pread(2) on the blocking pool: no storage-layer round trips.
+            Some(path) => {
+                let wanted: Vec<Range<u64>> = merged.clone();
+                Counters::add(
+                    &counters.bytes_read,
+                    wanted.iter().map(|r| r.end - r.start).sum(),
+                );
+                let read = tokio::task::spawn_blocking(move || read_ranges(&path, &wanted));
+                read.await
+                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
+                    .map_err(|source| Error::Io {
+                        path: file.path.clone(),
+                        source,
+                    })?
+            }
+            None => try_join_all(merged.iter().map(|r| fetch(r.clone())))
+                .await
+                .or_ours()?,
         }
-        buf[len - footer_len..].copy_from_slice(&tail[tail.len() - footer_len..]);
-        bytes::Bytes::from(buf)
+        .into_iter()
+        .zip(&merged)
+        .map(|(bytes, r)| (r.start, bytes))
+        .collect::<Vec<_>>();
+        let tail_start = size - tail.len() as u64;
+        if !parts
+            .iter()
+            .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+        {
+            parts.push((tail_start, tail.clone()));
+        }
+        SparseFile::new(size, parts)
     };
     drop(reader);
 
-    let reader_meta = if plan.filter.is_some() {
+    let reader_meta = if row_selection.is_some() {
+        // The page index is already in `metadata`.
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        ArrowReaderMetadata::try_new(Arc::new(metadata), options)?
+    } else if plan.filter.is_some() {
         let options = ArrowReaderOptions::new()
             .with_skip_arrow_metadata(true)
             .with_offset_index_policy(PageIndexPolicy::Optional);
@@ -254,6 +323,9 @@ pub(crate) async fn read_file(
             );
             builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
         }
+        if let Some(selection) = row_selection {
+            builder = builder.with_row_selection(selection);
+        }
         if let Some(limit) = plan.limit {
             builder = builder.with_limit(limit);
         }
@@ -271,6 +343,88 @@ pub(crate) async fn read_file(
     })
     .await
     .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))?
+}
+
+/// Reads `ranges` of a local file with positioned reads.
+fn read_ranges(
+    path: &std::path::Path,
+    ranges: &[Range<u64>],
+) -> std::io::Result<Vec<bytes::Bytes>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    ranges
+        .iter()
+        .map(|r| {
+            let mut buf = vec![0u8; (r.end - r.start) as usize];
+            file.read_exact_at(&mut buf, r.start)?;
+            Ok(bytes::Bytes::from(buf))
+        })
+        .collect()
+}
+
+/// A file of which only some byte ranges were fetched: the decoder's view of a partial read.
+/// Reads inside one fetched range are zero-copy slices; a read across ranges (the page
+/// index loader's one range over all indexes) is assembled, with zeros where nothing was
+/// fetched (bytes no needed structure lies in).
+#[derive(Clone)]
+struct SparseFile {
+    len: u64,
+    parts: Arc<Vec<(u64, bytes::Bytes)>>,
+}
+
+impl SparseFile {
+    fn new(len: u64, mut parts: Vec<(u64, bytes::Bytes)>) -> Self {
+        parts.sort_by_key(|(o, _)| *o);
+        SparseFile {
+            len,
+            parts: Arc::new(parts),
+        }
+    }
+
+    fn part_holding(&self, start: u64, length: u64) -> Option<(u64, &bytes::Bytes)> {
+        self.parts
+            .iter()
+            .find(|(o, b)| *o <= start && start + length <= o + b.len() as u64)
+            .map(|(o, b)| (*o, b))
+    }
+}
+
+impl parquet::file::reader::Length for SparseFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for SparseFile {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        match self.part_holding(start, 0) {
+            Some((o, b)) => Ok(b.slice((start - o) as usize..).reader()),
+            None => Err(parquet::errors::ParquetError::General(format!(
+                "byte {start} of the file was not fetched"
+            ))),
+        }
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        if let Some((o, b)) = self.part_holding(start, length as u64) {
+            let from = (start - o) as usize;
+            return Ok(b.slice(from..from + length));
+        }
+        let end = start + length as u64;
+        let mut buf = vec![0u8; length];
+        for (o, b) in self.parts.iter() {
+            let (po, pe) = (*o, o + b.len() as u64);
+            let (s, e) = (po.max(start), pe.min(end));
+            if s < e {
+                buf[(s - start) as usize..(e - start) as usize]
+                    .copy_from_slice(&b[(s - po) as usize..(e - po) as usize]);
+            }
+        }
+        Ok(bytes::Bytes::from(buf))
+    }
 }
 
 /// The local path of a `file:` URL (`None` for object stores).
@@ -310,13 +464,182 @@ fn needed_ranges(
     out
 }
 
-/// Sorts ranges and merges those closer than [`COALESCE_BYTES`].
-fn merge(mut ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
+/// Where the file's page indexes (column and offset indexes) start, if it has them.
+fn page_index_start(metadata: &ParquetMetaData) -> Option<u64> {
+    let mut start: Option<u64> = None;
+    let mut has_column_index = false;
+    for rg in metadata.row_groups() {
+        for chunk in rg.columns() {
+            for (o, l) in [
+                (chunk.column_index_offset(), chunk.column_index_length()),
+                (chunk.offset_index_offset(), chunk.offset_index_length()),
+            ] {
+                if let (Some(o), Some(l)) = (o, l)
+                    && o >= 0
+                    && l > 0
+                {
+                    start = Some(start.map_or(o as u64, |s| s.min(o as u64)));
+                }
+            }
+            has_column_index |= chunk.column_index_offset().is_some();
+        }
+    }
+    start.filter(|_| has_column_index)
+}
+
+/// The rows of the kept row groups whose pages may match, from the column index.
+struct PageSelection {
+    /// Over the kept row groups' rows, in order.
+    selection: RowSelection,
+    /// Per kept row group: selected row ranges (row-group relative).
+    ranges: Vec<Vec<Range<usize>>>,
+    rows_selected: usize,
+    /// Pages of all columns in the kept row groups.
+    pages_total: u64,
+}
+
+/// Selects pages of the kept row groups from the column indexes of the filter's tenant /
+/// string and time columns. `None` when a needed index is missing (read whole chunks).
+fn select_pages(
+    metadata: &ParquetMetaData,
+    kept: &[usize],
+    filter: &Resolved,
+    files: &FileColumns,
+) -> Option<PageSelection> {
+    let column_index = metadata.column_index()?;
+    let offset_index = metadata.offset_index()?;
+    let mut per_group = Vec::with_capacity(kept.len());
+    let mut pages_total = 0u64;
+    for &rg in kept {
+        let rows = usize::try_from(metadata.row_group(rg).num_rows()).ok()?;
+        if let Some(columns) = offset_index.get(rg) {
+            pages_total += columns
+                .iter()
+                .map(|o| o.page_locations().len() as u64)
+                .sum::<u64>();
+        }
+        let mut selected = vec![0..rows];
+        for col in filter.page_index_columns() {
+            let leaf = files.leaf[col.index()]?;
+            let index = column_index.get(rg)?.get(leaf)?;
+            let locations = offset_index.get(rg)?.get(leaf)?.page_locations();
+            let mut matching = Vec::new();
+            for (i, loc) in locations.iter().enumerate() {
+                let start = usize::try_from(loc.first_row_index).ok()?;
+                let end = match locations.get(i + 1) {
+                    Some(next) => usize::try_from(next.first_row_index).ok()?,
+                    None => rows,
+                };
+                if filter.page_may_match(col, index, i) {
+                    matching.push(start..end);
+                }
+            }
+            selected = intersect_ranges(&selected, &matching);
+        }
+        per_group.push((rows, selected));
+    }
+    let mut all = Vec::new();
+    let mut offset = 0;
+    let mut rows_selected = 0;
+    for (rows, ranges) in &per_group {
+        for r in ranges {
+            rows_selected += r.len();
+            all.push(r.start + offset..r.end + offset);
+        }
+        offset += rows;
+    }
+    Some(PageSelection {
+        selection: RowSelection::from_consecutive_ranges(all.into_iter(), offset),
+        ranges: per_group.into_iter().map(|(_, r)| r).collect(),
+        rows_selected,
+        pages_total,
+    })
+}
+
+impl PageSelection {
+    /// Byte ranges of the pages (and dictionary pages) of `roots`' columns that hold selected
+    /// rows, with the number of pages they cover.
+    fn byte_ranges(
+        &self,
+        metadata: &ParquetMetaData,
+        kept: &[usize],
+        roots: &[usize],
+    ) -> (Vec<Range<u64>>, u64) {
+        let descr = metadata.file_metadata().schema_descr();
+        let offsets = metadata.offset_index();
+        let mut out = Vec::new();
+        let mut pages = 0u64;
+        for (k, &rg) in kept.iter().enumerate() {
+            let group = metadata.row_group(rg);
+            let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
+            for (leaf, chunk) in group.columns().iter().enumerate() {
+                if !roots.contains(&descr.get_column_root_idx(leaf)) {
+                    continue;
+                }
+                let (chunk_start, chunk_len) = chunk.byte_range();
+                let Some(locations) = offsets
+                    .and_then(|o| o.get(rg))
+                    .and_then(|o| o.get(leaf))
+                    .map(|o| o.page_locations())
+                    .filter(|l| !l.is_empty())
+                else {
+                    out.push(chunk_start..chunk_start + chunk_len);
+                    continue;
+                };
+                // The dictionary page (if any) precedes the first data page.
+                let first = locations[0].offset.max(0) as u64;
+                if first > chunk_start {
+                    out.push(chunk_start..first);
+                }
+                for (i, loc) in locations.iter().enumerate() {
+                    let start = loc.first_row_index.max(0) as usize;
+                    let end = locations
+                        .get(i + 1)
+                        .map_or(rows, |n| n.first_row_index.max(0) as usize);
+                    if self.ranges[k]
+                        .iter()
+                        .any(|r| r.start < end && start < r.end)
+                    {
+                        let o = loc.offset.max(0) as u64;
+                        out.push(o..o + loc.compressed_page_size.max(0) as u64);
+                        pages += 1;
+                    }
+                }
+            }
+        }
+        (out, pages)
+    }
+}
+
+/// The intersection of two sorted lists of disjoint ranges.
+fn intersect_ranges(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let start = a[i].start.max(b[j].start);
+        let end = a[i].end.min(b[j].end);
+        if start < end {
+            match out.last_mut() {
+                Some(last) if last.end == start => last.end = end,
+                _ => out.push(start..end),
+            }
+        }
+        if a[i].end <= b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Sorts ranges and merges those less than `gap` bytes apart.
+fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
     ranges.sort_by_key(|r| r.start);
     let mut merged: Vec<Range<u64>> = Vec::new();
     for r in ranges {
         match merged.last_mut() {
-            Some(last) if r.start <= last.end.saturating_add(COALESCE_BYTES) => {
+            Some(last) if r.start <= last.end.saturating_add(gap) => {
                 last.end = last.end.max(r.end);
             }
             _ => merged.push(r),

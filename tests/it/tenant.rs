@@ -317,3 +317,67 @@ async fn scoped_scans_equal_an_in_memory_filter() {
     }
     let _ = SalesHistory::open(&t.config, "test").await.unwrap();
 }
+
+/// One month of many tenants: a tenant (and time) filter reads only the pages that hold its
+/// rows — fewer bytes, pages skipped — and returns exactly the in-memory filter's rows.
+#[tokio::test]
+async fn page_index_skips_other_tenants_pages_and_returns_exact_rows() {
+    use sales_history::sample::{SampleConfig, SampleGenerator};
+    // Embeddings large enough that data pages, not footers and indexes, dominate the file.
+    let dim = 256;
+    let t = local_table(dim).await;
+    let rows = SampleGenerator::new(
+        SampleConfig::default()
+            .seed(90)
+            .months(1)
+            .tenants(8)
+            .embedding_dimension(dim),
+    )
+    .take_records(3000);
+    t.table.append(rows.clone()).await.unwrap();
+    let (_, full) = t.table.scan().to_batches_with_metrics().await.unwrap();
+    let mut names: Vec<String> = rows.iter().map(|r| r.tenant_id.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 4);
+    let mut dates: Vec<_> = rows.iter().map(|r| r.sold_date).collect();
+    dates.sort();
+    let (start, end) = (dates[dates.len() / 4], dates[dates.len() / 2]);
+    for tenant in &names {
+        for window in [None, Some((start, end))] {
+            let mut filter = ScanFilter::new().tenant(tenant.clone());
+            if let Some((s, e)) = window {
+                filter = filter.sold_between(s, e);
+            }
+            let (batches, metrics) = t
+                .table
+                .scan()
+                .filter(filter.clone())
+                .to_batches_with_metrics()
+                .await
+                .unwrap();
+            let mut got: Vec<SaleRecord> = batches
+                .iter()
+                .flat_map(|b| SaleRecord::from_record_batch(b).unwrap())
+                .collect();
+            let mut want: Vec<SaleRecord> = rows
+                .iter()
+                .filter(|r| &r.tenant_id == tenant)
+                .filter(|r| window.is_none_or(|(s, e)| r.sold_date >= s && r.sold_date < e))
+                .cloned()
+                .collect();
+            let key = |r: &SaleRecord| (r.product_id.clone(), r.sold_date);
+            got.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(got.len(), want.len(), "{tenant} {window:?}");
+            assert_eq!(got, want, "{tenant} {window:?}");
+            assert!(metrics.pages_skipped > 0, "{tenant}: {metrics:?}");
+            assert!(
+                metrics.bytes_read * 2 < full.bytes_read,
+                "{tenant}: read {} of {} bytes",
+                metrics.bytes_read,
+                full.bytes_read
+            );
+        }
+    }
+}
