@@ -518,7 +518,7 @@ fn select_pages(
                 .map(|o| o.page_locations().len() as u64)
                 .sum::<u64>();
         }
-        let mut selected = vec![0..rows];
+        let mut selected: Vec<Range<usize>> = std::iter::once(0..rows).collect();
         for col in filter.page_index_columns() {
             let leaf = files.leaf[col.index()]?;
             let index = column_index.get(rg)?.get(leaf)?;
