@@ -66,6 +66,23 @@ fn scans(c: &mut Criterion) {
             black_box(batches)
         })
     });
+    let tenant_rows = rt.block_on(async {
+        let t = &table;
+        t.scan().tenant("tenant-001").count().await.expect("count")
+    });
+    g.throughput(Throughput::Elements(tenant_rows));
+    g.bench_function("tenant", |b| {
+        b.to_async(&rt).iter(|| async {
+            let batches = table
+                .for_tenant("tenant-001")
+                .expect("scope")
+                .scan()
+                .to_batches()
+                .await
+                .expect("scan");
+            black_box(batches)
+        })
+    });
     g.finish();
 }
 
