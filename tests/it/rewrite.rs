@@ -793,3 +793,67 @@ async fn lost_append_races_leave_no_metadata_files_on_glue() {
     assert!(conflicts > 0, "no race happened: the check proves nothing");
     assert_eq!(orphans, 0);
 }
+
+/// The same 4 × 12 race through iceberg's own `Catalog::update_table` (a custom catalog keeps
+/// iceberg's `fast_append`): what refused attempts wrote stays behind — the baseline for
+/// `lost_append_races_leave_no_metadata_files_on_sqlite`, in the same test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iceberg_update_table_leaves_lost_race_metadata_files_ours_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = CatalogConfig::local(dir.path());
+    let first = SalesHistory::ensure_with(
+        &local,
+        "races",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    let warehouse = format!("file://{}", dir.path().canonicalize().unwrap().display());
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let custom = CatalogConfig::Custom {
+            catalog: crate::support::raw_catalog(&local).await,
+            warehouse: warehouse.clone(),
+        };
+        let table = SalesHistory::open(&custom, "races").await.expect("open");
+        writers.push(tokio::spawn(async move {
+            for i in 0..12u64 {
+                table
+                    .append(sample(3, DIM, 20_000 + w * 100 + i))
+                    .await
+                    .expect("append");
+            }
+            table.commit_stats().conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for w in writers {
+        conflicts += w.await.expect("writer");
+    }
+    first.refresh().await.unwrap();
+    assert_eq!(first.scan().count().await.unwrap(), 4 * 12 * 3);
+    let left = first
+        .remove_orphan_files()
+        .older_than(Utc::now() + chrono::Duration::hours(1))
+        .dry_run()
+        .await
+        .expect("orphans");
+    let metadata_left = left
+        .deleted_files
+        .iter()
+        .filter(|f| f.ends_with(".metadata.json"))
+        .count();
+    eprintln!(
+        "iceberg update_table: {conflicts} conflicts, {metadata_left} orphan metadata files ({} orphan files)",
+        left.deleted_files.len()
+    );
+    // Every refused attempt on iceberg's path wrote a manifest and a manifest list (and,
+    // when the table moved between its load and its UPDATE, a metadata file) it never removes.
+    if conflicts > 0 {
+        assert!(
+            left.deleted_files.len() as u64 >= conflicts,
+            "{conflicts} refused attempts, {} files left",
+            left.deleted_files.len()
+        );
+    }
+}
