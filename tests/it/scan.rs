@@ -132,19 +132,30 @@ fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>)
     (filter, checks)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_filters_equal_an_in_memory_filter() {
-    let t = local_table(DIM).await;
+/// Rows for the random-filter tests: two appends spread over the sample's months, and one
+/// month of many rows (several pages per column, so page selection has work to do).
+fn random_filter_rows() -> Vec<SaleRecord> {
+    use sales_history::sample::{SampleConfig, SampleGenerator};
     let mut rows = sample(500, DIM, 21);
     rows.extend(sample(300, DIM, 22));
-    t.table
-        .append(rows[..500].to_vec())
-        .await
-        .expect("append 1");
-    t.table
-        .append(rows[500..].to_vec())
-        .await
-        .expect("append 2");
+    rows.extend(
+        SampleGenerator::new(
+            SampleConfig::default()
+                .seed(23)
+                .months(1)
+                .tenants(6)
+                .embedding_dimension(DIM),
+        )
+        .take_records(700),
+    );
+    rows
+}
+
+async fn random_filters_on(table: &sales_history::SalesHistory) {
+    let rows = random_filter_rows();
+    for part in [&rows[..500], &rows[500..800], &rows[800..]] {
+        table.append(part.to_vec()).await.expect("append");
+    }
     let mut rng = Rng(7);
     let mut non_empty = 0;
     for round in 0..60 {
@@ -156,7 +167,7 @@ async fn random_filters_equal_an_in_memory_filter() {
                 .collect(),
         );
         let got = sorted(
-            t.table
+            table
                 .scan()
                 .filter(filter.clone())
                 .to_records()
@@ -165,11 +176,10 @@ async fn random_filters_equal_an_in_memory_filter() {
         );
         assert_eq!(got.len(), want.len(), "round {round}: {filter:?}");
         assert!(got == want, "round {round}: rows differ for {filter:?}");
-        let counted = t.table.scan().filter(filter.clone()).count().await;
+        let counted = table.scan().filter(filter.clone()).count().await;
         assert_eq!(counted.expect("count"), want.len() as u64, "{filter:?}");
         // A projection that leaves the filter's columns out still filters exactly.
-        let ids = t
-            .table
+        let ids = table
             .scan()
             .filter(filter.clone())
             .select([Column::ProductId])
@@ -180,6 +190,39 @@ async fn random_filters_equal_an_in_memory_filter() {
         non_empty += usize::from(!want.is_empty());
     }
     assert!(non_empty > 20, "too few non-empty rounds: {non_empty}");
+}
+
+/// On the crate's layout: sorted by tenant and date, 64-row pages with a page index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_filters_equal_an_in_memory_filter() {
+    let t = local_table(DIM).await;
+    random_filters_on(&t.table).await;
+}
+
+/// On a table without a sort order (made by another engine): rows as they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_filters_equal_an_in_memory_filter_without_a_sort_order() {
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let config = sales_history::CatalogConfig::local(dir.path());
+    let catalog = crate::support::raw_catalog(&config).await;
+    let ns = iceberg::NamespaceIdent::new("pricing_intelligence_unsorted".into());
+    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name("sales_history".into())
+        .schema(sales_history::schema::iceberg_schema())
+        .partition_spec(sales_history::schema::partition_spec())
+        .properties(HashMap::from([(
+            sales_history::schema::EMBEDDING_DIMENSION_PROPERTY.to_string(),
+            DIM.to_string(),
+        )]))
+        .build();
+    let created = catalog.create_table(&ns, creation).await.unwrap();
+    assert!(created.metadata().default_sort_order().fields.is_empty());
+    let table = sales_history::SalesHistory::open(&config, "unsorted")
+        .await
+        .expect("open");
+    random_filters_on(&table).await;
 }
 
 #[tokio::test]
