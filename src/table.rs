@@ -147,7 +147,7 @@ pub(crate) struct Shared {
     cached: Mutex<Cached>,
     embedding_dimension: usize,
     /// What the rewrite commit path's compare-and-swap keeps between commits.
-    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
     pub(crate) swap: crate::rewrite::SwapState,
 }
 

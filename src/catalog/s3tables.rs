@@ -189,6 +189,29 @@ impl S3TablesConfig {
         p
     }
 
+    /// An AWS SDK S3 Tables client with the same region, endpoint and credentials (for the
+    /// compare-and-swap of our own commit path).
+    pub(crate) async fn s3tables_client(&self) -> aws_sdk_s3tables::Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()));
+        if let Some(u) = &self.endpoint {
+            loader = loader.endpoint_url(u);
+        }
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3tables::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.expose().to_string(),
+                c.session_token.as_ref().map(|t| t.expose().to_string()),
+                None,
+                "sales-history",
+            ));
+        }
+        aws_sdk_s3tables::Client::new(&loader.load().await)
+    }
+
     pub(crate) async fn connect(&self) -> Result<(Arc<dyn Catalog>, String)> {
         self.validate()?;
         let catalog = iceberg_catalog_s3tables::S3TablesCatalogBuilder::default()

@@ -85,10 +85,12 @@ pub(crate) struct Landed {
 }
 
 /// Whether appends of `table` go through this commit path: on the catalogs whose
-/// compare-and-swap it implements (Local, Glue). S3 Tables and custom catalogs keep iceberg's
-/// `fast_append` through `Catalog::update_table`.
+/// compare-and-swap it implements and where it may delete a lost race's files (Local, Glue).
+/// S3 Tables and custom catalogs keep iceberg's `fast_append` through `Catalog::update_table`.
 pub(crate) fn own_path_for_appends(table: &SalesHistory) -> bool {
-    swap::supported(table.config()).is_ok()
+    // S3 Tables: this crate deletes nothing there (its service removes unreferenced files),
+    // so our path would gain nothing over iceberg's for appends.
+    table.config().may_delete_files() && swap::supported(table.config()).is_ok()
 }
 
 /// Commits `change` on the table, retrying conflicts (re-validated) with the table's
@@ -136,7 +138,11 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                             attempts,
                         });
                     }
-                    Ok(None) => staged.delete(table.current().file_io()).await,
+                    Ok(None) => {
+                        staged
+                            .delete(table.current().file_io(), table.config().may_delete_files())
+                            .await
+                    }
                     Err(e) => return Err(unknown(table, change, e)),
                 }
                 if pause.is_none() {
@@ -156,7 +162,9 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                 }
             }
             Err((Failure::Refused(e), staged)) => {
-                staged.delete(table.current().file_io()).await;
+                staged
+                    .delete(table.current().file_io(), table.config().may_delete_files())
+                    .await;
                 return Err(e);
             }
             Err((Failure::Unknown(e), _kept)) => {
@@ -243,7 +251,9 @@ async fn attempt(
         },
         Ok(None) => {
             // Not swapped: nothing can reference what was staged.
-            staged.delete(base.file_io()).await;
+            staged
+                .delete(base.file_io(), table.config().may_delete_files())
+                .await;
             return Err((
                 Failure::Conflict(
                     "a file to remove is no longer live in the table's current snapshot".into(),
@@ -261,7 +271,11 @@ async fn attempt(
 struct Staged(Vec<String>);
 
 impl Staged {
-    async fn delete(self, io: &FileIO) {
+    async fn delete(self, io: &FileIO, may_delete: bool) {
+        if !may_delete {
+            // S3 Tables removes unreferenced files itself; this crate deletes nothing there.
+            return;
+        }
         for p in &self.0 {
             let _ = io.delete(p).await;
         }

@@ -9,7 +9,10 @@
 //!   private; copying keeps the typed StorageDescriptor columns, location, table type and
 //!   every other parameter Athena reads exactly as the last commit left them.
 //!
-//! S3 Tables and custom catalogs are refused up front ([`supported`]).
+//! - **S3 Tables**: `GetTable` (the `versionToken` and the metadata location as it is), then
+//!   `UpdateTableMetadataLocation` with that token; a `ConflictException` is a conflict.
+//!
+//! Custom catalogs are refused up front ([`supported`]).
 
 use iceberg::spec::TableMetadata;
 
@@ -23,12 +26,12 @@ pub(crate) enum SwapError {
     /// The table is not at the expected version any more: nothing changed.
     Conflict(String),
     /// The catalog throttled the request: nothing changed; worth retrying.
-    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
     Throttled(String),
     /// The catalog refused: nothing changed.
     Refused(Error),
     /// The request may have been applied (no answer).
-    #[cfg_attr(not(feature = "glue"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
     Unknown(Error),
 }
 
@@ -40,6 +43,8 @@ pub(crate) struct SwapState {
     sqlite: tokio::sync::Mutex<Option<sqlx::SqliteConnection>>,
     #[cfg(feature = "glue")]
     glue: tokio::sync::OnceCell<aws_sdk_glue::Client>,
+    #[cfg(feature = "s3tables")]
+    s3tables: tokio::sync::OnceCell<aws_sdk_s3tables::Client>,
 }
 
 impl std::fmt::Debug for SwapState {
@@ -55,11 +60,7 @@ pub(crate) fn supported(config: &CatalogConfig) -> Result<()> {
         #[cfg(feature = "glue")]
         CatalogConfig::Glue(_) => Ok(()),
         #[cfg(feature = "s3tables")]
-        CatalogConfig::S3Tables(_) => Err(Error::managed_by_s3_tables(
-            "rewrite commit (compact, delete_where)",
-            "S3 Tables compacts its tables itself (table maintenance); rewriting commits \
-             through its UpdateTableMetadataLocation is not implemented in this version",
-        )),
+        CatalogConfig::S3Tables(_) => Ok(()),
         CatalogConfig::Custom { .. } => Err(Error::Unsupported {
             operation: "rewrite commit (compact, delete_where)".into(),
             reason: "a custom catalog offers no compare-and-swap this crate can use; \
@@ -99,6 +100,16 @@ pub(crate) async fn swap(
         CatalogConfig::Glue(g) => {
             let client = table.shared.swap.glue.get_or_init(|| g.glue_client()).await;
             glue(client, g, &namespace, ident.name(), expected, new_location).await
+        }
+        #[cfg(feature = "s3tables")]
+        CatalogConfig::S3Tables(t) => {
+            let client = table
+                .shared
+                .swap
+                .s3tables
+                .get_or_init(|| t.s3tables_client())
+                .await;
+            s3tables(client, t, &namespace, ident.name(), expected, new_location).await
         }
         other => {
             Err(SwapError::Refused(supported(other).err().unwrap_or_else(
@@ -268,6 +279,88 @@ async fn glue(
         }
         Err(other) => Err(SwapError::Unknown(Error::Catalog {
             message: format!("Glue UpdateTable {database}.{name}: no answer"),
+            retryable: true,
+            source: Box::new(other),
+        })),
+    }
+}
+
+#[cfg(feature = "s3tables")]
+async fn s3tables(
+    client: &aws_sdk_s3tables::Client,
+    config: &crate::catalog::S3TablesConfig,
+    namespace: &str,
+    name: &str,
+    expected: &str,
+    new_location: &str,
+) -> std::result::Result<(), SwapError> {
+    use aws_sdk_s3tables::error::{ProvideErrorMetadata, SdkError};
+    use aws_sdk_s3tables::operation::update_table_metadata_location::UpdateTableMetadataLocationError;
+    let got = client
+        .get_table()
+        .table_bucket_arn(&config.table_bucket_arn)
+        .namespace(namespace)
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            let retryable = !matches!(e, SdkError::ServiceError(_))
+                || e.code().is_some_and(crate::classify::is_throttling_code);
+            SwapError::Refused(Error::Catalog {
+                message: format!(
+                    "S3 Tables GetTable {namespace}.{name}: {}",
+                    e.code().unwrap_or("no answer")
+                ),
+                retryable,
+                source: Box::new(e.into_service_error()),
+            })
+        })?;
+    let at = got.metadata_location();
+    if at != Some(expected) {
+        return Err(SwapError::Conflict(format!(
+            "the S3 table points at {} instead of {expected}",
+            at.unwrap_or("no metadata")
+        )));
+    }
+    let answer = client
+        .update_table_metadata_location()
+        .table_bucket_arn(&config.table_bucket_arn)
+        .namespace(namespace)
+        .name(name)
+        .version_token(got.version_token())
+        .metadata_location(new_location)
+        .send()
+        .await;
+    match answer {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) => {
+            let code = e.err().code().unwrap_or("unknown").to_string();
+            let server_error = e.raw().status().as_u16() >= 500;
+            match e.into_err() {
+                UpdateTableMetadataLocationError::ConflictException(_) => Err(SwapError::Conflict(
+                    "S3 Tables refused the version token".into(),
+                )),
+                other if server_error => Err(SwapError::Unknown(Error::Catalog {
+                    message: format!(
+                        "S3 Tables UpdateTableMetadataLocation {namespace}.{name}: {code}"
+                    ),
+                    retryable: true,
+                    source: Box::new(other),
+                })),
+                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Throttled(
+                    format!("S3 Tables throttled the update ({code})"),
+                )),
+                other => Err(SwapError::Refused(Error::Catalog {
+                    message: format!(
+                        "S3 Tables UpdateTableMetadataLocation {namespace}.{name}: {code}"
+                    ),
+                    retryable: false,
+                    source: Box::new(other),
+                })),
+            }
+        }
+        Err(other) => Err(SwapError::Unknown(Error::Catalog {
+            message: format!("S3 Tables UpdateTableMetadataLocation {namespace}.{name}: no answer"),
             retryable: true,
             source: Box::new(other),
         })),
