@@ -48,7 +48,14 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          service::replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables \
          s3tables::ensure_append_scan_time_travel_verify_on_s3_tables s3tables::eight_writers_on_s3_tables \
          s3tables::the_emulator_refuses_a_stale_version_token s3tables::s3_tables_iam_policy_covers_exactly_what_the_crate_calls \
-         s3tables::failed_writes_on_s3_tables_never_delete s3tables::the_tools_run_on_s3_tables; do
+         s3tables::failed_writes_on_s3_tables_never_delete s3tables::the_tools_run_on_s3_tables \
+         s3tables::compaction_and_delete_where_on_s3_tables \
+         rewrite::pyiceberg_reads_and_appends_after_compaction_and_delete \
+         rewrite::on_glue::compaction_and_delete_on_glue_keep_athena_fields_and_peers \
+         rewrite::on_glue::appends_and_compactions_race_on_glue_without_losing_a_row \
+         rewrite::on_glue::faults_at_each_step_of_the_rewrite_commit \
+         rewrite::lost_append_races_leave_no_metadata_files_on_glue \
+         tenant::scoped_sql_is_a_view_of_the_tenant_and_nothing_else; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"
