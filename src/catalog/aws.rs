@@ -19,6 +19,39 @@ pub(crate) fn check_endpoint(key: &str, url: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "glue")]
+use aws_sdk_glue::config::Credentials as SdkCredentials;
+#[cfg(all(feature = "s3tables", not(feature = "glue")))]
+use aws_sdk_s3tables::config::Credentials as SdkCredentials;
+
+/// The AWS SDK configuration both AWS catalogs' own clients use: region, endpoint override,
+/// named profile and static credentials (else the standard chain).
+pub(crate) async fn sdk_config(
+    region: &str,
+    endpoint: Option<&str>,
+    profile: Option<&str>,
+    credentials: Option<&AwsCredentials>,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()));
+    if let Some(u) = endpoint {
+        loader = loader.endpoint_url(u);
+    }
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(c) = credentials {
+        loader = loader.credentials_provider(SdkCredentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.expose().to_string(),
+            c.session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "sales-history",
+        ));
+    }
+    loader.load().await
+}
+
 /// A secret string: never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

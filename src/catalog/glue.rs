@@ -207,24 +207,14 @@ impl GlueConfig {
     /// An AWS SDK Glue client with the same region, endpoint and credentials (for the checks
     /// iceberg's catalog does not expose, e.g. the fields Athena reads).
     pub(crate) async fn glue_client(&self) -> aws_sdk_glue::Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.region.clone()));
-        if let Some(u) = &self.glue_endpoint {
-            loader = loader.endpoint_url(u);
-        }
-        if let Some(p) = &self.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(c) = &self.credentials {
-            loader = loader.credentials_provider(aws_sdk_glue::config::Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.expose().to_string(),
-                c.session_token.as_ref().map(|t| t.expose().to_string()),
-                None,
-                "sales-history",
-            ));
-        }
-        aws_sdk_glue::Client::new(&loader.load().await)
+        let config = super::aws::sdk_config(
+            &self.region,
+            self.glue_endpoint.as_deref(),
+            self.profile.as_deref(),
+            self.credentials.as_ref(),
+        )
+        .await;
+        aws_sdk_glue::Client::new(&config)
     }
 
     /// Lists every object under `prefix_uri` (`s3://bucket/key/`) with its last-modified time.

@@ -192,24 +192,14 @@ impl S3TablesConfig {
     /// An AWS SDK S3 Tables client with the same region, endpoint and credentials (for the
     /// compare-and-swap of our own commit path).
     pub(crate) async fn s3tables_client(&self) -> aws_sdk_s3tables::Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(self.region.clone()));
-        if let Some(u) = &self.endpoint {
-            loader = loader.endpoint_url(u);
-        }
-        if let Some(p) = &self.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(c) = &self.credentials {
-            loader = loader.credentials_provider(aws_sdk_s3tables::config::Credentials::new(
-                c.access_key_id.clone(),
-                c.secret_access_key.expose().to_string(),
-                c.session_token.as_ref().map(|t| t.expose().to_string()),
-                None,
-                "sales-history",
-            ));
-        }
-        aws_sdk_s3tables::Client::new(&loader.load().await)
+        let config = super::aws::sdk_config(
+            &self.region,
+            self.endpoint.as_deref(),
+            self.profile.as_deref(),
+            self.credentials.as_ref(),
+        )
+        .await;
+        aws_sdk_s3tables::Client::new(&config)
     }
 
     pub(crate) async fn connect(&self) -> Result<(Arc<dyn Catalog>, String)> {

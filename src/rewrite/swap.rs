@@ -177,6 +177,93 @@ async fn sqlite(
     }
 }
 
+/// A failed read before the swap (nothing changed): retryable unless the service answered
+/// with something other than throttling.
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+fn read_failed(
+    what: String,
+    code: Option<&str>,
+    answered: bool,
+    source: crate::error::BoxError,
+) -> SwapError {
+    let retryable = !answered || code.is_some_and(crate::classify::is_throttling_code);
+    SwapError::Refused(Error::Catalog {
+        message: format!("{what}: {}", code.unwrap_or("no answer")),
+        retryable,
+        source,
+    })
+}
+
+/// What a failed update means, from the service's answer (`None`: no answer at all): the
+/// service's conflict, a server error (may have been applied), throttling, or a refusal.
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+fn update_failed(
+    what: String,
+    answer: Option<(&str, u16)>,
+    conflict: bool,
+    source: crate::error::BoxError,
+) -> SwapError {
+    match answer {
+        _ if conflict => SwapError::Conflict(format!("{what}: refused as stale")),
+        Some((code, status))
+            if status >= 500 || code == "InternalServiceException" || code == "InternalFailure" =>
+        {
+            SwapError::Unknown(Error::Catalog {
+                message: format!("{what}: {code}"),
+                retryable: true,
+                source,
+            })
+        }
+        Some((code, _)) if crate::classify::is_throttling_code(code) => {
+            SwapError::Throttled(format!("{what}: throttled ({code})"))
+        }
+        Some((code, _)) => SwapError::Refused(Error::Catalog {
+            message: format!("{what}: {code}"),
+            retryable: false,
+            source,
+        }),
+        None => SwapError::Unknown(Error::Catalog {
+            message: format!("{what}: no answer"),
+            retryable: true,
+            source,
+        }),
+    }
+}
+
+#[cfg(feature = "glue")]
+use aws_sdk_glue::error::{ProvideErrorMetadata as AwsErrorMetadata, SdkError as AwsSdkError};
+#[cfg(all(feature = "s3tables", not(feature = "glue")))]
+use aws_sdk_s3tables::error::{ProvideErrorMetadata as AwsErrorMetadata, SdkError as AwsSdkError};
+
+/// The outcome of an AWS update call as a swap outcome; `is_conflict` recognises the
+/// service's "stale version" error.
+#[cfg(any(feature = "glue", feature = "s3tables"))]
+fn update_outcome<O, E>(
+    what: String,
+    answer: std::result::Result<O, AwsSdkError<E>>,
+    is_conflict: impl Fn(&E) -> bool,
+) -> std::result::Result<(), SwapError>
+where
+    E: AwsErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match answer {
+        Ok(_) => Ok(()),
+        Err(AwsSdkError::ServiceError(e)) => {
+            let code = e.err().code().unwrap_or("unknown").to_string();
+            let status = e.raw().status().as_u16();
+            let err = e.into_err();
+            let conflict = is_conflict(&err);
+            Err(update_failed(
+                what,
+                Some((&code, status)),
+                conflict,
+                Box::new(err),
+            ))
+        }
+        Err(other) => Err(update_failed(what, None, false, Box::new(other))),
+    }
+}
+
 #[cfg(feature = "glue")]
 async fn glue(
     client: &aws_sdk_glue::Client,
@@ -198,16 +285,16 @@ async fn glue(
         .send()
         .await
         .map_err(|e| {
-            let retryable = !matches!(e, SdkError::ServiceError(_))
-                || e.code().is_some_and(crate::classify::is_throttling_code);
-            SwapError::Refused(Error::Catalog {
-                message: format!(
-                    "Glue GetTable {database}.{name}: {}",
-                    e.code().unwrap_or("no answer")
-                ),
-                retryable,
-                source: Box::new(e.into_service_error()),
-            })
+            let (code, answered) = (
+                e.code().map(str::to_string),
+                matches!(e, SdkError::ServiceError(_)),
+            );
+            read_failed(
+                format!("Glue GetTable {database}.{name}"),
+                code.as_deref(),
+                answered,
+                Box::new(e.into_service_error()),
+            )
         })?;
     let current = got
         .table()
@@ -246,43 +333,9 @@ async fn glue(
         .set_version_id(current.version_id().map(str::to_string))
         .send()
         .await;
-    match answer {
-        Ok(_) => Ok(()),
-        Err(SdkError::ServiceError(e)) => {
-            let code = e.err().code().unwrap_or("unknown").to_string();
-            let server_error = e.raw().status().as_u16() >= 500;
-            match e.into_err() {
-                UpdateTableError::ConcurrentModificationException(_) => Err(SwapError::Conflict(
-                    "Glue refused the VersionId (ConcurrentModificationException)".into(),
-                )),
-                // A server error on the update may or may not have applied it.
-                other
-                    if server_error
-                        || code == "InternalServiceException"
-                        || code == "InternalFailure" =>
-                {
-                    Err(SwapError::Unknown(Error::Catalog {
-                        message: format!("Glue UpdateTable {database}.{name}: {code}"),
-                        retryable: true,
-                        source: Box::new(other),
-                    }))
-                }
-                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Throttled(
-                    format!("Glue throttled the update ({code})"),
-                )),
-                other => Err(SwapError::Refused(Error::Catalog {
-                    message: format!("Glue UpdateTable {database}.{name}: {code}"),
-                    retryable: false,
-                    source: Box::new(other),
-                })),
-            }
-        }
-        Err(other) => Err(SwapError::Unknown(Error::Catalog {
-            message: format!("Glue UpdateTable {database}.{name}: no answer"),
-            retryable: true,
-            source: Box::new(other),
-        })),
-    }
+    update_outcome(format!("Glue UpdateTable {database}.{name}"), answer, |e| {
+        matches!(e, UpdateTableError::ConcurrentModificationException(_))
+    })
 }
 
 #[cfg(feature = "s3tables")]
@@ -304,16 +357,16 @@ async fn s3tables(
         .send()
         .await
         .map_err(|e| {
-            let retryable = !matches!(e, SdkError::ServiceError(_))
-                || e.code().is_some_and(crate::classify::is_throttling_code);
-            SwapError::Refused(Error::Catalog {
-                message: format!(
-                    "S3 Tables GetTable {namespace}.{name}: {}",
-                    e.code().unwrap_or("no answer")
-                ),
-                retryable,
-                source: Box::new(e.into_service_error()),
-            })
+            let (code, answered) = (
+                e.code().map(str::to_string),
+                matches!(e, SdkError::ServiceError(_)),
+            );
+            read_failed(
+                format!("S3 Tables GetTable {namespace}.{name}"),
+                code.as_deref(),
+                answered,
+                Box::new(e.into_service_error()),
+            )
         })?;
     let at = got.metadata_location();
     if at != Some(expected) {
@@ -331,40 +384,11 @@ async fn s3tables(
         .metadata_location(new_location)
         .send()
         .await;
-    match answer {
-        Ok(_) => Ok(()),
-        Err(SdkError::ServiceError(e)) => {
-            let code = e.err().code().unwrap_or("unknown").to_string();
-            let server_error = e.raw().status().as_u16() >= 500;
-            match e.into_err() {
-                UpdateTableMetadataLocationError::ConflictException(_) => Err(SwapError::Conflict(
-                    "S3 Tables refused the version token".into(),
-                )),
-                other if server_error => Err(SwapError::Unknown(Error::Catalog {
-                    message: format!(
-                        "S3 Tables UpdateTableMetadataLocation {namespace}.{name}: {code}"
-                    ),
-                    retryable: true,
-                    source: Box::new(other),
-                })),
-                _ if crate::classify::is_throttling_code(&code) => Err(SwapError::Throttled(
-                    format!("S3 Tables throttled the update ({code})"),
-                )),
-                other => Err(SwapError::Refused(Error::Catalog {
-                    message: format!(
-                        "S3 Tables UpdateTableMetadataLocation {namespace}.{name}: {code}"
-                    ),
-                    retryable: false,
-                    source: Box::new(other),
-                })),
-            }
-        }
-        Err(other) => Err(SwapError::Unknown(Error::Catalog {
-            message: format!("S3 Tables UpdateTableMetadataLocation {namespace}.{name}: no answer"),
-            retryable: true,
-            source: Box::new(other),
-        })),
-    }
+    update_outcome(
+        format!("S3 Tables UpdateTableMetadataLocation {namespace}.{name}"),
+        answer,
+        |e| matches!(e, UpdateTableMetadataLocationError::ConflictException(_)),
+    )
 }
 
 #[cfg(test)]

@@ -725,6 +725,41 @@ mod on_glue {
     }
 }
 
+/// 4 writers × 12 appends of 3 rows at once; the conflicts they retried.
+async fn four_writers(writers: Vec<SalesHistory>, seed: u64) -> u64 {
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(w, table)| {
+            tokio::spawn(async move {
+                for i in 0..12u64 {
+                    table
+                        .append(sample(3, DIM, seed + w as u64 * 100 + i))
+                        .await
+                        .expect("append");
+                }
+                table.commit_stats().conflicts
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await.expect("writer");
+    }
+    conflicts
+}
+
+/// Files nothing references (what lost races left behind).
+async fn unreferenced(table: &SalesHistory) -> Vec<String> {
+    table
+        .remove_orphan_files()
+        .older_than(Utc::now() + chrono::Duration::hours(1))
+        .dry_run()
+        .await
+        .expect("orphans")
+        .deleted_files
+}
+
 /// 4 writers × 12 appends on one table: every append lands once, and the attempts that lost a
 /// race left nothing behind (iceberg's catalogs leave the metadata file of a refused
 /// `update_table`; our path deletes what it staged).
@@ -737,22 +772,10 @@ pub async fn lost_races_leave_no_files(config: &CatalogConfig, stage: &str) -> (
     .await
     .expect("ensure");
     let mut writers = Vec::new();
-    for w in 0..4u64 {
-        let table = SalesHistory::open(config, stage).await.expect("open");
-        writers.push(tokio::spawn(async move {
-            for i in 0..12u64 {
-                table
-                    .append(sample(3, DIM, 10_000 + w * 100 + i))
-                    .await
-                    .expect("append");
-            }
-            table.commit_stats().conflicts
-        }));
+    for _ in 0..4 {
+        writers.push(SalesHistory::open(config, stage).await.expect("open"));
     }
-    let mut conflicts = 0;
-    for w in writers {
-        conflicts += w.await.expect("writer");
-    }
+    let conflicts = four_writers(writers, 10_000).await;
     first.refresh().await.unwrap();
     assert_eq!(first.scan().count().await.unwrap(), 4 * 12 * 3);
     assert_eq!(
@@ -765,13 +788,7 @@ pub async fn lost_races_leave_no_files(config: &CatalogConfig, stage: &str) -> (
             .count(),
         48
     );
-    let left = first
-        .remove_orphan_files()
-        .older_than(Utc::now() + chrono::Duration::hours(1))
-        .dry_run()
-        .await
-        .expect("orphans");
-    (conflicts, left.deleted_files.len() as u64)
+    (conflicts, unreferenced(&first).await.len() as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,50 +827,32 @@ async fn iceberg_update_table_leaves_lost_race_metadata_files_ours_does_not() {
     .expect("ensure");
     let warehouse = format!("file://{}", dir.path().canonicalize().unwrap().display());
     let mut writers = Vec::new();
-    for w in 0..4u64 {
+    for _ in 0..4 {
         let custom = CatalogConfig::Custom {
             catalog: crate::support::raw_catalog(&local).await,
             warehouse: warehouse.clone(),
         };
-        let table = SalesHistory::open(&custom, "races").await.expect("open");
-        writers.push(tokio::spawn(async move {
-            for i in 0..12u64 {
-                table
-                    .append(sample(3, DIM, 20_000 + w * 100 + i))
-                    .await
-                    .expect("append");
-            }
-            table.commit_stats().conflicts
-        }));
+        writers.push(SalesHistory::open(&custom, "races").await.expect("open"));
     }
-    let mut conflicts = 0;
-    for w in writers {
-        conflicts += w.await.expect("writer");
-    }
+    let conflicts = four_writers(writers, 20_000).await;
     first.refresh().await.unwrap();
     assert_eq!(first.scan().count().await.unwrap(), 4 * 12 * 3);
-    let left = first
-        .remove_orphan_files()
-        .older_than(Utc::now() + chrono::Duration::hours(1))
-        .dry_run()
-        .await
-        .expect("orphans");
+    let left = unreferenced(&first).await;
     let metadata_left = left
-        .deleted_files
         .iter()
         .filter(|f| f.ends_with(".metadata.json"))
         .count();
     eprintln!(
         "iceberg update_table: {conflicts} conflicts, {metadata_left} orphan metadata files ({} orphan files)",
-        left.deleted_files.len()
+        left.len()
     );
     // Every refused attempt on iceberg's path wrote a manifest and a manifest list (and,
     // when the table moved between its load and its UPDATE, a metadata file) it never removes.
     if conflicts > 0 {
         assert!(
-            left.deleted_files.len() as u64 >= conflicts,
+            left.len() as u64 >= conflicts,
             "{conflicts} refused attempts, {} files left",
-            left.deleted_files.len()
+            left.len()
         );
     }
 }
