@@ -128,6 +128,7 @@ impl Compact {
         if target == 0 {
             return Err(Error::config("target_file_size", "must be above 0 bytes"));
         }
+        files::refuse_delete_files(&base, "compact").await?;
         let live = files::live(&base).await?;
         let bins = plan_bins(base.metadata(), live, target, self.min_input_files);
         let mut report = CompactionReport {

@@ -132,6 +132,7 @@ impl DeleteWhere {
             report.elapsed = started.elapsed();
             return Ok(report);
         }
+        files::refuse_delete_files(&base, "delete_where").await?;
         let candidates: HashSet<String> = table
             .scan()
             .filter(self.filter.clone())

@@ -69,3 +69,29 @@ pub(crate) async fn missing(table: &Table, wanted: &HashSet<String>) -> Result<V
     gone.sort();
     Ok(gone)
 }
+
+/// Whether the table's current snapshot has live row-level delete files (merge-on-read
+/// deletes written by another engine). Rewrites read data files as they are, so they refuse
+/// such tables rather than resurrect deleted rows.
+pub(crate) async fn has_delete_files(table: &Table) -> Result<bool> {
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(false);
+    };
+    let list = table.manifest_list_reader(current).load().await.or_ours()?;
+    Ok(list.entries().iter().any(|m| {
+        m.content == ManifestContentType::Deletes && (m.has_added_files() || m.has_existing_files())
+    }))
+}
+
+/// [`Error::Unsupported`](crate::Error::Unsupported) for a rewrite of a table with delete files.
+pub(crate) async fn refuse_delete_files(table: &Table, operation: &str) -> Result<()> {
+    if has_delete_files(table).await? {
+        return Err(crate::Error::Unsupported {
+            operation: operation.to_string(),
+            reason: "the table has row-level delete files (merge-on-read deletes by another \
+                     engine); rewrite it with that engine first"
+                .into(),
+        });
+    }
+    Ok(())
+}

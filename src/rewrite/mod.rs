@@ -371,8 +371,12 @@ async fn stage(
                 if !entry.is_alive() {
                     continue;
                 }
-                let (Some(seq), file_seq) = (entry.sequence_number(), entry.file_sequence_number)
-                else {
+                // Older writers may leave an existing entry's file sequence number unset: the
+                // data sequence number is the closest truth (a file is never older than it).
+                let (Some(seq), file_seq) = (
+                    entry.sequence_number(),
+                    entry.file_sequence_number.or(entry.sequence_number()),
+                ) else {
                     return Err(Error::internal(format!(
                         "manifest entry for {} has no sequence number",
                         entry.file_path()
