@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 
+step "cargo doc -D warnings (intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps --quiet
+
 step "cargo test (unit, integration, doc; with the python-tests feature)"
 log="$(mktemp)"
 cargo test --all-features 2>&1 | tee "$log"

@@ -159,7 +159,7 @@ impl AppenderBuilder {
     }
 }
 
-/// A running streaming appender. See the [module docs](self) and [`SalesHistory::appender`].
+/// A running streaming appender; built by [`SalesHistory::appender`] (see [`AppenderBuilder`]).
 ///
 /// **Dropping** an appender without [`close`](Self::close) stops its background task at once
 /// and discards the rows not yet committed (a warning with their count is logged through
