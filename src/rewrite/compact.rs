@@ -220,6 +220,8 @@ impl Compact {
                 tracing::info!(?report, "compacted");
                 Ok(report)
             }
+            // The snapshot may yet be the table's: its files stay.
+            Err(e @ Error::CommitStateUnknown { .. }) => Err(e),
             Err(e) => {
                 if table.config().may_delete_files() {
                     written.delete(base.file_io()).await;

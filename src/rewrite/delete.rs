@@ -106,6 +106,14 @@ impl DeleteWhere {
             ));
         }
         let resolved = crate::scan::resolve_filter(&self.filter)?;
+        // A filter that keeps every row once resolved (e.g. an unbounded price range) is as
+        // empty as no filter at all.
+        if resolved.is_trivial() {
+            return Err(Error::config(
+                "filter",
+                "the filter matches every row (it has no bound): delete_where refuses to empty the table",
+            ));
+        }
         super::swap::supported(table.config())?;
         table.refresh().await?;
         let base = table.current();
@@ -239,6 +247,8 @@ impl DeleteWhere {
                 tracing::info!(?report, "deleted");
                 Ok(report)
             }
+            // The snapshot may yet be the table's: its files stay.
+            Err(e @ Error::CommitStateUnknown { .. }) => Err(e),
             Err(e) => {
                 if may_delete {
                     written.delete(base.file_io()).await;
@@ -274,7 +284,8 @@ fn without_matches(
 /// `false` when the metadata cannot prove it (then the file is read).
 fn all_match(filter: &Resolved, file: &DataFile) -> bool {
     if filter.is_trivial() {
-        return true;
+        // Never decided from metadata alone (and refused before this is reached).
+        return false;
     }
     let lower = |c: Column| file.lower_bounds().get(&c.field_id()).map(|d| d.literal());
     let upper = |c: Column| file.upper_bounds().get(&c.field_id()).map(|d| d.literal());

@@ -38,7 +38,7 @@ mod swap;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::MetadataLocation;
@@ -167,18 +167,42 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                     .await;
                 return Err(e);
             }
-            Err((Failure::Unknown(e), _kept)) => {
-                // The metadata file may be (or become) the table's current one: never delete
-                // it here; an unreferenced one is an orphan for `remove_orphan_files`.
-                tracing::warn!(error = %e, "swap outcome unknown; re-reading the table");
+            Err((Failure::Rejected(e), staged)) => {
                 return match table.find_commit_fresh(&change.commit_id).await {
                     Ok(Some(snapshot_id)) => Ok(Landed {
                         snapshot_id,
                         attempts,
                     }),
-                    Ok(None) => Err(e),
+                    Ok(None) => {
+                        staged
+                            .delete(table.current().file_io(), table.config().may_delete_files())
+                            .await;
+                        Err(e)
+                    }
                     Err(_) => Err(unknown(table, change, e)),
                 };
+            }
+            Err((Failure::Unknown(e), _kept)) => {
+                // The metadata file may be (or become) the table's current one: never delete
+                // it here; an unreferenced one is an orphan for `remove_orphan_files`. The
+                // request may still be in flight: look for the commit a few times (as Java's
+                // commit-status check does); not seen by then is still not known to have
+                // failed, so everything is kept and the caller gets `CommitStateUnknown`
+                // (retrying with the same commit id is exactly-once).
+                tracing::warn!(error = %e, "swap outcome unknown; re-reading the table");
+                for pause_ms in [0u64, 250, 500, 1000] {
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    match table.find_commit_fresh(&change.commit_id).await {
+                        Ok(Some(snapshot_id)) => {
+                            return Ok(Landed {
+                                snapshot_id,
+                                attempts,
+                            });
+                        }
+                        Ok(None) | Err(_) => {}
+                    }
+                }
+                return Err(unknown(table, change, e));
             }
         }
     }
@@ -204,8 +228,11 @@ enum Failure {
     /// Another commit got there first (or a file to remove is not in the base): nothing
     /// changed; worth re-validating and retrying.
     Conflict(String),
-    /// Refused for good: nothing changed.
+    /// Refused for good before anything was sent to the catalog: nothing changed.
     Refused(Error),
+    /// The catalog refused the swap: nothing changed, unless an earlier attempt of the same
+    /// request (an SDK-internal retry) landed — checked by re-reading.
+    Rejected(Error),
     /// The swap may or may not have been applied.
     Unknown(Error),
 }
@@ -245,7 +272,7 @@ async fn attempt(
                     table.catalog().record_swap(Err(true)).await;
                     Failure::Conflict(reason)
                 }
-                Err(SwapError::Refused(e)) => Failure::Refused(e),
+                Err(SwapError::Refused(e)) => Failure::Rejected(e),
                 Err(SwapError::Unknown(e)) => Failure::Unknown(e),
             },
         },
@@ -326,6 +353,21 @@ async fn stage(
     if let Some(current) = metadata.current_snapshot() {
         let list = base.manifest_list_reader(current).load().await.or_ours()?;
         let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
+        // Re-checked on every attempt: row-level deletes committed by another engine since
+        // the operation started would apply to removed paths or miss the rewritten rows.
+        if !change.removed.is_empty()
+            && entries.iter().any(|m| {
+                m.content == ManifestContentType::Deletes
+                    && (m.has_added_files() || m.has_existing_files())
+            })
+        {
+            return Err(Error::Unsupported {
+                operation: change.operation.as_str().to_string(),
+                reason: "the table has row-level delete files (merge-on-read deletes by another \
+                         engine); rewrite it with that engine first"
+                    .into(),
+            });
+        }
         // Manifests that may list a removed file are read (concurrently); the others are
         // reused untouched.
         let loaded: Vec<(ManifestFile, Option<iceberg::spec::Manifest>)> =
@@ -452,6 +494,8 @@ async fn stage(
         .or_ours()?
         .set_ref(
             MAIN_BRANCH,
+            // As iceberg's fast_append: TableMetadata 0.10.1 exposes no ref's retention to
+            // carry over (retention on `main` is not used by this table).
             SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
         )
         .or_ours()?

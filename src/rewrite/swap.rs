@@ -299,6 +299,14 @@ async fn glue(
     let current = got
         .table()
         .ok_or_else(|| SwapError::Refused(Error::internal("Glue GetTable answered no table")))?;
+    // Without a VersionId the update would not be conditional.
+    let Some(version_id) = current.version_id().map(str::to_string) else {
+        return Err(SwapError::Refused(Error::Catalog {
+            message: format!("Glue GetTable {database}.{name}: no VersionId to update against"),
+            retryable: false,
+            source: "missing VersionId".into(),
+        }));
+    };
     let mut parameters = current.parameters().cloned().unwrap_or_default();
     let at = parameters.get("metadata_location").map(String::as_str);
     if at != Some(expected) {
@@ -330,7 +338,7 @@ async fn glue(
         .database_name(database)
         .skip_archive(true)
         .table_input(input)
-        .set_version_id(current.version_id().map(str::to_string))
+        .version_id(version_id)
         .send()
         .await;
     update_outcome(format!("Glue UpdateTable {database}.{name}"), answer, |e| {

@@ -269,6 +269,18 @@ async fn delete_where_refuses_an_empty_filter_and_keeps_the_table() {
         matches!(err, Error::Config { ref key, .. } if key == "filter"),
         "{err:?}"
     );
+    // Nor one that has no bound once resolved (an open price range).
+    let err = t
+        .table
+        .delete_where(ScanFilter::new().price_range(..))
+        .run()
+        .await
+        .expect_err("unbounded filter");
+    assert!(
+        matches!(err, Error::Config { ref key, .. } if key == "filter"),
+        "{err:?}"
+    );
+    assert_eq!(t.table.scan().count().await.unwrap(), 20);
     // A filter that matches nothing commits nothing.
     let none = t
         .table
