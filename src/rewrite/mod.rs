@@ -192,14 +192,12 @@ pub(crate) async fn commit(table: &SalesHistory, change: &Change) -> Result<Land
                 tracing::warn!(error = %e, "swap outcome unknown; re-reading the table");
                 for pause_ms in [0u64, 250, 500, 1000] {
                     tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                    match table.find_commit_fresh(&change.commit_id).await {
-                        Ok(Some(snapshot_id)) => {
-                            return Ok(Landed {
-                                snapshot_id,
-                                attempts,
-                            });
-                        }
-                        Ok(None) | Err(_) => {}
+                    if let Ok(Some(snapshot_id)) = table.find_commit_fresh(&change.commit_id).await
+                    {
+                        return Ok(Landed {
+                            snapshot_id,
+                            attempts,
+                        });
                     }
                 }
                 return Err(unknown(table, change, e));
