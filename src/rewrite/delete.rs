@@ -105,7 +105,7 @@ impl DeleteWhere {
                 "an empty filter matches every row: delete_where refuses to empty the table",
             ));
         }
-        let resolved = crate::scan::resolve_filter(&self.filter)?;
+        let resolved = self.filter.resolve()?;
         // A filter that keeps every row once resolved (e.g. an unbounded price range) is as
         // empty as no filter at all.
         if resolved.is_trivial() {

@@ -70,28 +70,34 @@ pub(crate) async fn missing(table: &Table, wanted: &HashSet<String>) -> Result<V
     Ok(gone)
 }
 
-/// Whether the table's current snapshot has live row-level delete files (merge-on-read
-/// deletes written by another engine). Rewrites read data files as they are, so they refuse
-/// such tables rather than resurrect deleted rows.
-pub(crate) async fn has_delete_files(table: &Table) -> Result<bool> {
-    let Some(current) = table.metadata().current_snapshot() else {
-        return Ok(false);
-    };
-    let list = table.manifest_list_reader(current).load().await.or_ours()?;
-    Ok(list.entries().iter().any(|m| {
+/// Whether a manifest list has live row-level delete files (merge-on-read deletes written by
+/// another engine). Rewrites read data files as they are, so they refuse such tables rather
+/// than resurrect deleted rows.
+pub(crate) fn lists_delete_files(manifests: &[iceberg::spec::ManifestFile]) -> bool {
+    manifests.iter().any(|m| {
         m.content == ManifestContentType::Deletes && (m.has_added_files() || m.has_existing_files())
-    }))
+    })
 }
 
-/// [`Error::Unsupported`](crate::Error::Unsupported) for a rewrite of a table with delete files.
+/// The refusal of a rewrite of a table with delete files.
+pub(crate) fn delete_files_refused(operation: &str) -> crate::Error {
+    crate::Error::Unsupported {
+        operation: operation.to_string(),
+        reason: "the table has row-level delete files (merge-on-read deletes by another \
+                 engine); rewrite it with that engine first"
+            .into(),
+    }
+}
+
+/// [`delete_files_refused`] when the table's current snapshot has delete files: checked before
+/// an operation does its work (the commit checks again on every attempt).
 pub(crate) async fn refuse_delete_files(table: &Table, operation: &str) -> Result<()> {
-    if has_delete_files(table).await? {
-        return Err(crate::Error::Unsupported {
-            operation: operation.to_string(),
-            reason: "the table has row-level delete files (merge-on-read deletes by another \
-                     engine); rewrite it with that engine first"
-                .into(),
-        });
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(());
+    };
+    let list = table.manifest_list_reader(current).load().await.or_ours()?;
+    if lists_delete_files(list.entries()) {
+        return Err(delete_files_refused(operation));
     }
     Ok(())
 }

@@ -246,7 +246,7 @@ async fn attempt(
     let failure = match stage(base, change, &mut staged).await {
         Ok(Some((metadata, location))) => match base.metadata_location() {
             None => Failure::Refused(Error::internal("the loaded table has no metadata location")),
-            Some(expected) => match swap::swap(table, expected, &location, &metadata).await {
+            Some(expected) => match swap::swap(table, expected, &location).await {
                 Ok(()) => {
                     table.catalog().record_swap(Ok(())).await;
                     return Table::builder()
@@ -353,18 +353,8 @@ async fn stage(
         let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
         // Re-checked on every attempt: row-level deletes committed by another engine since
         // the operation started would apply to removed paths or miss the rewritten rows.
-        if !change.removed.is_empty()
-            && entries.iter().any(|m| {
-                m.content == ManifestContentType::Deletes
-                    && (m.has_added_files() || m.has_existing_files())
-            })
-        {
-            return Err(Error::Unsupported {
-                operation: change.operation.as_str().to_string(),
-                reason: "the table has row-level delete files (merge-on-read deletes by another \
-                         engine); rewrite it with that engine first"
-                    .into(),
-            });
+        if !change.removed.is_empty() && files::lists_delete_files(&entries) {
+            return Err(files::delete_files_refused(change.operation.as_str()));
         }
         // Manifests that may list a removed file are read (concurrently); the others are
         // reused untouched.

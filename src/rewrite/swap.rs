@@ -14,8 +14,6 @@
 //!
 //! Custom catalogs are refused up front ([`supported`]).
 
-use iceberg::spec::TableMetadata;
-
 use crate::catalog::CatalogConfig;
 use crate::error::{Error, Result};
 use crate::table::SalesHistory;
@@ -75,7 +73,6 @@ pub(crate) async fn swap(
     table: &SalesHistory,
     expected: &str,
     new_location: &str,
-    _metadata: &TableMetadata,
 ) -> std::result::Result<(), SwapError> {
     let ident = &table.shared.ident;
     let namespace = ident.namespace().join(".");
@@ -180,17 +177,20 @@ async fn sqlite(
 /// A failed read before the swap (nothing changed): retryable unless the service answered
 /// with something other than throttling.
 #[cfg(any(feature = "glue", feature = "s3tables"))]
-fn read_failed(
-    what: String,
-    code: Option<&str>,
-    answered: bool,
-    source: crate::error::BoxError,
-) -> SwapError {
-    let retryable = !answered || code.is_some_and(crate::classify::is_throttling_code);
+fn read_failed<E>(what: String, e: AwsSdkError<E>) -> SwapError
+where
+    E: AwsErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = e.code().map(str::to_string);
+    let answered = matches!(e, AwsSdkError::ServiceError(_));
+    let retryable = !answered
+        || code
+            .as_deref()
+            .is_some_and(crate::classify::is_throttling_code);
     SwapError::Refused(Error::Catalog {
-        message: format!("{what}: {}", code.unwrap_or("no answer")),
+        message: format!("{what}: {}", code.as_deref().unwrap_or("no answer")),
         retryable,
-        source,
+        source: Box::new(e),
     })
 }
 
@@ -273,7 +273,6 @@ async fn glue(
     expected: &str,
     new_location: &str,
 ) -> std::result::Result<(), SwapError> {
-    use aws_sdk_glue::error::{ProvideErrorMetadata, SdkError};
     use aws_sdk_glue::operation::update_table::UpdateTableError;
     use aws_sdk_glue::types::TableInput;
 
@@ -284,18 +283,7 @@ async fn glue(
         .name(name)
         .send()
         .await
-        .map_err(|e| {
-            let (code, answered) = (
-                e.code().map(str::to_string),
-                matches!(e, SdkError::ServiceError(_)),
-            );
-            read_failed(
-                format!("Glue GetTable {database}.{name}"),
-                code.as_deref(),
-                answered,
-                Box::new(e.into_service_error()),
-            )
-        })?;
+        .map_err(|e| read_failed(format!("Glue GetTable {database}.{name}"), e))?;
     let current = got
         .table()
         .ok_or_else(|| SwapError::Refused(Error::internal("Glue GetTable answered no table")))?;
@@ -355,7 +343,6 @@ async fn s3tables(
     expected: &str,
     new_location: &str,
 ) -> std::result::Result<(), SwapError> {
-    use aws_sdk_s3tables::error::{ProvideErrorMetadata, SdkError};
     use aws_sdk_s3tables::operation::update_table_metadata_location::UpdateTableMetadataLocationError;
     let got = client
         .get_table()
@@ -364,18 +351,7 @@ async fn s3tables(
         .name(name)
         .send()
         .await
-        .map_err(|e| {
-            let (code, answered) = (
-                e.code().map(str::to_string),
-                matches!(e, SdkError::ServiceError(_)),
-            );
-            read_failed(
-                format!("S3 Tables GetTable {namespace}.{name}"),
-                code.as_deref(),
-                answered,
-                Box::new(e.into_service_error()),
-            )
-        })?;
+        .map_err(|e| read_failed(format!("S3 Tables GetTable {namespace}.{name}"), e))?;
     let at = got.metadata_location();
     if at != Some(expected) {
         return Err(SwapError::Conflict(format!(
@@ -415,9 +391,8 @@ mod tests {
             .metadata_location()
             .expect("location")
             .to_string();
-        let metadata = table.iceberg_table().metadata().clone();
         let stale = format!("{current}.stale");
-        let outcome = swap(&table, &stale, "file:///elsewhere.metadata.json", &metadata).await;
+        let outcome = swap(&table, &stale, "file:///elsewhere.metadata.json").await;
         assert!(
             matches!(outcome, Err(SwapError::Conflict(_))),
             "{outcome:?}"
@@ -432,7 +407,7 @@ mod tests {
         let io = table.iceberg_table().file_io().clone();
         let bytes = io.new_input(&current).unwrap().read().await.unwrap();
         io.new_output(&copy).unwrap().write(bytes).await.unwrap();
-        swap(&table, &current, &copy, &metadata)
+        swap(&table, &current, &copy)
             .await
             .expect("swap from the current location");
         table.refresh().await.expect("refresh");

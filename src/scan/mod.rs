@@ -557,8 +557,3 @@ pub(crate) async fn read_file_rows(
     read?;
     batches
 }
-
-/// The checked form of a filter, for rewrites that decide per file.
-pub(crate) fn resolve_filter(filter: &ScanFilter) -> Result<Resolved> {
-    filter.resolve()
-}
