@@ -33,7 +33,9 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{CatalogConfig, Column, SalesHistory, ScanFilter, TableOptions};
+use sales_history::{
+    CatalogConfig, Column, EmbeddingEncoding, SalesHistory, ScanFilter, TableOptions,
+};
 
 /// Scan speed beside pyiceberg in one run: four scans (full, no_embedding, month_tenant,
 /// load_plan) of the same local table, ours and pyiceberg's interleaved, medians of --runs
@@ -63,6 +65,11 @@ struct Args {
     /// prints).
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
+
+    /// Encoding of the embedding elements in the table (a table property set at creation;
+    /// the default directory is per encoding).
+    #[arg(long, value_name = "ENC", default_value = "byte-stream-split")]
+    embedding_encoding: EmbeddingEncoding,
 
     /// Print the results as one JSON object.
     #[arg(long)]
@@ -200,27 +207,33 @@ async fn prepare(
     warehouse: &Path,
     rows: usize,
     dim: usize,
+    encoding: EmbeddingEncoding,
     default_dir: bool,
 ) -> anyhow::Result<SalesHistory> {
     let config = CatalogConfig::local(warehouse);
-    let options = TableOptions::default().embedding_dimension(dim);
+    let options = TableOptions::default()
+        .embedding_dimension(dim)
+        .embedding_encoding(encoding);
     let table = SalesHistory::ensure_with(&config, STAGE, options).await?;
     let have = table.scan().count().await?;
-    if have == rows as u64 && table.embedding_dimension() == dim {
+    let same = table.embedding_dimension() == dim && table.embedding_encoding()? == encoding;
+    if have == rows as u64 && same {
         eprintln!("reusing {} ({have} rows)", warehouse.display());
         return Ok(table);
     }
-    if have != 0 || table.embedding_dimension() != dim {
+    if have != 0 || !same {
         ensure!(
             default_dir,
-            "{} holds {have} rows (dim {}), not {rows} (dim {dim}): use an empty directory",
+            "{} holds {have} rows (dim {}, {}), not {rows} (dim {dim}, {encoding}): use an empty \
+             directory",
             warehouse.display(),
-            table.embedding_dimension()
+            table.embedding_dimension(),
+            table.embedding_encoding()?
         );
         drop(table);
         std::fs::remove_dir_all(warehouse)
             .with_context(|| format!("cannot remove {}", warehouse.display()))?;
-        return Box::pin(prepare(warehouse, rows, dim, default_dir)).await;
+        return Box::pin(prepare(warehouse, rows, dim, encoding, default_dir)).await;
     }
     let records =
         SampleGenerator::new(SampleConfig::default().embedding_dimension(dim)).take_records(rows);
@@ -244,11 +257,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (rows, dim, runs, json) = (args.rows, args.dim, args.runs.get(), args.json);
     let (warehouse_arg, python) = (args.dir, args.python);
     let default_dir = warehouse_arg.is_none();
-    let warehouse = warehouse_arg
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("sales-history-bench-{rows}x{dim}")));
+    let encoding = args.embedding_encoding;
+    // The default table of the default encoding keeps its old name (reused across versions).
+    let suffix = match encoding {
+        EmbeddingEncoding::ByteStreamSplit => String::new(),
+        other => format!("-{other}"),
+    };
+    let warehouse = warehouse_arg.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sales-history-bench-{rows}x{dim}{suffix}"))
+    });
     // Like pyiceberg's loaded `Table` object, the scans read the version the handle holds
     // (`Freshness::Cached`); `load_plan` times the reload from the catalog separately.
-    let table = prepare(&warehouse, rows, dim, default_dir)
+    let table = prepare(&warehouse, rows, dim, encoding, default_dir)
         .await?
         .freshness(sales_history::Freshness::Cached);
     let python = match python {
@@ -305,6 +325,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "rows": rows, "dim": dim, "runs": runs, "scans": scans,
+                "embedding_encoding": encoding.to_string(),
                 "month_tenant_files_planned": plan.files.len(),
                 "data_files_in_snapshot": plan.data_files_in_snapshot,
                 "month_file_bytes": month_bytes,
@@ -313,7 +334,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{rows} rows, {dim}-dim embeddings, medians of {runs} interleaved runs (warm page cache)"
+        "{rows} rows, {dim}-dim embeddings ({encoding}), medians of {runs} interleaved runs (warm \
+         page cache)"
     );
     println!("| scan | us (ms) | pyiceberg (ms) | ratio (pyiceberg / us) | bytes read (us) |");
     println!("|---|---|---|---|---|");

@@ -43,8 +43,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
-    AppendOutcome, CatalogConfig, Column, DEFAULT_ROW_GROUP_ROWS, Error, SaleRecord, SalesHistory,
-    TableOptions,
+    AppendOutcome, CatalogConfig, Column, DEFAULT_ROW_GROUP_ROWS, EmbeddingEncoding, Error,
+    SaleRecord, SalesHistory, TableOptions,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +52,13 @@ type Res<T> = anyhow::Result<T>;
 
 const DIMENSION: usize = 1024;
 const CHUNK: usize = 1024;
+
+/// `--embedding-encoding`, set once at start.
+static ENCODING: std::sync::OnceLock<EmbeddingEncoding> = std::sync::OnceLock::new();
+
+fn encoding() -> EmbeddingEncoding {
+    ENCODING.get().copied().unwrap_or_default()
+}
 
 /// Write throughput of our append beside the Parquet encoder alone, pyarrow and pyiceberg, on
 /// the same deterministic batches (with and without 1024-dim embeddings, interleaved
@@ -111,6 +118,10 @@ struct Cli {
     #[arg(long, value_name = "N", hide = true, value_parser = number::parse::<usize>)]
     rss_only: Option<usize>,
 
+    /// Encoding of the embedding elements, in our tables and in the raw writer's settings.
+    #[arg(long, value_name = "ENC", default_value = "byte-stream-split")]
+    embedding_encoding: EmbeddingEncoding,
+
     /// Child mode: rows without embeddings.
     #[arg(long, hide = true)]
     no_embeddings: bool,
@@ -142,6 +153,7 @@ struct Args {
 
 impl From<Cli> for Args {
     fn from(c: Cli) -> Args {
+        let _ = ENCODING.set(c.embedding_encoding);
         let quick = c.quick;
         Args {
             sizes: match (c.sizes.is_empty(), quick) {
@@ -215,8 +227,14 @@ fn raw_props() -> WriterProperties {
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(element.clone(), false)
-        // The table's default for the element (see `EMBEDDING_ENCODING_PROPERTY`).
-        .set_column_encoding(element.clone(), parquet::basic::Encoding::BYTE_STREAM_SPLIT)
+        // As the table's property says (see `EMBEDDING_ENCODING_PROPERTY`).
+        .set_column_encoding(
+            element.clone(),
+            match encoding() {
+                EmbeddingEncoding::Plain => parquet::basic::Encoding::PLAIN,
+                _ => parquet::basic::Encoding::BYTE_STREAM_SPLIT,
+            },
+        )
         .set_column_statistics_enabled(element, EnabledStatistics::None)
         .build()
 }
@@ -361,7 +379,8 @@ fn raw_monthly(batch: &RecordBatch, dir: &Path) -> Res<f64> {
 
 async fn fresh_table(dir: &Path) -> Res<SalesHistory> {
     let config = CatalogConfig::local(dir);
-    Ok(SalesHistory::ensure_with(&config, "bench", TableOptions::default()).await?)
+    let options = TableOptions::default().embedding_encoding(encoding());
+    Ok(SalesHistory::ensure_with(&config, "bench", options).await?)
 }
 
 async fn append(batch: &RecordBatch, dir: &Path, parallelism: Option<usize>) -> Res<f64> {
@@ -663,6 +682,7 @@ fn measure_rss(args: &Args, embeddings: bool) -> Res<Value> {
     if let Some(p) = args.parallelism {
         cmd.args(["--parallelism", &p.to_string()]);
     }
+    cmd.args(["--embedding-encoding", encoding().as_property()]);
     let out = cmd.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         bail!("the --rss-only child failed ({})", out.status);
@@ -836,11 +856,13 @@ async fn run(args: Args) -> Res<()> {
     if args.json {
         let out = json!({
             "cores": cores, "parallelism": args.parallelism, "reps": args.reps,
+            "embedding_encoding": encoding().as_property(),
             "cases": cases.iter().map(Case::to_json).collect::<Vec<_>>(),
             "commit_latency": commits, "peak_rss": rss,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        println!("embedding elements: {}", encoding());
         print_targets(&cases, &commits, &rss);
     }
     Ok(())

@@ -80,7 +80,7 @@ pub use commit::CommitSummary;
 pub use error::{BoxError, Error, Result};
 pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
 pub use parquet_props::{
-    DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY,
+    DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY, EmbeddingEncoding,
 };
 pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{

@@ -261,6 +261,10 @@ pub(crate) fn table_properties(options: &crate::TableOptions) -> HashMap<String,
             embedding_dimension.to_string(),
         ),
         ("write.parquet.row-group-limit", "16384".to_string()),
+        (
+            crate::EMBEDDING_ENCODING_PROPERTY,
+            options.embedding_encoding.as_property().to_string(),
+        ),
         // Appends retry conflicts with refreshed metadata (see `Transaction::commit`).
         (
             "commit.retry.num-retries",

@@ -32,6 +32,10 @@ pub struct TableOptions {
     /// How often a conflicting commit is retried with refreshed metadata (default 20),
     /// stored as the table property `commit.retry.num-retries`.
     pub commit_retries: u32,
+    /// Parquet encoding of the `embedding` elements in new data files (default
+    /// `BYTE_STREAM_SPLIT`), stored as the table property
+    /// [`EMBEDDING_ENCODING_PROPERTY`](crate::EMBEDDING_ENCODING_PROPERTY).
+    pub embedding_encoding: crate::EmbeddingEncoding,
 }
 
 impl Default for TableOptions {
@@ -39,6 +43,7 @@ impl Default for TableOptions {
         TableOptions {
             embedding_dimension: DEFAULT_EMBEDDING_DIMENSION,
             commit_retries: schema::DEFAULT_COMMIT_RETRIES,
+            embedding_encoding: crate::EmbeddingEncoding::default(),
         }
     }
 }
@@ -48,6 +53,14 @@ impl TableOptions {
     /// keeps its `commit.retry.num-retries` property).
     pub fn commit_retries(mut self, retries: u32) -> Self {
         self.commit_retries = retries;
+        self
+    }
+
+    /// Sets the `embedding` element encoding for a table created by `ensure_with` (an
+    /// existing table keeps its property; files already written keep theirs, and readers
+    /// handle both).
+    pub fn embedding_encoding(mut self, encoding: crate::EmbeddingEncoding) -> Self {
+        self.embedding_encoding = encoding;
         self
     }
 
@@ -426,6 +439,16 @@ impl SalesHistory {
     /// Length every `embedding` must have in this table.
     pub fn embedding_dimension(&self) -> usize {
         self.shared.embedding_dimension
+    }
+
+    /// The `embedding` element encoding new data files get (the table property
+    /// [`EMBEDDING_ENCODING_PROPERTY`](crate::EMBEDDING_ENCODING_PROPERTY) of the version this
+    /// handle holds).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the property names an encoding this crate cannot write.
+    pub fn embedding_encoding(&self) -> Result<crate::EmbeddingEncoding> {
+        crate::EmbeddingEncoding::from_properties(self.current().metadata().properties())
     }
 
     /// The last table state this handle saw (after its own commits or [`refresh`](Self::refresh)).

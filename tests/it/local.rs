@@ -455,3 +455,99 @@ async fn byte_stream_split_embeddings_take_fewer_bytes_than_plain() {
     );
     assert!(bytes[0] < bytes[1] * 9 / 10, "{bytes:?}");
 }
+
+/// `TableOptions::embedding_encoding` is stored as the table property and decides the encoding
+/// of the `embedding` elements in every data file; both encodings read back the same rows; a
+/// table whose property names no encoding we write is refused as drift, naming it, and
+/// nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_options_choose_the_embedding_encoding() {
+    use parquet::basic::Encoding;
+    use sales_history::{EmbeddingEncoding, TableOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let rows = sample(300, 16, 7);
+    let mut read_back = Vec::new();
+    for (stage, encoding, want, not) in [
+        (
+            "bss",
+            EmbeddingEncoding::ByteStreamSplit,
+            Encoding::BYTE_STREAM_SPLIT,
+            Encoding::PLAIN,
+        ),
+        (
+            "plain",
+            EmbeddingEncoding::Plain,
+            Encoding::PLAIN,
+            Encoding::BYTE_STREAM_SPLIT,
+        ),
+    ] {
+        let options = TableOptions::default()
+            .embedding_dimension(16)
+            .embedding_encoding(encoding);
+        let table = SalesHistory::ensure_with(&config, stage, options)
+            .await
+            .unwrap();
+        assert_eq!(table.embedding_encoding().unwrap(), encoding);
+        assert_eq!(
+            table
+                .iceberg_table()
+                .metadata()
+                .properties()
+                .get(sales_history::EMBEDDING_ENCODING_PROPERTY)
+                .map(String::as_str),
+            Some(encoding.as_property())
+        );
+        table.append(rows.clone()).await.unwrap();
+        let prefix = format!("pricing_intelligence_{stage}.db/");
+        let files: Vec<String> = tree(dir.path())
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.starts_with(&prefix) && p.ends_with(".parquet"))
+            .collect();
+        assert!(!files.is_empty(), "{stage}: no data files");
+        for f in &files {
+            let reader =
+                SerializedFileReader::new(std::fs::File::open(dir.path().join(f)).unwrap())
+                    .unwrap();
+            for rg in reader.metadata().row_groups() {
+                let col = rg
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == "embedding.list.element")
+                    .expect("embedding element chunk");
+                let encodings: Vec<Encoding> = col.encodings().collect();
+                assert!(encodings.contains(&want), "{f}: {encodings:?}");
+                assert!(!encodings.contains(&not), "{f}: {encodings:?}");
+            }
+        }
+        read_back.push(sort(table.scan().to_records().await.unwrap()));
+    }
+    assert_eq!(read_back[0], sort(rows.clone()));
+    assert_eq!(read_back[0], read_back[1]);
+
+    // A property naming no encoding this crate writes: a typed error, nothing written.
+    create_raw(
+        dir.path(),
+        "bad",
+        schema::iceberg_schema(),
+        HashMap::from([(
+            sales_history::EMBEDDING_ENCODING_PROPERTY.to_string(),
+            "delta".to_string(),
+        )]),
+    )
+    .await;
+    let before = tree(dir.path());
+    match SalesHistory::ensure(&config, "bad").await {
+        Err(Error::SchemaDrift { differences, .. }) => assert!(
+            differences
+                .iter()
+                .any(|d| d.contains(sales_history::EMBEDDING_ENCODING_PROPERTY)
+                    && d.contains("delta")),
+            "{differences:?}"
+        ),
+        other => panic!("expected SchemaDrift naming the property, got {other:?}"),
+    }
+    assert_eq!(tree(dir.path()), before, "nothing written");
+}
