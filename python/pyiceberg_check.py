@@ -19,7 +19,7 @@ stderr with a non-zero exit status):
     create --warehouse DIR --namespace NS --codec snappy|zstd|unset [--sort-order]
            [--rows N --tenant T]   (the table as Athena DDL makes it: every column
            optional, optional list element, month(sold_date) as sold_date_month)
-    append --warehouse DIR --namespace NS --rows N --tenant T [--seed S] [--table T]
+    append --warehouse DIR --namespace NS --rows N --tenant T[,T...] [--seed S] [--table T]
 
 AWS Glue mode (both subcommands; for the moto Glue + S3 emulator,
 python/moto_server.py): add
@@ -399,8 +399,12 @@ def build_rows(arrow_schema, n: int, tenant: str, seed: int, dim: int):
     # The table's contract: season is the quarter of sold_date.
     seasons = {m: f"Q{(m - 1) // 3 + 1}" for m in range(1, 13)}
 
+    # `tenant` may name several, comma-separated: row i gets the (i mod k)-th, so every file
+    # of the append mixes tenants in no particular order.
+    tenants = [t for t in tenant.split(",") if t] or [tenant]
     cols: dict[str, list[Any]] = {name: [] for name in arrow_schema.names}
     for i in range(n):
+        tenant = tenants[i % len(tenants)]
         month = (i % 12) + 1
         sold = dt.datetime(
             2024, month, rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),

@@ -152,3 +152,110 @@ async fn we_read_what_pyiceberg_appends_and_append_after_it() {
     assert_eq!(got["row_count"], 60);
     assert_eq!(got["snapshots"].as_array().map(Vec::len), Some(3));
 }
+
+/// Files pyiceberg writes are unsorted (its rows take 5 or 7 tenants round-robin, so every
+/// month file mixes them) and carry no page
+/// index: tenant / time / attribute filters over them — next to our sorted, page-indexed files
+/// in the same table — still return exactly what an in-memory filter of the whole table does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_filters_on_files_pyiceberg_wrote() {
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+
+    use crate::scan::{Rng, random_filter, sorted};
+
+    let t = local_table(DIM).await;
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    for (rows, tenants, seed) in [
+        ("240", "pa,pb,pc,pd,pe", "1"),
+        ("120", "pc,pd,pf,pg,ph,pi,pj", "2"),
+    ] {
+        let out = pyiceberg(&[
+            "append",
+            "--warehouse",
+            &wh,
+            "--namespace",
+            "pricing_intelligence_test",
+            "--rows",
+            rows,
+            "--tenant",
+            tenants,
+            "--seed",
+            seed,
+        ]);
+        assert_eq!(out["appended"].to_string(), rows);
+    }
+    // Their files: no column index (so no page selection), tenants interleaved.
+    let files: Vec<String> = crate::support::tree(t.dir.path())
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    assert!(files.len() >= 12, "{files:?}");
+    for f in &files {
+        let file = std::fs::File::open(t.dir.path().join(f)).unwrap();
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        let reader = SerializedFileReader::new_with_options(file, options).unwrap();
+        let no_index = |rg: &Vec<ColumnIndexMetaData>| {
+            rg.iter().all(|c| matches!(c, ColumnIndexMetaData::NONE))
+        };
+        assert!(
+            reader
+                .metadata()
+                .column_index()
+                .is_none_or(|ci| ci.iter().all(no_index)),
+            "{f}: pyiceberg wrote a column index"
+        );
+    }
+    let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
+        .await
+        .expect("open");
+    // And ours beside them: sorted, 64-row pages, page index.
+    table.append(sample(400, DIM, 5)).await.expect("our append");
+    let rows = table.scan().to_records().await.expect("full scan");
+    assert_eq!(rows.len(), 760);
+    let theirs: Vec<_> = rows
+        .iter()
+        .filter(|r| r.product_id.starts_with("py-"))
+        .collect();
+    assert_eq!(theirs.len(), 360);
+    let tenant_runs = theirs
+        .windows(2)
+        .filter(|w| w[0].tenant_id != w[1].tenant_id)
+        .count();
+    assert!(
+        tenant_runs > 100,
+        "pyiceberg's rows should interleave tenants: {tenant_runs}"
+    );
+
+    let mut rng = Rng(11);
+    let mut non_empty = 0;
+    for round in 0..50 {
+        let (filter, checks) = random_filter(&mut rng, &rows);
+        let want = sorted(
+            rows.iter()
+                .filter(|r| checks.iter().all(|c| c(r)))
+                .cloned()
+                .collect(),
+        );
+        let got = sorted(
+            table
+                .scan()
+                .filter(filter.clone())
+                .to_records()
+                .await
+                .expect("scan"),
+        );
+        assert!(got == want, "round {round}: rows differ for {filter:?}");
+        let counted = table
+            .scan()
+            .filter(filter.clone())
+            .count()
+            .await
+            .expect("count");
+        assert_eq!(counted, want.len() as u64, "round {round}: {filter:?}");
+        non_empty += usize::from(!want.is_empty());
+    }
+    assert!(non_empty > 15, "too few non-empty rounds: {non_empty}");
+}

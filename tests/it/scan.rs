@@ -14,7 +14,7 @@ fn key(r: &SaleRecord) -> (String, String, i64) {
     )
 }
 
-fn sorted(mut v: Vec<SaleRecord>) -> Vec<SaleRecord> {
+pub(crate) fn sorted(mut v: Vec<SaleRecord>) -> Vec<SaleRecord> {
     v.sort_by_key(key);
     v
 }
@@ -24,7 +24,7 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 }
 
 /// A small deterministic generator (SplitMix64).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -51,9 +51,9 @@ impl Rng {
 }
 
 /// One random filter, with the same condition as a closure over records.
-type Check = Box<dyn Fn(&SaleRecord) -> bool>;
+pub(crate) type Check = Box<dyn Fn(&SaleRecord) -> bool>;
 
-fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>) {
+pub(crate) fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>) {
     let distinct = |f: &dyn Fn(&SaleRecord) -> Option<String>| {
         let mut v: Vec<String> = rows.iter().filter_map(f).collect();
         v.sort();
