@@ -91,8 +91,8 @@ pub use rewrite::compact::{
 };
 pub use rewrite::delete::{DeleteReport, DeleteWhere};
 pub use scan::{
-    BatchStream, DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDING_BATCH_SIZE, PartialSaleRecord,
-    PlannedDataFile, Scan, ScanFilter, ScanMetrics, ScanPlan, ScanStream,
+    BatchStream, DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDING_BATCH_SIZE, DEFAULT_READ_BUFFER_BYTES,
+    PartialSaleRecord, PlannedDataFile, Scan, ScanFilter, ScanMetrics, ScanPlan, ScanStream,
 };
 pub use schema::Column;
 pub use similarity::{Metric, SimilarSale, SimilarTo};

@@ -25,6 +25,9 @@ pub struct ScanMetrics {
     pub row_groups_read: u64,
     /// Bytes fetched from storage (footers, page indexes, column chunks).
     pub bytes_read: u64,
+    /// Reads issued to storage: footers, page indexes, (coalesced) byte ranges and whole
+    /// files — on S3, the GET requests the scan paid for.
+    pub requests: u64,
     /// Rows delivered to the caller.
     pub rows_returned: u64,
     /// Pages of the read row groups not fetched: their column-index statistics (of the
@@ -41,6 +44,7 @@ pub(crate) struct Counters {
     pub(crate) row_groups_total: AtomicU64,
     pub(crate) row_groups_read: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
+    pub(crate) requests: AtomicU64,
     pub(crate) rows_returned: AtomicU64,
     pub(crate) pages_skipped: AtomicU64,
 }
@@ -58,6 +62,7 @@ impl Counters {
             row_groups_total: get(&self.row_groups_total),
             row_groups_read: get(&self.row_groups_read),
             bytes_read: get(&self.bytes_read),
+            requests: get(&self.requests),
             rows_returned: get(&self.rows_returned),
             pages_skipped: get(&self.pages_skipped),
             ..plan.clone()

@@ -53,6 +53,13 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// 8192 rows, 332 ms at 1024; `examples/bench_scan.rs`).
 pub const DEFAULT_EMBEDDING_BATCH_SIZE: usize = 1024;
 
+/// Bytes of column chunks one file reader fetches and decodes at a time, unless
+/// [`Scan::read_buffer_bytes`] says otherwise. Files are read whole row groups at a time, so
+/// a scan holds about `concurrency × this` of file data (at least one row group per reader)
+/// plus its batches in flight, whatever the size of the files: our compacted files are up to
+/// 128 MiB, other engines write 512 MiB ones.
+pub const DEFAULT_READ_BUFFER_BYTES: u64 = 64 << 20;
+
 /// A scan in preparation. Nothing is read until one of the `to_*`, [`stream`](Self::stream),
 /// [`execute`](Self::execute), [`plan`](Self::plan) or [`count`](Self::count) methods runs.
 ///
@@ -90,6 +97,7 @@ pub struct Scan {
     /// `None`: the default for the projection.
     batch_size: Option<usize>,
     concurrency: Option<usize>,
+    read_buffer: Option<u64>,
 }
 
 /// What [`Scan::plan`] found: the snapshot and the data files left after pruning.
@@ -140,6 +148,7 @@ impl Scan {
             limit: None,
             batch_size: None,
             concurrency: None,
+            read_buffer: None,
         }
     }
 
@@ -217,6 +226,16 @@ impl Scan {
     /// Data files read at once (default: twice the available cores).
     pub fn concurrency(mut self, files: usize) -> Self {
         self.concurrency = Some(files.max(1));
+        self
+    }
+
+    /// Bytes of column chunks each concurrent file reader fetches and decodes at a time
+    /// (default [`DEFAULT_READ_BUFFER_BYTES`]; whole row groups, at least one). Bounds the
+    /// file data a scan holds to about `concurrency × bytes`; smaller values mean more,
+    /// smaller reads. A file whose needed chunks fit is read in one go (locally: one read of
+    /// the whole file when the scan needs most of it).
+    pub fn read_buffer_bytes(mut self, bytes: u64) -> Self {
+        self.read_buffer = Some(bytes.max(1));
         self
     }
 
@@ -403,6 +422,7 @@ impl Scan {
                     DEFAULT_BATCH_SIZE
                 }),
             limit: self.limit,
+            read_buffer: self.read_buffer.unwrap_or(DEFAULT_READ_BUFFER_BYTES),
             counters: counters.clone(),
         });
         let own_reader = planned
@@ -538,6 +558,7 @@ pub(crate) async fn read_file_rows(
         filter,
         batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
         limit: None,
+        read_buffer: DEFAULT_READ_BUFFER_BYTES,
         counters: Arc::new(Counters::default()),
     });
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);

@@ -46,6 +46,9 @@ pub(crate) struct ReadPlan {
     pub(crate) filter: Option<Resolved>,
     pub(crate) batch_size: usize,
     pub(crate) limit: Option<usize>,
+    /// Column-chunk bytes a file reader fetches and decodes at a time (whole row groups; at
+    /// least one).
+    pub(crate) read_buffer: u64,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -58,6 +61,7 @@ pub(crate) struct PlannedFile {
 
 /// Which root field of the file holds each column (by field id; by name when the file has
 /// no field ids), and the first leaf of each root.
+#[derive(Clone)]
 struct FileColumns {
     root: Vec<Option<usize>>,
     leaf: Vec<Option<usize>>,
@@ -132,6 +136,7 @@ pub(crate) async fn read_file(
         .or_ours()?;
     let fetch = |range: Range<u64>| {
         Counters::add(&counters.bytes_read, range.end - range.start);
+        Counters::add(&counters.requests, 1);
         reader.read(range)
     };
     let size = file.size;
@@ -220,129 +225,208 @@ pub(crate) async fn read_file(
         }
     }
 
-    // Fetch what the decoder will touch: the whole file when that is most of it, else the
-    // needed column chunks (and their offset indexes), or only the selected pages, placed in
-    // a sparse buffer.
-    let (row_selection, ranges) = match selection {
-        Some((selection, ranges)) => (Some(selection), ranges),
-        None => (
-            None,
-            needed_ranges(&metadata, &kept, &needed_roots, plan.filter.is_some()),
-        ),
+    // What to fetch and decode, in turns: with a page selection, only the selected pages (one
+    // turn); else whole row groups, at most `read_buffer` bytes of them per turn, so a large
+    // file (a compacted 128 MiB one, another engine's 512 MiB one) never sits in memory whole.
+    let turns: Vec<Turn> = match selection {
+        Some((selection, ranges)) => vec![Turn {
+            row_groups: kept,
+            selection: Some(selection),
+            ranges,
+        }],
+        None => split_row_groups(&metadata, &kept, &needed_roots, plan.read_buffer)
+            .into_iter()
+            .map(|row_groups| Turn {
+                ranges: needed_ranges(&metadata, &row_groups, &needed_roots, plan.filter.is_some()),
+                row_groups,
+                selection: None,
+            })
+            .collect(),
     };
-    let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-    let data = if row_selection.is_none() && wanted + footer_len as u64 >= size / 2 {
-        match local_path(&file.path) {
-            // A local file in one read(2): several times faster than the storage layer's
-            // chunked reads for the full scans that take this branch.
-            Some(path) => {
-                Counters::add(&counters.bytes_read, size);
-                let read = tokio::task::spawn_blocking(move || std::fs::read(&path));
-                let buf = read
-                    .await
-                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
-                    .map_err(|source| Error::Io {
-                        path: file.path.clone(),
-                        source,
-                    })?;
-                SparseFile::new(size, vec![(0, bytes::Bytes::from(buf))])
-            }
-            None => SparseFile::new(size, vec![(0, fetch(0..size).await.or_ours()?)]),
-        }
-    } else {
-        let gap = if local_path(&file.path).is_some() {
-            COALESCE_LOCAL_BYTES
-        } else {
-            COALESCE_BYTES
+    let whole_file_turn = turns.len() == 1;
+    let metadata = Arc::new(metadata);
+    let mut rows_sent = 0usize;
+    for turn in turns {
+        let limit = match plan.limit {
+            Some(l) if rows_sent >= l => break,
+            Some(l) => Some(l - rows_sent),
+            None => None,
         };
-        let merged = merge(ranges, gap);
-        let mut parts = match local_path(&file.path) {
-            // Local ranges with pread(2) on the blocking pool: no storage-layer round trips.
-            Some(path) => {
-                let wanted: Vec<Range<u64>> = merged.clone();
-                Counters::add(
-                    &counters.bytes_read,
-                    wanted.iter().map(|r| r.end - r.start).sum(),
-                );
-                let read = tokio::task::spawn_blocking(move || read_ranges(&path, &wanted));
-                read.await
-                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
-                    .map_err(|source| Error::Io {
-                        path: file.path.clone(),
-                        source,
-                    })?
-            }
-            None => try_join_all(merged.iter().map(|r| fetch(r.clone())))
-                .await
-                .or_ours()?,
-        }
-        .into_iter()
-        .zip(&merged)
-        .map(|(bytes, r)| (r.start, bytes))
-        .collect::<Vec<_>>();
-        let tail_start = size - tail.len() as u64;
-        if !parts
-            .iter()
-            .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+        // Fetch what the decoder will touch: the whole file when that is most of it, else
+        // the needed column chunks (and their offset indexes), or only the selected pages,
+        // placed in a sparse buffer.
+        let wanted: u64 = turn.ranges.iter().map(|r| r.end - r.start).sum();
+        let data = if whole_file_turn
+            && turn.selection.is_none()
+            && wanted + footer_len as u64 >= size / 2
         {
-            parts.push((tail_start, tail.clone()));
-        }
-        SparseFile::new(size, parts)
-    };
-    drop(reader);
-
-    let reader_meta = if row_selection.is_some() {
-        // The page index is already in `metadata`.
-        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        ArrowReaderMetadata::try_new(Arc::new(metadata), options)?
-    } else if plan.filter.is_some() {
-        let options = ArrowReaderOptions::new()
-            .with_skip_arrow_metadata(true)
-            .with_offset_index_policy(PageIndexPolicy::Optional);
-        ArrowReaderMetadata::load(&data, options)?
-    } else {
-        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        ArrowReaderMetadata::try_new(Arc::new(metadata), options)?
-    };
-    let plan2 = plan.clone();
-    tokio::task::spawn_blocking(move || {
-        let plan = plan2;
-        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
-            .with_batch_size(plan.batch_size)
-            .with_row_groups(kept);
-        if let Some(filter) = plan.filter.clone() {
-            let (roots, pos) = positions(&filter_cols, &files);
-            let predicate = ArrowPredicateFn::new(
-                ProjectionMask::roots(&descr, roots),
-                move |batch: RecordBatch| {
-                    filter.evaluate(batch.num_rows(), |c| {
-                        let p = pos.iter().find(|(col, _)| *col == c)?.1;
-                        Some(batch.column(p).clone())
-                    })
-                },
-            );
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
-        }
-        if let Some(selection) = row_selection {
-            builder = builder.with_row_selection(selection);
-        }
-        if let Some(limit) = plan.limit {
-            builder = builder.with_limit(limit);
-        }
-        let (roots, pos) = positions(&plan.output, &files);
-        let batches = builder
-            .with_projection(ProjectionMask::roots(&descr, roots))
-            .build()?;
-        for batch in batches {
-            let batch = conform_batch(&plan, &pos, &batch?)?;
-            if tx.blocking_send(Ok(batch)).is_err() {
-                return Ok(false);
+            match local_path(&file.path) {
+                // A local file in one read(2): several times faster than the storage layer's
+                // chunked reads for the full scans that take this branch.
+                Some(path) => {
+                    Counters::add(&counters.bytes_read, size);
+                    Counters::add(&counters.requests, 1);
+                    let read = tokio::task::spawn_blocking(move || std::fs::read(&path));
+                    let buf = read
+                        .await
+                        .map_err(|e| {
+                            Error::config("scan", format!("a file read task failed: {e}"))
+                        })?
+                        .map_err(|source| Error::Io {
+                            path: file.path.clone(),
+                            source,
+                        })?;
+                    SparseFile::new(size, vec![(0, bytes::Bytes::from(buf))])
+                }
+                None => SparseFile::new(size, vec![(0, fetch(0..size).await.or_ours()?)]),
             }
+        } else {
+            let gap = if local_path(&file.path).is_some() {
+                COALESCE_LOCAL_BYTES
+            } else {
+                COALESCE_BYTES
+            };
+            let merged = merge(turn.ranges, gap);
+            let mut parts = match local_path(&file.path) {
+                // Local ranges with pread(2) on the blocking pool: no storage-layer round trips.
+                Some(path) => {
+                    let wanted: Vec<Range<u64>> = merged.clone();
+                    Counters::add(
+                        &counters.bytes_read,
+                        wanted.iter().map(|r| r.end - r.start).sum(),
+                    );
+                    Counters::add(&counters.requests, wanted.len() as u64);
+                    let read = tokio::task::spawn_blocking(move || read_ranges(&path, &wanted));
+                    read.await
+                        .map_err(|e| {
+                            Error::config("scan", format!("a file read task failed: {e}"))
+                        })?
+                        .map_err(|source| Error::Io {
+                            path: file.path.clone(),
+                            source,
+                        })?
+                }
+                None => try_join_all(merged.iter().map(|r| fetch(r.clone())))
+                    .await
+                    .or_ours()?,
+            }
+            .into_iter()
+            .zip(&merged)
+            .map(|(bytes, r)| (r.start, bytes))
+            .collect::<Vec<_>>();
+            let tail_start = size - tail.len() as u64;
+            if !parts
+                .iter()
+                .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+            {
+                parts.push((tail_start, tail.clone()));
+            }
+            SparseFile::new(size, parts)
+        };
+
+        let reader_meta = if turn.selection.is_some() {
+            // The page index is already in `metadata`.
+            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+            ArrowReaderMetadata::try_new(metadata.clone(), options)?
+        } else if plan.filter.is_some() {
+            let options = ArrowReaderOptions::new()
+                .with_skip_arrow_metadata(true)
+                .with_offset_index_policy(PageIndexPolicy::Optional);
+            ArrowReaderMetadata::load(&data, options)?
+        } else {
+            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+            ArrowReaderMetadata::try_new(metadata.clone(), options)?
+        };
+        let (plan2, tx, files, descr, filter_cols) = (
+            plan.clone(),
+            tx.clone(),
+            files.clone(),
+            descr.clone(),
+            filter_cols.clone(),
+        );
+        let decoded = tokio::task::spawn_blocking(move || {
+            let plan = plan2;
+            let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
+                .with_batch_size(plan.batch_size)
+                .with_row_groups(turn.row_groups);
+            if let Some(filter) = plan.filter.clone() {
+                let (roots, pos) = positions(&filter_cols, &files);
+                let predicate = ArrowPredicateFn::new(
+                    ProjectionMask::roots(&descr, roots),
+                    move |batch: RecordBatch| {
+                        filter.evaluate(batch.num_rows(), |c| {
+                            let p = pos.iter().find(|(col, _)| *col == c)?.1;
+                            Some(batch.column(p).clone())
+                        })
+                    },
+                );
+                builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            }
+            if let Some(selection) = turn.selection {
+                builder = builder.with_row_selection(selection);
+            }
+            if let Some(limit) = limit {
+                builder = builder.with_limit(limit);
+            }
+            let (roots, pos) = positions(&plan.output, &files);
+            let batches = builder
+                .with_projection(ProjectionMask::roots(&descr, roots))
+                .build()?;
+            let mut rows = 0;
+            for batch in batches {
+                let batch = conform_batch(&plan, &pos, &batch?)?;
+                rows += batch.num_rows();
+                if tx.blocking_send(Ok(batch)).is_err() {
+                    return Ok((false, rows));
+                }
+            }
+            Ok::<_, Error>((true, rows))
+        })
+        .await
+        .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))??;
+        rows_sent += decoded.1;
+        if !decoded.0 {
+            return Ok(false);
         }
-        Ok(true)
-    })
-    .await
-    .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))?
+    }
+    drop(reader);
+    Ok(true)
+}
+
+/// One fetch-and-decode turn of a file reader.
+struct Turn {
+    row_groups: Vec<usize>,
+    selection: Option<RowSelection>,
+    ranges: Vec<Range<u64>>,
+}
+
+/// Consecutive runs of `row_groups` whose needed column chunks take at most `budget` bytes
+/// (a row group larger than that alone).
+fn split_row_groups(
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    roots: &[usize],
+    budget: u64,
+) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut bytes = 0u64;
+    for &rg in row_groups {
+        let size: u64 = needed_ranges(metadata, &[rg], roots, false)
+            .iter()
+            .map(|r| r.end - r.start)
+            .sum();
+        if !current.is_empty() && bytes + size > budget {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(rg);
+        bytes += size;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// Reads `ranges` of a local file with positioned reads.

@@ -457,3 +457,135 @@ async fn impossible_filters_are_errors_or_empty() {
         .expect("disjoint");
     assert_eq!((m.files_planned, m.files_read, m.bytes_read), (0, 0, 0));
 }
+
+/// A file is read a bounded number of bytes at a time: with a tiny read buffer every row group
+/// is its own fetch-and-decode turn (one request each), and the rows are exactly those of the
+/// default scan, which reads the small file in one request; a row limit stops the turns early,
+/// and filters still match an in-memory filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
+    use std::collections::HashMap;
+
+    use sales_history::sample::{SampleConfig, SampleGenerator};
+
+    fn records(
+        (batches, m): (Vec<arrow_array::RecordBatch>, sales_history::ScanMetrics),
+    ) -> (Vec<SaleRecord>, sales_history::ScanMetrics) {
+        let rows = batches
+            .iter()
+            .flat_map(|b| SaleRecord::from_record_batch(b).expect("records"))
+            .collect();
+        (rows, m)
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = sales_history::CatalogConfig::local(dir.path());
+    let catalog = crate::support::raw_catalog(&config).await;
+    let ns = iceberg::NamespaceIdent::new("pricing_intelligence_rg".into());
+    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name("sales_history".into())
+        .schema(sales_history::schema::iceberg_schema())
+        .partition_spec(sales_history::schema::partition_spec())
+        .properties(HashMap::from([
+            (
+                sales_history::schema::EMBEDDING_DIMENSION_PROPERTY.to_string(),
+                DIM.to_string(),
+            ),
+            (
+                "write.parquet.row-group-limit".to_string(),
+                "50".to_string(),
+            ),
+        ]))
+        .build();
+    catalog.create_table(&ns, creation).await.unwrap();
+    let table = sales_history::SalesHistory::open(&config, "rg")
+        .await
+        .expect("open");
+    let rows = SampleGenerator::new(
+        SampleConfig::default()
+            .seed(31)
+            .months(1)
+            .tenants(4)
+            .embedding_dimension(DIM),
+    )
+    .take_records(600);
+    table.append(rows.clone()).await.expect("append");
+
+    let (whole, m) = table
+        .scan()
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    assert_eq!(m.files_read, 1, "{m:?}");
+    assert!(m.row_groups_read >= 12, "{m:?}");
+    // The footer (one read, two when it is longer than the first guess) + the whole file.
+    let footer_reads = m.requests - 1;
+    assert!(footer_reads == 1 || footer_reads == 2, "{m:?}");
+    assert_eq!(sorted(whole), sorted(rows.clone()));
+
+    let (turns, m) = table
+        .scan()
+        .read_buffer_bytes(1)
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    assert_eq!(
+        m.requests,
+        footer_reads + m.row_groups_read,
+        "footer + one read per row group: {m:?}"
+    );
+    assert_eq!(sorted(turns), sorted(rows.clone()));
+
+    // A budget of about three row groups: fewer, larger turns.
+    let per_group = m.bytes_read / m.row_groups_read;
+    let (grouped, m3) = table
+        .scan()
+        .read_buffer_bytes(per_group * 3)
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    let turns3 = m3.requests - footer_reads;
+    assert!(
+        turns3 > 1 && turns3 <= m3.row_groups_read.div_ceil(2),
+        "{turns3} turns for {} row groups",
+        m3.row_groups_read
+    );
+    assert_eq!(grouped.len(), rows.len());
+
+    let (limited, ml) = table
+        .scan()
+        .read_buffer_bytes(1)
+        .limit(120)
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    assert_eq!(limited.len(), 120);
+    assert!(
+        ml.requests < m.requests,
+        "the limit stops the turns: {ml:?}"
+    );
+
+    let mut rng = Rng(5);
+    for round in 0..20 {
+        let (filter, checks) = random_filter(&mut rng, &rows);
+        let want = sorted(
+            rows.iter()
+                .filter(|r| checks.iter().all(|c| c(r)))
+                .cloned()
+                .collect(),
+        );
+        let got = table
+            .scan()
+            .filter(filter.clone())
+            .read_buffer_bytes(1)
+            .to_records()
+            .await
+            .expect("scan");
+        assert!(sorted(got) == want, "round {round}: {filter:?}");
+    }
+}
