@@ -30,7 +30,8 @@ pub const EMBEDDING_ENCODING_PROPERTY: &str = "sales-history.embedding-encoding"
 pub enum EmbeddingEncoding {
     /// `BYTE_STREAM_SPLIT` (the default): each value's bytes grouped by position, so the
     /// all-zero low bytes of float32 values stored as DOUBLE compress away (~30% fewer bytes
-    /// than PLAIN). Read by pyarrow, DuckDB, Trino / Athena engine 3, Spark 3.4+.
+    /// than PLAIN). pyarrow (so pyiceberg) reads it, as the interop tests check; DuckDB and
+    /// Trino (so Athena engine 3) document support.
     #[default]
     ByteStreamSplit,
     /// `PLAIN`: values as they are; larger files, readable by every Parquet reader.
@@ -66,16 +67,21 @@ impl EmbeddingEncoding {
     }
 }
 
+/// Parses `byte-stream-split` or `plain`, ignoring case and surrounding blanks, and with `_`
+/// for `-` (so Parquet's names `BYTE_STREAM_SPLIT` and `PLAIN` work too).
 impl std::str::FromStr for EmbeddingEncoding {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim() {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "byte-stream-split" => Ok(EmbeddingEncoding::ByteStreamSplit),
             "plain" => Ok(EmbeddingEncoding::Plain),
-            other => Err(Error::config(
+            _ => Err(Error::config(
                 EMBEDDING_ENCODING_PROPERTY,
-                format!("table property is `{other}`, expected byte-stream-split or plain"),
+                format!(
+                    "`{}` is not an embedding encoding: expected byte-stream-split or plain",
+                    s.trim()
+                ),
             )),
         }
     }
@@ -238,6 +244,8 @@ mod tests {
     fn embedding_encodings_round_trip_through_their_property_values() {
         for e in [EmbeddingEncoding::ByteStreamSplit, EmbeddingEncoding::Plain] {
             assert_eq!(e.as_property().parse::<EmbeddingEncoding>().unwrap(), e);
+            let parquet_name = e.as_property().to_ascii_uppercase().replace('-', "_");
+            assert_eq!(parquet_name.parse::<EmbeddingEncoding>().unwrap(), e);
             assert_eq!(e.to_string(), e.as_property());
             let props = HashMap::from([(
                 EMBEDDING_ENCODING_PROPERTY.to_string(),

@@ -21,12 +21,14 @@ pub struct ScanMetrics {
     pub files_read: u64,
     /// Row groups in the files opened.
     pub row_groups_total: u64,
-    /// Row groups read after statistics pruning.
+    /// Row groups read (after statistics pruning, and page-index pruning where a filter uses
+    /// it; fewer when a row limit stopped the file early).
     pub row_groups_read: u64,
     /// Bytes fetched from storage (footers, page indexes, column chunks).
     pub bytes_read: u64,
-    /// Reads issued to storage: footers, page indexes, (coalesced) byte ranges and whole
-    /// files — on S3, the GET requests the scan paid for.
+    /// Reads of data files issued to storage: footers, page indexes, (coalesced) byte ranges
+    /// and whole files — on S3, the data-file GET requests (planning's manifest reads and
+    /// tables with row-level deletes, read by iceberg's reader, are not counted).
     pub requests: u64,
     /// Rows delivered to the caller.
     pub rows_returned: u64,

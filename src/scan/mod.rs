@@ -54,10 +54,13 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 pub const DEFAULT_EMBEDDING_BATCH_SIZE: usize = 1024;
 
 /// Bytes of column chunks one file reader fetches and decodes at a time, unless
-/// [`Scan::read_buffer_bytes`] says otherwise. Files are read whole row groups at a time, so
-/// a scan holds about `concurrency × this` of file data (at least one row group per reader)
-/// plus its batches in flight, whatever the size of the files: our compacted files are up to
-/// 128 MiB, other engines write 512 MiB ones.
+/// [`Scan::read_buffer_bytes`] says otherwise. Files are read in turns of whole row groups
+/// (of their selected pages, when a tenant or time filter uses the page index), so a scan
+/// holds about `concurrency × this` of file data plus its batches in flight, whatever the
+/// size of the files (our compacted files are up to 128 MiB, other engines write 512 MiB
+/// ones). Bounds, precisely: a row group larger than this is read alone; a file read in one
+/// turn whose needed bytes are most of it is read whole (up to about twice this); tables with
+/// row-level delete files are read by iceberg's reader, which this setting does not govern.
 pub const DEFAULT_READ_BUFFER_BYTES: u64 = 64 << 20;
 
 /// A scan in preparation. Nothing is read until one of the `to_*`, [`stream`](Self::stream),
@@ -230,10 +233,9 @@ impl Scan {
     }
 
     /// Bytes of column chunks each concurrent file reader fetches and decodes at a time
-    /// (default [`DEFAULT_READ_BUFFER_BYTES`]; whole row groups, at least one). Bounds the
-    /// file data a scan holds to about `concurrency × bytes`; smaller values mean more,
-    /// smaller reads. A file whose needed chunks fit is read in one go (locally: one read of
-    /// the whole file when the scan needs most of it).
+    /// (default [`DEFAULT_READ_BUFFER_BYTES`], which says what exactly is bounded; at least
+    /// one row group per turn). Smaller values mean more, smaller reads
+    /// ([`ScanMetrics::requests`]).
     pub fn read_buffer_bytes(mut self, bytes: u64) -> Self {
         self.read_buffer = Some(bytes.max(1));
         self

@@ -184,7 +184,6 @@ pub(crate) async fn read_file(
                 .is_none_or(|f| f.may_match(&row_groups[i], |c| files.leaf[c.index()]))
         })
         .collect();
-    Counters::add(&counters.row_groups_read, kept.len() as u64);
     if kept.is_empty() {
         return Ok(true);
     }
@@ -199,49 +198,103 @@ pub(crate) async fn read_file(
     // A tenant or time filter on a file with a page index: read the column index, select the
     // pages whose statistics may match, and fetch only those pages of the needed columns.
     let mut metadata = metadata;
-    let mut selection = None;
+    let mut selected = None;
+    let mut index_read = false;
     if let Some(filter) = plan.filter.as_ref().filter(|f| f.uses_page_index())
         && let Some(index_start) = page_index_start(&metadata)
     {
+        index_read = true;
         let index_bytes = fetch(index_start..size).await.or_ours()?;
-        let mut loader = ParquetMetaDataReader::new_with_metadata(metadata.clone())
-            .with_page_index_policy(PageIndexPolicy::Optional);
-        if loader.read_page_indexes_sized(&index_bytes, size).is_ok()
-            && let Ok(with_index) = loader.finish()
-        {
+        if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
             metadata = with_index;
             if let Some(pages) = select_pages(&metadata, &kept, filter, &files) {
                 if pages.rows_selected == 0 {
                     Counters::add(&counters.pages_skipped, pages.pages_total);
                     return Ok(true);
                 }
-                let ranges = pages.byte_ranges(&metadata, &kept, &needed_roots);
-                Counters::add(
-                    &counters.pages_skipped,
-                    pages.pages_total.saturating_sub(ranges.1),
-                );
-                selection = Some((pages.selection, ranges.0));
+                selected = Some(pages);
             }
         }
     }
 
-    // What to fetch and decode, in turns: with a page selection, only the selected pages (one
-    // turn); else whole row groups, at most `read_buffer` bytes of them per turn, so a large
-    // file (a compacted 128 MiB one, another engine's 512 MiB one) never sits in memory whole.
-    let turns: Vec<Turn> = match selection {
-        Some((selection, ranges)) => vec![Turn {
-            row_groups: kept,
-            selection: Some(selection),
-            ranges,
-        }],
-        None => split_row_groups(&metadata, &kept, &needed_roots, plan.read_buffer)
-            .into_iter()
-            .map(|row_groups| Turn {
-                ranges: needed_ranges(&metadata, &row_groups, &needed_roots, plan.filter.is_some()),
-                row_groups,
-                selection: None,
-            })
-            .collect(),
+    // What to fetch and decode, in turns of whole row groups, at most `read_buffer` bytes of
+    // them per turn (a row group larger than that alone), so a large file (a compacted
+    // 128 MiB one, another engine's 512 MiB one) never sits in memory whole: with a page
+    // selection, the selected pages of the groups that have any; else the needed chunks.
+    let filtered = plan.filter.is_some();
+    let turns: Vec<Turn> = match selected {
+        Some(pages) => {
+            let groups: Vec<(usize, Vec<Range<u64>>, u64)> = kept
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !pages.ranges[*k].is_empty())
+                .map(|(k, &rg)| {
+                    let (ranges, n) = pages.group_byte_ranges(&metadata, k, rg, &needed_roots);
+                    (k, ranges, n)
+                })
+                .collect();
+            let pages_read: u64 = groups.iter().map(|g| g.2).sum();
+            Counters::add(
+                &counters.pages_skipped,
+                pages.pages_total.saturating_sub(pages_read),
+            );
+            let sizes: Vec<u64> = groups.iter().map(|g| span(&g.1)).collect();
+            budget_runs(&sizes, plan.read_buffer)
+                .into_iter()
+                .map(|run| {
+                    let run = &groups[run];
+                    let row_groups: Vec<usize> = run.iter().map(|g| kept[g.0]).collect();
+                    let mut rows = Vec::new();
+                    let mut offset = 0;
+                    for (k, _, _) in run {
+                        rows.extend(
+                            pages.ranges[*k]
+                                .iter()
+                                .map(|r| r.start + offset..r.end + offset),
+                        );
+                        offset += group_rows(&metadata, kept[*k]);
+                    }
+                    Turn {
+                        row_groups,
+                        selection: Some(RowSelection::from_consecutive_ranges(
+                            rows.into_iter(),
+                            offset,
+                        )),
+                        ranges: run.iter().flat_map(|g| g.1.iter().cloned()).collect(),
+                    }
+                })
+                .collect()
+        }
+        None => {
+            let sizes: Vec<u64> = kept
+                .iter()
+                .map(|&rg| span(&needed_ranges(&metadata, &[rg], &needed_roots, false)))
+                .collect();
+            let runs = budget_runs(&sizes, plan.read_buffer);
+            // A filtered read in several turns: the offset index (page skipping for the row
+            // filter) once per file, not parsed from each turn's bytes.
+            if filtered
+                && runs.len() > 1
+                && !index_read
+                && let Some(index_start) = page_index_start(&metadata)
+            {
+                let index_bytes = fetch(index_start..size).await.or_ours()?;
+                if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
+                    metadata = with_index;
+                }
+            }
+            let offset_index = filtered && metadata.offset_index().is_none();
+            runs.into_iter()
+                .map(|run| {
+                    let row_groups = kept[run].to_vec();
+                    Turn {
+                        ranges: needed_ranges(&metadata, &row_groups, &needed_roots, offset_index),
+                        row_groups,
+                        selection: None,
+                    }
+                })
+                .collect()
+        }
     };
     let whole_file_turn = turns.len() == 1;
     let metadata = Arc::new(metadata);
@@ -252,6 +305,10 @@ pub(crate) async fn read_file(
             Some(l) => Some(l - rows_sent),
             None => None,
         };
+        if tx.is_closed() {
+            return Ok(false);
+        }
+        Counters::add(&counters.row_groups_read, turn.row_groups.len() as u64);
         // Fetch what the decoder will touch: the whole file when that is most of it, else
         // the needed column chunks (and their offset indexes), or only the selected pages,
         // placed in a sparse buffer.
@@ -324,17 +381,13 @@ pub(crate) async fn read_file(
             SparseFile::new(size, parts)
         };
 
-        let reader_meta = if turn.selection.is_some() {
-            // The page index is already in `metadata`.
-            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-            ArrowReaderMetadata::try_new(metadata.clone(), options)?
-        } else if plan.filter.is_some() {
-            let options = ArrowReaderOptions::new()
-                .with_skip_arrow_metadata(true)
-                .with_offset_index_policy(PageIndexPolicy::Optional);
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let reader_meta = if filtered && metadata.offset_index().is_none() {
+            // One turn of a filtered read: the offset index comes with the turn's bytes.
+            let options = options.with_offset_index_policy(PageIndexPolicy::Optional);
             ArrowReaderMetadata::load(&data, options)?
         } else {
-            let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+            // The page index, when one was read, is already in `metadata`.
             ArrowReaderMetadata::try_new(metadata.clone(), options)?
         };
         let (plan2, tx, files, descr, filter_cols) = (
@@ -400,33 +453,45 @@ struct Turn {
     ranges: Vec<Range<u64>>,
 }
 
-/// Consecutive runs of `row_groups` whose needed column chunks take at most `budget` bytes
-/// (a row group larger than that alone).
-fn split_row_groups(
-    metadata: &ParquetMetaData,
-    row_groups: &[usize],
-    roots: &[usize],
-    budget: u64,
-) -> Vec<Vec<usize>> {
+/// Consecutive runs of items whose sizes add up to at most `budget` (an item larger than
+/// that alone).
+fn budget_runs(sizes: &[u64], budget: u64) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    let mut bytes = 0u64;
-    for &rg in row_groups {
-        let size: u64 = needed_ranges(metadata, &[rg], roots, false)
-            .iter()
-            .map(|r| r.end - r.start)
-            .sum();
-        if !current.is_empty() && bytes + size > budget {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && bytes.saturating_add(size) > budget {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
         }
-        current.push(rg);
-        bytes += size;
+        bytes = bytes.saturating_add(size);
     }
-    if !current.is_empty() {
-        out.push(current);
+    if start < sizes.len() {
+        out.push(start..sizes.len());
     }
     out
+}
+
+/// Bytes covered by `ranges`.
+fn span(ranges: &[Range<u64>]) -> u64 {
+    ranges.iter().map(|r| r.end - r.start).sum()
+}
+
+/// Rows of row group `rg`.
+fn group_rows(metadata: &ParquetMetaData, rg: usize) -> usize {
+    usize::try_from(metadata.row_group(rg).num_rows()).unwrap_or(0)
+}
+
+/// `metadata` with the column and offset indexes parsed from `index_bytes` (the file's bytes
+/// from the first index to its end); `None` when they do not parse.
+fn with_page_index(
+    metadata: &ParquetMetaData,
+    index_bytes: &bytes::Bytes,
+    size: u64,
+) -> Option<ParquetMetaData> {
+    let mut loader = ParquetMetaDataReader::new_with_metadata(metadata.clone())
+        .with_page_index_policy(PageIndexPolicy::Optional);
+    loader.read_page_indexes_sized(index_bytes, size).ok()?;
+    loader.finish().ok()
 }
 
 /// Reads `ranges` of a local file with positioned reads.
@@ -573,8 +638,6 @@ fn page_index_start(metadata: &ParquetMetaData) -> Option<u64> {
 
 /// The rows of the kept row groups whose pages may match, from the column index.
 struct PageSelection {
-    /// Over the kept row groups' rows, in order.
-    selection: RowSelection,
     /// Per kept row group: selected row ranges (row-group relative).
     ranges: Vec<Vec<Range<usize>>>,
     rows_selected: usize,
@@ -620,74 +683,63 @@ fn select_pages(
             }
             selected = intersect_ranges(&selected, &matching);
         }
-        per_group.push((rows, selected));
+        per_group.push(selected);
     }
-    let mut all = Vec::new();
-    let mut offset = 0;
-    let mut rows_selected = 0;
-    for (rows, ranges) in &per_group {
-        for r in ranges {
-            rows_selected += r.len();
-            all.push(r.start + offset..r.end + offset);
-        }
-        offset += rows;
-    }
+    let rows_selected = per_group.iter().flatten().map(|r| r.len()).sum();
     Some(PageSelection {
-        selection: RowSelection::from_consecutive_ranges(all.into_iter(), offset),
-        ranges: per_group.into_iter().map(|(_, r)| r).collect(),
+        ranges: per_group,
         rows_selected,
         pages_total,
     })
 }
 
 impl PageSelection {
-    /// Byte ranges of the pages (and dictionary pages) of `roots`' columns that hold selected
-    /// rows, with the number of pages they cover.
-    fn byte_ranges(
+    /// Byte ranges of the pages (and dictionary pages) of `roots`' columns in row group `rg`
+    /// (the `k`-th kept one) that hold selected rows, with the number of pages they cover.
+    fn group_byte_ranges(
         &self,
         metadata: &ParquetMetaData,
-        kept: &[usize],
+        k: usize,
+        rg: usize,
         roots: &[usize],
     ) -> (Vec<Range<u64>>, u64) {
         let descr = metadata.file_metadata().schema_descr();
         let offsets = metadata.offset_index();
         let mut out = Vec::new();
         let mut pages = 0u64;
-        for (k, &rg) in kept.iter().enumerate() {
-            let group = metadata.row_group(rg);
-            let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
-            for (leaf, chunk) in group.columns().iter().enumerate() {
-                if !roots.contains(&descr.get_column_root_idx(leaf)) {
-                    continue;
-                }
-                let (chunk_start, chunk_len) = chunk.byte_range();
-                let Some(locations) = offsets
-                    .and_then(|o| o.get(rg))
-                    .and_then(|o| o.get(leaf))
-                    .map(|o| o.page_locations())
-                    .filter(|l| !l.is_empty())
-                else {
-                    out.push(chunk_start..chunk_start + chunk_len);
-                    continue;
-                };
-                // The dictionary page (if any) precedes the first data page.
-                let first = locations[0].offset.max(0) as u64;
-                if first > chunk_start {
-                    out.push(chunk_start..first);
-                }
-                for (i, loc) in locations.iter().enumerate() {
-                    let start = loc.first_row_index.max(0) as usize;
-                    let end = locations
-                        .get(i + 1)
-                        .map_or(rows, |n| n.first_row_index.max(0) as usize);
-                    if self.ranges[k]
-                        .iter()
-                        .any(|r| r.start < end && start < r.end)
-                    {
-                        let o = loc.offset.max(0) as u64;
-                        out.push(o..o + loc.compressed_page_size.max(0) as u64);
-                        pages += 1;
-                    }
+        let group = metadata.row_group(rg);
+        let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
+        for (leaf, chunk) in group.columns().iter().enumerate() {
+            if !roots.contains(&descr.get_column_root_idx(leaf)) {
+                continue;
+            }
+            let (chunk_start, chunk_len) = chunk.byte_range();
+            let Some(locations) = offsets
+                .and_then(|o| o.get(rg))
+                .and_then(|o| o.get(leaf))
+                .map(|o| o.page_locations())
+                .filter(|l| !l.is_empty())
+            else {
+                out.push(chunk_start..chunk_start + chunk_len);
+                continue;
+            };
+            // The dictionary page (if any) precedes the first data page.
+            let first = locations[0].offset.max(0) as u64;
+            if first > chunk_start {
+                out.push(chunk_start..first);
+            }
+            for (i, loc) in locations.iter().enumerate() {
+                let start = loc.first_row_index.max(0) as usize;
+                let end = locations
+                    .get(i + 1)
+                    .map_or(rows, |n| n.first_row_index.max(0) as usize);
+                if self.ranges[k]
+                    .iter()
+                    .any(|r| r.start < end && start < r.end)
+                {
+                    let o = loc.offset.max(0) as u64;
+                    out.push(o..o + loc.compressed_page_size.max(0) as u64);
+                    pages += 1;
                 }
             }
         }

@@ -459,9 +459,10 @@ async fn impossible_filters_are_errors_or_empty() {
 }
 
 /// A file is read a bounded number of bytes at a time: with a tiny read buffer every row group
-/// is its own fetch-and-decode turn (one request each), and the rows are exactly those of the
-/// default scan, which reads the small file in one request; a row limit stops the turns early,
-/// and filters still match an in-memory filter.
+/// is its own fetch-and-decode turn (one request each), on the whole-chunk path and on the
+/// page-index path, and the rows are exactly those of the default scan, which reads the small
+/// file in one request; a row limit stops the turns early, and filters still match an
+/// in-memory filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
     use std::collections::HashMap;
@@ -565,9 +566,47 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
         .map(records)
         .expect("scan");
     assert_eq!(limited.len(), 120);
-    assert!(
-        ml.requests < m.requests,
-        "the limit stops the turns: {ml:?}"
+    assert_eq!(
+        ml.requests,
+        footer_reads + 3,
+        "120 rows are 3 turns of 50-row groups: {ml:?}"
+    );
+
+    // A tenant filter takes the page-index path: the column index is read, then the selected
+    // pages, also a bounded number of row groups at a time. All tenants: every page selected.
+    let tenants: Vec<String> = {
+        let mut t: Vec<String> = rows.iter().map(|r| r.tenant_id.clone()).collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let all_tenants = ScanFilter::new().tenants(tenants);
+    let (paged, mp) = table
+        .scan()
+        .filter(all_tenants.clone())
+        .read_buffer_bytes(1)
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    assert_eq!(sorted(paged), sorted(rows.clone()));
+    assert_eq!(mp.row_groups_read, m.row_groups_read, "{mp:?}");
+    assert_eq!(
+        mp.requests,
+        footer_reads + 1 + mp.row_groups_read,
+        "footer + page index + one read per row group: {mp:?}"
+    );
+    let (_, mp1) = table
+        .scan()
+        .filter(all_tenants)
+        .to_batches_with_metrics()
+        .await
+        .map(records)
+        .expect("scan");
+    assert_eq!(
+        mp1.requests,
+        footer_reads + 2,
+        "one turn by default: {mp1:?}"
     );
 
     let mut rng = Rng(5);
