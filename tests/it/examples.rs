@@ -247,7 +247,12 @@ fn help_is_generated_and_lists_the_shared_flags() {
             assert!(out.contains(flag), "{tool}: {flag} missing from:\n{out}");
         }
     }
-    for tool in ["iam_policy", "bench_scan", "bench_write"] {
+    for tool in [
+        "iam_policy",
+        "bench_scan",
+        "bench_write",
+        "bench_scan_memory",
+    ] {
         let (code, out, err) = run(tool, &["--help"]);
         assert_eq!(code, 0, "{tool}: {err}");
         assert!(out.contains(&format!("Usage: {tool}")), "{tool}: {out}");
@@ -314,11 +319,24 @@ fn bad_values_are_usage_errors_naming_the_flag() {
             &["--account", "12", "--bucket", "analytics"],
             &["account", "12-digit"],
         ),
+        (
+            "bench_scan",
+            &["--embedding-encoding", "rle"],
+            &["--embedding-encoding", "`rle` is not an embedding encoding"],
+        ),
+        (
+            "bench_write",
+            &["--embedding-encoding", "delta"],
+            &[
+                "--embedding-encoding",
+                "`delta` is not an embedding encoding",
+            ],
+        ),
     ];
     for (tool, extra, expected) in cases {
         let mut args = vec!["--warehouse", wh];
         args.extend_from_slice(extra);
-        if *tool == "iam_policy" {
+        if matches!(*tool, "iam_policy" | "bench_scan" | "bench_write") {
             args.drain(..2);
         }
         let (code, out, err) = run(tool, &args);
