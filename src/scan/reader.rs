@@ -312,74 +312,46 @@ pub(crate) async fn read_file(
         // Fetch what the decoder will touch: the whole file when that is most of it, else
         // the needed column chunks (and their offset indexes), or only the selected pages,
         // placed in a sparse buffer.
-        let wanted: u64 = turn.ranges.iter().map(|r| r.end - r.start).sum();
-        let data = if whole_file_turn
+        let whole_file = whole_file_turn
             && turn.selection.is_none()
-            && wanted + footer_len as u64 >= size / 2
-        {
-            match local_path(&file.path) {
-                // A local file in one read(2): several times faster than the storage layer's
-                // chunked reads for the full scans that take this branch.
-                Some(path) => {
-                    Counters::add(&counters.bytes_read, size);
-                    Counters::add(&counters.requests, 1);
-                    let read = tokio::task::spawn_blocking(move || std::fs::read(&path));
-                    let buf = read
-                        .await
-                        .map_err(|e| {
-                            Error::config("scan", format!("a file read task failed: {e}"))
-                        })?
-                        .map_err(|source| Error::Io {
-                            path: file.path.clone(),
-                            source,
-                        })?;
-                    SparseFile::new(size, vec![(0, bytes::Bytes::from(buf))])
-                }
-                None => SparseFile::new(size, vec![(0, fetch(0..size).await.or_ours()?)]),
-            }
+            && span(&turn.ranges) + footer_len as u64 >= size / 2;
+        let local = local_path(&file.path);
+        let ranges: Vec<Range<u64>> = if whole_file {
+            std::iter::once(0..size).collect()
+        } else if local.is_some() {
+            merge(turn.ranges, COALESCE_LOCAL_BYTES)
         } else {
-            let gap = if local_path(&file.path).is_some() {
-                COALESCE_LOCAL_BYTES
-            } else {
-                COALESCE_BYTES
-            };
-            let merged = merge(turn.ranges, gap);
-            let mut parts = match local_path(&file.path) {
-                // Local ranges with pread(2) on the blocking pool: no storage-layer round trips.
-                Some(path) => {
-                    let wanted: Vec<Range<u64>> = merged.clone();
-                    Counters::add(
-                        &counters.bytes_read,
-                        wanted.iter().map(|r| r.end - r.start).sum(),
-                    );
-                    Counters::add(&counters.requests, wanted.len() as u64);
-                    let read = tokio::task::spawn_blocking(move || read_ranges(&path, &wanted));
-                    read.await
-                        .map_err(|e| {
-                            Error::config("scan", format!("a file read task failed: {e}"))
-                        })?
-                        .map_err(|source| Error::Io {
-                            path: file.path.clone(),
-                            source,
-                        })?
-                }
-                None => try_join_all(merged.iter().map(|r| fetch(r.clone())))
-                    .await
-                    .or_ours()?,
-            }
-            .into_iter()
-            .zip(&merged)
-            .map(|(bytes, r)| (r.start, bytes))
-            .collect::<Vec<_>>();
-            let tail_start = size - tail.len() as u64;
-            if !parts
-                .iter()
-                .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
-            {
-                parts.push((tail_start, tail.clone()));
-            }
-            SparseFile::new(size, parts)
+            merge(turn.ranges, COALESCE_BYTES)
         };
+        let fetched = match local {
+            // Local files with positioned reads on the blocking pool (a whole file in one
+            // read): several times faster than the storage layer's chunked reads.
+            Some(path) => {
+                Counters::add(&counters.bytes_read, span(&ranges));
+                Counters::add(&counters.requests, ranges.len() as u64);
+                let wanted = ranges.clone();
+                tokio::task::spawn_blocking(move || read_ranges(&path, &wanted))
+                    .await
+                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
+                    .map_err(|source| Error::Io {
+                        path: file.path.clone(),
+                        source,
+                    })?
+            }
+            None => try_join_all(ranges.iter().map(|r| fetch(r.clone())))
+                .await
+                .or_ours()?,
+        };
+        let mut parts: Vec<(u64, bytes::Bytes)> =
+            ranges.iter().map(|r| r.start).zip(fetched).collect();
+        let tail_start = size - tail.len() as u64;
+        if !parts
+            .iter()
+            .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+        {
+            parts.push((tail_start, tail.clone()));
+        }
+        let data = SparseFile::new(size, parts);
 
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
         let reader_meta = if filtered && metadata.offset_index().is_none() {
@@ -494,18 +466,26 @@ fn with_page_index(
     loader.finish().ok()
 }
 
-/// Reads `ranges` of a local file with positioned reads.
+/// Reads `ranges` of a local file (seek + read into buffers that are not zero-filled first).
 fn read_ranges(
     path: &std::path::Path,
     ranges: &[Range<u64>],
 ) -> std::io::Result<Vec<bytes::Bytes>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path)?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
     ranges
         .iter()
         .map(|r| {
-            let mut buf = vec![0u8; (r.end - r.start) as usize];
-            file.read_exact_at(&mut buf, r.start)?;
+            let len = r.end - r.start;
+            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            file.seek(SeekFrom::Start(r.start))?;
+            (&mut file).take(len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("bytes {}..{} are past the end of the file", r.start, r.end),
+                ));
+            }
             Ok(bytes::Bytes::from(buf))
         })
         .collect()

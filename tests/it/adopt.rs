@@ -12,14 +12,13 @@ use iceberg::spec::{
     ListType, NestedField, PrimitiveType, Schema as IcebergSchema, Transform, Type,
     UnboundPartitionSpec,
 };
-use iceberg::{NamespaceIdent, TableCreation};
 #[cfg(feature = "python-tests")]
 use sales_history::ScanFilter;
 use sales_history::{CatalogConfig, Column, EnsurePlan, Error, SalesHistory, schema};
 
 #[cfg(feature = "python-tests")]
 use crate::support::pyiceberg;
-use crate::support::{sample, tree};
+use crate::support::{create_raw_table as create_raw, sample, tree};
 
 /// Rows pyiceberg puts into each fixture (tenant `athena`).
 #[cfg(feature = "python-tests")]
@@ -256,27 +255,6 @@ async fn athena_tables_on_glue_are_adopted() {
 }
 
 // ------------------------------------------------------------------------- real drift
-
-/// Creates `pricing_intelligence_{stage}.sales_history` with a hand-made schema, spec and
-/// properties, straight through the catalog (as another engine would).
-async fn create_raw(
-    config: &CatalogConfig,
-    stage: &str,
-    schema: IcebergSchema,
-    spec: UnboundPartitionSpec,
-    props: HashMap<String, String>,
-) {
-    let catalog = crate::support::raw_catalog(config).await;
-    let ns = NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
-    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
-    let creation = TableCreation::builder()
-        .name("sales_history".to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .properties(props)
-        .build();
-    catalog.create_table(&ns, creation).await.unwrap();
-}
 
 fn field(c: Column) -> NestedField {
     NestedField::new(c.field_id(), c.name(), c.iceberg_type(), c.is_required())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sales_history::{CatalogConfig, SalesHistory};
 use serde_json::Value;
 
-use crate::support::{DIM, local_table, pyiceberg, sample};
+use crate::support::{DIM, local_table, pyiceberg, pyiceberg_append, sample};
 
 #[tokio::test]
 async fn pyiceberg_reads_exactly_our_rows() {
@@ -104,17 +104,7 @@ async fn we_read_what_pyiceberg_appends_and_append_after_it() {
         .await
         .expect("our append");
     let wh = t.dir.path().to_str().unwrap().to_string();
-    let out = pyiceberg(&[
-        "append",
-        "--warehouse",
-        &wh,
-        "--namespace",
-        "pricing_intelligence_test",
-        "--rows",
-        "25",
-        "--tenant",
-        "py-tenant",
-    ]);
+    let out = pyiceberg_append(&wh, 25, "py-tenant", 0);
     assert_eq!(out["appended"], 25);
 
     // A fresh handle sees pyiceberg's snapshot and rows.
@@ -163,28 +153,13 @@ async fn random_filters_on_files_pyiceberg_wrote() {
     use parquet::file::reader::FileReader;
     use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
-    use crate::scan::{Rng, random_filter, sorted};
+    use crate::scan::check_random_filters;
 
     let t = local_table(DIM).await;
     let wh = t.dir.path().to_str().unwrap().to_string();
-    for (rows, tenants, seed) in [
-        ("240", "pa,pb,pc,pd,pe", "1"),
-        ("120", "pc,pd,pf,pg,ph,pi,pj", "2"),
-    ] {
-        let out = pyiceberg(&[
-            "append",
-            "--warehouse",
-            &wh,
-            "--namespace",
-            "pricing_intelligence_test",
-            "--rows",
-            rows,
-            "--tenant",
-            tenants,
-            "--seed",
-            seed,
-        ]);
-        assert_eq!(out["appended"].to_string(), rows);
+    for (rows, tenants, seed) in [(240, "pa,pb,pc,pd,pe", 1), (120, "pc,pd,pf,pg,ph,pi,pj", 2)] {
+        let out = pyiceberg_append(&wh, rows, tenants, seed);
+        assert_eq!(out["appended"], rows);
     }
     // Their files: no column index (so no page selection), tenants interleaved.
     let files: Vec<String> = crate::support::tree(t.dir.path())
@@ -229,33 +204,6 @@ async fn random_filters_on_files_pyiceberg_wrote() {
         "pyiceberg's rows should interleave tenants: {tenant_runs}"
     );
 
-    let mut rng = Rng(11);
-    let mut non_empty = 0;
-    for round in 0..50 {
-        let (filter, checks) = random_filter(&mut rng, &rows);
-        let want = sorted(
-            rows.iter()
-                .filter(|r| checks.iter().all(|c| c(r)))
-                .cloned()
-                .collect(),
-        );
-        let got = sorted(
-            table
-                .scan()
-                .filter(filter.clone())
-                .to_records()
-                .await
-                .expect("scan"),
-        );
-        assert!(got == want, "round {round}: rows differ for {filter:?}");
-        let counted = table
-            .scan()
-            .filter(filter.clone())
-            .count()
-            .await
-            .expect("count");
-        assert_eq!(counted, want.len() as u64, "round {round}: {filter:?}");
-        non_empty += usize::from(!want.is_empty());
-    }
+    let non_empty = check_random_filters(&table, &rows, 11, 50, |scan| scan).await;
     assert!(non_empty > 15, "too few non-empty rounds: {non_empty}");
 }

@@ -8,7 +8,6 @@ use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, RecordBatch
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{Datelike, TimeZone, Utc};
 use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, Type};
-use iceberg::{NamespaceIdent, TableCreation};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sales_history::schema::{self, Column};
 use sales_history::{AppendOutcome, CatalogConfig, Error, SalesHistory};
@@ -335,16 +334,8 @@ async fn create_raw(
     schema: IcebergSchema,
     props: HashMap<String, String>,
 ) {
-    let catalog = crate::support::raw_catalog(&CatalogConfig::local(dir)).await;
-    let ns = NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
-    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
-    let creation = TableCreation::builder()
-        .name("sales_history".to_string())
-        .schema(schema)
-        .partition_spec(schema::partition_spec())
-        .properties(props)
-        .build();
-    catalog.create_table(&ns, creation).await.unwrap();
+    let config = CatalogConfig::local(dir);
+    crate::support::create_raw_table(&config, stage, schema, schema::partition_spec(), props).await;
 }
 
 fn schema_with(change: impl Fn(Column) -> NestedField) -> IcebergSchema {

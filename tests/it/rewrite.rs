@@ -492,17 +492,7 @@ async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
     assert_eq!(op, deleted.operation.clone().unwrap().as_str());
 
     // pyiceberg appends on top; we read its rows.
-    pyiceberg(&[
-        "append",
-        "--warehouse",
-        &wh,
-        "--namespace",
-        "pricing_intelligence_test",
-        "--rows",
-        "7",
-        "--tenant",
-        "py-after-rewrite",
-    ]);
+    crate::support::pyiceberg_append(&wh, 7, "py-after-rewrite", 0);
     t.table.refresh().await.unwrap();
     let ours = rows(&t.table, None).await;
     assert_eq!(ours.len() as u64, 60 - deleted.rows_deleted + 7);

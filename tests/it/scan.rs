@@ -14,7 +14,7 @@ fn key(r: &SaleRecord) -> (String, String, i64) {
     )
 }
 
-pub(crate) fn sorted(mut v: Vec<SaleRecord>) -> Vec<SaleRecord> {
+fn sorted(mut v: Vec<SaleRecord>) -> Vec<SaleRecord> {
     v.sort_by_key(key);
     v
 }
@@ -24,7 +24,7 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 }
 
 /// A small deterministic generator (SplitMix64).
-pub(crate) struct Rng(pub(crate) u64);
+struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -51,9 +51,9 @@ impl Rng {
 }
 
 /// One random filter, with the same condition as a closure over records.
-pub(crate) type Check = Box<dyn Fn(&SaleRecord) -> bool>;
+type Check = Box<dyn Fn(&SaleRecord) -> bool>;
 
-pub(crate) fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>) {
+fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>) {
     let distinct = |f: &dyn Fn(&SaleRecord) -> Option<String>| {
         let mut v: Vec<String> = rows.iter().filter_map(f).collect();
         v.sort();
@@ -156,40 +156,46 @@ async fn random_filters_on(table: &sales_history::SalesHistory) {
     for part in [&rows[..500], &rows[500..800], &rows[800..]] {
         table.append(part.to_vec()).await.expect("append");
     }
-    let mut rng = Rng(7);
+    let non_empty = check_random_filters(table, &rows, 7, 60, |scan| scan).await;
+    assert!(non_empty > 20, "too few non-empty rounds: {non_empty}");
+}
+
+/// `rounds` random filters (seeded by `seed`) over a table holding exactly `rows`: each scan
+/// (as `configure` sets it up) returns exactly the rows an in-memory filter keeps, its count
+/// agrees, and a projection that leaves the filter's columns out still filters exactly.
+/// Returns how many rounds matched any row.
+pub(crate) async fn check_random_filters(
+    table: &sales_history::SalesHistory,
+    rows: &[SaleRecord],
+    seed: u64,
+    rounds: usize,
+    configure: impl Fn(sales_history::Scan) -> sales_history::Scan,
+) -> usize {
+    let mut rng = Rng(seed);
     let mut non_empty = 0;
-    for round in 0..60 {
-        let (filter, checks) = random_filter(&mut rng, &rows);
+    for round in 0..rounds {
+        let (filter, checks) = random_filter(&mut rng, rows);
         let want = sorted(
             rows.iter()
                 .filter(|r| checks.iter().all(|c| c(r)))
                 .cloned()
                 .collect(),
         );
-        let got = sorted(
-            table
-                .scan()
-                .filter(filter.clone())
-                .to_records()
-                .await
-                .expect("scan"),
-        );
+        let scan = || configure(table.scan().filter(filter.clone()));
+        let got = sorted(scan().to_records().await.expect("scan"));
         assert_eq!(got.len(), want.len(), "round {round}: {filter:?}");
         assert!(got == want, "round {round}: rows differ for {filter:?}");
-        let counted = table.scan().filter(filter.clone()).count().await;
-        assert_eq!(counted.expect("count"), want.len() as u64, "{filter:?}");
-        // A projection that leaves the filter's columns out still filters exactly.
-        let ids = table
-            .scan()
-            .filter(filter.clone())
+        let counted = scan().count().await.expect("count");
+        assert_eq!(counted, want.len() as u64, "round {round}: {filter:?}");
+        let ids = scan()
             .select([Column::ProductId])
             .to_partial_records()
             .await
             .expect("projected");
-        assert_eq!(ids.len(), want.len());
+        assert_eq!(ids.len(), want.len(), "round {round}: {filter:?}");
         non_empty += usize::from(!want.is_empty());
     }
-    assert!(non_empty > 20, "too few non-empty rounds: {non_empty}");
+    non_empty
 }
 
 /// On the crate's layout: sorted by tenant and date, 64-row pages with a page index.
@@ -205,19 +211,17 @@ async fn random_filters_equal_an_in_memory_filter_without_a_sort_order() {
     use std::collections::HashMap;
     let dir = tempfile::tempdir().unwrap();
     let config = sales_history::CatalogConfig::local(dir.path());
-    let catalog = crate::support::raw_catalog(&config).await;
-    let ns = iceberg::NamespaceIdent::new("pricing_intelligence_unsorted".into());
-    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
-    let creation = iceberg::TableCreation::builder()
-        .name("sales_history".into())
-        .schema(sales_history::schema::iceberg_schema())
-        .partition_spec(sales_history::schema::partition_spec())
-        .properties(HashMap::from([(
+    let created = crate::support::create_raw_table(
+        &config,
+        "unsorted",
+        sales_history::schema::iceberg_schema(),
+        sales_history::schema::partition_spec(),
+        HashMap::from([(
             sales_history::schema::EMBEDDING_DIMENSION_PROPERTY.to_string(),
             DIM.to_string(),
-        )]))
-        .build();
-    let created = catalog.create_table(&ns, creation).await.unwrap();
+        )]),
+    )
+    .await;
     assert!(created.metadata().default_sort_order().fields.is_empty());
     let table = sales_history::SalesHistory::open(&config, "unsorted")
         .await
@@ -481,14 +485,12 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = sales_history::CatalogConfig::local(dir.path());
-    let catalog = crate::support::raw_catalog(&config).await;
-    let ns = iceberg::NamespaceIdent::new("pricing_intelligence_rg".into());
-    catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
-    let creation = iceberg::TableCreation::builder()
-        .name("sales_history".into())
-        .schema(sales_history::schema::iceberg_schema())
-        .partition_spec(sales_history::schema::partition_spec())
-        .properties(HashMap::from([
+    crate::support::create_raw_table(
+        &config,
+        "rg",
+        sales_history::schema::iceberg_schema(),
+        sales_history::schema::partition_spec(),
+        HashMap::from([
             (
                 sales_history::schema::EMBEDDING_DIMENSION_PROPERTY.to_string(),
                 DIM.to_string(),
@@ -497,9 +499,9 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
                 "write.parquet.row-group-limit".to_string(),
                 "50".to_string(),
             ),
-        ]))
-        .build();
-    catalog.create_table(&ns, creation).await.unwrap();
+        ]),
+    )
+    .await;
     let table = sales_history::SalesHistory::open(&config, "rg")
         .await
         .expect("open");
@@ -609,22 +611,5 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
         "one turn by default: {mp1:?}"
     );
 
-    let mut rng = Rng(5);
-    for round in 0..20 {
-        let (filter, checks) = random_filter(&mut rng, &rows);
-        let want = sorted(
-            rows.iter()
-                .filter(|r| checks.iter().all(|c| c(r)))
-                .cloned()
-                .collect(),
-        );
-        let got = table
-            .scan()
-            .filter(filter.clone())
-            .read_buffer_bytes(1)
-            .to_records()
-            .await
-            .expect("scan");
-        assert!(sorted(got) == want, "round {round}: {filter:?}");
-    }
+    check_random_filters(&table, &rows, 5, 20, |scan| scan.read_buffer_bytes(1)).await;
 }

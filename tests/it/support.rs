@@ -114,6 +114,55 @@ pub fn pyiceberg(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("pyiceberg_check.py prints JSON")
 }
 
+/// pyiceberg appends `rows` rows of `tenants` (comma-separated, taken round-robin) to the local
+/// test table (`pricing_intelligence_test`) in `warehouse`; returns its JSON answer.
+#[cfg(feature = "python-tests")]
+pub fn pyiceberg_append(
+    warehouse: &str,
+    rows: usize,
+    tenants: &str,
+    seed: u64,
+) -> serde_json::Value {
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    pyiceberg(&[
+        "append",
+        "--warehouse",
+        warehouse,
+        "--namespace",
+        "pricing_intelligence_test",
+        "--rows",
+        &rows,
+        "--tenant",
+        tenants,
+        "--seed",
+        &seed,
+    ])
+}
+
+/// Creates `pricing_intelligence_{stage}.sales_history` straight through iceberg, as another
+/// engine would: whatever schema, spec and properties the test gives, no checks of ours.
+pub async fn create_raw_table(
+    config: &CatalogConfig,
+    stage: &str,
+    schema: iceberg::spec::Schema,
+    spec: iceberg::spec::UnboundPartitionSpec,
+    props: std::collections::HashMap<String, String>,
+) -> iceberg::table::Table {
+    let catalog = raw_catalog(config).await;
+    let ns = iceberg::NamespaceIdent::new(format!("pricing_intelligence_{stage}"));
+    catalog
+        .create_namespace(&ns, std::collections::HashMap::new())
+        .await
+        .unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name("sales_history".to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties(props)
+        .build();
+    catalog.create_table(&ns, creation).await.unwrap()
+}
+
 /// The real iceberg catalog behind `config`, built here the way the crate builds it: the
 /// crate keeps iceberg out of its API, so tests that wrap or bypass the catalog (fault
 /// injection, tables made "by another engine") build their own.
