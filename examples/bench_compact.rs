@@ -106,7 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (month_before, month_rows) =
         median_scan(&table, Some(one_month.clone()), args.reps).await?;
 
-    let report = table.compact().run().await?;
+    let report = table.compact().await?;
 
     let plan = table.scan().plan().await?;
     let files_after = plan.files.len();

@@ -75,7 +75,7 @@ async fn prepare(dir: &std::path::Path, rows: usize) -> anyhow::Result<SalesHist
         table.append(generator.take_records(n)).await?;
         left -= n;
     }
-    let report = table.compact().target_file_size(2 << 30).run().await?;
+    let report = table.compact().target_file_size(2 << 30).await?;
     eprintln!(
         "wrote {rows} rows, compacted {} files into {}",
         report.files_removed, report.files_added

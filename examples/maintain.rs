@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Parser};
-use sales_history::{ExpireSnapshots, SalesHistory, ScanFilter};
+use sales_history::{SalesHistory, ScanFilter};
 
 /// Maintenance of the existing sales_history table: --delete-tenant deletes every row of a
 /// tenant (one snapshot; older snapshots keep the rows until expired), --compact rewrites small
@@ -147,7 +147,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let done = table
             .delete_where(ScanFilter::new().tenant(tenant.clone()))
             .dry_run(args.dry_run)
-            .run()
             .await?;
         let verb = if args.dry_run {
             "would delete"
@@ -178,7 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if let Some(bytes) = args.target_file_size {
             compaction = compaction.target_file_size(bytes);
         }
-        let done = compaction.run().await?;
+        let done = compaction.await?;
         let verb = if args.dry_run {
             "would rewrite"
         } else {
@@ -199,18 +198,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if args.expire_older_than.is_some() || args.keep_last.is_some() {
-        let mut options = match args.expire_older_than {
-            Some(age) => ExpireSnapshots::older_than(ago(age)),
-            None => ExpireSnapshots::retain_last(1),
-        };
-        if let Some(n) = args.keep_last {
-            options = options.keeping_last(n.get());
+        let mut expiry = match args.expire_older_than {
+            Some(age) => table.expire_snapshots().older_than(ago(age)),
+            None => table.expire_snapshots().any_age(),
         }
+        .retain_last(args.keep_last.map_or(1, |n| n.get()));
         if args.dry_run {
-            options = options.dry_run();
+            expiry = expiry.dry_run();
         }
         let before = table.snapshots().await?.len();
-        let done = table.expire_snapshots(options).await?;
+        let done = expiry.await?;
         let mut rule = Vec::new();
         if let Some(age) = args.expire_older_than {
             rule.push(format!("older than {}", show(age)));

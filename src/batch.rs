@@ -397,3 +397,58 @@ fn missing(c: Column) -> Error {
 fn wrong_type(c: Column) -> Error {
     Error::invalid(c, None, "scanned column has an unexpected Arrow type")
 }
+
+/// The array with exactly the field's type: reused when equal, relabelled without copying
+/// (list element field, timestamp zone), cast otherwise.
+pub(crate) fn relabel_array(array: &ArrayRef, field: &FieldRef) -> Result<ArrayRef> {
+    let target = field.data_type();
+    if array.data_type() == target {
+        return Ok(array.clone());
+    }
+    match (array.data_type(), target) {
+        (DataType::List(from), DataType::List(to)) if from.data_type() == to.data_type() => {
+            let list = array.as_list::<i32>();
+            Ok(Arc::new(ListArray::try_new(
+                to.clone(),
+                list.offsets().clone(),
+                list.values().clone(),
+                list.nulls().cloned(),
+            )?))
+        }
+        (DataType::Timestamp(u1, _), DataType::Timestamp(u2, None)) if u1 == u2 => {
+            let ts = array.as_primitive_opt::<TimestampMicrosecondType>();
+            match ts {
+                Some(ts) => Ok(Arc::new(ts.clone().with_timezone_opt(None::<Arc<str>>))),
+                None => Ok(arrow_cast::cast(array, target)?),
+            }
+        }
+        _ => Ok(arrow_cast::cast(array, target)?),
+    }
+}
+
+/// The error for a row of `found` in a scope of `scope`.
+pub(crate) fn foreign_tenant(found: &str, scope: &str, row: Option<usize>) -> Error {
+    Error::InvalidValue {
+        column: Column::TenantId,
+        row,
+        reason: format!("the row is tenant `{found}`'s; this scope writes only tenant `{scope}`"),
+    }
+}
+
+/// Checks that every row of a validated batch is `tenant`'s; rows are numbered from `offset`.
+pub(crate) fn check_tenant(batch: &RecordBatch, tenant: &str, offset: usize) -> Result<()> {
+    let column = batch.column(Column::TenantId.index());
+    let Some(values) = column.as_string_opt::<i32>() else {
+        return Err(Error::internal("tenant_id is not a string column"));
+    };
+    for (i, v) in values.iter().enumerate() {
+        if v != Some(tenant) {
+            return Err(foreign_tenant(
+                v.unwrap_or("(null)"),
+                tenant,
+                Some(offset + i),
+            ));
+        }
+    }
+    Ok(())
+}

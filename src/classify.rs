@@ -2,18 +2,10 @@
 //! OpenDAL's error kinds and status, `sqlx` database errors, and — only where a crate flattens
 //! an error to text — text markers, each commented with the crate and version that needs it.
 //!
-//! | source | → kind | retryable |
-//! |---|---|---|
-//! | iceberg `CatalogCommitConflicts` | [`Error::Catalog`] (a commit: [`Error::CommitConflict`]) | yes |
-//! | AWS throttling (`ThrottlingException`, `SlowDown`, …; text) | [`Error::Catalog`] / [`Error::Storage`] | yes |
-//! | connection refused / reset, DNS, timeouts (`dispatch failure`, …; text) | [`Error::Unavailable`] | yes |
-//! | OpenDAL `RateLimited`, status temporary or persistent (retries exhausted) | [`Error::Storage`] | yes |
-//! | OpenDAL `PermissionDenied`, `NotFound`, `ConfigInvalid`, other permanent | [`Error::Storage`] | no |
-//! | S3 `NoSuchBucket` (text) | [`Error::Config`] on `warehouse` | no |
-//! | AWS `AccessDenied*` (text) | [`Error::Catalog`] / [`Error::Storage`] | no |
-//! | `sqlx` pool timeout, I/O, SQLite busy/locked | [`Error::Catalog`] | yes |
-//! | iceberg `TableNotFound`/`NamespaceNotFound`, Glue `EntityNotFoundException` (text) | [`Error::TableNotFound`] where the table is known, else [`Error::Catalog`] | no |
-//! | anything else | [`Error::Catalog`] (no storage error in the chain) or [`Error::Storage`] | iceberg's own `retryable()` |
+//! Which underlying error becomes which of our kinds is the table in the [`Error`] docs (written
+//! there once). The commit loop's swaps ([`crate::catalog::swap`]) read their backends' answers
+//! through the same functions: [`aws_answer`] for an AWS error code and status, [`sqlite_busy`]
+//! and [`sqlx_retryable`] for SQLite.
 //!
 //! "Already exists" (a concurrent creator won) is recognised by [`already_exists`]: iceberg's
 //! `*AlreadyExists` kinds, a `sqlx` unique violation (iceberg-catalog-sql 0.10.1 reports a
@@ -27,8 +19,9 @@ use iceberg::ErrorKind;
 
 use crate::error::Error;
 
-/// AWS throttling and temporary unavailability. Text markers: iceberg-catalog-glue 0.10.1
-/// turns every AWS SDK error into `Unexpected` carrying only the SDK's Debug text.
+/// AWS throttling and temporary unavailability: the request was not processed; retryable.
+/// Text markers too: iceberg-catalog-glue 0.10.1 turns every AWS SDK error into `Unexpected`
+/// carrying only the SDK's Debug text.
 const THROTTLING_MARKERS: &[&str] = &[
     "ThrottlingException",
     "TooManyRequestsException",
@@ -36,9 +29,55 @@ const THROTTLING_MARKERS: &[&str] = &[
     "SlowDown",
     "ServiceUnavailable",
     "RequestThrottled",
-    "InternalServiceException",
-    "InternalFailure",
 ];
+
+/// AWS server errors: retryable, and for a write the request **may have been applied**
+/// (so a commit's outcome is unknown until the table is read again).
+const SERVER_ERROR_MARKERS: &[&str] = &["InternalServiceException", "InternalFailure"];
+
+/// What an AWS answer means, the same for every caller: a read retries on `Throttled` and
+/// `ServerError`; a conditional write (a swap) treats `Throttled` as "nothing changed" and
+/// `ServerError` as "may have landed".
+#[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AwsAnswer {
+    /// Throttled or temporarily unavailable: not processed.
+    Throttled,
+    /// A 5xx or an internal failure: may have been processed.
+    ServerError,
+    /// Refused for lack of permission.
+    Denied,
+    /// The entity does not exist.
+    NotFound,
+    /// Any other refusal: not processed, not worth repeating.
+    Refused,
+}
+
+impl AwsAnswer {
+    /// Whether repeating the request may succeed.
+    #[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
+    pub(crate) fn is_retryable(self) -> bool {
+        matches!(self, AwsAnswer::Throttled | AwsAnswer::ServerError)
+    }
+}
+
+/// Classifies an AWS error answer by its code and HTTP status; no answer at all (`None, None`)
+/// is a [`AwsAnswer::ServerError`] (the request may have been processed).
+#[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
+pub(crate) fn aws_answer(code: Option<&str>, status: Option<u16>) -> AwsAnswer {
+    let code = code.unwrap_or_default();
+    if THROTTLING_MARKERS.contains(&code) || status == Some(429) {
+        AwsAnswer::Throttled
+    } else if SERVER_ERROR_MARKERS.contains(&code) || status.is_none_or(|s| s >= 500) {
+        AwsAnswer::ServerError
+    } else if DENIED_MARKERS.contains(&code) {
+        AwsAnswer::Denied
+    } else if code == "EntityNotFoundException" || code == "NotFoundException" {
+        AwsAnswer::NotFound
+    } else {
+        AwsAnswer::Refused
+    }
+}
 
 /// The endpoint could not be reached or did not answer in time. Text markers: the AWS SDK's
 /// `DispatchFailure` / `TimeoutError` reach us flattened to Debug text (iceberg-catalog-glue
@@ -72,12 +111,6 @@ fn sources(e: &iceberg::Error) -> impl Iterator<Item = &(dyn StdError + 'static)
     std::iter::successors(StdError::source(e), |c: &&(dyn StdError + 'static)| {
         (*c).source()
     })
-}
-
-/// Whether an AWS error code is one of throttling (see [`THROTTLING_MARKERS`]).
-#[cfg_attr(not(feature = "glue"), allow(dead_code))]
-pub(crate) fn is_throttling_code(code: &str) -> bool {
-    THROTTLING_MARKERS.contains(&code)
 }
 
 /// Whether `e` says AWS throttled the request (text markers, see [`THROTTLING_MARKERS`]).
@@ -127,18 +160,32 @@ fn storage_retry(e: &iceberg::Error) -> Option<bool> {
         })
 }
 
+/// Whether SQLite answered "database is locked" / "busy": the statement did not run.
+pub(crate) fn sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let m = d.message();
+            m.contains("database is locked") || m.contains("busy")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a SQLite catalog failure is transient: busy/locked, a pool timeout, I/O, a crashed
+/// worker.
+pub(crate) fn sqlx_retryable(e: &sqlx::Error) -> bool {
+    sqlite_busy(e)
+        || matches!(
+            e,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
+        )
+}
+
 /// What the chain says about retrying a SQLite catalog failure, if one is in it.
 fn sql_retry(e: &iceberg::Error) -> Option<bool> {
     sources(e)
         .find_map(|c| c.downcast_ref::<sqlx::Error>())
-        .map(|s| match s {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(d) => {
-                let m = d.message();
-                m.contains("database is locked") || m.contains("busy")
-            }
-            _ => false,
-        })
+        .map(sqlx_retryable)
 }
 
 /// Classifies an error of the iceberg crates into one of our kinds (see the module docs).
@@ -164,6 +211,7 @@ pub(crate) fn from_iceberg(e: iceberg::Error) -> Error {
         && (e.retryable()
             || e.kind() == ErrorKind::CatalogCommitConflicts
             || THROTTLING_MARKERS.iter().any(|m| t.contains(m))
+            || SERVER_ERROR_MARKERS.iter().any(|m| t.contains(m))
             || storage == Some(true)
             || sql_retry(&e) == Some(true));
     if storage.is_some() || (io && sql_retry(&e).is_none()) {

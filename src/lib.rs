@@ -38,20 +38,24 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub, rustdoc::broken_intra_doc_links)]
 
-mod append;
-mod appender;
 mod batch;
 mod catalog;
 mod classify;
 mod commit;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults {
+    //! Fault injection at the commit loop's catalog swap and staged writes (feature
+    //! `fault-injection`, for tests); see
+    //! [`SalesHistory::inject_commit_faults`](crate::SalesHistory::inject_commit_faults).
+    pub use crate::catalog::swap::faulty::{CommitFaults, StagedWrite, SwapFault};
+}
 pub mod iam;
-mod maintenance;
 mod month;
+mod ops;
 mod parquet_props;
 mod position;
 mod record;
-mod rewrite;
 #[cfg(feature = "sample-data")]
 pub mod sample;
 mod scan;
@@ -61,12 +65,9 @@ mod sort;
 #[cfg(feature = "sql")]
 mod sql;
 mod table;
-mod tenant;
 mod verify;
 mod write;
 
-pub use append::{Append, AppendOutcome};
-pub use appender::{Appender, AppenderBuilder, AppenderStats};
 #[cfg(feature = "glue")]
 pub use catalog::GlueConfig;
 #[cfg(feature = "s3tables")]
@@ -77,8 +78,16 @@ pub use catalog::{
     CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
 };
 pub use commit::CommitSummary;
+pub use commit::METADATA_DELETE_AFTER_COMMIT_PROPERTY;
 pub use error::{BoxError, Error, Result};
-pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
+pub use ops::compact::{DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY};
+pub use ops::maintenance::{
+    DEFAULT_MAX_SNAPSHOT_AGE_MS, MAX_SNAPSHOT_AGE_PROPERTY, MIN_SNAPSHOTS_TO_KEEP_PROPERTY,
+};
+pub use ops::{
+    Append, AppendOutcome, Appender, AppenderBuilder, AppenderStats, Compact, CompactionReport,
+    DeleteReport, DeleteWhere, ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles, TenantScope,
+};
 pub use parquet_props::{
     DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY, EmbeddingEncoding,
 };
@@ -86,10 +95,6 @@ pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{
     MAX_FUTURE_SKEW_MICROS, MIN_SOLD_DATE, Price, SaleRecord, SaleRecordBuilder, Season,
 };
-pub use rewrite::compact::{
-    Compact, CompactionReport, DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY,
-};
-pub use rewrite::delete::{DeleteReport, DeleteWhere};
 pub use scan::{
     BatchStream, DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDING_BATCH_SIZE, DEFAULT_READ_BUFFER_BYTES,
     PartialSaleRecord, PlannedDataFile, Scan, ScanFilter, ScanMetrics, ScanPlan, ScanStream,
@@ -102,7 +107,6 @@ pub use table::{
     COMMIT_ID_PROPERTY, EnsurePlan, Freshness, SalesHistory, SnapshotInfo, TableOptions,
     WRITER_PROPERTY, namespace_for_stage,
 };
-pub use tenant::TenantScope;
 pub use verify::{Check, VerifyReport};
 
 /// The README's Rust examples, compiled (and, where they use the local catalog, run) as doc

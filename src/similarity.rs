@@ -102,15 +102,10 @@ pub struct SimilarTo {
     parallelism: Option<usize>,
 }
 
-impl SalesHistory {
-    /// Finds the `k` sales whose embedding is nearest to `query`, best first; ties are broken
-    /// by `(tenant_id, product_id, sold_date)`. Rows without an embedding are skipped.
-    ///
-    /// The query must have the table's embedding dimension, be finite, and (for cosine) be
-    /// non-zero; otherwise [`Error::InvalidValue`] on `embedding`.
-    pub fn similar_to(&self, query: Vec<f64>, k: usize) -> SimilarTo {
+impl SimilarTo {
+    pub(crate) fn new(table: SalesHistory, query: Vec<f64>, k: usize) -> Self {
         SimilarTo {
-            table: self.clone(),
+            table,
             query,
             k,
             metric: Metric::default(),

@@ -3,16 +3,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
-use crate::append::Append;
+use crate::catalog::swap::MetadataSwap;
 use crate::catalog::{CatalogConfig, CommitStats, GuardedCatalog};
 use crate::error::{Error, IcebergResultExt, Result};
-use crate::record::SaleRecord;
-use crate::scan::Scan;
 use crate::schema::{
     self, DEFAULT_EMBEDDING_DIMENSION, NAMESPACE_PREFIX, TABLE_NAME, embedding_dimension_of,
 };
@@ -159,9 +156,9 @@ pub(crate) struct Shared {
     pub(crate) ident: TableIdent,
     cached: Mutex<Cached>,
     embedding_dimension: usize,
-    /// What the rewrite commit path's compare-and-swap keeps between commits.
-    #[cfg_attr(not(any(feature = "glue", feature = "s3tables")), allow(dead_code))]
-    pub(crate) swap: crate::rewrite::SwapState,
+    /// The catalog's compare-and-swap, used by the commit loop (replaceable by the
+    /// fault-injection wrapper in tests).
+    swap: std::sync::RwLock<Arc<dyn MetadataSwap>>,
 }
 
 /// The table version a handle last saw and when it was loaded or committed.
@@ -360,6 +357,7 @@ impl SalesHistory {
             });
         }
         let embedding_dimension = embedding_dimension_of(table.metadata())?;
+        let swap = crate::catalog::swap::for_config(config, &catalog);
         Ok(SalesHistory {
             shared: Arc::new(Shared {
                 config: config.clone(),
@@ -370,7 +368,7 @@ impl SalesHistory {
                     seen_at: Instant::now(),
                 }),
                 embedding_dimension,
-                swap: crate::rewrite::SwapState::default(),
+                swap: std::sync::RwLock::new(swap),
             }),
             freshness: Freshness::default(),
         })
@@ -429,6 +427,33 @@ impl SalesHistory {
 
     pub(crate) fn catalog(&self) -> &GuardedCatalog {
         &self.shared.catalog
+    }
+
+    /// The catalog's compare-and-swap (see [`crate::catalog::swap`]).
+    pub(crate) fn swap(&self) -> Arc<dyn MetadataSwap> {
+        self.shared
+            .swap
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Wraps this handle's catalog swap (shared by its clones) in the fault-injection
+    /// wrapper and returns the queue to push faults into (feature `fault-injection`, for
+    /// tests: the commit loop under test is the one production runs).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_commit_faults(&self) -> Arc<crate::faults::CommitFaults> {
+        let faults = Arc::new(crate::faults::CommitFaults::default());
+        let mut swap = self
+            .shared
+            .swap
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *swap = Arc::new(crate::catalog::swap::faulty::FaultySwap {
+            inner: swap.clone(),
+            faults: faults.clone(),
+        });
+        faults
     }
 
     /// The table's base location (`file:///…` or `s3://…`).
@@ -544,23 +569,6 @@ impl SalesHistory {
     /// The current snapshot id, if the table has any data.
     pub fn current_snapshot_id(&self) -> Option<i64> {
         self.current().metadata().current_snapshot_id()
-    }
-
-    /// Starts an append of typed rows. Await it to validate, write and commit.
-    ///
-    /// See [`Append`] for options (commit id, parallelism).
-    pub fn append(&self, records: impl IntoIterator<Item = SaleRecord>) -> Append {
-        Append::from_records(self.clone(), records.into_iter().collect())
-    }
-
-    /// Starts an append of caller-built Arrow batches (zero-copy where the types match).
-    pub fn append_batches(&self, batches: impl IntoIterator<Item = RecordBatch>) -> Append {
-        Append::from_batches(self.clone(), batches.into_iter().collect())
-    }
-
-    /// Starts a scan of the table's current snapshot.
-    pub fn scan(&self) -> Scan {
-        Scan::new(self.clone())
     }
 }
 

@@ -2,9 +2,9 @@
 //! `write.parquet.*` settings) in `sold_date_month=YYYY-MM/` directories, months encoded in
 //! parallel. Used by every operation that writes data files.
 //!
-//! The writer owns the files it creates until it hands them over: when writing fails, it
-//! deletes what it wrote before returning the error; when it succeeds, the caller gets the
-//! paths with the data files and owns them from then on (see [`crate::commit::PendingCommit`]).
+//! Every path the writer creates is recorded in the caller's list as the file is named (before
+//! it exists), whether the write then succeeds or fails: the caller owns them (the commit loop's
+//! `Owned` set decides whether they are kept or deleted).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +13,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef as ArrowSchemaRef;
-use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct, TableMetadata};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
@@ -32,66 +31,20 @@ use crate::schema::Column;
 /// Rows handed to the Parquet writer at a time (compact copies made with `take`).
 const CHUNK_ROWS: usize = 1024;
 
-/// Data files written and not yet committed, with every path the writer created.
-#[derive(Debug, Default)]
-pub(crate) struct WrittenFiles {
-    /// The data files, ready for a snapshot.
-    pub(crate) data_files: Vec<DataFile>,
-    /// Every path written (a superset of the data files' paths only if a writer rolled over).
-    pub(crate) paths: Vec<String>,
-}
-
-impl WrittenFiles {
-    /// Total bytes of the data files.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.data_files
-            .iter()
-            .map(DataFile::file_size_in_bytes)
-            .sum()
-    }
-
-    /// Deletes every file written (best effort: a file never created is fine to miss).
-    pub(crate) async fn delete(self, io: &FileIO) {
-        delete_paths(io, &self.paths).await;
-    }
-}
-
-async fn delete_paths(io: &FileIO, paths: &[String]) {
-    for p in paths {
-        let _ = io.delete(p).await;
-    }
-}
-
 /// Writes `batches` (validated, in our layout) as data files of `table`, one set per month,
-/// with up to `tasks` months encoded at once. File names start with `prefix`. When writing
-/// fails, the files written so far are deleted if `may_delete` (not in S3 Tables, whose
-/// service removes unreferenced files).
+/// with up to `tasks` months encoded at once. File names start with `prefix`. Every path
+/// created is pushed to `created` (also when writing fails, for the caller to discard).
 pub(crate) async fn write_months(
     table: &Table,
     batches: &[RecordBatch],
     tasks: usize,
     prefix: &str,
-    may_delete: bool,
-) -> Result<WrittenFiles> {
+    created: &mut Vec<String>,
+) -> Result<Vec<DataFile>> {
     let ledger = Ledger::default();
-    match write_with(table, batches, tasks, prefix, &ledger).await {
-        Ok(data_files) => Ok(WrittenFiles {
-            data_files,
-            paths: ledger.take(),
-        }),
-        Err(e) => {
-            let paths = ledger.take();
-            if may_delete {
-                delete_paths(table.file_io(), &paths).await;
-            } else {
-                tracing::info!(
-                    files = paths.len(),
-                    "write failed; files left to the catalog's own clean-up"
-                );
-            }
-            Err(e)
-        }
-    }
+    let result = write_with(table, batches, tasks, prefix, &ledger).await;
+    created.extend(ledger.take());
+    result
 }
 
 async fn write_with(
@@ -358,7 +311,7 @@ impl MonthTask {
             .fields()
             .iter()
             .map(|f| match batch.column_by_name(f.name()) {
-                Some(a) => crate::scan::conform_array(a, f),
+                Some(a) => crate::batch::relabel_array(a, f),
                 None => Err(Error::config(
                     "schema",
                     format!("column `{}` of the table is not in the batch", f.name()),

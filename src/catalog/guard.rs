@@ -1,14 +1,7 @@
-//! A thin wrapper around the real catalog that makes commits behave well under contention.
-//!
-//! iceberg's `Transaction::commit` already retries a conflicting commit with refreshed
-//! metadata and exponential backoff (`commit.retry.*` table properties). What it lacks, and this
-//! wrapper adds:
-//! - random jitter after a conflict, so writers that collided do not collide again in lockstep;
-//! - throttling (`ThrottlingException`, `SlowDown`, …, which iceberg's Glue catalog reports as a
-//!   non-retryable "unexpected" error) turned into a retryable error: a throttled request was
-//!   rejected, so retrying it cannot apply a commit twice;
-//! - counters a caller can log ([`CommitStats`]);
-//! - a missing Glue database/table (reported as "unexpected") turned into `TableNotFound`.
+//! A thin wrapper around the real catalog: the commit counters a caller can log
+//! ([`CommitStats`], fed by the commit loop with the jitter it sleeps after a refused swap, so
+//! writers that collided do not collide again in lockstep), and a missing Glue database/table
+//! (reported by iceberg-catalog-glue as "unexpected") turned into `TableNotFound`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,9 +56,8 @@ impl GuardedCatalog {
         }
     }
 
-    /// Counts a commit made on our own path ([`crate::rewrite`]), which swaps without
-    /// `update_table`: `Ok` a success, `Err(true)` a refusal by throttling, `Err(false)` a
-    /// conflict. After a refusal, sleeps the same jitter as a refused `update_table`.
+    /// Counts one swap of the commit loop: `Ok` a success, `Err(true)` a refusal by
+    /// throttling, `Err(false)` a conflict. After a refusal, sleeps a random jitter.
     pub(crate) async fn record_swap(&self, outcome: std::result::Result<(), bool>) {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         match outcome {
@@ -187,41 +179,8 @@ impl Catalog for GuardedCatalog {
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        let attempt = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(attempt, "catalog commit attempt");
-        match self.inner.update_table(commit).await {
-            Ok(t) => {
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(t)
-            }
-            Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
-                self.conflicts.fetch_add(1, Ordering::Relaxed);
-                let pause = jitter().await;
-                tracing::info!(
-                    attempt,
-                    reason = "conflict",
-                    jitter_ms = pause,
-                    "commit refused by a concurrent writer; retrying with refreshed metadata (iceberg backs off per commit.retry.*)"
-                );
-                Err(e.with_retryable(true))
-            }
-            Err(e) if crate::classify::is_throttling(&e) => {
-                self.throttled.fetch_add(1, Ordering::Relaxed);
-                let pause = jitter().await;
-                tracing::info!(
-                    attempt,
-                    reason = "throttled",
-                    jitter_ms = pause,
-                    "commit throttled by the catalog; retrying"
-                );
-                Err(iceberg::Error::new(
-                    ErrorKind::CatalogCommitConflicts,
-                    "commit throttled by the catalog; retrying",
-                )
-                .with_retryable(true)
-                .with_source(e))
-            }
-            Err(e) => Err(e),
-        }
+        // Counted, classified and retried by the commit loop (`crate::commit`), which calls
+        // this only through the custom catalogs' swap.
+        self.inner.update_table(commit).await
     }
 }

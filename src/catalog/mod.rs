@@ -17,6 +17,7 @@ mod glue;
 mod guard;
 #[cfg(feature = "s3tables")]
 mod s3tables;
+pub(crate) mod swap;
 
 #[cfg(any(feature = "glue", feature = "s3tables"))]
 pub use aws::{AwsCredentials, Secret};
@@ -397,16 +398,6 @@ impl CatalogConfig {
                 Error::Unavailable { service, reason }
             }
             other => other,
-        }
-    }
-
-    /// Whether this crate may delete objects in the table's storage (not in S3 Tables, whose
-    /// service owns deletion: a failed write's files are left to its unreferenced-file removal).
-    pub(crate) fn may_delete_files(&self) -> bool {
-        match self {
-            #[cfg(feature = "s3tables")]
-            CatalogConfig::S3Tables(_) => false,
-            _ => true,
         }
     }
 

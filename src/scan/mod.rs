@@ -28,7 +28,6 @@ pub use filter::ScanFilter;
 use metrics::Counters;
 pub use metrics::ScanMetrics;
 pub use partial::PartialSaleRecord;
-pub(crate) use reader::conform_array;
 use reader::{PlannedFile, ReadPlan};
 pub use stream::ScanStream;
 use stream::{iceberg_reader, spawn_readers};

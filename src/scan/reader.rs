@@ -4,10 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, new_null_array};
-use arrow_schema::{DataType, FieldRef, SchemaRef as ArrowSchemaRef};
+use arrow_array::{RecordBatch, new_null_array};
+use arrow_schema::SchemaRef as ArrowSchemaRef;
 use futures::future::try_join_all;
 use iceberg::io::{FileIO, FileRead};
 use parquet::arrow::ProjectionMask;
@@ -775,7 +773,7 @@ fn conform_batch(
         .iter()
         .zip(plan.schema.fields())
         .map(|(c, field)| match pos.iter().find(|(col, _)| col == c) {
-            Some((_, p)) => conform_array(batch.column(*p), field),
+            Some((_, p)) => crate::batch::relabel_array(batch.column(*p), field),
             None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
             None => Err(Error::invalid(
                 *c,
@@ -785,32 +783,4 @@ fn conform_batch(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(plan.schema.clone(), columns)?)
-}
-
-/// The array with exactly the field's type: reused when equal, relabelled without copying
-/// (list element field, timestamp zone), cast otherwise.
-pub(crate) fn conform_array(array: &ArrayRef, field: &FieldRef) -> Result<ArrayRef> {
-    let target = field.data_type();
-    if array.data_type() == target {
-        return Ok(array.clone());
-    }
-    match (array.data_type(), target) {
-        (DataType::List(from), DataType::List(to)) if from.data_type() == to.data_type() => {
-            let list = array.as_list::<i32>();
-            Ok(Arc::new(ListArray::try_new(
-                to.clone(),
-                list.offsets().clone(),
-                list.values().clone(),
-                list.nulls().cloned(),
-            )?))
-        }
-        (DataType::Timestamp(u1, _), DataType::Timestamp(u2, None)) if u1 == u2 => {
-            let ts = array.as_primitive_opt::<TimestampMicrosecondType>();
-            match ts {
-                Some(ts) => Ok(Arc::new(ts.clone().with_timezone_opt(None::<Arc<str>>))),
-                None => Ok(arrow_cast::cast(array, target)?),
-            }
-        }
-        _ => Ok(arrow_cast::cast(array, target)?),
-    }
 }

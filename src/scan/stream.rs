@@ -81,7 +81,7 @@ pub(super) async fn iceberg_reader(scan: &TableScan, plan: Arc<ReadPlan>) -> Res
                         let a = batch.column_by_name(c.name()).ok_or_else(|| {
                             Error::invalid(*c, None, "column missing from iceberg's reader")
                         })?;
-                        reader::conform_array(a, field)
+                        crate::batch::relabel_array(a, field)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(RecordBatch::try_new(plan.schema.clone(), columns)?)

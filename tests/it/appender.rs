@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sales_history::{
-    CatalogConfig, Error, ExpireSnapshots, SalesHistory, SourcePosition, TableOptions,
-};
+use sales_history::{CatalogConfig, Error, SalesHistory, SourcePosition, TableOptions};
 
 use crate::faulty_catalog::{Fault, FaultyCatalog};
 use crate::support::{DIM, local_table, sample};
@@ -146,7 +144,9 @@ async fn positions_are_committed_with_the_rows_and_survive_expiry() {
     assert_eq!(latest.operation, "append");
     let report = t
         .table
-        .expire_snapshots(ExpireSnapshots::retain_last(1).keeping_last(1))
+        .expire_snapshots()
+        .retain_last(1)
+        .any_age()
         .await
         .unwrap();
     assert!(!report.expired_snapshots.is_empty());

@@ -630,7 +630,9 @@ mod on_glue {
         assert!(report.passed(), "{report}");
         // Maintenance: expire the first snapshot (deletes its manifest list), look for orphans.
         let expired = table
-            .expire_snapshots(sales_history::ExpireSnapshots::retain_last(1))
+            .expire_snapshots()
+            .retain_last(1)
+            .any_age()
             .await
             .expect("expire");
         assert_eq!(expired.expired_snapshots.len(), 1);

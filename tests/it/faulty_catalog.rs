@@ -37,7 +37,9 @@ pub struct FaultyCatalog {
     faults: Mutex<VecDeque<Fault>>,
     /// When set, each `update_table` draws a fault with these odds (seeded).
     random: Mutex<RandomFaults>,
-    fail_next_load: Mutex<bool>,
+    /// Loads still to fail (a lost answer followed by an unreachable catalog for as long as
+    /// the commit loop looks for its commit id: 4 reads).
+    fail_next_load: Mutex<u32>,
     /// When set, the next `load_table` reads the table at once but answers this much later
     /// (a slow refresh whose answer arrives after newer commits).
     slow_next_load: Mutex<Option<std::time::Duration>>,
@@ -53,7 +55,7 @@ impl FaultyCatalog {
             inner,
             faults: Mutex::new(VecDeque::new()),
             random: Mutex::new(None),
-            fail_next_load: Mutex::new(false),
+            fail_next_load: Mutex::new(0),
             slow_next_load: Mutex::new(None),
             stall_updates: Mutex::new(None),
             injected: Mutex::new(HashMap::new()),
@@ -149,7 +151,12 @@ impl Catalog for FaultyCatalog {
         self.inner.create_table(ns, creation).await
     }
     async fn load_table(&self, table: &TableIdent) -> Result<Table> {
-        let fail = std::mem::take(&mut *self.fail_next_load.lock().unwrap());
+        let fail = {
+            let mut left = self.fail_next_load.lock().unwrap();
+            let fail = *left > 0;
+            *left = left.saturating_sub(1);
+            fail
+        };
         if fail {
             self.count("reload failed");
             return Err(Error::new(
@@ -219,7 +226,7 @@ impl Catalog for FaultyCatalog {
             Some(f @ (Fault::LostAnswer | Fault::LostAnswerAndReload)) => {
                 self.inner.update_table(commit).await?;
                 if f == Fault::LostAnswerAndReload {
-                    *self.fail_next_load.lock().unwrap() = true;
+                    *self.fail_next_load.lock().unwrap() = 4;
                     self.count("lost answer + reload");
                 } else {
                     self.count("lost answer");

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
-use sales_history::{ExpireSnapshots, SalesHistory};
+use sales_history::SalesHistory;
 
 use crate::support::{DIM, local_table, sample, tree};
 
@@ -28,7 +28,10 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
 
     let plan = t
         .table
-        .expire_snapshots(ExpireSnapshots::retain_last(2).dry_run())
+        .expire_snapshots()
+        .retain_last(2)
+        .any_age()
+        .dry_run()
         .await
         .expect("dry run");
     assert_eq!(plan.expired_snapshots.len(), 3);
@@ -41,7 +44,9 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
 
     let done = t
         .table
-        .expire_snapshots(ExpireSnapshots::retain_last(2))
+        .expire_snapshots()
+        .retain_last(2)
+        .any_age()
         .await
         .expect("expire");
     assert_eq!(done.expired_snapshots, plan.expired_snapshots);
@@ -104,7 +109,8 @@ async fn expiry_deletes_only_what_no_retained_snapshot_reads() {
     // Nothing older than a day ago: nothing to do.
     let none = t
         .table
-        .expire_snapshots(ExpireSnapshots::older_than(Utc::now() - Duration::days(1)))
+        .expire_snapshots()
+        .older_than(Utc::now() - Duration::days(1))
         .await
         .unwrap();
     assert!(none.expired_snapshots.is_empty() && none.deleted_files.is_empty());

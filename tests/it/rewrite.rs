@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::Utc;
-use sales_history::{
-    CatalogConfig, Error, ExpireSnapshots, SaleRecord, SalesHistory, ScanFilter, TableOptions,
-};
+use sales_history::{CatalogConfig, Error, SaleRecord, SalesHistory, ScanFilter, TableOptions};
 
 use crate::support::{DIM, local_table, sample};
 
@@ -77,13 +75,7 @@ async fn compaction_keeps_every_row_and_time_travel_still_works() {
     let before_files = data_files(&t.table).await;
     let before_snapshot = t.table.current_snapshot_id().expect("snapshot");
 
-    let plan = t
-        .table
-        .compact()
-        .dry_run(true)
-        .run()
-        .await
-        .expect("dry run");
+    let plan = t.table.compact().dry_run(true).await.expect("dry run");
     assert!(plan.dry_run && plan.snapshot_id.is_none());
     assert!(
         plan.files_removed > plan.months && plan.months > 0,
@@ -97,7 +89,7 @@ async fn compaction_keeps_every_row_and_time_travel_still_works() {
         "a dry run writes nothing"
     );
 
-    let done = t.table.compact().run().await.expect("compact");
+    let done = t.table.compact().await.expect("compact");
     assert_eq!(done.files_removed, plan.files_removed);
     assert_eq!(
         done.files_added, done.months,
@@ -148,7 +140,7 @@ async fn compaction_keeps_every_row_and_time_travel_still_works() {
     assert_eq!(summary["added-data-files"], done.files_added.to_string());
 
     // Nothing left to do; appends still work on top.
-    let again = t.table.compact().run().await.expect("second compaction");
+    let again = t.table.compact().await.expect("second compaction");
     assert_eq!((again.files_removed, again.snapshot_id), (0, None));
     t.table
         .append(sample(5, DIM, 999))
@@ -197,19 +189,13 @@ async fn a_tenant_erasure_leaves_no_row_of_it_in_any_file() {
         .table
         .delete_where(gone.clone())
         .dry_run(true)
-        .run()
         .await
         .expect("dry run");
     assert_eq!(plan.rows_deleted, erased);
     assert_eq!(plan.operation.as_deref(), Some("overwrite"));
     assert_eq!(t.table.current_snapshot_id(), before_snapshot);
 
-    let done = t
-        .table
-        .delete_where(gone.clone())
-        .run()
-        .await
-        .expect("delete");
+    let done = t.table.delete_where(gone.clone()).await.expect("delete");
     assert_eq!(done.rows_deleted, erased);
     assert!(done.files_dropped_by_metadata > 0, "{done:?}");
     assert!(done.files_rewritten > 0, "{done:?}");
@@ -231,12 +217,13 @@ async fn a_tenant_erasure_leaves_no_row_of_it_in_any_file() {
     );
 
     // Nothing left to delete: no snapshot.
-    let again = t.table.delete_where(gone).run().await.expect("again");
+    let again = t.table.delete_where(gone).await.expect("again");
     assert_eq!((again.rows_deleted, again.snapshot_id), (0, None));
 
     // The erasure: expire every older snapshot, remove unreferenced files.
     t.table
-        .expire_snapshots(ExpireSnapshots::older_than(Utc::now()))
+        .expire_snapshots()
+        .older_than(Utc::now())
         .await
         .expect("expire");
     t.table
@@ -262,7 +249,6 @@ async fn delete_where_refuses_an_empty_filter_and_keeps_the_table() {
     let err = t
         .table
         .delete_where(ScanFilter::new())
-        .run()
         .await
         .expect_err("empty filter");
     assert!(
@@ -273,7 +259,6 @@ async fn delete_where_refuses_an_empty_filter_and_keeps_the_table() {
     let err = t
         .table
         .delete_where(ScanFilter::new().price_range(..))
-        .run()
         .await
         .expect_err("unbounded filter");
     assert!(
@@ -285,7 +270,6 @@ async fn delete_where_refuses_an_empty_filter_and_keeps_the_table() {
     let none = t
         .table
         .delete_where(ScanFilter::new().tenant("nobody"))
-        .run()
         .await
         .expect("no match");
     assert_eq!((none.rows_deleted, none.snapshot_id), (0, None));
@@ -315,7 +299,7 @@ pub async fn race_rounds(config: &CatalogConfig, stage: &str, rounds: u64) -> (u
                     .expect("append during compaction");
             }
         };
-        let compaction = maintainer.compact().run();
+        let compaction = maintainer.compact().into_future();
         let ((), compacted) = tokio::join!(appends, compaction);
         match compacted {
             Ok(report) => compaction_attempts = compaction_attempts.max(report.attempts),
@@ -354,7 +338,10 @@ async fn two_compactions_at_once_one_wins_the_other_leaves_nothing_behind() {
     small_appends(&t.table, 6, 12, 700).await;
     let before = rows(&t.table, None).await;
     let other = SalesHistory::open(&t.config, "test").await.unwrap();
-    let (a, b) = tokio::join!(t.table.compact().run(), other.compact().run());
+    let (a, b) = tokio::join!(
+        t.table.compact().into_future(),
+        other.compact().into_future()
+    );
     let outcomes = [&a, &b];
     assert!(
         outcomes
@@ -406,12 +393,11 @@ async fn a_custom_catalog_gets_a_clear_unsupported_error() {
     let table = SalesHistory::open(&custom, "test")
         .await
         .expect("open custom");
-    let err = table.compact().run().await.expect_err("custom");
+    let err = table.compact().await.expect_err("custom");
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(!err.is_retryable());
     let err = table
         .delete_where(ScanFilter::new().tenant("x"))
-        .run()
         .await
         .expect_err("custom");
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
@@ -442,7 +428,7 @@ async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
         pyiceberg(&args)
     };
     let before = read(None);
-    let compacted = t.table.compact().run().await.expect("compact");
+    let compacted = t.table.compact().await.expect("compact");
     let after = read(None);
     assert_eq!(after["row_count"], before["row_count"]);
     assert_eq!(
@@ -467,7 +453,6 @@ async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
     let deleted = t
         .table
         .delete_where(ScanFilter::new().tenant(tenant.clone()))
-        .run()
         .await
         .expect("delete");
     let after_delete = read(None);
@@ -503,11 +488,7 @@ async fn pyiceberg_reads_and_appends_after_compaction_and_delete() {
         7
     );
     // And we can compact pyiceberg's files with ours.
-    t.table
-        .compact()
-        .run()
-        .await
-        .expect("compact after pyiceberg");
+    t.table.compact().await.expect("compact after pyiceberg");
     assert_eq!(rows(&t.table, None).await, ours);
 }
 
@@ -555,7 +536,7 @@ mod on_glue {
             .metadata_location()
             .map(str::to_string);
 
-        let done = table.compact().run().await.expect("compact on glue");
+        let done = table.compact().await.expect("compact on glue");
         assert!(done.files_removed > done.files_added && done.snapshot_id.is_some());
         crate::glue::check_athena_fields(&table, Some(previous.as_deref())).await;
         assert_eq!(rows(&table, None).await, before);
@@ -570,7 +551,6 @@ mod on_glue {
             .map(str::to_string);
         let deleted = table
             .delete_where(ScanFilter::new().tenant(tenant.clone()))
-            .run()
             .await
             .expect("delete on glue");
         assert!(deleted.rows_deleted > 0);
@@ -654,7 +634,7 @@ mod on_glue {
             proxy.set_rules(serde_json::json!([
                 { "method": "PUT", "path_regex": regex, "times": -1, "action": "status", "status": 500 }
             ]));
-            let err = table.compact().run().await.expect_err(what);
+            let err = table.compact().await.expect_err(what);
             let injected = proxy.stats()["injected"].as_u64().unwrap_or(0);
             proxy.clear();
             assert!(injected > 0, "{what}: no fault injected");
@@ -676,7 +656,7 @@ mod on_glue {
         // The Glue requests of a run: those of the dry run (the refresh), then the swap's
         // GetTable and UpdateTable.
         proxy.clear();
-        table.compact().dry_run(true).run().await.expect("dry run");
+        table.compact().dry_run(true).await.expect("dry run");
         let refresh_posts = proxy.stats()["log"]
             .as_array()
             .unwrap()
@@ -690,7 +670,7 @@ mod on_glue {
         proxy.set_rules(serde_json::json!([
             { "method": "POST", "path_regex": "", "skip": refresh_posts + 1, "times": 3, "action": "status", "status": 500 }
         ]));
-        let err = table.compact().run().await.expect_err("UpdateTable fails");
+        let err = table.compact().await.expect_err("UpdateTable fails");
         proxy.clear();
         assert!(err.is_retryable(), "{err:?}");
         table.refresh().await.unwrap();
@@ -707,7 +687,6 @@ mod on_glue {
         ]));
         let done = table
             .compact()
-            .run()
             .await
             .expect("lost answer settles as committed");
         let injected = proxy.stats()["injected"].as_u64().unwrap_or(0);

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_s3tables::Client;
 use sales_history::{
-    AwsCredentials, CatalogConfig, Error, ExpireSnapshots, S3TablesConfig, SalesHistory,
-    ScanFilter, TableOptions,
+    AwsCredentials, CatalogConfig, Error, S3TablesConfig, SalesHistory, ScanFilter, TableOptions,
 };
 
 use crate::moto::moto;
@@ -130,7 +129,9 @@ async fn ensure_append_scan_time_travel_verify_on_s3_tables() {
     // What S3 Tables does itself is refused with a typed error naming the alternative.
     for result in [
         again
-            .expire_snapshots(ExpireSnapshots::retain_last(1))
+            .expire_snapshots()
+            .retain_last(1)
+            .any_age()
             .await
             .map(|_| ()),
         again.remove_orphan_files().dry_run().await.map(|_| ()),
@@ -408,8 +409,10 @@ async fn compaction_and_delete_where_on_s3_tables() {
 
     // A compaction racing an append from another handle.
     let other = SalesHistory::open(&config, "s3rw").await.expect("open");
-    let (compacted, appended) =
-        tokio::join!(table.compact().run(), other.append(sample(5, DIM, 600)));
+    let (compacted, appended) = tokio::join!(
+        table.compact().into_future(),
+        other.append(sample(5, DIM, 600))
+    );
     let compacted = compacted.expect("compact on S3 Tables");
     appended.expect("append during the compaction");
     assert!(
@@ -431,7 +434,6 @@ async fn compaction_and_delete_where_on_s3_tables() {
     let tenant = before[0].tenant_id.clone();
     let deleted = table
         .delete_where(ScanFilter::new().tenant(tenant.clone()))
-        .run()
         .await
         .expect("delete on S3 Tables");
     assert!(deleted.rows_deleted > 0);

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use arrow_array::RecordBatch;
 
 use crate::batch::{conform, records_to_batch};
-use crate::commit::{CommitSummary, PendingCommit};
+use crate::commit::{Change, ChangeKind, CommitSummary};
 use crate::error::{Error, Result};
 use crate::position::Positions;
 use crate::record::SaleRecord;
@@ -142,7 +142,7 @@ impl Append {
         if let Some(tenant) = &self.tenant {
             let mut offset = 0;
             for b in &batches {
-                crate::tenant::check(b, tenant, offset)?;
+                crate::batch::check_tenant(b, tenant, offset)?;
                 offset += b.num_rows();
             }
         }
@@ -164,17 +164,37 @@ impl Append {
         let tasks = self
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let may_delete = table.config().may_delete_files();
-        let files = write_months(&table.current(), &batches, tasks, &commit_id, may_delete).await?;
+        let mut change = Change::new(table, ChangeKind::Append, commit_id);
+        let written = write_months(
+            &table.current(),
+            &batches,
+            tasks,
+            &change.commit_id,
+            change.files.paths_mut(),
+        )
+        .await;
         drop(batches);
+        match written {
+            Ok(files) => change.added = files,
+            Err(e) => {
+                change.files.discard("writing failed").await;
+                return Err(e);
+            }
+        }
+        change.positions = self.positions;
         // 4. Commit them as one snapshot.
-        let pending = PendingCommit {
-            files,
-            commit_id,
+        let mut summary = CommitSummary {
+            snapshot_id: 0,
+            commit_id: change.commit_id.clone(),
             rows: rows as u64,
-            positions: self.positions,
+            data_files: change.added.len(),
+            bytes: change.added.iter().map(|f| f.file_size_in_bytes()).sum(),
+            attempts: 0,
         };
-        Ok(AppendOutcome::Committed(pending.commit(table).await?))
+        let landed = crate::commit::commit(table, change).await?;
+        summary.snapshot_id = landed.snapshot_id;
+        summary.attempts = landed.attempts;
+        Ok(AppendOutcome::Committed(summary))
     }
 }
 

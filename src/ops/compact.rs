@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::{DataFile, Operation, Struct, TableMetadata};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use iceberg::spec::{DataFile, Struct, TableMetadata};
 
-use super::{Change, files};
+use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, Result};
 use crate::month::Month;
 use crate::table::SalesHistory;
@@ -41,13 +41,13 @@ pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 ///
 /// ```no_run
 /// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
-/// let plan = table.compact().dry_run(true).run().await?; // what it would do
+/// let plan = table.compact().dry_run(true).await?; // what it would do
 /// println!("{} small files in {} months", plan.files_removed, plan.months);
-/// let done = table.compact().run().await?;
+/// let done = table.compact().await?;
 /// println!("{} → {} files, {} rows rewritten", done.files_removed, done.files_added, done.rows_rewritten);
 /// # Ok(()) }
 /// ```
-#[must_use = "a compaction does nothing until it is run"]
+#[must_use = "a compaction does nothing until it is awaited"]
 #[derive(Debug, Clone)]
 pub struct Compact {
     table: SalesHistory,
@@ -115,10 +115,15 @@ impl Compact {
 
     /// Runs the compaction.
     #[tracing::instrument(name = "compact", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
-    pub async fn run(self) -> Result<CompactionReport> {
+    async fn run(self) -> Result<CompactionReport> {
         let started = Instant::now();
         let table = &self.table;
-        super::swap::supported(table.config())?;
+        if let Some(reason) = table.swap().refuses("replace") {
+            return Err(Error::Unsupported {
+                operation: "compact".into(),
+                reason,
+            });
+        }
         table.refresh().await?;
         let base = table.current();
         let target = match self.target {
@@ -128,8 +133,8 @@ impl Compact {
         if target == 0 {
             return Err(Error::config("target_file_size", "must be above 0 bytes"));
         }
-        files::refuse_delete_files(&base, "compact").await?;
-        let live = files::live(&base).await?;
+        commit::refuse_delete_files(&base, "compact").await?;
+        let live = commit::live(&base).await?;
         let bins = plan_bins(base.metadata(), live, target, self.min_input_files);
         let mut report = CompactionReport {
             dry_run: self.dry_run,
@@ -162,73 +167,40 @@ impl Compact {
             return Ok(report);
         }
         let commit_id = format!("compact-{}", uuid::Uuid::new_v4().simple());
-        let mut written = crate::write::WrittenFiles::default();
-        let outcome = async {
-            // Bins in parallel (one per core: memory stays within cores × target size); the
-            // decode and encode work inside runs on tokio's pools.
-            let parallel = std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, bins.len());
-            let may_delete = table.config().may_delete_files();
-            let mut rewrites = futures::stream::iter(
-                bins.iter()
-                    .map(|bin| rewrite_bin(&base, bin, &commit_id, may_delete)),
-            )
-            .buffer_unordered(parallel);
-            let mut first_error = None;
-            // Every finished bin is collected, even after an error, so its files can be deleted.
-            while let Some(result) = rewrites.next().await {
-                match result {
-                    Ok(files) => {
-                        written.data_files.extend(files.data_files);
-                        written.paths.extend(files.paths);
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            drop(rewrites);
-            if let Some(e) = first_error {
+        let mut change = Change::new(table, ChangeKind::Replace, commit_id.clone());
+        let written = rewrite_bins(&base, &bins, &commit_id, change.files.paths_mut()).await;
+        match written {
+            Ok(files) => change.added = files,
+            Err(e) => {
+                change.files.discard("a bin failed").await;
                 return Err(e);
             }
-            let change = Change {
-                operation: Operation::Replace,
-                added: written.data_files.clone(),
-                removed: bins
-                    .iter()
-                    .flat_map(|b| &b.files)
-                    .map(|f| f.file_path().to_string())
-                    .collect(),
-                commit_id: commit_id.clone(),
-                properties: HashMap::from([(
-                    "sales-history.operation".to_string(),
-                    "compact".to_string(),
-                )]),
-                positions: Default::default(),
-            };
-            super::commit(table, &change).await
         }
-        .await;
-        match outcome {
-            Ok(landed) => {
-                report.snapshot_id = Some(landed.snapshot_id);
-                report.attempts = landed.attempts;
-                report.files_added = written.data_files.len();
-                report.bytes_added = written.bytes();
-                report.elapsed = started.elapsed();
-                tracing::info!(?report, "compacted");
-                Ok(report)
-            }
-            // The snapshot may yet be the table's: its files stay.
-            Err(e @ Error::CommitStateUnknown { .. }) => Err(e),
-            Err(e) => {
-                if table.config().may_delete_files() {
-                    written.delete(base.file_io()).await;
-                }
-                Err(e)
-            }
-        }
+        change.removed = bins
+            .iter()
+            .flat_map(|b| &b.files)
+            .map(|f| f.file_path().to_string())
+            .collect();
+        change.properties =
+            HashMap::from([("sales-history.operation".to_string(), "compact".to_string())]);
+        report.files_added = change.added.len();
+        report.bytes_added = change.added.iter().map(DataFile::file_size_in_bytes).sum();
+        let landed = commit::commit(table, change).await?;
+        report.snapshot_id = Some(landed.snapshot_id);
+        report.attempts = landed.attempts;
+        report.elapsed = started.elapsed();
+        tracing::info!(?report, "compacted");
+        Ok(report)
+    }
+}
+
+impl std::future::IntoFuture for Compact {
+    type Output = Result<CompactionReport>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
@@ -257,14 +229,14 @@ struct Bin {
 /// dropped (rewriting it alone gains nothing).
 fn plan_bins(
     metadata: &TableMetadata,
-    live: Vec<files::Live>,
+    live: Vec<commit::Live>,
     target: u64,
     min_files: usize,
 ) -> Vec<Bin> {
     let spec_id = metadata.default_partition_spec_id();
     let small = target / 4 * 3;
     let mut by_partition: BTreeMap<String, (Struct, Vec<DataFile>)> = BTreeMap::new();
-    for files::Live {
+    for commit::Live {
         spec_id: file_spec,
         file: f,
     } in live
@@ -326,16 +298,56 @@ fn partition_key(partition: &Struct) -> String {
     }
 }
 
-/// Reads one bin's files and writes their rows as one file of the bin's month.
+/// Rewrites the bins, in parallel (one per core: memory stays within cores × target size; the
+/// decode and encode work inside runs on tokio's pools). Every path created goes to `created`,
+/// also for bins that finished after another failed.
+async fn rewrite_bins(
+    base: &iceberg::table::Table,
+    bins: &[Bin],
+    commit_id: &str,
+    created: &mut Vec<String>,
+) -> Result<Vec<DataFile>> {
+    let parallel = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, bins.len().max(1));
+    // Boxed: the futures borrow `bins`, and a plain `map` closure's future is not provably
+    // `Send` for every lifetime (rustc's higher-ranked auto-trait limitation).
+    let work: Vec<futures::future::BoxFuture<'_, _>> = bins
+        .iter()
+        .map(|bin| rewrite_bin(base, bin, commit_id).boxed())
+        .collect();
+    let mut rewrites = futures::stream::iter(work).buffer_unordered(parallel);
+    let mut added = Vec::new();
+    let mut first_error = None;
+    while let Some((paths, result)) = rewrites.next().await {
+        created.extend(paths);
+        match result {
+            Ok(files) => added.extend(files),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(added),
+    }
+}
+
+/// Reads one bin's files and writes their rows as one file of the bin's month; the paths
+/// created go with the result (also on failure).
 async fn rewrite_bin(
     base: &iceberg::table::Table,
     bin: &Bin,
     commit_id: &str,
-    may_delete: bool,
-) -> Result<crate::write::WrittenFiles> {
+) -> (Vec<String>, Result<Vec<DataFile>>) {
+    let mut created = Vec::new();
     // The writer puts the rows in the table's sort order.
-    let batches = read_bin(base, &bin.files).await?;
-    crate::write::write_months(base, &batches, 1, commit_id, may_delete).await
+    let result = match read_bin(base, &bin.files).await {
+        Ok(batches) => crate::write::write_months(base, &batches, 1, commit_id, &mut created).await,
+        Err(e) => Err(e),
+    };
+    (created, result)
 }
 
 /// Files of a bin read at once.
@@ -343,10 +355,14 @@ const READ_CONCURRENCY: usize = 8;
 
 /// Every row of `files`, in our layout.
 async fn read_bin(base: &iceberg::table::Table, files: &[DataFile]) -> Result<Vec<RecordBatch>> {
-    let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(files)
+    let reads: Vec<futures::future::BoxFuture<'_, Result<Vec<RecordBatch>>>> = files
+        .iter()
         .map(|f| {
             crate::scan::read_file_rows(base.file_io(), f.file_path(), f.file_size_in_bytes(), None)
+                .boxed()
         })
+        .collect();
+    let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(reads)
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;

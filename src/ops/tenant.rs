@@ -6,14 +6,12 @@
 //! row of another tenant is an [`Error::InvalidValue`] naming the row; nothing is written).
 
 use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
 
-use crate::append::Append;
-use crate::appender::AppenderBuilder;
-use crate::error::{Error, Result};
+use super::append::Append;
+use super::appender::AppenderBuilder;
+use crate::error::Result;
 use crate::record::SaleRecord;
 use crate::scan::{Scan, ScanFilter};
-use crate::schema::Column;
 use crate::similarity::SimilarTo;
 use crate::table::SalesHistory;
 
@@ -40,21 +38,9 @@ pub struct TenantScope {
     tenant: String,
 }
 
-impl SalesHistory {
-    /// A scope that reads and writes only `tenant_id`'s rows (see [`TenantScope`]). An empty
-    /// or blank id is an [`Error::Config`].
-    pub fn for_tenant(&self, tenant_id: impl Into<String>) -> Result<TenantScope> {
-        let tenant = tenant_id.into();
-        if tenant.trim().is_empty() {
-            return Err(Error::config(
-                "tenant_id",
-                "a tenant scope needs a non-empty id",
-            ));
-        }
-        Ok(TenantScope {
-            table: self.clone(),
-            tenant,
-        })
+impl TenantScope {
+    pub(super) fn new(table: SalesHistory, tenant: String) -> Self {
+        TenantScope { table, tenant }
     }
 }
 
@@ -109,27 +95,4 @@ impl TenantScope {
     pub async fn sql(&self, text: &str) -> Result<Vec<RecordBatch>> {
         crate::sql::scoped_sql(&self.table, &self.tenant, text).await
     }
-}
-
-/// The error for a row of `found` in a scope of `scope`.
-pub(crate) fn foreign(found: &str, scope: &str, row: Option<usize>) -> Error {
-    Error::InvalidValue {
-        column: Column::TenantId,
-        row,
-        reason: format!("the row is tenant `{found}`'s; this scope writes only tenant `{scope}`"),
-    }
-}
-
-/// Checks that every row of a validated batch is `tenant`'s; rows are numbered from `offset`.
-pub(crate) fn check(batch: &RecordBatch, tenant: &str, offset: usize) -> Result<()> {
-    let column = batch.column(Column::TenantId.index());
-    let Some(values) = column.as_string_opt::<i32>() else {
-        return Err(Error::internal("tenant_id is not a string column"));
-    };
-    for (i, v) in values.iter().enumerate() {
-        if v != Some(tenant) {
-            return Err(foreign(v.unwrap_or("(null)"), tenant, Some(offset + i)));
-        }
-    }
-    Ok(())
 }

@@ -20,7 +20,7 @@ use arrow_array::RecordBatch;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::append::{Append, AppendOutcome};
+use super::append::{Append, AppendOutcome};
 use crate::batch::{conform, records_to_batch};
 use crate::commit::CommitSummary;
 use crate::error::{Error, Result};
@@ -552,7 +552,11 @@ impl Appender {
         if let Some(tenant) = &self.shared.tenant
             && record.tenant_id != *tenant
         {
-            return Err(crate::tenant::foreign(&record.tenant_id, tenant, None));
+            return Err(crate::batch::foreign_tenant(
+                &record.tenant_id,
+                tenant,
+                None,
+            ));
         }
         if let Some(e) = &record.embedding {
             check_embedding_len(e.len(), self.shared.table.embedding_dimension())?;
@@ -575,7 +579,7 @@ impl Appender {
         }
         let batch = conform(&batch, 0, 0, self.shared.table.embedding_dimension())?;
         if let Some(tenant) = &self.shared.tenant {
-            crate::tenant::check(&batch, tenant, 0)?;
+            crate::batch::check_tenant(&batch, tenant, 0)?;
         }
         let (rows, bytes) = (batch.num_rows(), batch.get_array_memory_size());
         let permit = self.shared.reserve(bytes).await?;
@@ -658,19 +662,4 @@ fn approx_bytes(r: &SaleRecord) -> usize {
         + text(&r.description)
         + text(&r.source)
         + r.embedding.as_ref().map_or(0, |e| e.len() * 8)
-}
-
-impl SalesHistory {
-    /// Starts configuring a streaming [`Appender`] on this table.
-    pub fn appender(&self) -> AppenderBuilder {
-        AppenderBuilder::new(self.clone())
-    }
-
-    /// The highest committed position of `source` (`None` when nothing from it is in the
-    /// table): where a restarted service resumes. Reads the table as the [`Freshness`](crate::Freshness)
-    /// policy says.
-    pub async fn last_committed_position(&self, source: &str) -> Result<Option<SourcePosition>> {
-        let table = self.table_for_read().await?;
-        Ok(crate::position::committed_in(&table, source))
-    }
 }

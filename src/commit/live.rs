@@ -1,7 +1,5 @@
 //! The live data files of a snapshot, read from its manifests.
 
-use std::collections::HashSet;
-
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{DataFile, ManifestContentType};
 use iceberg::table::Table;
@@ -53,21 +51,6 @@ pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
         .try_collect()
         .await?;
     Ok(per_manifest.into_iter().flatten().collect())
-}
-
-/// The paths of `wanted` that are not live in the table's current snapshot.
-pub(crate) async fn missing(table: &Table, wanted: &HashSet<String>) -> Result<Vec<String>> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let live: HashSet<String> = live(table)
-        .await?
-        .into_iter()
-        .map(|f| f.file.file_path().to_string())
-        .collect();
-    let mut gone: Vec<String> = wanted.difference(&live).cloned().collect();
-    gone.sort();
-    Ok(gone)
 }
 
 /// Whether a manifest list has live row-level delete files (merge-on-read deletes written by

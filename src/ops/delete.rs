@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arrow_array::{BooleanArray, RecordBatch};
-use iceberg::spec::{DataFile, Operation, PrimitiveLiteral};
+use iceberg::spec::{DataFile, PrimitiveLiteral};
 
-use super::{Change, files};
+use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, Result};
 use crate::scan::{Resolved, ScanFilter};
 use crate::schema::Column;
@@ -34,9 +34,9 @@ use crate::table::SalesHistory;
 /// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
 /// use sales_history::ScanFilter;
 /// let gone = ScanFilter::new().tenant("tenant-offboarded");
-/// let plan = table.delete_where(gone.clone()).dry_run(true).run().await?;
+/// let plan = table.delete_where(gone.clone()).dry_run(true).await?;
 /// println!("would delete {} rows", plan.rows_deleted);
-/// table.delete_where(gone).run().await?;
+/// table.delete_where(gone).await?;
 /// # Ok(()) }
 /// ```
 #[must_use = "a delete does nothing until it is run"]
@@ -96,7 +96,7 @@ impl DeleteWhere {
 
     /// Runs the delete.
     #[tracing::instrument(name = "delete_where", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
-    pub async fn run(self) -> Result<DeleteReport> {
+    async fn run(self) -> Result<DeleteReport> {
         let started = Instant::now();
         let table = &self.table;
         if self.filter.is_empty() {
@@ -114,7 +114,12 @@ impl DeleteWhere {
                 "the filter matches every row (it has no bound): delete_where refuses to empty the table",
             ));
         }
-        super::swap::supported(table.config())?;
+        if let Some(reason) = table.swap().refuses("delete") {
+            return Err(Error::Unsupported {
+                operation: "delete_where".into(),
+                reason,
+            });
+        }
         table.refresh().await?;
         let base = table.current();
         let mut report = DeleteReport {
@@ -140,7 +145,7 @@ impl DeleteWhere {
             report.elapsed = started.elapsed();
             return Ok(report);
         }
-        files::refuse_delete_files(&base, "delete_where").await?;
+        commit::refuse_delete_files(&base, "delete_where").await?;
         let candidates: HashSet<String> = table
             .scan()
             .filter(self.filter.clone())
@@ -151,7 +156,7 @@ impl DeleteWhere {
             .into_iter()
             .map(|f| f.path)
             .collect();
-        let live: HashMap<String, DataFile> = files::live(&base)
+        let live: HashMap<String, DataFile> = commit::live(&base)
             .await?
             .into_iter()
             .map(|l| (l.file.file_path().to_string(), l.file))
@@ -161,20 +166,19 @@ impl DeleteWhere {
         paths.sort();
 
         let commit_id = format!("delete-{}", uuid::Uuid::new_v4().simple());
-        let may_delete = table.config().may_delete_files();
+        let mut change = Change::new(table, ChangeKind::Delete, commit_id);
         let mut removed = HashSet::new();
-        let mut written = crate::write::WrittenFiles::default();
-        let outcome = async {
-            for path in paths {
-                let file = &live[path];
-                if all_match(&resolved, file) {
-                    report.files_dropped_by_metadata += 1;
-                    report.rows_deleted += file.record_count();
-                    report.bytes_removed += file.file_size_in_bytes();
-                    removed.insert(path.clone());
-                    continue;
-                }
-                report.files_read += 1;
+        for path in paths {
+            let file = &live[path];
+            if all_match(&resolved, file) {
+                report.files_dropped_by_metadata += 1;
+                report.rows_deleted += file.record_count();
+                report.bytes_removed += file.file_size_in_bytes();
+                removed.insert(path.clone());
+                continue;
+            }
+            report.files_read += 1;
+            let rewritten = async {
                 let batches = crate::scan::read_file_rows(
                     base.file_io(),
                     path,
@@ -184,78 +188,75 @@ impl DeleteWhere {
                 .await?;
                 let (kept, matched) = without_matches(&resolved, batches)?;
                 if matched == 0 {
-                    continue;
+                    return Ok(None);
                 }
                 report.rows_deleted += matched;
                 report.bytes_removed += file.file_size_in_bytes();
                 removed.insert(path.clone());
                 if kept.iter().all(|b| b.num_rows() == 0) {
                     report.files_dropped_after_reading += 1;
-                    continue;
+                    return Ok(None);
                 }
                 report.files_rewritten += 1;
                 if self.dry_run {
-                    continue;
+                    return Ok(None);
                 }
-                let files =
-                    crate::write::write_months(&base, &kept, 1, &commit_id, may_delete).await?;
-                written.data_files.extend(files.data_files);
-                written.paths.extend(files.paths);
+                let created = change.files.paths_mut();
+                crate::write::write_months(&base, &kept, 1, &change.commit_id, created)
+                    .await
+                    .map(Some)
             }
-            if self.dry_run || removed.is_empty() {
-                return Ok(None);
-            }
-            let operation = if written.data_files.is_empty() {
-                Operation::Delete
-            } else {
-                Operation::Overwrite
-            };
-            report.operation = Some(operation.as_str().to_string());
-            let change = Change {
-                operation,
-                added: written.data_files.clone(),
-                removed: removed.clone(),
-                commit_id: commit_id.clone(),
-                properties: HashMap::from([(
-                    "sales-history.operation".to_string(),
-                    "delete-where".to_string(),
-                )]),
-                positions: Default::default(),
-            };
-            super::commit(table, &change).await.map(Some)
-        }
-        .await;
-        match outcome {
-            Ok(landed) => {
-                if let Some(landed) = landed {
-                    report.snapshot_id = Some(landed.snapshot_id);
-                    report.attempts = landed.attempts;
+            .await;
+            match rewritten {
+                Ok(Some(files)) => change.added.extend(files),
+                Ok(None) => {}
+                Err(e) => {
+                    change.files.discard("a rewrite failed").await;
+                    return Err(e);
                 }
-                report.files_added = written.data_files.len();
-                report.bytes_added = written.bytes();
-                if self.dry_run && !removed.is_empty() {
-                    report.operation = Some(
-                        if report.files_rewritten == 0 {
-                            "delete"
-                        } else {
-                            "overwrite"
-                        }
-                        .to_string(),
-                    );
-                }
-                report.elapsed = started.elapsed();
-                tracing::info!(?report, "deleted");
-                Ok(report)
-            }
-            // The snapshot may yet be the table's: its files stay.
-            Err(e @ Error::CommitStateUnknown { .. }) => Err(e),
-            Err(e) => {
-                if may_delete {
-                    written.delete(base.file_io()).await;
-                }
-                Err(e)
             }
         }
+        if !removed.is_empty() {
+            report.operation = Some(
+                if report.files_rewritten == 0 {
+                    "delete"
+                } else {
+                    "overwrite"
+                }
+                .to_string(),
+            );
+        }
+        if self.dry_run || removed.is_empty() {
+            change.files.discard("a dry run commits nothing").await;
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+        if !change.added.is_empty() {
+            change.kind = ChangeKind::Overwrite;
+        }
+        change.removed = removed;
+        change.properties = HashMap::from([(
+            "sales-history.operation".to_string(),
+            "delete-where".to_string(),
+        )]);
+        report.files_added = change.added.len();
+        report.bytes_added = change.added.iter().map(DataFile::file_size_in_bytes).sum();
+        let landed = commit::commit(table, change).await?;
+        report.snapshot_id = Some(landed.snapshot_id);
+        report.attempts = landed.attempts;
+        report.elapsed = started.elapsed();
+        tracing::info!(?report, "deleted");
+        Ok(report)
+    }
+}
+
+impl std::future::IntoFuture for DeleteWhere {
+    type Output = Result<DeleteReport>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'static>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
