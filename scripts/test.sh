@@ -58,7 +58,8 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          rewrite::on_glue::appends_and_compactions_race_on_glue_without_losing_a_row \
          rewrite::on_glue::faults_at_each_step_of_the_rewrite_commit \
          rewrite::lost_append_races_leave_no_metadata_files_on_glue \
-         tenant::scoped_sql_is_a_view_of_the_tenant_and_nothing_else; do
+         tenant::scoped_sql_is_a_view_of_the_tenant_and_nothing_else \
+         commit_faults::faults_below_the_swap_on_glue commit_faults::faults_below_the_swap_on_s3_tables; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

@@ -78,7 +78,10 @@ pub use catalog::{
     CATALOG_ENV, CatalogConfig, CommitStats, LOCAL_CATALOG_FILE, LOCAL_CATALOG_NAME,
 };
 pub use commit::CommitSummary;
-pub use commit::METADATA_DELETE_AFTER_COMMIT_PROPERTY;
+pub use commit::{
+    MANIFEST_MERGE_ENABLED_PROPERTY, MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
+    MANIFEST_TARGET_SIZE_BYTES_PROPERTY, METADATA_DELETE_AFTER_COMMIT_PROPERTY,
+};
 pub use error::{BoxError, Error, Result};
 pub use ops::compact::{DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY};
 pub use ops::maintenance::{
@@ -86,7 +89,8 @@ pub use ops::maintenance::{
 };
 pub use ops::{
     Append, AppendOutcome, Appender, AppenderBuilder, AppenderStats, Compact, CompactionReport,
-    DeleteReport, DeleteWhere, ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles, TenantScope,
+    DeleteReport, DeleteWhere, ExpireSnapshots, Maintainer, MaintainerBuilder, MaintainerStats,
+    MaintenanceReport, RemoveOrphanFiles, TenantScope,
 };
 pub use parquet_props::{
     DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY, EmbeddingEncoding,

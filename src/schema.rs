@@ -273,6 +273,23 @@ pub(crate) fn table_properties(options: &crate::TableOptions) -> HashMap<String,
         ("commit.retry.min-wait-ms", "20".to_string()),
         ("commit.retry.max-wait-ms", "2000".to_string()),
         ("commit.retry.total-timeout-ms", "120000".to_string()),
+        // A table that lives for months under a streaming writer: manifests merged on every
+        // commit (Java's MergeAppend defaults, set explicitly), old metadata files deleted
+        // once they fall out of the metadata log.
+        (crate::MANIFEST_MERGE_ENABLED_PROPERTY, "true".to_string()),
+        (
+            crate::MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
+            "100".to_string(),
+        ),
+        (
+            crate::MANIFEST_TARGET_SIZE_BYTES_PROPERTY,
+            "8388608".to_string(),
+        ),
+        (
+            crate::METADATA_DELETE_AFTER_COMMIT_PROPERTY,
+            "true".to_string(),
+        ),
+        ("write.metadata.previous-versions-max", "100".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -18,6 +18,7 @@
 //! (appends and snapshot expiry only; see [`crate::catalog::swap::update_table`]).
 
 mod live;
+mod merge;
 mod owned;
 mod retry;
 mod stage;
@@ -34,6 +35,10 @@ use crate::position::Positions;
 use crate::table::SalesHistory;
 
 pub(crate) use live::{Live, live, refuse_delete_files};
+pub use merge::{
+    MANIFEST_MERGE_ENABLED_PROPERTY, MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
+    MANIFEST_TARGET_SIZE_BYTES_PROPERTY,
+};
 pub(crate) use owned::Owned;
 pub(crate) use retry::RetryPolicy;
 pub use stage::METADATA_DELETE_AFTER_COMMIT_PROPERTY;
@@ -219,7 +224,7 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                     table.advance_to(new_table);
                     staged.hand_over();
                     change.files.hand_over();
-                    stager.discard_unused().await;
+                    stager.discard_unused(true).await;
                     stage::delete_expired_metadata(table, swap.as_ref(), expired_metadata).await;
                     return Ok(Landed {
                         snapshot_id,
@@ -240,6 +245,8 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                     Settled::Landed(id) => {
                         staged.hand_over();
                         change.files.hand_over();
+                        // An earlier attempt may be the one that landed: its manifests stay.
+                        stager.keep_unused();
                         return Ok(Landed {
                             snapshot_id: id,
                             attempts,
@@ -250,6 +257,7 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                         let error = unknown(table, &change, e);
                         staged.keep("the table could not be re-read");
                         change.files.keep("the table could not be re-read");
+                        stager.keep_unused();
                         return Err(error);
                     }
                 }
@@ -258,7 +266,7 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                         .files
                         .discard("conflicts outlasted the retry budget")
                         .await;
-                    stager.discard_unused().await;
+                    stager.discard_unused(false).await;
                     return Err(conflict(table, reason));
                 }
                 // The next attempt re-validates: staging re-reads the manifests that list the
@@ -267,13 +275,14 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
             Failure::NotSent(e) => {
                 staged.discard("staging failed").await;
                 change.files.discard("staging failed").await;
-                stager.discard_unused().await;
+                stager.discard_unused(false).await;
                 return Err(e);
             }
             Failure::Refused(e) => match settle(table, &change, &[0]).await {
                 Settled::Landed(id) => {
                     staged.hand_over();
                     change.files.hand_over();
+                    stager.keep_unused();
                     return Ok(Landed {
                         snapshot_id: id,
                         attempts,
@@ -282,13 +291,14 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                 Settled::NotLanded => {
                     staged.discard("the catalog refused the swap").await;
                     change.files.discard("the catalog refused the swap").await;
-                    stager.discard_unused().await;
+                    stager.discard_unused(false).await;
                     return Err(e);
                 }
                 Settled::Unknown(_) => {
                     let error = unknown(table, &change, e);
                     staged.keep("the table could not be re-read");
                     change.files.keep("the table could not be re-read");
+                    stager.keep_unused();
                     return Err(error);
                 }
             },
@@ -299,6 +309,8 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
                     Settled::Landed(id) => {
                         staged.hand_over();
                         change.files.hand_over();
+                        // An earlier attempt may be the one that landed: its manifests stay.
+                        stager.keep_unused();
                         return Ok(Landed {
                             snapshot_id: id,
                             attempts,

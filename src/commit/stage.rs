@@ -35,6 +35,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
+use super::merge::{ManifestMerger, MergePolicy};
 use super::{Change, ChangeKind, Owned};
 use crate::catalog::swap::MetadataSwap;
 use crate::error::{Error, IcebergResultExt, Result};
@@ -61,6 +62,10 @@ pub(crate) struct Stager {
     /// Every reusable manifest written, and which the last attempt used.
     reusable: Option<Owned>,
     used: HashSet<String>,
+    /// Manifest merging on every commit (Java's `MergeAppend`; [`super::merge`]).
+    merger: Option<ManifestMerger>,
+    /// The manifest list of the last attempt (what a landing attempt references).
+    last_manifests: Vec<ManifestFile>,
 }
 
 impl Stager {
@@ -127,6 +132,23 @@ impl Stager {
                         staged,
                     )
                     .await?;
+                let merger = match &mut self.merger {
+                    Some(m) => m,
+                    None => self
+                        .merger
+                        .insert(ManifestMerger::new(MergePolicy::from_properties(
+                            metadata.properties(),
+                        )?)),
+                };
+                if merger.policy().enabled {
+                    swap.check_staged_write("manifest")?;
+                }
+                let manifests = merger
+                    .merge(io, metadata, snapshot_id, manifests, || {
+                        format!("{location}/metadata/{}-m0.avro", uuid::Uuid::new_v4())
+                    })
+                    .await?;
+                self.last_manifests = manifests.clone();
                 let uuid = uuid::Uuid::new_v4();
                 let parent = metadata.current_snapshot_id();
                 let sequence_number = metadata.next_sequence_number();
@@ -378,16 +400,26 @@ impl Stager {
         Ok(manifests)
     }
 
-    /// After the commit landed: the reusable manifests the landing attempt did not use are
-    /// deleted (the rule of [`Owned`]); with an unknown outcome they are kept.
-    pub(crate) async fn discard_unused(&mut self) {
-        if let Some(reusable) = self.reusable.take() {
-            let (unused, used) = reusable.partition(|p| !self.used.contains(p));
-            used.hand_over();
-            unused
-                .discard("staged for an attempt that did not land")
-                .await;
+    /// The commit ended (`landed`: with the last attempt; else given up): the reusable and
+    /// merged manifests the table does not reference are deleted (the rule of [`Owned`]).
+    pub(crate) async fn discard_unused(&mut self, landed: bool) {
+        let Some(mut reusable) = self.reusable.take() else {
+            return;
+        };
+        if !landed {
+            self.used.clear();
+            self.last_manifests.clear();
         }
+        if let Some(merger) = &mut self.merger {
+            reusable
+                .paths_mut()
+                .extend(merger.take_unused(&self.last_manifests));
+        }
+        let (unused, used) = reusable.partition(|p| !self.used.contains(p));
+        used.hand_over();
+        unused
+            .discard("staged for an attempt that did not land")
+            .await;
     }
 
     /// The outcome is unknown: every reusable manifest stays.

@@ -54,6 +54,8 @@ pub struct Compact {
     target: Option<u64>,
     min_input_files: usize,
     dry_run: bool,
+    /// Only this month (the maintenance task compacts month by month).
+    month: Option<Month>,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -91,6 +93,7 @@ impl Compact {
             target: None,
             min_input_files: 2,
             dry_run: false,
+            month: None,
         }
     }
 
@@ -105,6 +108,31 @@ impl Compact {
     pub fn min_input_files(mut self, files: usize) -> Self {
         self.min_input_files = files.max(2);
         self
+    }
+
+    /// Only `month`'s files.
+    pub(crate) fn only_month(mut self, month: Month) -> Self {
+        self.month = Some(month);
+        self
+    }
+
+    /// The months this compaction would rewrite, in the table's current snapshot.
+    pub(crate) async fn months(&self) -> Result<Vec<Month>> {
+        let table = &self.table;
+        table.refresh().await?;
+        let base = table.current();
+        let target = match self.target {
+            Some(t) => t,
+            None => target_of(base.metadata())?,
+        };
+        let live = commit::live(&base).await?;
+        let mut months: Vec<Month> = plan_bins(base.metadata(), live, target, self.min_input_files)
+            .iter()
+            .filter_map(|b| month_of(&b.partition))
+            .collect();
+        months.sort();
+        months.dedup();
+        Ok(months)
     }
 
     /// Plan only: report what would be rewritten, write and commit nothing.
@@ -135,7 +163,10 @@ impl Compact {
         }
         commit::refuse_delete_files(&base, "compact").await?;
         let live = commit::live(&base).await?;
-        let bins = plan_bins(base.metadata(), live, target, self.min_input_files);
+        let mut bins = plan_bins(base.metadata(), live, target, self.min_input_files);
+        if let Some(month) = self.month {
+            bins.retain(|b| month_of(&b.partition) == Some(month));
+        }
         let mut report = CompactionReport {
             dry_run: self.dry_run,
             snapshot_id: None,
@@ -286,6 +317,16 @@ fn plan_bins(
         );
     }
     bins
+}
+
+/// The month of a partition value of the month spec.
+fn month_of(partition: &Struct) -> Option<Month> {
+    match partition.fields() {
+        [Some(iceberg::spec::Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(m)))] => {
+            Some(Month::from_ordinal(*m))
+        }
+        _ => None,
+    }
 }
 
 /// A readable key of a partition value (`2024-03` for our month partition).

@@ -11,12 +11,14 @@
 //! | [`SalesHistory::delete_where`] | [`DeleteWhere`] | one `delete` or `overwrite` snapshot |
 //! | [`SalesHistory::expire_snapshots`] | [`ExpireSnapshots`] | snapshots removed from the metadata |
 //! | [`SalesHistory::remove_orphan_files`] | [`RemoveOrphanFiles`] | nothing (deletes unreferenced files) |
+//! | [`SalesHistory::maintainer`] | [`MaintainerBuilder`] → [`Maintainer`] | compactions and expiries, on a schedule |
 //! | [`SalesHistory::scan`], [`SalesHistory::similar_to`], [`SalesHistory::for_tenant`] | [`Scan`], [`SimilarTo`], [`TenantScope`] | nothing (reads) |
 
 pub(crate) mod append;
 pub(crate) mod appender;
 pub(crate) mod compact;
 pub(crate) mod delete;
+pub(crate) mod maintainer;
 pub(crate) mod maintenance;
 pub(crate) mod tenant;
 
@@ -33,6 +35,7 @@ pub use append::{Append, AppendOutcome};
 pub use appender::{Appender, AppenderBuilder, AppenderStats};
 pub use compact::{Compact, CompactionReport};
 pub use delete::{DeleteReport, DeleteWhere};
+pub use maintainer::{Maintainer, MaintainerBuilder, MaintainerStats};
 pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
 pub use tenant::TenantScope;
 
@@ -84,6 +87,12 @@ impl SalesHistory {
     /// modified more than a day ago by default); see [`RemoveOrphanFiles`].
     pub fn remove_orphan_files(&self) -> RemoveOrphanFiles {
         RemoveOrphanFiles::new(self.clone())
+    }
+
+    /// Starts configuring the maintenance task a service runs beside its writers
+    /// (compaction, snapshot expiry, orphan removal on a schedule); see [`Maintainer`].
+    pub fn maintainer(&self) -> MaintainerBuilder {
+        MaintainerBuilder::new(self.clone())
     }
 
     /// Starts a scan of the table's current snapshot.

@@ -8,6 +8,7 @@
 mod adopt;
 mod appender;
 mod bad_input;
+mod commit_faults;
 mod concurrency;
 mod examples;
 mod faults;
