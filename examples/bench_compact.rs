@@ -11,6 +11,8 @@
 mod number;
 #[path = "common/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +69,7 @@ async fn median_scan(
         times.push(started.elapsed());
         rows = batches.iter().map(|b| b.num_rows()).sum();
     }
-    times.sort();
-    Ok((times[times.len() / 2], rows))
+    Ok((stats::upper_median_duration(&times), rows))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

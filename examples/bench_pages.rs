@@ -4,29 +4,93 @@
 //! `DEFAULT_PAGE_ROW_LIMIT` was chosen.
 //!
 //! ```text
-//! cargo run --release --example bench_pages
+//! cargo run --release --example bench_pages -- [--rows N] [--rows-per-page 32,64,...]
+//!     [--runs R] [--dir DIR]
 //! ```
 //!
-//! The property is set through iceberg's own transaction on a raw SQL catalog (the crate's API
-//! does not expose arbitrary table properties).
+//! Each page size gets a fresh table in a temporary directory under `--dir` (default `/tmp`),
+//! removed afterwards. The property is set through iceberg's own transaction on a raw SQL
+//! catalog (the crate's API does not expose arbitrary table properties).
 
+#[path = "common/number.rs"]
+mod number;
+#[path = "common/report.rs"]
+mod report;
+#[path = "common/stats.rs"]
+mod stats;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
 use iceberg::CatalogBuilder;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{CatalogConfig, Freshness, SalesHistory, ScanFilter};
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
+
+/// Page-size sweep: the same --rows rows (1024-dim) written with each --rows-per-page
+/// (write.parquet.page-row-limit), then the append time, the table's bytes and the month +
+/// tenant, tenant and full scans (medians of --runs, bytes read), printed as a table.
+#[derive(Debug, Parser)]
+#[command(name = "bench_pages", verbatim_doc_comment)]
+struct Args {
+    /// Rows appended to each table.
+    #[arg(long, value_name = "N", default_value = "50000", value_parser = number::parse::<NonZeroUsize>)]
+    rows: NonZeroUsize,
+
+    /// Page row limits to compare, comma-separated.
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        default_value = "32,64,128,256,1024",
+        value_parser = number::parse::<NonZeroUsize>
+    )]
+    rows_per_page: Vec<NonZeroUsize>,
+
+    /// Timed runs of each scan (the median is printed).
+    #[arg(long, value_name = "R", default_value = "5", value_parser = number::parse::<NonZeroUsize>)]
+    runs: NonZeroUsize,
+
+    /// Directory the temporary tables are made in.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    dir: PathBuf,
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    println!("| rows/page | append 50k | table | month+tenant | tenant | full |");
+async fn main() {
+    report::exit_on_error(run(Args::parse()).await);
+}
+
+/// `50k` for 50,000; other counts as they are.
+fn rows_label(rows: usize) -> String {
+    if rows.is_multiple_of(1000) {
+        format!("{}k", rows / 1000)
+    } else {
+        rows.to_string()
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (rows, runs) = (args.rows.get(), args.runs.get());
+    println!(
+        "| rows/page | append {} | table | month+tenant | tenant | full |",
+        rows_label(rows)
+    );
     println!("|---|---|---|---|---|---|");
-    for rows_per_page in [32usize, 64, 128, 256, 1024] {
-        let dir = tempfile::tempdir_in("/tmp")?;
+    for rows_per_page in args.rows_per_page.iter().map(|n| n.get()) {
+        let dir = tempfile::tempdir_in(&args.dir)
+            .with_context(|| format!("cannot create a directory in {}", args.dir.display()))?;
         let config = CatalogConfig::local(dir.path());
         let t = SalesHistory::ensure(&config, "sweep").await?;
         let root = std::fs::canonicalize(dir.path())?;
-        let root = root.to_str().unwrap();
+        let root = root
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", root.display()))?;
         let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
             .with_storage_factory(Arc::new(
                 iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
@@ -53,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
             .apply(tx)?;
         tx.commit(&catalog).await?;
         t.refresh().await?;
-        let records = SampleGenerator::new(SampleConfig::default()).take_records(50_000);
+        let records = SampleGenerator::new(SampleConfig::default()).take_records(rows);
         let s = Instant::now();
         t.append(records).await?;
         let append = s.elapsed();
@@ -66,14 +130,17 @@ async fn main() -> anyhow::Result<()> {
         ] {
             let mut times = Vec::new();
             let mut bytes = 0;
-            for _ in 0..5 {
+            for _ in 0..runs {
                 let s = Instant::now();
                 let (_, m) = t.scan().filter(f.clone()).to_batches_with_metrics().await?;
                 times.push(s.elapsed().as_secs_f64() * 1e3);
                 bytes = m.bytes_read;
             }
-            times.sort_by(f64::total_cmp);
-            res.push(format!("{:.1} ms / {:.1} MB", times[2], bytes as f64 / 1e6));
+            res.push(format!(
+                "{:.1} ms / {:.1} MB",
+                stats::upper_median(&times),
+                bytes as f64 / 1e6
+            ));
         }
         let size: u64 = t
             .scan()

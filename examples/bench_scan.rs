@@ -21,8 +21,12 @@
 
 #[path = "common/number.rs"]
 mod number;
+#[path = "common/python.rs"]
+mod python;
 #[path = "common/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::io::{BufRead, BufReader, Write};
 use std::num::NonZeroUsize;
@@ -36,6 +40,8 @@ use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
     CatalogConfig, Column, EmbeddingEncoding, SalesHistory, ScanFilter, TableOptions,
 };
+
+use stats::median;
 
 /// Scan speed beside pyiceberg in one run: four scans (full, no_embedding, month_tenant,
 /// load_plan) of the same local table, ours and pyiceberg's interleaved, medians of --runs
@@ -86,32 +92,6 @@ const SCANS: [&str; 5] = [
 const STAGE: &str = "bench";
 const TENANT: &str = "tenant-001";
 const MONTH: (i32, u32) = (2025, 3);
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn venv_python() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("SALES_HISTORY_PYTHON") {
-        return Ok(PathBuf::from(p));
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/venv.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .with_context(|| format!("cannot run {script}"))?;
-    if !out.status.success() {
-        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let stdout = String::from_utf8(out.stdout).context("venv.sh printed non-UTF-8")?;
-    let last = stdout.lines().last().context("venv.sh printed nothing")?;
-    Ok(PathBuf::from(last.trim()))
-}
 
 /// Our side of one scan: (milliseconds, rows, bytes read).
 async fn ours(table: &SalesHistory, scan: &str) -> anyhow::Result<(f64, u64, u64)> {
@@ -273,7 +253,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .freshness(sales_history::Freshness::Cached);
     let python = match python {
         Some(p) => p,
-        None => venv_python()?,
+        None => python::venv_python()?,
     };
     let mut peer = Peer::start(
         &python,
@@ -310,8 +290,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plan = table.scan().filter(filter).plan().await?;
 
     let mut results = Vec::new();
-    for ((scan, (mut us, mut them)), read) in SCANS.iter().zip(times).zip(bytes) {
-        let (us, them) = (median(&mut us), median(&mut them));
+    for ((scan, (us, them)), read) in SCANS.iter().zip(times).zip(bytes) {
+        let (us, them) = (median(&us), median(&them));
         results.push((*scan, us, them, them / us, read));
     }
     if json {

@@ -13,10 +13,14 @@
 //! peak RSS above the RSS at the start of the scan, and the storage reads
 //! (`ScanMetrics::requests`) per read-buffer setting.
 
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/number.rs"]
 mod number;
 #[path = "common/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -27,6 +31,9 @@ use clap::Parser;
 use futures::TryStreamExt;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{CatalogConfig, DEFAULT_READ_BUFFER_BYTES, SalesHistory};
+
+use host::proc_status_kb;
+use stats::upper_median;
 
 /// Peak RSS of a full scan over large files: the default read buffer against whole-file
 /// reads, interleaved, medians of --runs.
@@ -44,12 +51,6 @@ struct Args {
     /// Local warehouse for the table; must be empty or hold exactly this table.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-}
-
-fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn prepare(dir: &std::path::Path, rows: usize) -> anyhow::Result<SalesHistory> {
@@ -87,7 +88,7 @@ async fn prepare(dir: &std::path::Path, rows: usize) -> anyhow::Result<SalesHist
 async fn scan(table: &SalesHistory, read_buffer: u64) -> anyhow::Result<(f64, u64, u64)> {
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     ensure!(reset, "cannot reset the peak RSS (/proc/self/clear_refs)");
-    let before = status_kb("VmRSS:").context("no VmRSS in /proc/self/status")? / 1024;
+    let before = proc_status_kb("VmRSS:").context("no VmRSS in /proc/self/status")? / 1024;
     let start = Instant::now();
     let mut stream = table
         .scan()
@@ -99,14 +100,9 @@ async fn scan(table: &SalesHistory, read_buffer: u64) -> anyhow::Result<(f64, u6
         rows += batch.num_rows();
     }
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let peak = status_kb("VmHWM:").context("no VmHWM in /proc/self/status")? / 1024;
+    let peak = proc_status_kb("VmHWM:").context("no VmHWM in /proc/self/status")? / 1024;
     ensure!(rows as u64 == stream.metrics().rows_returned);
     Ok((ms, peak.saturating_sub(before), stream.metrics().requests))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -143,11 +139,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("| reads | ms | peak RSS above the start (MB) | storage reads |");
     println!("|---|--:|--:|--:|");
-    for ((name, _), (mut ms, mut peak, requests)) in settings.iter().zip(results) {
+    for ((name, _), (ms, peak, requests)) in settings.iter().zip(results) {
         println!(
             "| {name} | {:.0} | {:.0} | {requests} |",
-            median(&mut ms),
-            median(&mut peak)
+            upper_median(&ms),
+            upper_median(&peak)
         );
     }
     Ok(())

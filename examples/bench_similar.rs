@@ -14,16 +14,20 @@ mod catalog_args;
 mod number;
 #[path = "common/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use chrono::{TimeZone, Utc};
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{CatalogConfig, Metric, SalesHistory, ScanFilter};
+
+use stats::upper_median_duration;
 
 /// Similarity-search benchmark: top-k cosine search over --rows rows with 1024-dim embeddings,
 /// over all rows and within one month, beside a NumPy brute-force baseline over the same data
@@ -52,11 +56,6 @@ struct Args {
     // --warehouse DIR (or a local --catalog) runs on that warehouse instead of a scratch one.
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[tokio::main]
@@ -188,7 +187,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &tops.1,
         ),
     ] {
-        let us = median(times);
+        let us = upper_median_duration(&times);
         let np = py.as_ref().and_then(|p| p[key]["median_s"].as_f64());
         let same = py.as_ref().map(|p| {
             let theirs: Vec<String> = p[key]["top"]

@@ -19,10 +19,20 @@
 //! `--rss-rows`-row append in a child process (`--rss-only N`), so that the data generation of
 //! this process does not pollute it. Files are deleted and `sync` runs between timed runs.
 
+#[path = "common/figures.rs"]
+mod figures;
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/number.rs"]
 mod number;
+#[path = "common/python.rs"]
+mod python;
+#[path = "common/raw_parquet.rs"]
+mod raw_parquet;
 #[path = "common/report.rs"]
 mod report;
+#[path = "common/stats.rs"]
+mod stats;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -38,20 +48,22 @@ use arrow_array::{RecordBatch, UInt32Array};
 use chrono::{DateTime, Datelike};
 use clap::{Parser, ValueEnum};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::WriterProperties;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
-    AppendOutcome, CatalogConfig, Column, DEFAULT_ROW_GROUP_ROWS, EmbeddingEncoding, Error,
-    SaleRecord, SalesHistory, TableOptions,
+    AppendOutcome, CatalogConfig, Column, EmbeddingEncoding, Error, SaleRecord, SalesHistory,
+    TableOptions,
 };
 use serde_json::{Value, json};
+
+use figures::verdict;
+use host::settle;
+use raw_parquet::arrow_bytes;
+use stats::{median, min_max};
 
 type Res<T> = anyhow::Result<T>;
 
 const DIMENSION: usize = 1024;
-const CHUNK: usize = 1024;
 
 /// `--embedding-encoding`, set once at start.
 static ENCODING: std::sync::OnceLock<EmbeddingEncoding> = std::sync::OnceLock::new();
@@ -206,37 +218,14 @@ fn chunked_batches(rows: usize, embeddings: bool) -> Res<Vec<RecordBatch>> {
     Ok(out)
 }
 
-/// Bytes of Arrow data the batches hold (buffers as used, not builders' spare capacity).
-fn arrow_bytes(batches: &[RecordBatch]) -> usize {
-    batches
-        .iter()
-        .flat_map(|b| b.columns())
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-        .sum()
-}
-
 fn month_of(micros: i64) -> i32 {
     DateTime::from_timestamp_micros(micros)
         .map_or(0, |d| (d.year() - 1970) * 12 + d.month0() as i32)
 }
 
-/// The table's writer settings (mirrors `src/parquet_props.rs` for a table with defaults).
+/// The table's writer settings for a table with defaults and `--embedding-encoding`.
 fn raw_props() -> WriterProperties {
-    let element = ColumnPath::from(vec!["embedding".into(), "list".into(), "element".into()]);
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_ROWS))
-        .set_column_dictionary_enabled(element.clone(), false)
-        // As the table's property says (see `EMBEDDING_ENCODING_PROPERTY`).
-        .set_column_encoding(
-            element.clone(),
-            match encoding() {
-                EmbeddingEncoding::Plain => parquet::basic::Encoding::PLAIN,
-                _ => parquet::basic::Encoding::BYTE_STREAM_SPLIT,
-            },
-        )
-        .set_column_statistics_enabled(element, EnabledStatistics::None)
-        .build()
+    raw_parquet::table_props(encoding()).build()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,43 +290,10 @@ impl Variant {
     }
 }
 
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
-/// The disk's limit for this write: `bytes` written in 8 MiB chunks to one new file, then
-/// `fdatasync` (what a durable append must at least do).
+/// The disk's limit for this write: `bytes` written to one new file, then `fdatasync` (what a
+/// durable append must at least do).
 fn disk_limit(bytes: u64, dir: &Path) -> Res<f64> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(dir)?;
-    let chunk: Vec<u8> = (0..8 << 20)
-        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let start = Instant::now();
-    let mut file = std::fs::File::create(dir.join("limit.bin"))?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    file.sync_data()?;
-    Ok(start.elapsed().as_secs_f64())
+    host::sync_write(dir, bytes)
 }
 
 fn raw_one_file(batch: &RecordBatch, dir: &Path) -> Res<f64> {
@@ -345,12 +301,7 @@ fn raw_one_file(batch: &RecordBatch, dir: &Path) -> Res<f64> {
     let start = Instant::now();
     let file = std::fs::File::create(dir.join("one.parquet"))?;
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(raw_props()))?;
-    let mut offset = 0;
-    while offset < batch.num_rows() {
-        let n = CHUNK.min(batch.num_rows() - offset);
-        w.write(&batch.slice(offset, n))?;
-        offset += n;
-    }
+    raw_parquet::write_sliced(&mut w, batch)?;
     w.close()?;
     Ok(start.elapsed().as_secs_f64())
 }
@@ -368,7 +319,7 @@ fn raw_monthly(batch: &RecordBatch, dir: &Path) -> Res<f64> {
     for (month, rows) in months {
         let file = std::fs::File::create(dir.join(format!("month-{month}.parquet")))?;
         let mut w = ArrowWriter::try_new(file, batch.schema(), Some(raw_props()))?;
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rows.chunks(raw_parquet::SLICE_ROWS) {
             let idx = UInt32Array::from(chunk.to_vec());
             w.write(&arrow_select::take::take_record_batch(batch, &idx)?)?;
         }
@@ -440,7 +391,7 @@ struct Python {
 }
 
 impl Python {
-    fn start(python: &str) -> Res<Python> {
+    fn start(python: &Path) -> Res<Python> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/bench_write_baseline.py");
         let mut child = Command::new(python)
             .arg(script)
@@ -448,7 +399,7 @@ impl Python {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {python}"))?;
+            .with_context(|| format!("cannot start {}", python.display()))?;
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
         Ok(Python {
@@ -479,54 +430,17 @@ impl Drop for Python {
     }
 }
 
-fn find_python(args: &Args) -> Res<String> {
-    if let Some(p) = &args.python {
-        return Ok(p.clone());
+/// `--python`, else `$SALES_HISTORY_PYTHON`, else the test venv's.
+fn find_python(args: &Args) -> Res<PathBuf> {
+    match &args.python {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => python::venv_python()
+            .context("no Python for the baselines (use --no-python to skip them)"),
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/venv.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        bail!("scripts/venv.sh failed (use --no-python to skip the Python baselines)");
-    }
-    let text = String::from_utf8(out.stdout)?;
-    Ok(text
-        .lines()
-        .last()
-        .context("scripts/venv.sh printed nothing")?
-        .trim()
-        .to_string())
-}
-
-fn settle(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = Command::new("sync").status();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Statistics and output
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-            (lo.min(*x), hi.max(*x))
-        })
-}
+// Results and output
 
 struct Case {
     rows: usize,
@@ -640,18 +554,12 @@ async fn commit_latency(args: &Args) -> Res<Value> {
     }))
 }
 
-fn proc_status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Child mode: build the input, reset the peak-RSS counter, append, report.
 async fn rss_only(args: &Args, rows: usize) -> Res<()> {
     let batches = chunked_batches(rows, !args.no_embeddings)?;
     let bytes = arrow_bytes(&batches);
     let table = fresh_table(&args.dir.join("rss")).await?;
-    let before_kb = proc_status_kb("VmRSS:").unwrap_or(0);
+    let before_kb = host::proc_status_kb("VmRSS:").unwrap_or(0);
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut op = table.append_batches(batches);
     if let Some(p) = args.parallelism {
@@ -660,7 +568,7 @@ async fn rss_only(args: &Args, rows: usize) -> Res<()> {
     let start = Instant::now();
     op.await?;
     let secs = start.elapsed().as_secs_f64();
-    let peak_kb = proc_status_kb("VmHWM:").unwrap_or(0);
+    let peak_kb = host::proc_status_kb("VmHWM:").unwrap_or(0);
     settle(&args.dir.join("rss"));
     let out = json!({
         "rows": rows, "embeddings": !args.no_embeddings, "arrow_bytes": bytes,
@@ -715,7 +623,7 @@ async fn run_case(
     // The bytes our append writes (data + metadata files), for the disk-limit variant.
     let probe = case_dir.join("probe");
     append(&batch, &probe, args.parallelism).await?;
-    let out_bytes = dir_bytes(&probe);
+    let out_bytes = host::tree_stats(&probe).bytes();
     settle(&probe);
     let mut case = Case {
         rows,
@@ -766,7 +674,7 @@ fn print_targets(cases: &[Case], commits: &Value, rss: &[Value]) {
                 "50k rows with embeddings: append bytes/s = {:.0}% of the disk's write+fdatasync ({} MB written; target >= 85% on ext4) {}",
                 r * 100.0,
                 c.out_bytes / 1_000_000,
-                if r >= 0.85 { "HOLDS" } else { "MISSED" }
+                verdict(r >= 0.85)
             ),
             None => println!("50k rows with embeddings: disk limit not measured"),
         }
@@ -779,7 +687,7 @@ fn print_targets(cases: &[Case], commits: &Value, rss: &[Value]) {
                 Some(r) => println!(
                     "50k rows with embeddings: append vs {:<10} {r:.2}x (target >= {want:.1}x) {}",
                     v.key(),
-                    if r >= want { "HOLDS" } else { "MISSED" }
+                    verdict(r >= want)
                 ),
                 None => println!("50k rows with embeddings vs {}: not measured", v.key()),
             }
@@ -796,7 +704,7 @@ fn print_targets(cases: &[Case], commits: &Value, rss: &[Value]) {
         commits["median_first10_s"].as_f64().unwrap_or(0.0) * 1e3,
         commits["median_last10_s"].as_f64().unwrap_or(0.0) * 1e3,
         g,
-        if g <= 1.2 { "HOLDS" } else { "MISSED" }
+        verdict(g <= 1.2)
     );
     for r in rss {
         let ratio = r["peak_over_arrow"].as_f64().unwrap_or(f64::NAN);
@@ -811,7 +719,7 @@ fn print_targets(cases: &[Case], commits: &Value, rss: &[Value]) {
             r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6,
             r["arrow_bytes"].as_f64().unwrap_or(0.0) / 1e6,
             r["rss_before_append"].as_f64().unwrap_or(0.0) / 1e6,
-            if ratio <= 1.5 { "HOLDS" } else { "MISSED" }
+            verdict(ratio <= 1.5)
         );
     }
 }

@@ -259,6 +259,82 @@ fn help_is_generated_and_lists_the_shared_flags() {
     }
 }
 
+/// Examples Cargo builds only with a feature (`required-features` in Cargo.toml): whether this
+/// build has it.
+const EXAMPLE_FEATURES: &[(&str, bool)] = &[("run_queries", cfg!(feature = "sql"))];
+
+/// The example binaries Cargo discovers: `examples/NAME.rs` and `examples/NAME/main.rs`.
+fn example_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read examples/")
+        .map(|e| e.expect("examples/ entry").path())
+        .filter_map(|p| {
+            let single = p.extension().is_some_and(|x| x == "rs");
+            let directory = p.join("main.rs").is_file();
+            (single || directory)
+                .then(|| p.file_stem()?.to_str().map(String::from))
+                .flatten()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `--help` of every example: exit 0, the usage on stdout, nothing on stderr, and nothing run:
+/// no file appears in the working directory or in `$TMPDIR` (both empty scratch directories).
+#[test]
+fn every_example_prints_help_and_runs_nothing() {
+    let names = example_names();
+    for expected in ["bench_pages", "bench_stream", "quickstart", "iam_policy"] {
+        assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (cwd, tmp) = (scratch.path().join("cwd"), scratch.path().join("tmp"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in &names {
+        let built = EXAMPLE_FEATURES
+            .iter()
+            .find(|(n, _)| n == name)
+            .is_none_or(|(_, on)| *on);
+        if !built {
+            continue;
+        }
+        let out = Command::new(crate::support::example(name))
+            .arg("--help")
+            .current_dir(&cwd)
+            .env("TMPDIR", &tmp)
+            .output()
+            .expect("run example");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name} --help: {stdout}{stderr}"
+        );
+        assert!(
+            stdout.contains(&format!("Usage: {name}")),
+            "{name} --help:\n{stdout}"
+        );
+        assert!(
+            stderr.is_empty(),
+            "{name} --help wrote to stderr:\n{stderr}"
+        );
+        for d in [&cwd, &tmp] {
+            let left: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            assert!(left.is_empty(), "{name} --help created {left:?}");
+        }
+    }
+}
+
 /// A bad value is a usage error: exit status 2 and a message naming the flag, before anything
 /// is touched.
 #[test]
