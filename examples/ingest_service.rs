@@ -3,7 +3,9 @@
 //! Reads sale events as JSON lines from stdin (one object per line; keys are the column names,
 //! `sold_price` a decimal string, `sold_date` RFC 3339, `embedding` an array of numbers, absent
 //! keys are null), or generates them with `--rate N`. Pushes them through a streaming appender
-//! (flush on `--max-rows`, `--max-bytes` or `--max-age`) and prints one line per flush.
+//! (flush on `--max-rows`, `--max-bytes` or `--max-age`) and prints one line per flush. The
+//! maintenance task runs beside it (compaction, expiry, orphan removal; one line per run)
+//! unless `--no-maintenance`.
 //!
 //! The source position is the input line number (generated events: their sequence number),
 //! stored with each flush: restarted on the same input after a crash, the service skips what
@@ -105,6 +107,16 @@ struct Args {
     #[arg(long)]
     quiet: bool,
 
+    /// Do not run the maintenance task beside the appender (compaction of small files,
+    /// snapshot expiry by the table's retention properties, orphan removal); it runs by
+    /// default, one line per run (does nothing on S3 Tables, whose service does this).
+    #[arg(long)]
+    no_maintenance: bool,
+
+    /// How often the maintenance task runs (also after every 500 commits).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse)]
+    maintenance_every: Duration,
+
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
 }
@@ -136,8 +148,74 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .max_age(args.max_age)
             .start()
     };
+    let maintainer = match args.no_maintenance {
+        true => None,
+        false => Some(
+            table
+                .maintainer()
+                .every(args.maintenance_every)
+                .after_commits(Some(500))
+                .start()?,
+        ),
+    };
+    let maintenance_lines = match (&maintainer, args.quiet) {
+        (Some(m), false) => Some(tokio::spawn(print_maintenance(m.watch()))),
+        _ => None,
+    };
+    let result = ingest(&args, &table, appender_for).await;
+    if let Some(p) = maintenance_lines {
+        p.abort();
+    }
+    if let Some(m) = maintainer {
+        let stats = m.stop().await;
+        if !args.quiet {
+            eprintln!(
+                "maintenance: {} runs ({} failed), {} compactions of {} files, {} snapshots expired, {} files deleted",
+                stats.runs,
+                stats.failed_runs,
+                stats.compactions,
+                stats.files_compacted,
+                stats.snapshots_expired,
+                stats.files_deleted
+            );
+        }
+    }
+    result
+}
+
+/// One line per maintenance run.
+async fn print_maintenance(
+    mut watch: tokio::sync::watch::Receiver<sales_history::MaintainerStats>,
+) {
+    while watch.changed().await.is_ok() {
+        let s = watch.borrow_and_update().clone();
+        if s.managed_by_catalog {
+            eprintln!("maintenance: managed by S3 Tables; the task does nothing");
+            continue;
+        }
+        eprintln!(
+            "maintenance run {}: {} ms, {} compactions ({} files, {} retries) so far, {} snapshots expired, {} files deleted{}",
+            s.runs,
+            s.last_run.as_millis(),
+            s.compactions,
+            s.files_compacted,
+            s.compaction_retries,
+            s.snapshots_expired,
+            s.files_deleted,
+            s.last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+async fn ingest(
+    args: &Args,
+    table: &SalesHistory,
+    appender_for: impl Fn(&SalesHistory) -> sales_history::Result<Appender>,
+) -> anyhow::Result<()> {
     if let Some(stream) = &args.kinesis_stream {
-        return kinesis::run(&args, &table, appender_for(&table)?, stream).await;
+        return kinesis::run(args, table, appender_for(table)?, stream).await;
     }
     let source = args.source_name.clone().unwrap_or_else(|| match args.rate {
         Some(_) => format!("generator-{}", args.seed),
@@ -154,11 +232,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             table.name()
         );
     }
-    let appender = appender_for(&table)?;
+    let appender = appender_for(table)?;
     let progress = (!args.quiet).then(|| tokio::spawn(print_flushes(appender.watch())));
     let fed = match args.rate {
-        Some(rate) => generate(&args, &table, &appender, &source, resume, rate).await,
-        None => read_stdin(&args, &appender, &source, resume).await,
+        Some(rate) => generate(args, table, &appender, &source, resume, rate).await,
+        None => read_stdin(args, &appender, &source, resume).await,
     };
     let closed = appender.close().await;
     if let Some(p) = progress {

@@ -19,6 +19,7 @@ mod ingest;
 #[cfg(feature = "python-tests")]
 mod interop;
 mod local;
+mod longevity;
 mod maintenance;
 #[cfg(all(feature = "python-tests", feature = "glue"))]
 mod moto;
