@@ -59,7 +59,9 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          rewrite::on_glue::faults_at_each_step_of_the_rewrite_commit \
          rewrite::lost_append_races_leave_no_metadata_files_on_glue \
          tenant::scoped_sql_is_a_view_of_the_tenant_and_nothing_else \
-         commit_faults::faults_below_the_swap_on_glue commit_faults::faults_below_the_swap_on_s3_tables; do
+         commit_faults::faults_below_the_swap_on_glue commit_faults::faults_below_the_swap_on_s3_tables \
+         longevity::pyiceberg_reads_merged_manifests_and_appends_after_them \
+         longevity::an_appender_and_the_maintainer_share_a_glue_table; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

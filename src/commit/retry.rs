@@ -33,11 +33,25 @@ impl RetryPolicy {
     }
 
     /// The pause before attempt `attempts + 1`, or `None` when the budget is spent.
-    pub(crate) fn pause(&self, attempts: u32, started: Instant) -> Option<Duration> {
+    ///
+    /// After throttling (the catalog is overloaded) the pause grows exponentially up to
+    /// `max-wait-ms`. After a conflict (another commit landed: the table is making progress,
+    /// not overloaded) it grows only to 8× `min-wait-ms`: sleeping longer would not make the
+    /// next attempt likelier to win against a writer that commits every few hundred
+    /// milliseconds, it would only delay it (a compaction beside a streaming writer).
+    pub(crate) fn pause(
+        &self,
+        attempts: u32,
+        started: Instant,
+        throttled: bool,
+    ) -> Option<Duration> {
         if attempts > self.retries || started.elapsed() >= self.total {
             return None;
         }
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        let doublings = attempts
+            .saturating_sub(1)
+            .min(if throttled { 16 } else { 3 });
+        let factor = 2u32.saturating_pow(doublings);
         Some(self.min_wait.saturating_mul(factor).min(self.max_wait))
     }
 }

@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::MetadataLocation;
@@ -66,6 +67,9 @@ pub(crate) struct Stager {
     merger: Option<ManifestMerger>,
     /// The manifest list of the last attempt (what a landing attempt references).
     last_manifests: Vec<ManifestFile>,
+    /// Manifests read by earlier attempts, by path (manifest files never change): a retry
+    /// reads only the manifests committed since.
+    loaded: HashMap<String, Arc<iceberg::spec::Manifest>>,
 }
 
 impl Stager {
@@ -256,22 +260,30 @@ impl Stager {
             }
             // Manifests that may list a removed file are read (concurrently); the others are
             // reused untouched.
-            let loaded: Vec<(ManifestFile, Option<iceberg::spec::Manifest>)> =
+            let cache = &self.loaded;
+            let loaded: Vec<(ManifestFile, Option<Arc<iceberg::spec::Manifest>>)> =
                 futures::stream::iter(entries)
                     .map(|manifest| async move {
                         let check = !change.removed.is_empty()
                             && manifest.content == ManifestContentType::Data
                             && (manifest.has_added_files() || manifest.has_existing_files());
-                        let loaded = if check {
-                            Some(manifest.load_manifest(io).await.or_ours()?)
-                        } else {
-                            None
+                        let loaded = match cache.get(&manifest.manifest_path) {
+                            _ if !check => None,
+                            Some(m) => Some(m.clone()),
+                            None => Some(Arc::new(manifest.load_manifest(io).await.or_ours()?)),
                         };
                         Ok::<_, Error>((manifest, loaded))
                     })
                     .buffered(MANIFEST_CONCURRENCY)
                     .try_collect()
                     .await?;
+            for (m, l) in &loaded {
+                if let Some(l) = l {
+                    self.loaded
+                        .entry(m.manifest_path.clone())
+                        .or_insert_with(|| l.clone());
+                }
+            }
             // Every manifest that lists a removed file goes into ONE new manifest: removed
             // files as `deleted`, the rest as `existing`, sequence numbers kept.
             let mut to_rewrite = Vec::new();

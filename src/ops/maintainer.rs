@@ -325,15 +325,26 @@ async fn compact_months(shared: &Shared) -> Result<()> {
         .min_input_files(config.min_small_files)
         .months()
         .await?;
+    let mut first_error = None;
     for month in months.into_iter().rev() {
         if shared.stopped.load(Ordering::Acquire) {
             break;
         }
-        let done = table
+        // A month that fails (e.g. conflicts outlasting the retry budget) does not stop the
+        // others; the next run tries it again.
+        let done = match table
             .compact()
             .min_input_files(config.min_small_files)
             .only_month(month)
-            .await?;
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::info!(%month, error = %e, "compaction of the month failed; next run retries");
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
         if done.snapshot_id.is_some() {
             stats.compactions += 1;
@@ -341,5 +352,5 @@ async fn compact_months(shared: &Shared) -> Result<()> {
             stats.compaction_retries += u64::from(done.attempts.saturating_sub(1));
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }

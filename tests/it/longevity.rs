@@ -330,3 +330,140 @@ async fn the_maintainer_compacts_beside_a_writer_without_failing_it() {
         .collect();
     assert!(ops.iter().any(|o| o == "replace"), "{ops:?}");
 }
+
+/// pyiceberg plans and reads a table whose manifests we merged, appends to it (its own fast
+/// append adds a manifest), and we read its rows back; merging goes on after it.
+#[cfg(feature = "python-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyiceberg_reads_merged_manifests_and_appends_after_them() {
+    use crate::support::pyiceberg;
+    let t = local_table(DIM).await;
+    set_properties(
+        &t.config,
+        &t.table,
+        &[("commit.manifest.min-count-to-merge", "3")],
+    )
+    .await;
+    for seed in 0..7u64 {
+        t.table.append(sample(5, DIM, seed)).await.expect("append");
+    }
+    let merged = manifests(&t.table).await;
+    assert!(merged.len() < 7, "merged: {}", merged.len());
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let read = || {
+        pyiceberg(&[
+            "read",
+            "--warehouse",
+            &wh,
+            "--namespace",
+            "pricing_intelligence_test",
+        ])
+    };
+    let got = read();
+    assert_eq!(got["row_count"], 35);
+    let mut ours = t.table.scan().to_records().await.unwrap();
+    assert_eq!(ours.len(), 35);
+    assert_eq!(got["rows"].as_array().unwrap().len(), 35);
+    crate::support::pyiceberg_append(&wh, 4, "peer", 7);
+    t.table.refresh().await.unwrap();
+    assert_eq!(t.table.scan().count().await.unwrap(), 39);
+    for seed in 10..13u64 {
+        t.table.append(sample(5, DIM, seed)).await.expect("append");
+    }
+    assert!(manifests(&t.table).await.len() < 11);
+    ours = t.table.scan().to_records().await.unwrap();
+    assert_eq!(ours.len(), 54);
+    assert_eq!(read()["row_count"], 54);
+}
+
+/// An appender and the maintenance task on one Glue (moto) table: every row exactly once,
+/// compactions landing beside the flushes, the conflicts retried counted. 400 commits in CI
+/// (`LONGEVITY_GLUE_COMMITS` sets another number, e.g. 2000).
+#[cfg(all(feature = "python-tests", feature = "glue"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appender_and_the_maintainer_share_a_glue_table() {
+    use sales_history::TableOptions;
+    let commits: u64 = std::env::var("LONGEVITY_GLUE_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let config = crate::moto::moto().fresh("longevity");
+    let table = SalesHistory::ensure_with(
+        &config,
+        "longevity",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    set_properties(
+        &config,
+        &table,
+        &[("commit.manifest.min-count-to-merge", "20")],
+    )
+    .await;
+    let maintainer = table
+        .maintainer()
+        .every(Duration::from_secs(2))
+        .after_commits(Some(50))
+        .min_small_files(8)
+        .orphans_older_than(None)
+        .start()
+        .expect("maintainer");
+    let appender = table
+        .appender()
+        .max_rows(2)
+        .max_age(Duration::from_secs(60))
+        .start()
+        .expect("appender");
+    let month = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 5, 5, 0, 0, 0).unwrap();
+    let mut pushed = 0u64;
+    for i in 0..commits {
+        for mut r in sample(2, DIM, 5000 + i) {
+            r.sold_date = month + chrono::Duration::seconds(i as i64);
+            r.season = None;
+            r.product_id = format!("p-{i}-{pushed}");
+            appender
+                .push_at(
+                    r,
+                    sales_history::SourcePosition::new("glue-soak", (pushed + 1).to_string())
+                        .unwrap(),
+                )
+                .await
+                .expect("push");
+            pushed += 1;
+        }
+        // One commit per two rows, about every 100 ms (a stream flushing often).
+        appender.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = appender.close().await.expect("close");
+    let stats = maintainer.stop().await;
+    table.refresh().await.unwrap();
+    let rows = table.scan().to_records().await.unwrap();
+    assert_eq!(rows.len() as u64, pushed, "every row once");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.product_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, pushed, "no duplicates");
+    assert!(stats.compactions >= 2, "{stats:?}");
+    // A run whose compaction lost every race to the writer is reported (and retried by the
+    // next run), never passed on to the writer; most runs land.
+    assert!(stats.failed_runs * 2 <= stats.runs, "{stats:?}");
+    let files = table.scan().plan().await.unwrap().files.len() as u64;
+    assert!(
+        files < commits / 2,
+        "{files} live files after {commits} commits: {stats:?}"
+    );
+    assert!(manifests(&table).await.len() <= 40);
+    let commit_stats = table.commit_stats();
+    println!(
+        "Glue: {commits} appender commits + {} compactions ({} retried attempts, {} of {} runs failed); handle: {} commits, {} conflicts and {} throttles retried; {files} live files",
+        stats.compactions,
+        stats.compaction_retries,
+        stats.failed_runs,
+        stats.runs,
+        commit_stats.commits,
+        commit_stats.conflicts,
+        commit_stats.throttled
+    );
+}
