@@ -117,6 +117,15 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration::parse)]
     maintenance_every: Duration,
 
+    /// The maintenance task expires snapshots older than this (default: the table's
+    /// `history.expire.max-snapshot-age-ms`, 5 days when unset).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    snapshot_max_age: Option<Duration>,
+
+    /// The maintenance task removes unreferenced files older than this.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = duration::parse)]
+    orphans_older_than: Duration,
+
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
 }
@@ -150,13 +159,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let maintainer = match args.no_maintenance {
         true => None,
-        false => Some(
-            table
+        false => {
+            let mut builder = table
                 .maintainer()
                 .every(args.maintenance_every)
                 .after_commits(Some(500))
-                .start()?,
-        ),
+                .orphans_older_than(Some(args.orphans_older_than));
+            if let Some(age) = args.snapshot_max_age {
+                builder = builder.snapshot_max_age(age);
+            }
+            Some(builder.start()?)
+        }
     };
     let maintenance_lines = match (&maintainer, args.quiet) {
         (Some(m), false) => Some(tokio::spawn(print_maintenance(m.watch()))),

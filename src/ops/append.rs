@@ -1,5 +1,5 @@
 //! The append operation, as a builder: validate → [`write`](crate::write) (months in parallel)
-//! → [`PendingCommit`] → one snapshot.
+//! → a [`Change`](crate::commit) → the commit loop → one snapshot.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;

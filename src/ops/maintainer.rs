@@ -64,6 +64,7 @@ pub struct MaintainerBuilder {
     min_small_files: usize,
     compact: bool,
     expire: bool,
+    snapshot_max_age: Option<Duration>,
     orphans_older_than: Option<Duration>,
 }
 
@@ -76,6 +77,7 @@ impl MaintainerBuilder {
             min_small_files: 8,
             compact: true,
             expire: true,
+            snapshot_max_age: None,
             orphans_older_than: Some(Duration::from_secs(24 * 3600)),
         }
     }
@@ -108,6 +110,13 @@ impl MaintainerBuilder {
     /// Whether runs expire snapshots by the table's retention properties (default yes).
     pub fn expire(mut self, on: bool) -> Self {
         self.expire = on;
+        self
+    }
+
+    /// Expire snapshots older than this (instead of the table's
+    /// `history.expire.max-snapshot-age-ms`; the table's minimum count still applies).
+    pub fn snapshot_max_age(mut self, age: Duration) -> Self {
+        self.snapshot_max_age = Some(age);
         self
     }
 
@@ -289,7 +298,14 @@ async fn run_once(shared: &Shared) -> Result<()> {
         return first_error.map_or(Ok(()), Err);
     }
     if config.expire {
-        match table.expire_snapshots().await {
+        let mut expiry = table.expire_snapshots();
+        if let Some(age) = config.snapshot_max_age {
+            expiry = expiry.older_than(
+                chrono::Utc::now()
+                    - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(5)),
+            );
+        }
+        match expiry.await {
             Ok(r) => {
                 let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
                 stats.snapshots_expired += r.expired_snapshots.len() as u64;
