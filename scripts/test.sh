@@ -61,7 +61,8 @@ for t in glue::ensure_append_scan_reopen_on_glue interop::pyiceberg_reads_exactl
          tenant::scoped_sql_is_a_view_of_the_tenant_and_nothing_else \
          commit_faults::faults_below_the_swap_on_glue commit_faults::faults_below_the_swap_on_s3_tables \
          longevity::pyiceberg_reads_merged_manifests_and_appends_after_them \
-         longevity::an_appender_and_the_maintainer_share_a_glue_table; do
+         longevity::an_appender_and_the_maintainer_share_a_glue_table \
+         longevity::an_adopted_pyiceberg_table_with_merging_disabled_keeps_one_manifest_per_commit; do
     grep -q "^test $t \.\.\. ok$" "$log" || { echo "gated suite did not run: $t" >&2; exit 1; }
 done
 echo "gated python-tests suites ran"

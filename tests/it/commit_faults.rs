@@ -273,4 +273,21 @@ async fn faults_below_the_swap_on_s3_tables() {
         .count();
     assert_eq!(deletes, 0, "no DELETE is ever sent to a table bucket");
     print(&rows);
+    // The maintenance task says S3 Tables manages this, and does nothing.
+    let maintainer = table
+        .maintainer()
+        .every(std::time::Duration::from_millis(50))
+        .start()
+        .expect("maintainer");
+    let mut watch = maintainer.watch();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        watch.wait_for(|s| s.managed_by_catalog),
+    )
+    .await
+    .expect("the task reports it")
+    .expect("watch");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stats = maintainer.stop().await;
+    assert!(stats.managed_by_catalog && stats.runs == 0, "{stats:?}");
 }

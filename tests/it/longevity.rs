@@ -467,3 +467,59 @@ async fn an_appender_and_the_maintainer_share_a_glue_table() {
         commit_stats.throttled
     );
 }
+
+/// A table pyiceberg created (as Athena DDL would), adopted, with merging disabled by its own
+/// property: each of our appends adds one manifest, none is merged.
+#[cfg(feature = "python-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_pyiceberg_table_with_merging_disabled_keeps_one_manifest_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().to_str().unwrap().to_string();
+    let created = crate::support::pyiceberg(&[
+        "create",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_adoptmerge",
+        "--codec",
+        "snappy",
+        "--rows",
+        "10",
+        "--tenant",
+        "athena",
+    ]);
+    assert!(
+        created["data_files"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    );
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::open(&config, "adoptmerge")
+        .await
+        .expect("adopt");
+    set_properties(
+        &config,
+        &table,
+        &[
+            ("commit.manifest-merge.enabled", "false"),
+            ("commit.manifest.min-count-to-merge", "2"),
+        ],
+    )
+    .await;
+    let dim = table.embedding_dimension();
+    let start = manifests(&table).await.len();
+    for seed in 0..5u64 {
+        table.append(sample(3, dim, seed)).await.expect("append");
+        assert_eq!(manifests(&table).await.len(), start + seed as usize + 1);
+    }
+    assert_eq!(table.scan().count().await.unwrap(), 25);
+    // Our own defaults were not imposed on it.
+    let props = table.iceberg_table().metadata().properties().clone();
+    assert_eq!(
+        props
+            .get("commit.manifest-merge.enabled")
+            .map(String::as_str),
+        Some("false")
+    );
+    assert!(!props.contains_key("write.metadata.delete-after-commit.enabled"));
+}
