@@ -572,11 +572,21 @@ impl SalesHistory {
     }
 }
 
-/// Orders table versions: a later commit has a higher last sequence number (and a later
-/// update time for metadata-only changes).
-fn version_key(table: &Table) -> (i64, i64) {
+/// Orders table versions. The catalog's history of metadata files is numbered
+/// (`{version:05}-{uuid}.metadata.json`, as iceberg-rust, pyiceberg and Java write them, and
+/// only one file per number ever wins the catalog's swap), so the number comes first; then the
+/// last sequence number and the update time (for locations without a number). A
+/// metadata-only change (snapshot expiry) keeps the sequence number and carries this host's
+/// clock, so it could not be ordered by those alone.
+fn version_key(table: &Table) -> (i64, i64, i64) {
     let m = table.metadata();
-    (m.last_sequence_number(), m.last_updated_ms())
+    let number = table
+        .metadata_location()
+        .and_then(|l| l.rsplit('/').next())
+        .and_then(|f| f.split('-').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(-1);
+    (number, m.last_sequence_number(), m.last_updated_ms())
 }
 
 /// Loads a table another process may have just created. S3 Tables creates a table in three

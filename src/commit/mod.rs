@@ -74,7 +74,15 @@ pub(crate) enum ChangeKind {
     /// Files removed (`delete_where` by metadata alone).
     Delete,
     /// Snapshots removed from the metadata (no new snapshot).
-    Expire(Vec<i64>),
+    Expire {
+        /// The snapshots to remove.
+        ids: Vec<i64>,
+        /// The expiry's cut-off (ms since the epoch; `i64::MAX`: any age), for catalogs that
+        /// expire through iceberg's own action.
+        older_than_ms: i64,
+        /// The most recent snapshots the expiry keeps (same use).
+        retain_last: usize,
+    },
 }
 
 impl ChangeKind {
@@ -85,7 +93,7 @@ impl ChangeKind {
             ChangeKind::Replace => Operation::Replace,
             ChangeKind::Overwrite => Operation::Overwrite,
             ChangeKind::Delete => Operation::Delete,
-            ChangeKind::Expire(_) => return None,
+            ChangeKind::Expire { .. } => return None,
         })
     }
 
@@ -96,7 +104,7 @@ impl ChangeKind {
             ChangeKind::Replace => "replace",
             ChangeKind::Overwrite => "overwrite",
             ChangeKind::Delete => "delete",
-            ChangeKind::Expire(_) => "expire",
+            ChangeKind::Expire { .. } => "expire",
         }
     }
 }
@@ -139,7 +147,7 @@ impl Change {
     /// once none of the expired snapshots is left.
     fn landed_in(&self, table: &SalesHistory) -> Option<i64> {
         match &self.kind {
-            ChangeKind::Expire(ids) => {
+            ChangeKind::Expire { ids, .. } => {
                 let current = table.current();
                 let m = current.metadata();
                 ids.iter()
@@ -334,7 +342,7 @@ impl Change {
     fn landed_in_version(&self, version: &Table) -> Option<i64> {
         let m = version.metadata();
         match &self.kind {
-            ChangeKind::Expire(_) => Some(m.current_snapshot_id().unwrap_or_default()),
+            ChangeKind::Expire { .. } => Some(m.current_snapshot_id().unwrap_or_default()),
             _ => m
                 .snapshots()
                 .find(|s| {
@@ -390,9 +398,15 @@ async fn attempt(
     let mut staged = change.files.empty_like();
     if !swap.takes_staged_metadata() {
         let proposal = match &change.kind {
-            ChangeKind::Expire(ids) => Proposal::Expire {
+            ChangeKind::Expire {
+                ids,
+                older_than_ms,
+                retain_last,
+            } => Proposal::Expire {
                 base,
                 snapshot_ids: ids,
+                older_than_ms: *older_than_ms,
+                retain_last: *retain_last,
             },
             _ => Proposal::Append {
                 base,

@@ -99,7 +99,7 @@ impl Stager {
         let current_location = base.metadata_location().map(str::to_string);
         let builder = metadata.clone().into_builder(current_location.clone());
         let builder = match &change.kind {
-            ChangeKind::Expire(ids) => {
+            ChangeKind::Expire { ids, .. } => {
                 let current = metadata.current_snapshot_id();
                 let ids: Vec<i64> = ids
                     .iter()
@@ -427,6 +427,13 @@ impl Stager {
                 .paths_mut()
                 .extend(merger.take_unused(&self.last_manifests));
         }
+        // A manifest the landing attempt staged but merged away is not referenced either.
+        let listed: HashSet<&str> = self
+            .last_manifests
+            .iter()
+            .map(|m| m.manifest_path.as_str())
+            .collect();
+        self.used.retain(|p| listed.contains(p.as_str()));
         let (unused, used) = reusable.partition(|p| !self.used.contains(p));
         used.hand_over();
         unused

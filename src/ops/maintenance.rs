@@ -140,9 +140,11 @@ impl ExpireSnapshots {
         snapshots.sort_by_key(|s| (s.timestamp_ms(), s.snapshot_id()));
         let keep_from = snapshots.len().saturating_sub(retain_last);
         let cutoff = older_than.map(|t| t.timestamp_millis());
+        // Never a snapshot a branch or tag points at (expiring it would drop the ref).
+        let referenced = ref_heads(metadata);
         let expired: Vec<i64> = snapshots[..keep_from]
             .iter()
-            .filter(|s| Some(s.snapshot_id()) != current)
+            .filter(|s| Some(s.snapshot_id()) != current && !referenced.contains(&s.snapshot_id()))
             .filter(|s| cutoff.is_none_or(|c| s.timestamp_ms() < c))
             .map(|s| s.snapshot_id())
             .collect();
@@ -160,7 +162,11 @@ impl ExpireSnapshots {
         } else {
             let change = Change::new(
                 this,
-                ChangeKind::Expire(expired.clone()),
+                ChangeKind::Expire {
+                    ids: expired.clone(),
+                    older_than_ms: cutoff.unwrap_or(i64::MAX),
+                    retain_last,
+                },
                 format!("expire-{}", uuid::Uuid::new_v4().simple()),
             );
             crate::commit::commit(this, change).await?;
@@ -262,7 +268,27 @@ impl RemoveOrphanFiles {
         for stats in metadata.statistics_iter() {
             referenced.insert(normalize(&stats.statistics_path));
         }
+        for stats in metadata.partition_statistics_iter() {
+            referenced.insert(normalize(&stats.statistics_path));
+        }
         let listed = this.config().list_files(metadata.location()).await?;
+        // The listing must spell paths as the metadata does: if the current metadata file is
+        // not among the listed files, every file would look unreferenced (a scheme or prefix
+        // mismatch, as Java's "prefix mismatch" check): refuse rather than delete the table.
+        if let Some(current) = table.metadata_location()
+            && !listed
+                .iter()
+                .any(|(p, _)| normalize(p) == normalize(current))
+        {
+            return Err(Error::Unsupported {
+                operation: "remove_orphan_files".into(),
+                reason: format!(
+                    "the files listed under {} do not include the current metadata file {current}: \
+                     their paths do not match the table's, so nothing is deleted",
+                    metadata.location()
+                ),
+            });
+        }
         let mut orphans: Vec<String> = listed
             .into_iter()
             .filter(|(path, modified)| {
@@ -292,12 +318,32 @@ impl IntoFuture for RemoveOrphanFiles {
     }
 }
 
-/// `file:/x` and `file:///x` name the same local file.
+/// The snapshots branches and tags point at. iceberg 0.10.1 exposes refs only by name
+/// (`snapshot_for_ref`), so they are read from the metadata's own JSON form (`refs`).
+fn ref_heads(metadata: &iceberg::spec::TableMetadata) -> HashSet<i64> {
+    let json = serde_json::to_value(metadata).unwrap_or_default();
+    json.get("refs")
+        .and_then(|r| r.as_object())
+        .map(|refs| {
+            refs.values()
+                .filter_map(|r| r.get("snapshot-id").and_then(|v| v.as_i64()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One spelling per file: `file:/x` and `file:///x` name the same local file; `s3a://` and
+/// `s3n://` (Spark/Hadoop) the same object as `s3://` (what listing returns).
 fn normalize(path: &str) -> String {
-    match path.strip_prefix("file:") {
-        Some(rest) => format!("file:///{}", rest.trim_start_matches('/')),
-        None => path.to_string(),
+    if let Some(rest) = path.strip_prefix("file:") {
+        return format!("file:///{}", rest.trim_start_matches('/'));
     }
+    for scheme in ["s3a://", "s3n://"] {
+        if let Some(rest) = path.strip_prefix(scheme) {
+            return format!("s3://{rest}");
+        }
+    }
+    path.to_string()
 }
 
 /// Manifest lists, manifests and data files (live entries) of the snapshots selected by `keep`.
@@ -337,4 +383,18 @@ async fn delete(table: &Table, paths: &[String]) -> Result<()> {
         io.delete(p).await.or_ours()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn paths_are_compared_in_one_spelling() {
+        assert_eq!(normalize("file:/w/t/a.parquet"), "file:///w/t/a.parquet");
+        assert_eq!(normalize("file:///w/t/a.parquet"), "file:///w/t/a.parquet");
+        assert_eq!(normalize("s3a://b/t/a.parquet"), "s3://b/t/a.parquet");
+        assert_eq!(normalize("s3n://b/t/a.parquet"), "s3://b/t/a.parquet");
+        assert_eq!(normalize("s3://b/t/a.parquet"), "s3://b/t/a.parquet");
+    }
 }

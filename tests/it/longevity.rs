@@ -121,6 +121,20 @@ async fn appends_merge_manifests_at_the_minimum_count_with_java_statuses() {
     // Below the minimum count nothing merges; at it, the bin holding the new manifest merges
     // into one: 1, 2, 3, then 4 → 1, 2, 3, 4 → 1, …
     assert_eq!(counts, vec![1, 2, 3, 1, 2, 3, 1, 2, 3], "{counts:?}");
+    // Manifests merged away (including the ones a commit staged and merged at once) are
+    // deleted: nothing is left unreferenced.
+    let orphans = t
+        .table
+        .remove_orphan_files()
+        .older_than(chrono::Utc::now() + chrono::Duration::seconds(5))
+        .dry_run()
+        .await
+        .unwrap();
+    assert!(
+        orphans.deleted_files.is_empty(),
+        "{:?}",
+        orphans.deleted_files
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,12 +86,17 @@ pub(crate) enum Proposal<'a> {
         /// Extra summary properties (commit id, writer, source positions).
         properties: HashMap<String, String>,
     },
-    /// Remove these snapshots from `base`'s metadata through iceberg's own action.
+    /// Remove these snapshots from `base`'s metadata through iceberg's own action (which
+    /// applies its own age cut-off and minimum count: given as the expiry's own).
     Expire {
         /// The version the attempt read.
         base: &'a Table,
         /// The snapshots to remove.
         snapshot_ids: &'a [i64],
+        /// The expiry's cut-off (milliseconds since the epoch; `i64::MAX`: any age).
+        older_than_ms: i64,
+        /// The most recent snapshots the expiry keeps.
+        retain_last: usize,
     },
 }
 
@@ -166,8 +171,13 @@ where
         _ => (None, None),
     };
     let retryable = crate::classify::aws_answer(code.as_deref(), status).is_retryable();
+    let message = format!("{what}: {}", code.as_deref().unwrap_or("no answer"));
+    if retryable {
+        // Nothing was changed (only a read failed): back off and try again, like throttling.
+        return SwapError::Throttled(message);
+    }
     SwapError::Refused(Error::Catalog {
-        message: format!("{what}: {}", code.as_deref().unwrap_or("no answer")),
+        message,
         retryable,
         source: Box::new(e),
     })

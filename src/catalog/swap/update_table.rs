@@ -69,11 +69,18 @@ impl MetadataSwap for UpdateTableSwap {
                     .apply(tx);
                 (base, tx)
             }
-            Proposal::Expire { base, snapshot_ids } => {
+            Proposal::Expire {
+                base,
+                snapshot_ids,
+                older_than_ms,
+                retain_last,
+            } => {
                 let tx = Transaction::new(base);
                 let tx = tx
                     .expire_snapshots()
                     .expire_snapshot_ids(snapshot_ids.to_vec())
+                    .expire_older_than_ms(older_than_ms)
+                    .retain_last(retain_last.max(1))
                     .apply(tx);
                 (base, tx)
             }
@@ -88,8 +95,11 @@ impl MetadataSwap for UpdateTableSwap {
         let pinned = Pinned {
             base: base.clone(),
             inner: &self.catalog,
+            retryable: std::sync::atomic::AtomicBool::new(false),
         };
-        match tx.commit(&pinned).await {
+        let result = tx.commit(&pinned).await;
+        let retryable = pinned.retryable.load(std::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(table) => Ok(Swapped::Table(Box::new(table))),
             Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
                 Err(SwapError::Conflict(e.message().to_string()))
@@ -97,8 +107,10 @@ impl MetadataSwap for UpdateTableSwap {
             Err(e) if crate::classify::is_throttling(&e) => {
                 Err(SwapError::Throttled(format!("throttled: {}", e.message())))
             }
-            Err(e) => Err(match Error::from_iceberg(e) {
-                // Retryable (unreachable, reset, a 5xx): the request may have been applied.
+            // The catalog's error as it was (its retryable flag is cleared for iceberg's own
+            // loop, see `Pinned`): retryable (unreachable, reset, a 5xx, a gateway timeout)
+            // means the request may have been applied.
+            Err(e) => Err(match Error::from_iceberg(e.with_retryable(retryable)) {
                 e if e.is_retryable() => SwapError::Unknown(e),
                 e => SwapError::Refused(e),
             }),
@@ -106,11 +118,13 @@ impl MetadataSwap for UpdateTableSwap {
     }
 }
 
-/// The catalog as one attempt sees it (see the module docs).
+/// The catalog as one attempt sees it (see the module docs). `retryable` keeps the
+/// catalog's own retryable flag of a refused `update_table`, which is cleared for iceberg.
 #[derive(Debug)]
 struct Pinned<'a> {
     base: Table,
     inner: &'a GuardedCatalog,
+    retryable: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -195,9 +209,10 @@ impl Catalog for Pinned<'_> {
     }
 
     async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
-        self.inner
-            .update_table(commit)
-            .await
-            .map_err(|e| e.with_retryable(false))
+        self.inner.update_table(commit).await.map_err(|e| {
+            self.retryable
+                .store(e.retryable(), std::sync::atomic::Ordering::Relaxed);
+            e.with_retryable(false)
+        })
     }
 }
