@@ -153,9 +153,12 @@ impl MaintainerBuilder {
     }
 }
 
-/// The running maintenance task (see the [module docs](self)): stoppable with
-/// [`stop`](Self::stop) (or by dropping it), observable with [`stats`](Self::stats) and
-/// [`watch`](Self::watch).
+/// The running maintenance task, started by [`SalesHistory::maintainer`](crate::SalesHistory::maintainer):
+/// on a schedule or after N commits it compacts the months with many small files (newest
+/// first, one `replace` snapshot per month), expires snapshots by the table's retention and
+/// removes orphans older than a safe age; it never blocks or fails an append, and does
+/// nothing on S3 Tables (whose service does this). Stoppable with [`stop`](Self::stop) (or by
+/// dropping it), observable with [`stats`](Self::stats) and [`watch`](Self::watch).
 #[derive(Debug)]
 pub struct Maintainer {
     shared: Arc<Shared>,

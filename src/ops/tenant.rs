@@ -3,7 +3,7 @@
 //! The table is multi-tenant and services answer one tenant's questions at a time; a forgotten
 //! filter would be a data leak. A scope carries its tenant into every read (as a locked filter,
 //! ANDed with whatever the caller adds, so it can narrow but never widen) and every write (a
-//! row of another tenant is an [`Error::InvalidValue`] naming the row; nothing is written).
+//! row of another tenant is an [`Error::InvalidValue`](crate::Error::InvalidValue) naming the row; nothing is written).
 
 use arrow_array::RecordBatch;
 
@@ -23,7 +23,7 @@ use crate::table::SalesHistory;
 /// returned builders are ANDed with it (`.tenant("other")` on a scope's scan matches nothing).
 /// Every write ([`append`](Self::append), [`append_batches`](Self::append_batches),
 /// [`appender`](Self::appender)) rejects a row of another tenant with
-/// [`Error::InvalidValue`] on `tenant_id`, naming the row, before anything is written.
+/// [`Error::InvalidValue`](crate::Error::InvalidValue) on `tenant_id`, naming the row, before anything is written.
 ///
 /// ```no_run
 /// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
