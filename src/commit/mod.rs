@@ -244,7 +244,7 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
         match failure {
             Failure::Conflict { reason, throttled } => {
                 table.catalog().record_swap(Err(throttled)).await;
-                let pause = retry.pause(attempts, started, throttled);
+                let pause = retry.pause(attempts, started, throttled, !change.removed.is_empty());
                 tracing::info!(attempt = attempts, %reason, throttled, retry = pause.is_some(), "swap refused");
                 if let Some(pause) = pause {
                     tokio::time::sleep(pause).await;

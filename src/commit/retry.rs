@@ -34,23 +34,24 @@ impl RetryPolicy {
 
     /// The pause before attempt `attempts + 1`, or `None` when the budget is spent.
     ///
-    /// After throttling (the catalog is overloaded) the pause grows exponentially up to
-    /// `max-wait-ms`. After a conflict (another commit landed: the table is making progress,
-    /// not overloaded) it grows only to 8× `min-wait-ms`: sleeping longer would not make the
-    /// next attempt likelier to win against a writer that commits every few hundred
-    /// milliseconds, it would only delay it (a compaction beside a streaming writer).
+    /// The pause grows exponentially up to `max-wait-ms`: writers that collided (appends
+    /// racing appends) spread out. A **rewrite** that lost to another commit (`rewrite`: the
+    /// change removes files, e.g. a compaction beside a streaming writer) pauses at most 8×
+    /// `min-wait-ms`: sleeping longer would not make its next attempt likelier to win against
+    /// a writer that commits every few hundred milliseconds, only later. Throttling (the
+    /// catalog is overloaded) always backs off exponentially.
     pub(crate) fn pause(
         &self,
         attempts: u32,
         started: Instant,
         throttled: bool,
+        rewrite: bool,
     ) -> Option<Duration> {
         if attempts > self.retries || started.elapsed() >= self.total {
             return None;
         }
-        let doublings = attempts
-            .saturating_sub(1)
-            .min(if throttled { 16 } else { 3 });
+        let cap = if rewrite && !throttled { 3 } else { 16 };
+        let doublings = attempts.saturating_sub(1).min(cap);
         let factor = 2u32.saturating_pow(doublings);
         Some(self.min_wait.saturating_mul(factor).min(self.max_wait))
     }
