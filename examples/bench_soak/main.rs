@@ -5,7 +5,7 @@
 //!     [--commits 20000] [--every 1000] [--rows 20] [--dim 1024] [--tenants 50]
 //!     [--variants task,merge,nomerge,py-fast,py-merge] [--py-commits 1000] [--appender]
 //!     [--min-count-to-merge N] [--maintain-every 5s] [--maintain-after-commits 500]
-//!     [--min-small-files 8] [--orphans-older-than 60s] [--max-snapshot-age 30s]
+//!     [--min-small-files 8] [--orphans-older-than 60s] [--max-snapshot-age 5s]
 //!     [--min-snapshots-to-keep 1] [--beside-writer] [--reps 3] [--dir DIR] [--keep]
 //! ```
 //!
@@ -23,8 +23,8 @@
 //! Every commit appends `--rows` sample rows (1024-dim embeddings, ONE month, 50 tenants, the
 //! same rows in every variant) with `table.append(rows)` or, with `--appender`, pushes them
 //! into an `Appender` and flushes it. Our variants take turns commit by commit, so load on the
-//! machine and the task's work fall on all of them alike; the pyiceberg variants run first, in
-//! one Python process, also taking turns. Every `--every` commits (and after the last), per
+//! machine and the task's work fall on all of them alike; the pyiceberg variants run after
+//! them (and after `--beside-writer`), in one Python process, also taking turns. Every `--every` commits (and after the last), per
 //! variant: commit p50/p99 over that window, a tenant-month `plan()` and `count()` (fresh
 //! reads: the catalog is read first; upper median of `--reps`), the current metadata.json's
 //! bytes, the metadata directory's files and bytes, live data files (a full scan's plan),
@@ -185,8 +185,10 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
     orphans_older_than: Duration,
 
-    /// The task variant's table property history.expire.max-snapshot-age-ms.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
+    /// The task variant's table property history.expire.max-snapshot-age-ms. The run packs
+    /// months of commits into minutes: at ~30 commits/s, 5 s keeps a few hundred snapshots
+    /// (~0.8 KiB each in metadata.json).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
     max_snapshot_age: Duration,
 
     /// The task variant's table property history.expire.min-snapshots-to-keep.
@@ -358,20 +360,21 @@ async fn run_in(cli: &Cli, settings: &Settings, root: &std::path::Path) -> Res<(
         host::fs_type(root),
         host::load_average()
     );
-    let mut rows = Vec::new();
     let py: Vec<Variant> = settings
         .variants
         .iter()
         .copied()
         .filter(|v| v.is_python())
         .collect();
-    if !py.is_empty() && settings.py_commits > 0 {
-        let python = match &cli.python {
+    // Found first: a long run must not fail at its end for want of a Python.
+    let python = if py.is_empty() || settings.py_commits == 0 {
+        None
+    } else {
+        Some(match &cli.python {
             Some(p) => p.clone(),
             None => python::venv_python()?,
-        };
-        rows.extend(py_variants::run(settings, &py, root, &python).await?);
-    }
+        })
+    };
     let ours: Vec<Variant> = settings
         .variants
         .iter()
@@ -383,14 +386,15 @@ async fn run_in(cli: &Cli, settings: &Settings, root: &std::path::Path) -> Res<(
     } else {
         Some(soak::run(settings, &ours, root).await?)
     };
-    if let Some(s) = &soak {
-        rows.extend(s.rows.iter().cloned());
-    }
+    let mut rows: Vec<soak::Row> = soak.as_ref().map(|s| s.rows.clone()).unwrap_or_default();
     let beside = if cli.beside_writer {
         Some(beside::run(settings, root).await?)
     } else {
         None
     };
+    if let Some(python) = &python {
+        rows.extend(py_variants::run(settings, &py, root, python).await?);
+    }
     let targets = output::targets(settings, &rows, soak.as_ref(), beside.as_ref());
     if cli.json {
         println!(
