@@ -911,3 +911,59 @@ async fn maintain_compacts_and_erases_a_tenant() {
         }
     }
 }
+
+/// `bench_soak`, small: our merging and non-merging variants side by side (merging from 10
+/// manifests on), JSON rows at every checkpoint, fewer manifests with merging, and nothing
+/// left in `--dir`.
+#[test]
+fn bench_soak_merges_manifests_and_prints_json_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        "bench_soak",
+        &[
+            "--commits",
+            "60",
+            "--every",
+            "30",
+            "--variants",
+            "merge,nomerge",
+            "--min-count-to-merge",
+            "10",
+            "--dim",
+            "16",
+            "--reps",
+            "1",
+            "--json",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = doc["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "{out}");
+    let last = |variant: &str| {
+        rows.iter()
+            .find(|r| r["variant"] == variant && r["commits"] == 60)
+            .unwrap_or_else(|| panic!("no row of {variant} at 60 commits: {out}"))
+    };
+    let (merge, nomerge) = (last("merge"), last("nomerge"));
+    assert_eq!(nomerge["manifests"], 60, "{out}");
+    assert!(
+        merge["manifests"].as_u64().unwrap() < 60,
+        "merging left as many manifests: {out}"
+    );
+    for r in [merge, nomerge] {
+        assert_eq!(r["live_data_files"], 60, "{out}");
+        assert!(r["metadata_json_bytes"].as_u64().unwrap() > 0, "{out}");
+    }
+    let targets = doc["targets"].as_array().expect("targets");
+    assert!(
+        targets
+            .iter()
+            .any(|t| t["target"].as_str().unwrap().starts_with("merge: plan")
+                && t["verdict"].is_string()),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

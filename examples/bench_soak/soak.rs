@@ -1,0 +1,348 @@
+//! Our variants: the commit loop (variants taking turns), checkpoints, peak RSS per quarter.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sales_history::sample::SampleGenerator;
+use sales_history::{Appender, Maintainer, MaintainerStats, SalesHistory};
+use serde_json::{Value, json};
+
+use crate::stats::{Dist, upper_median};
+use crate::{Res, Settings, TENANT, Variant, host, table_setup};
+
+/// One variant at one checkpoint.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub variant: String,
+    pub commits: u64,
+    pub commit_p50_ms: f64,
+    pub commit_p99_ms: f64,
+    pub plan_ms: f64,
+    pub count_ms: f64,
+    pub count_rows: u64,
+    pub metadata_json_bytes: u64,
+    pub metadata_files: u64,
+    pub metadata_bytes: u64,
+    pub live_data_files: u64,
+    pub manifests: u64,
+    pub snapshots: u64,
+    /// Peak RSS of this process so far in the current quarter (ours only), kB.
+    pub rss_peak_kb: Option<u64>,
+    /// The maintainer's counters (task only).
+    pub maintainer: Option<Value>,
+}
+
+impl Row {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "variant": self.variant, "commits": self.commits,
+            "commit_p50_ms": self.commit_p50_ms, "commit_p99_ms": self.commit_p99_ms,
+            "plan_ms": self.plan_ms, "count_ms": self.count_ms, "count_rows": self.count_rows,
+            "metadata_json_bytes": self.metadata_json_bytes,
+            "metadata_files": self.metadata_files, "metadata_bytes": self.metadata_bytes,
+            "live_data_files": self.live_data_files, "manifests": self.manifests,
+            "snapshots": self.snapshots, "rss_peak_kb": self.rss_peak_kb,
+            "maintainer": self.maintainer,
+        })
+    }
+
+    /// A row the Python script printed.
+    pub fn from_json(v: &Value) -> Res<Row> {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let u = |k: &str| v[k].as_u64().unwrap_or(0);
+        Ok(Row {
+            variant: v["variant"]
+                .as_str()
+                .context("a row without `variant`")?
+                .to_string(),
+            commits: u("commits"),
+            commit_p50_ms: f("commit_p50_ms"),
+            commit_p99_ms: f("commit_p99_ms"),
+            plan_ms: f("plan_ms"),
+            count_ms: f("count_ms"),
+            count_rows: u("count_rows"),
+            metadata_json_bytes: u("metadata_json_bytes"),
+            metadata_files: u("metadata_files"),
+            metadata_bytes: u("metadata_bytes"),
+            live_data_files: u("live_data_files"),
+            manifests: u("manifests"),
+            snapshots: u("snapshots"),
+            rss_peak_kb: None,
+            maintainer: None,
+        })
+    }
+}
+
+/// What our variants' run produced.
+#[derive(Debug)]
+pub struct Soak {
+    pub rows: Vec<Row>,
+    /// Every commit's latency per variant, ms, in commit order.
+    pub latencies: Vec<(Variant, Vec<f64>)>,
+    /// Peak RSS of each quarter of the run, kB.
+    pub quarter_peaks_kb: Vec<u64>,
+    /// Whether the peaks were reset per quarter (else VmHWM since the start).
+    pub peaks_reset: bool,
+    /// The maintainer's final counters.
+    pub maintainer: Option<MaintainerStats>,
+}
+
+struct Ours {
+    variant: Variant,
+    table: SalesHistory,
+    appender: Option<Appender>,
+    maintainer: Option<Maintainer>,
+    generator: SampleGenerator,
+    window: Vec<f64>,
+    all: Vec<f64>,
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0); false when refused.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<Soak> {
+    let mut ours = Vec::new();
+    for &variant in variants {
+        let warehouse: PathBuf = root.join(variant.name());
+        let table = table_setup::create(settings, variant, &warehouse).await?;
+        let appender = if settings.appender {
+            Some(
+                table
+                    .appender()
+                    .max_rows(settings.rows.saturating_mul(1000))
+                    .max_age(Duration::from_secs(3600))
+                    .start()?,
+            )
+        } else {
+            None
+        };
+        let maintainer = if variant == Variant::Task {
+            Some(
+                table
+                    .maintainer()
+                    .every(settings.maintain_every)
+                    .after_commits(settings.maintain_after_commits)
+                    .min_small_files(settings.min_small_files)
+                    .orphans_older_than(Some(settings.orphans_older_than))
+                    .start()?,
+            )
+        } else {
+            None
+        };
+        ours.push(Ours {
+            variant,
+            table,
+            appender,
+            maintainer,
+            generator: table_setup::generator(settings),
+            window: Vec::new(),
+            all: Vec::with_capacity(settings.commits as usize),
+        });
+    }
+
+    let n = settings.commits;
+    let quarter = |q: u64| (n * q).div_ceil(4).max(1);
+    let peaks_reset = reset_peak();
+    let mut quarter_peaks = Vec::new();
+    let mut next_quarter = 1;
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    for i in 0..n {
+        for o in ours.iter_mut() {
+            let records = o.generator.take_records(settings.rows);
+            let t = Instant::now();
+            match &o.appender {
+                Some(a) => {
+                    for r in records {
+                        a.push(r).await?;
+                    }
+                    a.flush().await?;
+                }
+                None => {
+                    o.table.append(records).await?;
+                }
+            }
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            o.window.push(ms);
+            o.all.push(ms);
+        }
+        let done = i + 1;
+        if done % settings.every == 0 || done == n {
+            for o in ours.iter_mut() {
+                let row = checkpoint(settings, o, done).await?;
+                eprintln!("{}", progress(&row, started.elapsed()));
+                rows.push(row);
+            }
+        }
+        while next_quarter <= 4 && done >= quarter(next_quarter) {
+            quarter_peaks.push(host::proc_status_kb("VmHWM:").unwrap_or(0));
+            next_quarter += 1;
+            if peaks_reset {
+                reset_peak();
+            }
+        }
+    }
+
+    let mut maintainer = None;
+    let mut latencies = Vec::new();
+    for o in ours {
+        if let Some(a) = o.appender {
+            a.close().await?;
+        }
+        if let Some(m) = o.maintainer {
+            maintainer = Some(m.stop().await);
+        }
+        latencies.push((o.variant, o.all));
+    }
+    Ok(Soak {
+        rows,
+        latencies,
+        quarter_peaks_kb: quarter_peaks,
+        peaks_reset,
+        maintainer,
+    })
+}
+
+/// One progress line on stderr.
+fn progress(row: &Row, elapsed: Duration) -> String {
+    format!(
+        "[{:>7.1}s] {:<8} {:>6} commits: p50 {:.1} ms, p99 {:.1} ms, plan {:.1} ms, count {:.1} ms, metadata.json {} B, metadata dir {} files {} B, {} data files, {} manifests, {} snapshots{}",
+        elapsed.as_secs_f64(),
+        row.variant,
+        row.commits,
+        row.commit_p50_ms,
+        row.commit_p99_ms,
+        row.plan_ms,
+        row.count_ms,
+        row.metadata_json_bytes,
+        row.metadata_files,
+        row.metadata_bytes,
+        row.live_data_files,
+        row.manifests,
+        row.snapshots,
+        row.maintainer
+            .as_ref()
+            .map(|m| format!(", maintainer {m}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The measurements of one variant after `commits` commits.
+async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row> {
+    let dist = Dist::of(&o.window);
+    o.window.clear();
+    let table = &o.table;
+    let (mut plans, mut counts, mut count_rows) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..settings.reps {
+        let t = Instant::now();
+        table
+            .scan()
+            .tenant(TENANT)
+            .sold_between(settings.month_start, settings.month_end)
+            .plan()
+            .await?;
+        plans.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        count_rows = table
+            .scan()
+            .tenant(TENANT)
+            .sold_between(settings.month_start, settings.month_end)
+            .count()
+            .await?;
+        counts.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let live_data_files = table.scan().plan().await?.files.len() as u64;
+    let meta = metadata_figures(table).await?;
+    Ok(Row {
+        variant: o.variant.name().to_string(),
+        commits,
+        commit_p50_ms: dist.p50,
+        commit_p99_ms: dist.p99,
+        plan_ms: upper_median(&plans),
+        count_ms: upper_median(&counts),
+        count_rows,
+        metadata_json_bytes: meta.json_bytes,
+        metadata_files: meta.files,
+        metadata_bytes: meta.bytes,
+        live_data_files,
+        manifests: meta.manifests,
+        snapshots: meta.snapshots,
+        rss_peak_kb: host::proc_status_kb("VmHWM:"),
+        maintainer: o.maintainer.as_ref().map(|m| maintainer_json(&m.stats())),
+    })
+}
+
+pub fn maintainer_json(s: &MaintainerStats) -> Value {
+    json!({
+        "runs": s.runs, "failed_runs": s.failed_runs, "compactions": s.compactions,
+        "files_compacted": s.files_compacted, "compaction_retries": s.compaction_retries,
+        "snapshots_expired": s.snapshots_expired, "files_deleted": s.files_deleted,
+        "last_run_s": s.last_run.as_secs_f64(), "last_error": s.last_error,
+    })
+}
+
+struct MetadataFigures {
+    json_bytes: u64,
+    files: u64,
+    bytes: u64,
+    manifests: u64,
+    snapshots: u64,
+}
+
+fn local(location: &str) -> PathBuf {
+    PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
+}
+
+/// The current metadata file, the metadata directory, the current snapshot's manifests. The
+/// maintainer may commit (and delete old metadata files) meanwhile: a vanished file is read
+/// again from a fresh table state.
+async fn metadata_figures(table: &SalesHistory) -> Res<MetadataFigures> {
+    let mut last_error = None;
+    for _ in 0..5 {
+        table.refresh().await?;
+        let t = table.iceberg_table();
+        let location = t.metadata_location().context("no metadata location")?;
+        let json_bytes = match std::fs::metadata(local(location)) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                last_error = Some(anyhow::Error::from(e).context(location.to_string()));
+                continue;
+            }
+        };
+        let (manifests, snapshots) = match t.metadata().current_snapshot() {
+            Some(s) => match t.manifest_list_reader(s).load().await {
+                Ok(list) => (
+                    list.entries().len() as u64,
+                    t.metadata().snapshots().count(),
+                ),
+                Err(e) => {
+                    last_error = Some(e.into());
+                    continue;
+                }
+            },
+            None => (0, 0),
+        };
+        let dir = local(t.metadata().location()).join("metadata");
+        let (mut files, mut bytes) = (0, 0);
+        for entry in std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .flatten()
+        {
+            if let Ok(m) = entry.metadata() {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+        return Ok(MetadataFigures {
+            json_bytes,
+            files,
+            bytes,
+            manifests,
+            snapshots: snapshots as u64,
+        });
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("metadata kept changing")))
+}
