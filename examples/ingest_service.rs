@@ -122,6 +122,11 @@ struct Args {
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     snapshot_max_age: Option<Duration>,
 
+    /// The maintenance task keeps at most this many snapshots, whatever their age (0: no
+    /// cap; metadata.json holds every snapshot, ~0.8 KiB each).
+    #[arg(long, value_name = "N", default_value_t = sales_history::DEFAULT_MAX_SNAPSHOTS)]
+    max_snapshots: usize,
+
     /// The maintenance task removes unreferenced files older than this.
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = duration::parse)]
     orphans_older_than: Duration,
@@ -164,7 +169,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .maintainer()
                 .every(args.maintenance_every)
                 .after_commits(Some(500))
-                .orphans_older_than(Some(args.orphans_older_than));
+                .orphans_older_than(Some(args.orphans_older_than))
+                .max_snapshots((args.max_snapshots > 0).then_some(args.max_snapshots));
             if let Some(age) = args.snapshot_max_age {
                 builder = builder.snapshot_max_age(age);
             }

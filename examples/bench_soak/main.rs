@@ -90,6 +90,16 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Commits of this variant of ours in a run.
+    pub fn commits(self, settings: &Settings) -> u64 {
+        settings
+            .stop_after
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == self)
+            .map_or(settings.commits, |(_, n)| (*n).min(settings.commits))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::Task => "task",
@@ -185,11 +195,21 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
     orphans_older_than: Duration,
 
-    /// The task variant's table property history.expire.max-snapshot-age-ms. The run packs
-    /// months of commits into minutes: at ~30 commits/s, 5 s keeps a few hundred snapshots
-    /// (~0.8 KiB each in metadata.json).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
+    /// The task variant's table property history.expire.max-snapshot-age-ms (default: Java's
+    /// 5 days, as a table that sets nothing; the maintainer's --max-snapshots cap is what
+    /// bounds metadata.json under a fast writer).
+    #[arg(long, value_name = "DURATION", default_value = "5d", value_parser = duration::parse)]
     max_snapshot_age: Duration,
+
+    /// The task variant's maintainer: `max_snapshots` (0: none, age only).
+    #[arg(long, value_name = "N", default_value_t = sales_history::DEFAULT_MAX_SNAPSHOTS, value_parser = number::parse::<usize>)]
+    max_snapshots: usize,
+
+    /// Stop some of our variants earlier, e.g. `merge=5000,nomerge=5000` (their figures are
+    /// compared at the checkpoints they reach; the merging-off variant's commits and plans
+    /// grow with every commit, so 20,000 of them take hours).
+    #[arg(long, value_name = "VARIANT=N", value_delimiter = ',', value_parser = parse_limit)]
+    stop_after: Vec<(Variant, u64)>,
 
     /// The task variant's table property history.expire.min-snapshots-to-keep.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = number::parse::<u32>)]
@@ -226,6 +246,15 @@ pub struct Cli {
     trace: bool,
 }
 
+fn parse_limit(text: &str) -> Result<(Variant, u64), String> {
+    let (name, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: use VARIANT=N, e.g. nomerge=5000"))?;
+    let variant = Variant::from_str(name.trim(), true)?;
+    let n = number::parse::<u64>(n)?;
+    Ok((variant, n))
+}
+
 fn parse_month(text: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(&format!("{}-01", text.trim()), "%Y-%m-%d")
         .map_err(|_| format!("`{text}` is not a month: use YYYY-MM"))
@@ -253,6 +282,8 @@ pub struct Settings {
     pub orphans_older_than: Duration,
     pub max_snapshot_age: Duration,
     pub min_snapshots_to_keep: u32,
+    pub max_snapshots: Option<usize>,
+    pub stop_after: Vec<(Variant, u64)>,
     pub beside_files: usize,
 }
 
@@ -293,6 +324,8 @@ impl Settings {
             orphans_older_than: cli.orphans_older_than,
             max_snapshot_age: cli.max_snapshot_age,
             min_snapshots_to_keep: cli.min_snapshots_to_keep,
+            max_snapshots: (cli.max_snapshots > 0).then_some(cli.max_snapshots),
+            stop_after: cli.stop_after.clone(),
             beside_files: cli.beside_files,
         })
     }
@@ -312,7 +345,9 @@ impl Settings {
                 "orphans_older_than_s": self.orphans_older_than.as_secs_f64(),
                 "max_snapshot_age_ms": self.max_snapshot_age.as_millis() as u64,
                 "min_snapshots_to_keep": self.min_snapshots_to_keep,
+                "max_snapshots": self.max_snapshots,
             },
+            "stop_after": self.stop_after.iter().map(|(v, n)| (v.name().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
         })
     }
 }

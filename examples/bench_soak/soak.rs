@@ -127,6 +127,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
                     .after_commits(settings.maintain_after_commits)
                     .min_small_files(settings.min_small_files)
                     .orphans_older_than(Some(settings.orphans_older_than))
+                    .max_snapshots(settings.max_snapshots)
                     .start()?,
             )
         } else {
@@ -151,7 +152,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
     let mut rows = Vec::new();
     let started = Instant::now();
     for i in 0..n {
-        for o in ours.iter_mut() {
+        for o in ours.iter_mut().filter(|o| i < o.variant.commits(settings)) {
             let records = o.generator.take_records(settings.rows);
             let t = Instant::now();
             match &o.appender {
@@ -170,12 +171,13 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             o.all.push(ms);
         }
         let done = i + 1;
-        if done % settings.every == 0 || done == n {
-            for o in ours.iter_mut() {
-                let row = checkpoint(settings, o, done).await?;
-                eprintln!("{}", progress(&row, started.elapsed()));
-                rows.push(row);
-            }
+        for o in ours.iter_mut().filter(|o| {
+            let last = o.variant.commits(settings);
+            done <= last && (done % settings.every == 0 || done == last)
+        }) {
+            let row = checkpoint(settings, o, done).await?;
+            eprintln!("{}", progress(&row, started.elapsed()));
+            rows.push(row);
         }
         while next_quarter <= 4 && done >= quarter(next_quarter) {
             quarter_peaks.push(host::proc_status_kb("VmHWM:").unwrap_or(0));

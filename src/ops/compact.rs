@@ -56,6 +56,8 @@ pub struct Compact {
     dry_run: bool,
     /// Only this month (the maintenance task compacts month by month).
     month: Option<Month>,
+    /// Size tiers: small files are combined only with files of their own tier.
+    tiered: bool,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -94,6 +96,7 @@ impl Compact {
             min_input_files: 2,
             dry_run: false,
             month: None,
+            tiered: false,
         }
     }
 
@@ -107,6 +110,15 @@ impl Compact {
     /// A month is compacted only when it has at least this many small files (default 2).
     pub fn min_input_files(mut self, files: usize) -> Self {
         self.min_input_files = files.max(2);
+        self
+    }
+
+    /// Combine small files by size tier (the maintenance task): a file is rewritten only with
+    /// files of about its own size (tiers ×4 apart, from 1/256 of the target), so a month
+    /// under a streaming writer is not rewritten whole on every run (write amplification
+    /// O(log n) instead of O(n), and a run reads a few small files rather than the month).
+    pub(crate) fn tiered(mut self, tiered: bool) -> Self {
+        self.tiered = tiered;
         self
     }
 
@@ -126,10 +138,16 @@ impl Compact {
             None => target_of(base.metadata())?,
         };
         let live = commit::live(&base).await?;
-        let mut months: Vec<Month> = plan_bins(base.metadata(), live, target, self.min_input_files)
-            .iter()
-            .filter_map(|b| month_of(&b.partition))
-            .collect();
+        let mut months: Vec<Month> = plan_bins(
+            base.metadata().default_partition_spec_id(),
+            live,
+            target,
+            self.min_input_files,
+            self.tiered,
+        )
+        .iter()
+        .filter_map(|b| month_of(&b.partition))
+        .collect();
         months.sort();
         months.dedup();
         Ok(months)
@@ -163,7 +181,13 @@ impl Compact {
         }
         commit::refuse_delete_files(&base, "compact").await?;
         let live = commit::live(&base).await?;
-        let mut bins = plan_bins(base.metadata(), live, target, self.min_input_files);
+        let mut bins = plan_bins(
+            base.metadata().default_partition_spec_id(),
+            live,
+            target,
+            self.min_input_files,
+            self.tiered,
+        );
         if let Some(month) = self.month {
             bins.retain(|b| month_of(&b.partition) == Some(month));
         }
@@ -259,14 +283,14 @@ struct Bin {
 /// files, first-fit-decreasing into bins of at most `target` bytes; a bin of one file is
 /// dropped (rewriting it alone gains nothing).
 fn plan_bins(
-    metadata: &TableMetadata,
+    spec_id: i32,
     live: Vec<commit::Live>,
     target: u64,
     min_files: usize,
+    tiered: bool,
 ) -> Vec<Bin> {
-    let spec_id = metadata.default_partition_spec_id();
     let small = target / 4 * 3;
-    let mut by_partition: BTreeMap<String, (Struct, Vec<DataFile>)> = BTreeMap::new();
+    let mut by_partition: BTreeMap<(String, u32), (Struct, Vec<DataFile>)> = BTreeMap::new();
     for commit::Live {
         spec_id: file_spec,
         file: f,
@@ -275,7 +299,12 @@ fn plan_bins(
         if file_spec != spec_id || f.file_size_in_bytes() >= small {
             continue;
         }
-        let key = partition_key(f.partition());
+        let tier = if tiered {
+            size_tier(f.file_size_in_bytes(), target)
+        } else {
+            0
+        };
+        let key = (partition_key(f.partition()), tier);
         by_partition
             .entry(key)
             .or_insert_with(|| (f.partition().clone(), Vec::new()))
@@ -317,6 +346,19 @@ fn plan_bins(
         );
     }
     bins
+}
+
+/// The size tier of a file of `size` bytes: 0 below 1/256 of `target`, then one tier per
+/// factor of 4 (for 128 MiB: < 512 KiB, < 2 MiB, < 8 MiB, < 32 MiB, < 128 MiB).
+fn size_tier(size: u64, target: u64) -> u32 {
+    let base = (target / 256).max(1);
+    let mut tier = 0;
+    let mut bound = base;
+    while size >= bound && tier < 16 {
+        tier += 1;
+        bound = bound.saturating_mul(4);
+    }
+    tier
 }
 
 /// The month of a partition value of the month spec.
@@ -408,4 +450,79 @@ async fn read_bin(base: &iceberg::table::Table, files: &[DataFile]) -> Result<Ve
         .try_collect()
         .await?;
     Ok(per_file.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use iceberg::spec::{DataContentType, DataFileBuilder, DataFileFormat, Literal, Struct};
+
+    use super::{plan_bins, size_tier};
+    use crate::commit::Live;
+
+    fn file(name: &str, month: i32, size: u64) -> Live {
+        Live {
+            spec_id: 0,
+            file: DataFileBuilder::default()
+                .content(DataContentType::Data)
+                .file_path(format!("/t/data/{name}.parquet"))
+                .file_format(DataFileFormat::Parquet)
+                .partition(Struct::from_iter([Some(Literal::int(month))]))
+                .record_count(10)
+                .file_size_in_bytes(size)
+                .build()
+                .expect("data file"),
+        }
+    }
+
+    /// A month under a streaming writer: one file compacted earlier (50 MiB) and eight new
+    /// small ones. Untiered, the big file is rewritten with them; tiered, only the small ones
+    /// are combined. Files of another spec are never planned.
+    #[test]
+    fn tiered_planning_leaves_a_compacted_file_alone() {
+        let target = 128 << 20;
+        let mut live: Vec<Live> = (0..8)
+            .map(|i| file(&format!("small-{i}"), 600, 150 << 10))
+            .collect();
+        live.push(file("big", 600, 50 << 20));
+        let mut other_spec = file("old-spec", 600, 150 << 10);
+        other_spec.spec_id = 1;
+        live.push(other_spec);
+
+        let untiered = plan_bins(0, live.clone(), target, 4, false);
+        assert_eq!(untiered.len(), 1);
+        assert_eq!(untiered[0].files.len(), 9);
+        assert!(
+            untiered[0]
+                .files
+                .iter()
+                .any(|f| f.file_path().contains("big"))
+        );
+
+        let tiered = plan_bins(0, live.clone(), target, 4, true);
+        assert_eq!(tiered.len(), 1);
+        assert_eq!(tiered[0].files.len(), 8);
+        assert!(
+            tiered[0]
+                .files
+                .iter()
+                .all(|f| f.file_path().contains("small"))
+        );
+
+        // Below the minimum count in its tier, nothing is planned.
+        let few: Vec<Live> = live.into_iter().skip(5).collect();
+        assert!(plan_bins(0, few, target, 4, true).is_empty());
+    }
+
+    #[test]
+    fn size_tiers_are_four_times_apart_from_a_256th_of_the_target() {
+        let target = 128 << 20;
+        assert_eq!(size_tier(0, target), 0);
+        assert_eq!(size_tier((512 << 10) - 1, target), 0);
+        assert_eq!(size_tier(512 << 10, target), 1);
+        assert_eq!(size_tier((2 << 20) - 1, target), 1);
+        assert_eq!(size_tier(2 << 20, target), 2);
+        assert_eq!(size_tier(100 << 20, target), 4);
+        // A zero target does not loop or divide by zero.
+        assert_eq!(size_tier(10, 0), 2);
+    }
 }

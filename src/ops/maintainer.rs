@@ -9,7 +9,10 @@
 //!    one `replace` snapshot per month (a conflict with a concurrent append is re-applied
 //!    cheaply by the commit loop; a run never blocks or fails an append);
 //! 2. **expires snapshots** by the table's retention properties
-//!    (`history.expire.max-snapshot-age-ms`, `history.expire.min-snapshots-to-keep`);
+//!    (`history.expire.max-snapshot-age-ms`, `history.expire.min-snapshots-to-keep`) and
+//!    beyond the [`max_snapshots`](MaintainerBuilder::max_snapshots) most recent ones (default
+//!    [`DEFAULT_MAX_SNAPSHOTS`]: `metadata.json` holds every snapshot, so age alone does not
+//!    bound it under a writer that commits every second);
 //! 3. **removes orphan files** older than [`orphans_older_than`](MaintainerBuilder::orphans_older_than)
 //!    (default 1 day: never a file an in-flight commit may still reference).
 //!
@@ -27,6 +30,10 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 
 use crate::table::SalesHistory;
+
+/// How many snapshots a [`Maintainer`] keeps at most by default (whatever their age):
+/// `metadata.json` stays near 200 KiB, time travel reaches back that many commits.
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 250;
 
 /// Counters of a [`Maintainer`], published after every run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,6 +72,7 @@ pub struct MaintainerBuilder {
     compact: bool,
     expire: bool,
     snapshot_max_age: Option<Duration>,
+    max_snapshots: Option<usize>,
     orphans_older_than: Option<Duration>,
 }
 
@@ -78,6 +86,7 @@ impl MaintainerBuilder {
             compact: true,
             expire: true,
             snapshot_max_age: None,
+            max_snapshots: Some(DEFAULT_MAX_SNAPSHOTS),
             orphans_older_than: Some(Duration::from_secs(24 * 3600)),
         }
     }
@@ -117,6 +126,14 @@ impl MaintainerBuilder {
     /// `history.expire.max-snapshot-age-ms`; the table's minimum count still applies).
     pub fn snapshot_max_age(mut self, age: Duration) -> Self {
         self.snapshot_max_age = Some(age);
+        self
+    }
+
+    /// Keep at most this many snapshots, whatever their age (default
+    /// [`DEFAULT_MAX_SNAPSHOTS`]; `None`: age and the table's minimum count only). See
+    /// [`ExpireSnapshots::keep_at_most`](super::ExpireSnapshots::keep_at_most).
+    pub fn max_snapshots(mut self, n: Option<usize>) -> Self {
+        self.max_snapshots = n.map(|n| n.max(1));
         self
     }
 
@@ -308,6 +325,9 @@ async fn run_once(shared: &Shared) -> Result<()> {
                     - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(5)),
             );
         }
+        if let Some(n) = config.max_snapshots {
+            expiry = expiry.keep_at_most(n);
+        }
         match expiry.await {
             Ok(r) => {
                 let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
@@ -354,6 +374,7 @@ async fn compact_months(shared: &Shared) -> Result<()> {
         let done = match table
             .compact()
             .min_input_files(config.min_small_files)
+            .tiered(true)
             .only_month(month)
             .await
         {

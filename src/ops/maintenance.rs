@@ -50,6 +50,7 @@ pub struct ExpireSnapshots {
     /// `None`: from the table's property; `Some(None)`: any age.
     older_than: Option<Option<DateTime<Utc>>>,
     retain_last: Option<usize>,
+    keep_at_most: Option<usize>,
     dry_run: bool,
 }
 
@@ -59,6 +60,7 @@ impl ExpireSnapshots {
             table,
             older_than: None,
             retain_last: None,
+            keep_at_most: None,
             dry_run: false,
         }
     }
@@ -79,6 +81,19 @@ impl ExpireSnapshots {
     /// minimum).
     pub fn retain_last(mut self, n: usize) -> Self {
         self.retain_last = Some(n.max(1));
+        self
+    }
+
+    /// Keep at most the `n` most recent snapshots, whatever their age (at least 1, and never
+    /// fewer than [`retain_last`](Self::retain_last)): snapshots beyond them expire even when
+    /// younger than the cut-off.
+    ///
+    /// Age alone does not bound a table's metadata: `metadata.json` carries every snapshot
+    /// (about 0.8 KiB each), so a writer committing once a second keeps 432,000 snapshots
+    /// under the default 5-day maximum age. A cap on the count keeps the file (and every
+    /// commit, which rewrites it) small; time travel then reaches back `n` commits.
+    pub fn keep_at_most(mut self, n: usize) -> Self {
+        self.keep_at_most = Some(n.max(1));
         self
     }
 
@@ -139,14 +154,21 @@ impl ExpireSnapshots {
         let mut snapshots: Vec<_> = metadata.snapshots().cloned().collect();
         snapshots.sort_by_key(|s| (s.timestamp_ms(), s.snapshot_id()));
         let keep_from = snapshots.len().saturating_sub(retain_last);
+        // Snapshots before this index expire whatever their age (the count cap).
+        let capped_before = self
+            .keep_at_most
+            .map_or(0, |n| snapshots.len().saturating_sub(n.max(retain_last)));
         let cutoff = older_than.map(|t| t.timestamp_millis());
         // Never a snapshot a branch or tag points at (expiring it would drop the ref).
         let referenced = ref_heads(metadata);
         let expired: Vec<i64> = snapshots[..keep_from]
             .iter()
-            .filter(|s| Some(s.snapshot_id()) != current && !referenced.contains(&s.snapshot_id()))
-            .filter(|s| cutoff.is_none_or(|c| s.timestamp_ms() < c))
-            .map(|s| s.snapshot_id())
+            .enumerate()
+            .filter(|(_, s)| {
+                Some(s.snapshot_id()) != current && !referenced.contains(&s.snapshot_id())
+            })
+            .filter(|(i, s)| *i < capped_before || cutoff.is_none_or(|c| s.timestamp_ms() < c))
+            .map(|(_, s)| s.snapshot_id())
             .collect();
         let mut report = MaintenanceReport {
             expired_snapshots: expired.clone(),

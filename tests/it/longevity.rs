@@ -537,3 +537,59 @@ async fn an_adopted_pyiceberg_table_with_merging_disabled_keeps_one_manifest_per
     );
     assert!(!props.contains_key("write.metadata.delete-after-commit.enabled"));
 }
+
+/// The count cap: snapshots beyond the newest N expire whatever their age (the 5-day default
+/// expires none of these), never below `retain_last`; the maintainer applies its
+/// `max_snapshots` on every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_cap_expires_young_snapshots_and_the_maintainer_applies_it() {
+    let t = local_table(DIM).await;
+    for seed in 0..8u64 {
+        t.table.append(sample(3, DIM, seed)).await.expect("append");
+    }
+    let plan = t
+        .table
+        .expire_snapshots()
+        .keep_at_most(6)
+        .dry_run()
+        .await
+        .expect("dry run");
+    assert_eq!(plan.expired_snapshots.len(), 2, "{plan:?}");
+    assert_eq!(t.table.snapshots().await.unwrap().len(), 8);
+    // retain_last wins over a smaller cap.
+    let done = t
+        .table
+        .expire_snapshots()
+        .retain_last(5)
+        .keep_at_most(2)
+        .await
+        .expect("expire");
+    assert_eq!(done.expired_snapshots.len(), 3, "{done:?}");
+    let left = t.table.snapshots().await.unwrap();
+    assert_eq!(left.len(), 5);
+    assert_eq!(t.table.scan().count().await.unwrap(), 24);
+    // The oldest went: the survivors are the newest five.
+    let mut ids: Vec<i64> = left.iter().map(|s| s.snapshot_id).collect();
+    ids.sort();
+    assert!(!done.expired_snapshots.iter().any(|id| ids.contains(id)));
+
+    let maintainer = t
+        .table
+        .maintainer()
+        .compact(false)
+        .orphans_older_than(None)
+        .max_snapshots(Some(2))
+        .start()
+        .expect("start");
+    let mut watch = maintainer.watch();
+    maintainer.run_now();
+    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.runs >= 1))
+        .await
+        .expect("a run within 30 s")
+        .expect("watch");
+    let stats = maintainer.stop().await;
+    assert_eq!(stats.failed_runs, 0, "{stats:?}");
+    assert_eq!(stats.snapshots_expired, 3, "{stats:?}");
+    assert_eq!(t.table.snapshots().await.unwrap().len(), 2);
+    assert_eq!(t.table.scan().count().await.unwrap(), 24);
+}
