@@ -168,7 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut builder = table
                 .maintainer()
                 .every(args.maintenance_every)
-                .after_commits(Some(500))
+                .after_commits(Some(100))
                 .orphans_older_than(Some(args.orphans_older_than))
                 .max_snapshots((args.max_snapshots > 0).then_some(args.max_snapshots));
             if let Some(age) = args.snapshot_max_age {

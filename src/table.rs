@@ -141,7 +141,9 @@ pub enum Freshness {
 /// ```
 ///
 /// Appends from several handles (or processes) at once are safe: commits are optimistic and
-/// retried on conflict. The cached table version only moves forward. Reads follow the
+/// retried on conflict. The clones of one handle take turns to commit (an append waits for
+/// at most one commit attempt of another task, e.g. the [`Maintainer`](crate::Maintainer)'s),
+/// so tasks sharing a handle never conflict with each other. The cached table version only moves forward. Reads follow the
 /// handle's [`Freshness`] policy (default [`Freshness::Latest`]).
 #[derive(Clone)]
 pub struct SalesHistory {
@@ -159,6 +161,9 @@ pub(crate) struct Shared {
     /// The catalog's compare-and-swap, used by the commit loop (replaceable by the
     /// fault-injection wrapper in tests).
     swap: std::sync::RwLock<Arc<dyn MetadataSwap>>,
+    /// Serializes the commit attempts of all clones of this handle (see
+    /// [`crate::commit`]): in one process, a writer and the maintenance task never conflict.
+    pub(crate) commit_gate: tokio::sync::Mutex<()>,
 }
 
 /// The table version a handle last saw and when it was loaded or committed.
@@ -369,6 +374,7 @@ impl SalesHistory {
                 }),
                 embedding_dimension,
                 swap: std::sync::RwLock::new(swap),
+                commit_gate: tokio::sync::Mutex::new(()),
             }),
             freshness: Freshness::default(),
         })

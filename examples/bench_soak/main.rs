@@ -4,17 +4,22 @@
 //! cargo run --release --all-features --example bench_soak -- [--quick] [--json]
 //!     [--commits 20000] [--every 1000] [--rows 20] [--dim 1024] [--tenants 50]
 //!     [--variants task,merge,nomerge,py-fast,py-merge] [--py-commits 1000] [--appender]
-//!     [--min-count-to-merge N] [--maintain-every 5s] [--maintain-after-commits 500]
-//!     [--min-small-files 8] [--orphans-older-than 60s] [--max-snapshot-age 5s]
-//!     [--min-snapshots-to-keep 1] [--beside-writer] [--reps 3] [--dir DIR] [--keep]
+//!     [--min-count-to-merge N] [--maintain-every 5s] [--maintain-after-commits 100]
+//!     [--min-small-files 8] [--orphans-older-than 60s] [--max-snapshot-age 5d]
+//!     [--max-snapshots 150] [--min-snapshots-to-keep 1] [--stop-after VARIANT=N,...]
+//!     [--beside-writer] [--reps 3] [--dir DIR] [--keep]
 //! ```
 //!
 //! Each variant gets its own table (local catalog, its own warehouse under `--dir`), created
 //! by `SalesHistory::ensure_with` with our table properties, then:
 //!
 //! - `task`: ours, merging on, with the maintenance task (`Maintainer`) running beside the
-//!   writer (compaction, snapshot expiry by `history.expire.max-snapshot-age-ms` /
-//!   `history.expire.min-snapshots-to-keep`, set on the table, and orphan removal);
+//!   writer (compaction by size tier, snapshot expiry by `history.expire.max-snapshot-age-ms` /
+//!   `history.expire.min-snapshots-to-keep`, set on the table, and beyond `--max-snapshots`,
+//!   and orphan removal). Its reads are timed right after a maintenance run the checkpoint
+//!   starts (the maintainer then idle for `--maintain-every`), as a service reading between
+//!   runs sees the table: packed into minutes, the runs would otherwise share the two cores
+//!   with every read;
 //! - `merge`: ours, manifest merging only (the table's defaults), no task;
 //! - `nomerge`: ours with `commit.manifest-merge.enabled=false`, no task;
 //! - `py-fast` / `py-merge`: pyiceberg's `Table.append` (`python/bench_soak_pyiceberg.py`) on
@@ -184,7 +189,7 @@ pub struct Cli {
     maintain_every: Duration,
 
     /// The task variant's maintainer: `after_commits` (0: on the schedule only).
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = number::parse::<u64>)]
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = number::parse::<u64>)]
     maintain_after_commits: u64,
 
     /// The task variant's maintainer: `min_small_files`.

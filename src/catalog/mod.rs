@@ -508,10 +508,18 @@ fn list_local(root: &Path) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)
                 source,
             })?;
             let path = entry.path();
-            let meta = entry.metadata().map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted while listed (a writer's metadata clean-up, an expiry): gone is
+                // not an orphan.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            };
             if meta.is_dir() {
                 stack.push(path);
             } else {

@@ -16,6 +16,12 @@
 //! "Discarded" follows the one rule of [`Owned`]: deleted, except on S3 Tables. A custom
 //! catalog's swap takes the change as iceberg's own action instead of a staged metadata file
 //! (appends and snapshot expiry only; see [`crate::catalog::swap::update_table`]).
+//!
+//! The clones of one handle take turns (an async mutex around stage + swap, FIFO): the
+//! version an attempt stages on is the handle's latest until its swap answers, so a writer
+//! and the maintenance task in one process never conflict — a compaction beside a writer
+//! that commits back to back lands on its first attempt instead of losing every race.
+//! Other processes (and other handles) still meet optimistically, with the retries above.
 
 mod live;
 mod merge;
@@ -222,25 +228,32 @@ pub(crate) async fn commit(table: &SalesHistory, change: Change) -> Result<Lande
     let mut attempts = 0u32;
     loop {
         attempts += 1;
+        // One attempt at a time per handle: the version read here stays the handle's latest
+        // until the swap answers, so clones of the handle (a writer and the maintenance task)
+        // never conflict with each other. Pauses and re-reads happen outside the gate.
+        let gate = table.shared.commit_gate.lock().await;
         let base = table.current();
-        let (failure, staged) =
-            match attempt(table, swap.as_ref(), &base, &change, &mut stager).await {
-                Ok((new_table, staged, expired_metadata)) => {
-                    table.catalog().record_swap(Ok(())).await;
-                    let snapshot_id = change.landed_in_version(&new_table).unwrap_or_default();
-                    tracing::info!(snapshot_id, attempts, "committed");
-                    table.advance_to(new_table);
-                    staged.hand_over();
-                    change.files.hand_over();
-                    stager.discard_unused(true).await;
-                    stage::delete_expired_metadata(table, swap.as_ref(), expired_metadata).await;
-                    return Ok(Landed {
-                        snapshot_id,
-                        attempts,
-                    });
-                }
-                Err(e) => e,
-            };
+        let attempted = attempt(table, swap.as_ref(), &base, &change, &mut stager).await;
+        if let Ok((new_table, _, _)) = &attempted {
+            table.advance_to(new_table.clone());
+        }
+        drop(gate);
+        let (failure, staged) = match attempted {
+            Ok((new_table, staged, expired_metadata)) => {
+                table.catalog().record_swap(Ok(())).await;
+                let snapshot_id = change.landed_in_version(&new_table).unwrap_or_default();
+                tracing::info!(snapshot_id, attempts, "committed");
+                staged.hand_over();
+                change.files.hand_over();
+                stager.discard_unused(true).await;
+                stage::delete_expired_metadata(table, swap.as_ref(), expired_metadata).await;
+                return Ok(Landed {
+                    snapshot_id,
+                    attempts,
+                });
+            }
+            Err(e) => e,
+        };
         match failure {
             Failure::Conflict { reason, throttled } => {
                 table.catalog().record_swap(Err(throttled)).await;

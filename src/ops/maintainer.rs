@@ -32,8 +32,9 @@ use crate::error::{Error, Result};
 use crate::table::SalesHistory;
 
 /// How many snapshots a [`Maintainer`] keeps at most by default (whatever their age):
-/// `metadata.json` stays near 200 KiB, time travel reaches back that many commits.
-pub const DEFAULT_MAX_SNAPSHOTS: usize = 250;
+/// with the default `after_commits` (100), a table holds at most ~250 snapshots between runs
+/// (`metadata.json` ≈ 220 KiB); time travel reaches back at least this many commits.
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 150;
 
 /// Counters of a [`Maintainer`], published after every run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -302,6 +302,18 @@ impl RemoveOrphanFiles {
                 .iter()
                 .any(|(p, _)| normalize(p) == normalize(current))
         {
+            // A fast writer may have replaced it and, with delete-after-commit, deleted it
+            // while we listed: the table moved on, which says nothing about the spelling.
+            if !table.file_io().exists(current).await.unwrap_or(true) {
+                return Err(Error::CommitConflict {
+                    table: this.name(),
+                    source: format!(
+                        "the table moved on while its files were listed (its metadata file \
+                         {current} was replaced and deleted): nothing was deleted; run again"
+                    )
+                    .into(),
+                });
+            }
             return Err(Error::Unsupported {
                 operation: "remove_orphan_files".into(),
                 reason: format!(

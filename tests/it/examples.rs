@@ -967,3 +967,93 @@ fn bench_soak_merges_manifests_and_prints_json_rows() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// The short soak of `.ci/run`: 1,500 commits with the maintenance task beside the writer
+/// (small embeddings, a tight snapshot cap) next to a merging-off variant stopped at 300. The
+/// task's table stays bounded — snapshots at the cap, few live files and manifests, a
+/// metadata directory far below the merging-off table's at a fifth of the commits — its
+/// maintainer rarely lost a run to the writer, and the same rows are counted in both tables where both ran.
+#[test]
+fn bench_soak_short_soak_keeps_the_task_table_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        "bench_soak",
+        &[
+            "--commits",
+            "1500",
+            "--every",
+            "300",
+            "--variants",
+            "task,nomerge",
+            "--stop-after",
+            "nomerge=300",
+            "--rows",
+            "5",
+            "--dim",
+            "16",
+            "--reps",
+            "1",
+            "--maintain-every",
+            "1s",
+            "--maintain-after-commits",
+            "100",
+            "--max-snapshots",
+            "50",
+            "--orphans-older-than",
+            "10s",
+            "--json",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = doc["rows"].as_array().expect("rows");
+    let row = |variant: &str, commits: u64| {
+        rows.iter()
+            .find(|r| r["variant"] == variant && r["commits"] == commits)
+            .unwrap_or_else(|| panic!("no row of {variant} at {commits} commits: {out}"))
+    };
+    // --stop-after: the merging-off variant has one checkpoint, the task five.
+    assert_eq!(
+        rows.iter().filter(|r| r["variant"] == "nomerge").count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["variant"] == "task").count(),
+        5,
+        "{out}"
+    );
+    let (task_300, nomerge_300) = (row("task", 300), row("nomerge", 300));
+    assert_eq!(task_300["count_rows"], nomerge_300["count_rows"], "{out}");
+    assert_eq!(nomerge_300["manifests"], 300, "{out}");
+    let last = row("task", 1500);
+    let n = |key: &str| last[key].as_u64().unwrap_or_else(|| panic!("{key}: {out}"));
+    // At most the cap plus the commits of one `after_commits` period (a run may have been
+    // under way when the checkpoint asked for one).
+    assert!(
+        n("snapshots") <= 50 + 100 + 20,
+        "snapshots above the cap: {out}"
+    );
+    assert!(n("live_data_files") <= 100, "compaction fell behind: {out}");
+    assert!(n("manifests") <= 200, "{out}");
+    assert!(
+        n("metadata_bytes") < nomerge_300["metadata_bytes"].as_u64().unwrap(),
+        "the task's metadata after 1,500 commits outgrew the merging-off table's at 300: {out}"
+    );
+    let m = &last["maintainer"];
+    // The writer commits back to back here (no pause, a debug build): a run may lose all its
+    // retries to it and report the conflict; the next run makes the progress.
+    let (runs, failed) = (
+        m["runs"].as_u64().unwrap(),
+        m["failed_runs"].as_u64().unwrap(),
+    );
+    assert!(failed * 4 <= runs, "{failed} of {runs} runs failed: {out}");
+    assert!(m["compactions"].as_u64().unwrap() >= 5, "{out}");
+    // Every commit's snapshot is either still in the table or was expired by the task.
+    let expired = m["snapshots_expired"].as_u64().unwrap();
+    assert!(expired + n("snapshots") >= 1500, "{out}");
+    assert!(expired >= 1500 - (50 + 100 + 20), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
