@@ -38,7 +38,8 @@ use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
-    CatalogConfig, Column, EmbeddingEncoding, SalesHistory, ScanFilter, TableOptions,
+    CatalogConfig, Column, EmbeddingDecoder, EmbeddingEncoding, SalesHistory, ScanFilter,
+    TableOptions,
 };
 
 use stats::median;
@@ -82,8 +83,11 @@ struct Args {
     json: bool,
 }
 
-const SCANS: [&str; 5] = [
+const SCANS: [&str; 6] = [
     "full",
+    // The full scan with parquet-rs's embedding decoder (`EmbeddingDecoder::Parquet`): the
+    // baseline of this crate's decoder, in the same run. pyiceberg runs its full scan again.
+    "full_parquet_rs",
     "no_embedding",
     "month_tenant",
     "tenant",
@@ -98,6 +102,9 @@ async fn ours(table: &SalesHistory, scan: &str) -> anyhow::Result<(f64, u64, u64
     let start = Instant::now();
     let (rows, bytes) = match scan {
         "full" => read(table.scan()).await?,
+        "full_parquet_rs" => {
+            read(table.scan().embedding_decoder(EmbeddingDecoder::Parquet)).await?
+        }
         "no_embedding" => {
             let cols = Column::ALL.into_iter().filter(|c| *c != Column::Embedding);
             read(table.scan().select(cols)).await?
@@ -167,6 +174,11 @@ impl Peer {
     }
 
     fn run(&mut self, scan: &str) -> anyhow::Result<(f64, u64)> {
+        let scan = if scan == "full_parquet_rs" {
+            "full"
+        } else {
+            scan
+        };
         writeln!(self.input, "{scan}")?;
         self.input.flush()?;
         let v = self.read_line()?;

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use chrono::{TimeZone, Utc};
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{CatalogConfig, Metric, SalesHistory, ScanFilter};
+use sales_history::{CatalogConfig, EmbeddingDecoder, Metric, SalesHistory, ScanFilter};
 
 use stats::upper_median_duration;
 
@@ -116,7 +116,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let month_rows = table.scan().sold_between(m_start, m_end).count().await?;
 
-    let (mut full, mut month) = (Vec::new(), Vec::new());
+    let (mut full, mut month, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
     let mut tops = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let t0 = Instant::now();
@@ -125,6 +125,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .metric(Metric::Cosine)
             .await?;
         full.push(t0.elapsed());
+        // The same search with parquet-rs's embedding decoder: the decoder's baseline.
+        let t1 = Instant::now();
+        let b = table
+            .similar_to(query.clone(), k)
+            .metric(Metric::Cosine)
+            .embedding_decoder(EmbeddingDecoder::Parquet)
+            .await?;
+        baseline.push(t1.elapsed());
+        anyhow::ensure!(
+            b.iter()
+                .map(|s| &s.record.product_id)
+                .eq(r.iter().map(|s| &s.record.product_id)),
+            "the two embedding decoders found different neighbours"
+        );
         tops.0 = r
             .iter()
             .map(|s| s.record.product_id.clone())
@@ -179,6 +193,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     for (name, times, rows_scanned, key, top) in [
         ("all rows", full, total as usize, "full", &tops.0),
+        (
+            "all rows, parquet-rs",
+            baseline,
+            total as usize,
+            "full",
+            &tops.0,
+        ),
         (
             "one month (2025-03)",
             month,

@@ -17,6 +17,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # keep the caller's AWS region out of the config-parsing tests.
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_REGION AWS_DEFAULT_REGION AWS_PROFILE
+# Every scan in the tests decodes embeddings twice (this crate's decoder and parquet-rs's) and
+# fails on any difference: each table the tests read checks the decoder.
+export SALES_HISTORY_EMBEDDING_DECODE=verify
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "python venv"

@@ -100,6 +100,7 @@ pub struct SimilarTo {
     /// A tenant scope's filter, ANDed with `filter`.
     scope: Option<ScanFilter>,
     parallelism: Option<usize>,
+    decoder: crate::scan::EmbeddingDecoder,
 }
 
 impl SimilarTo {
@@ -112,6 +113,7 @@ impl SimilarTo {
             filter: ScanFilter::new(),
             scope: None,
             parallelism: None,
+            decoder: crate::scan::EmbeddingDecoder::Auto,
         }
     }
 }
@@ -148,6 +150,13 @@ impl SimilarTo {
     /// How many batches are scored at once (default: the available cores).
     pub fn parallelism(mut self, tasks: usize) -> Self {
         self.parallelism = Some(tasks.max(1));
+        self
+    }
+
+    /// Which decoder reads the embeddings ([`Scan::embedding_decoder`](crate::Scan::embedding_decoder);
+    /// the results are the same).
+    pub fn embedding_decoder(mut self, decoder: crate::scan::EmbeddingDecoder) -> Self {
+        self.decoder = decoder;
         self
     }
 
@@ -192,7 +201,11 @@ impl SimilarTo {
         let tasks = self
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let mut scan = self.table.scan().filter(self.filter.clone());
+        let mut scan = self
+            .table
+            .scan()
+            .filter(self.filter.clone())
+            .embedding_decoder(self.decoder);
         if let Some(scope) = &self.scope {
             scan = scan.scoped(scope.clone());
         }

@@ -397,6 +397,71 @@ impl Resolved {
         true
     }
 
+    /// Whether every row of a row group matches, from its statistics (min, max and a null
+    /// count of zero for each filtered column): the row filter can be skipped. `false`
+    /// whenever a statistic is missing.
+    pub(crate) fn must_match(
+        &self,
+        rg: &RowGroupMetaData,
+        leaf: impl Fn(Column) -> Option<usize>,
+    ) -> bool {
+        if self.matches_nothing {
+            return false;
+        }
+        let stats = |c: Column| {
+            let s = leaf(c).and_then(|i| rg.columns().get(i)?.statistics())?;
+            (s.null_count_opt() == Some(0)).then_some(s)
+        };
+        for (col, values) in &self.strings {
+            let Some(Statistics::ByteArray(s)) = stats(*col) else {
+                return false;
+            };
+            let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
+                return false;
+            };
+            // Truncated statistics (long strings) prove nothing.
+            if !(s.min_is_exact() && s.max_is_exact())
+                || min.data() != max.data()
+                || !values.iter().any(|v| v.as_bytes() == min.data())
+            {
+                return false;
+            }
+        }
+        let within = |(l, h): (Option<i64>, Option<i64>), min: i64, max: i64, excl: bool| {
+            l.is_none_or(|l| min >= l) && h.is_none_or(|h| if excl { max < h } else { max <= h })
+        };
+        if self.sold != (None, None) {
+            let Some(Statistics::Int64(s)) = stats(Column::SoldDate) else {
+                return false;
+            };
+            let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
+                return false;
+            };
+            if !within(self.sold, *min, *max, true) {
+                return false;
+            }
+        }
+        if self.price != (None, None) {
+            let bounds = match stats(Column::SoldPrice) {
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+                Some(Statistics::Int32(s)) => s
+                    .min_opt()
+                    .zip(s.max_opt())
+                    .map(|(a, b)| (*a as i64, *b as i64)),
+                Some(Statistics::FixedLenByteArray(s)) => s
+                    .min_opt()
+                    .zip(s.max_opt())
+                    .and_then(|(a, b)| Some((be_i64(a.data())?, be_i64(b.data())?))),
+                _ => None,
+            };
+            match bounds {
+                Some((min, max)) if within(self.price, min, max, false) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Whether the filter constrains a column the page index can prune on (a string column
     /// or `sold_date`).
     pub(crate) fn uses_page_index(&self) -> bool {

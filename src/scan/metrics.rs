@@ -35,6 +35,14 @@ pub struct ScanMetrics {
     /// Pages of the read row groups not fetched: their column-index statistics (of the
     /// filter's tenant, string or time columns) ruled them out.
     pub pages_skipped: u64,
+    /// Turns (up to [`Scan::read_buffer_bytes`](super::Scan::read_buffer_bytes) of row
+    /// groups) whose `embedding` column this crate's decoder read.
+    pub embedding_fast_reads: u64,
+    /// Turns whose `embedding` column parquet-rs's Arrow reader read instead: a row filter
+    /// or page selection in the turn, a row limit, or a column chunk this crate's decoder
+    /// does not handle (dictionary pages, null elements, another shape). Zero with
+    /// [`EmbeddingDecoder::Parquet`](super::EmbeddingDecoder::Parquet), which is not a fallback.
+    pub embedding_fallbacks: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
 }
@@ -49,6 +57,8 @@ pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) rows_returned: AtomicU64,
     pub(crate) pages_skipped: AtomicU64,
+    pub(crate) embedding_fast_reads: AtomicU64,
+    pub(crate) embedding_fallbacks: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +77,8 @@ impl Counters {
             requests: get(&self.requests),
             rows_returned: get(&self.rows_returned),
             pages_skipped: get(&self.pages_skipped),
+            embedding_fast_reads: get(&self.embedding_fast_reads),
+            embedding_fallbacks: get(&self.embedding_fallbacks),
             ..plan.clone()
         }
     }

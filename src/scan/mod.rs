@@ -7,6 +7,7 @@
 //! several files at once. A file with row-level deletes (none are written by this crate) is
 //! read through iceberg's own reader instead.
 
+mod embedding;
 mod filter;
 mod metrics;
 mod partial;
@@ -23,6 +24,7 @@ use iceberg::scan::{FileScanTask, TableScan};
 use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 
+pub use embedding::{EMBEDDING_DECODE_ENV, EmbeddingDecoder};
 pub(crate) use filter::Resolved;
 pub use filter::ScanFilter;
 use metrics::Counters;
@@ -100,6 +102,7 @@ pub struct Scan {
     batch_size: Option<usize>,
     concurrency: Option<usize>,
     read_buffer: Option<u64>,
+    decoder: EmbeddingDecoder,
 }
 
 /// What [`Scan::plan`] found: the snapshot and the data files left after pruning.
@@ -151,6 +154,7 @@ impl Scan {
             batch_size: None,
             concurrency: None,
             read_buffer: None,
+            decoder: EmbeddingDecoder::Auto,
         }
     }
 
@@ -237,6 +241,16 @@ impl Scan {
     /// ([`ScanMetrics::requests`]).
     pub fn read_buffer_bytes(mut self, bytes: u64) -> Self {
         self.read_buffer = Some(bytes.max(1));
+        self
+    }
+
+    /// Which decoder reads the `embedding` column (default [`EmbeddingDecoder::Auto`]:
+    /// this crate's decoder for the layout's `list<double>` chunks, parquet-rs's Arrow reader
+    /// for anything else; [`ScanMetrics::embedding_fallbacks`] counts the latter). The output
+    /// is the same either way; [`EmbeddingDecoder::Parquet`] is the baseline benchmarks
+    /// compare with.
+    pub fn embedding_decoder(mut self, decoder: EmbeddingDecoder) -> Self {
+        self.decoder = decoder;
         self
     }
 
@@ -424,6 +438,7 @@ impl Scan {
                 }),
             limit: self.limit,
             read_buffer: self.read_buffer.unwrap_or(DEFAULT_READ_BUFFER_BYTES),
+            decode: embedding::Mode::of(self.decoder),
             counters: counters.clone(),
         });
         let own_reader = planned
@@ -560,6 +575,7 @@ pub(crate) async fn read_file_rows(
         batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
         limit: None,
         read_buffer: DEFAULT_READ_BUFFER_BYTES,
+        decode: embedding::Mode::of(EmbeddingDecoder::Auto),
         counters: Arc::new(Counters::default()),
     });
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);

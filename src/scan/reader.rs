@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, new_null_array};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow_schema::SchemaRef as ArrowSchemaRef;
 use futures::future::try_join_all;
 use iceberg::io::{FileIO, FileRead};
@@ -19,6 +19,7 @@ use parquet::file::metadata::{
 use parquet::schema::types::SchemaDescriptor;
 use tokio::sync::mpsc::Sender;
 
+use super::embedding::{self, Mode};
 use super::filter::Resolved;
 use super::metrics::Counters;
 use crate::error::{Error, IcebergResultExt, Result};
@@ -47,6 +48,8 @@ pub(crate) struct ReadPlan {
     /// Column-chunk bytes a file reader fetches and decodes at a time (whole row groups; at
     /// least one).
     pub(crate) read_buffer: u64,
+    /// Which decoder reads the `embedding` column.
+    pub(crate) decode: Mode,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -185,6 +188,14 @@ pub(crate) async fn read_file(
     if kept.is_empty() {
         return Ok(true);
     }
+    // A filter every row of the kept row groups matches, by their statistics (a month's file
+    // read for that month, a row group of one tenant): read as unfiltered.
+    let filter: Option<Resolved> = plan.filter.clone().filter(|f| {
+        !kept
+            .iter()
+            .all(|&rg| f.must_match(&row_groups[rg], |c| files.leaf[c.index()]))
+    });
+    let filter_cols = filter.as_ref().map(|f| f.columns()).unwrap_or_default();
 
     let needed_roots: Vec<usize> = plan
         .output
@@ -198,7 +209,7 @@ pub(crate) async fn read_file(
     let mut metadata = metadata;
     let mut selected = None;
     let mut index_read = false;
-    if let Some(filter) = plan.filter.as_ref().filter(|f| f.uses_page_index())
+    if let Some(filter) = filter.as_ref().filter(|f| f.uses_page_index())
         && let Some(index_start) = page_index_start(&metadata)
     {
         index_read = true;
@@ -219,7 +230,7 @@ pub(crate) async fn read_file(
     // them per turn (a row group larger than that alone), so a large file (a compacted
     // 128 MiB one, another engine's 512 MiB one) never sits in memory whole: with a page
     // selection, the selected pages of the groups that have any; else the needed chunks.
-    let filtered = plan.filter.is_some();
+    let filtered = filter.is_some();
     let turns: Vec<Turn> = match selected {
         Some(pages) => {
             let groups: Vec<(usize, Vec<Range<u64>>, u64)> = kept
@@ -360,19 +371,61 @@ pub(crate) async fn read_file(
             // The page index, when one was read, is already in `metadata`.
             ArrowReaderMetadata::try_new(metadata.clone(), options)?
         };
-        let (plan2, tx, files, descr, filter_cols) = (
+        let (plan2, tx, files, descr, filter_cols, filter, metadata) = (
             plan.clone(),
             tx.clone(),
             files.clone(),
             descr.clone(),
             filter_cols.clone(),
+            filter.clone(),
+            metadata.clone(),
         );
+        // The embedding column through this crate's decoder: a turn read whole (no row
+        // filter, page selection or limit).
+        let embedding = plan
+            .output
+            .iter()
+            .position(|c| *c == Column::Embedding)
+            .zip(files.leaf[Column::Embedding.index()]);
+        let ours = match embedding {
+            Some(e) if plan.decode != Mode::Parquet => {
+                if filter.is_none() && turn.selection.is_none() && limit.is_none() {
+                    Some(e)
+                } else {
+                    Counters::add(&counters.embedding_fallbacks, 1);
+                    None
+                }
+            }
+            _ => None,
+        };
         let decoded = tokio::task::spawn_blocking(move || {
             let plan = plan2;
+            if let Some((at, leaf)) = ours {
+                let field = plan.schema.fields()[at].clone();
+                match embedding::decode(&data, &metadata, &turn.row_groups, leaf, &field)? {
+                    Some(list) => {
+                        if plan.decode == Mode::Verify {
+                            verify(&data, &reader_meta, &turn.row_groups, &descr, &files, &list)?;
+                        }
+                        Counters::add(&plan.counters.embedding_fast_reads, 1);
+                        return send_with_embedding(
+                            &plan,
+                            data,
+                            reader_meta,
+                            &turn.row_groups,
+                            &descr,
+                            &files,
+                            Arc::new(list),
+                            &tx,
+                        );
+                    }
+                    None => Counters::add(&plan.counters.embedding_fallbacks, 1),
+                }
+            }
             let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
                 .with_batch_size(plan.batch_size)
                 .with_row_groups(turn.row_groups);
-            if let Some(filter) = plan.filter.clone() {
+            if let Some(filter) = filter {
                 let (roots, pos) = positions(&filter_cols, &files);
                 let predicate = ArrowPredicateFn::new(
                     ProjectionMask::roots(&descr, roots),
@@ -397,7 +450,7 @@ pub(crate) async fn read_file(
                 .build()?;
             let mut rows = 0;
             for batch in batches {
-                let batch = conform_batch(&plan, &pos, &batch?)?;
+                let batch = conform_batch(&plan, &pos, &batch?, None)?;
                 rows += batch.num_rows();
                 if tx.blocking_send(Ok(batch)).is_err() {
                     return Ok((false, rows));
@@ -762,19 +815,26 @@ fn merge(mut ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
     merged
 }
 
-/// Rebuilds a file batch with the output schema: column order, field ids, exact types.
+/// Rebuilds a file batch with the output schema: column order, field ids, exact types;
+/// `embedding`, when given, is the batch's `embedding` column (decoded apart, already of the
+/// output type).
 fn conform_batch(
     plan: &ReadPlan,
     pos: &[(Column, usize)],
     batch: &RecordBatch,
+    embedding: Option<ArrayRef>,
 ) -> Result<RecordBatch> {
+    let rows = embedding.as_ref().map_or(batch.num_rows(), |e| e.len());
     let columns = plan
         .output
         .iter()
         .zip(plan.schema.fields())
         .map(|(c, field)| match pos.iter().find(|(col, _)| col == c) {
             Some((_, p)) => crate::batch::relabel_array(batch.column(*p), field),
-            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None if *c == Column::Embedding && embedding.is_some() => Ok(embedding
+                .clone()
+                .unwrap_or_else(|| new_null_array(field.data_type(), rows))),
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), rows)),
             None => Err(Error::invalid(
                 *c,
                 None,
@@ -782,5 +842,110 @@ fn conform_batch(
             )),
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(plan.schema.clone(), columns)?)
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        plan.schema.clone(),
+        columns,
+        &options,
+    )?)
+}
+
+/// Sends one turn's batches: the other output columns from parquet-rs's reader, the
+/// `embedding` column sliced from `list` (this crate's decode of the turn). `Ok((false, _))`
+/// when the receiver is gone.
+#[allow(clippy::too_many_arguments)]
+fn send_with_embedding(
+    plan: &ReadPlan,
+    data: SparseFile,
+    reader_meta: ArrowReaderMetadata,
+    row_groups: &[usize],
+    descr: &SchemaDescriptor,
+    files: &FileColumns,
+    list: ArrayRef,
+    tx: &Sender<Result<RecordBatch>>,
+) -> Result<(bool, usize)> {
+    let others: Vec<Column> = plan
+        .output
+        .iter()
+        .copied()
+        .filter(|c| *c != Column::Embedding)
+        .collect();
+    let (roots, pos) = positions(&others, files);
+    let empty = RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()));
+    let mut sent = 0usize;
+    // One output batch: `batch`'s columns and the next `n` rows of `list`.
+    let send = |batch: &RecordBatch, n: usize, sent: &mut usize| -> Result<bool> {
+        if *sent + n > list.len() {
+            return Err(Error::Parquet(parquet::errors::ParquetError::General(
+                "the embedding column holds fewer rows than the other columns".into(),
+            )));
+        }
+        let out = conform_batch(plan, &pos, batch, Some(list.slice(*sent, n)))?;
+        *sent += n;
+        Ok(tx.blocking_send(Ok(out)).is_ok())
+    };
+    if roots.is_empty() {
+        let step = plan.batch_size.max(1);
+        while sent < list.len() {
+            let n = step.min(list.len() - sent);
+            if !send(&empty, n, &mut sent)? {
+                return Ok((false, sent));
+            }
+        }
+        return Ok((true, sent));
+    }
+    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
+        .with_batch_size(plan.batch_size)
+        .with_row_groups(row_groups.to_vec())
+        .with_projection(ProjectionMask::roots(descr, roots))
+        .build()?;
+    for batch in batches {
+        let batch = batch?;
+        if !send(&batch, batch.num_rows(), &mut sent)? {
+            return Ok((false, sent));
+        }
+    }
+    if sent != list.len() {
+        return Err(Error::Parquet(parquet::errors::ParquetError::General(
+            "the embedding column holds more rows than the other columns".into(),
+        )));
+    }
+    Ok((true, sent))
+}
+
+/// The `verify` mode: parquet-rs's decode of the turn's embedding column must equal ours.
+fn verify(
+    data: &SparseFile,
+    reader_meta: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    descr: &SchemaDescriptor,
+    files: &FileColumns,
+    ours: &arrow_array::ListArray,
+) -> Result<()> {
+    let Some(root) = files.root(Column::Embedding) else {
+        return Ok(());
+    };
+    let arrays =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
+            .with_row_groups(row_groups.to_vec())
+            .with_projection(ProjectionMask::roots(descr, [root]))
+            .build()?
+            .map(|b| b.map(|b| b.column(0).clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+    let refs: Vec<&dyn arrow_array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    let same = if refs.is_empty() {
+        ours.is_empty()
+    } else {
+        let all = arrow_select::concat::concat(&refs)?;
+        all.as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .is_some_and(|theirs| embedding::same_lists(ours, theirs))
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::internal(
+            "the embedding decoder disagrees with parquet-rs (SALES_HISTORY_EMBEDDING_DECODE=verify)",
+        ))
+    }
 }

@@ -10,6 +10,7 @@ mod appender;
 mod bad_input;
 mod commit_faults;
 mod concurrency;
+mod decode;
 mod examples;
 mod faults;
 mod faulty_catalog;

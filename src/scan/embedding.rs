@@ -1,0 +1,564 @@
+//! The `embedding` column's own decode path: `list<double>` column chunks, BYTE_STREAM_SPLIT
+//! or PLAIN, any codec, decoded from parquet-rs's decompressed pages straight into one
+//! preallocated `Float64` buffer and one offsets buffer.
+//!
+//! **Why it exists.** In a full scan, parquet-rs 58 spends about a quarter of the CPU in its
+//! BYTE_STREAM_SPLIT decoder (a byte-at-a-time loop), and more in growing the list reader's
+//! value buffer (its capacity is one value per row) and in generic level decoding. Here the
+//! transpose goes 8 values (64 bytes) at a time through eight `u64` words, level runs are read
+//! in bulk (the all-present case, one RLE run of definition levels, is never materialised), and
+//! the buffers are sized once from the column chunk's metadata.
+//!
+//! **What stays parquet-rs's.** Pages come from its public [`SerializedPageReader`]: file and
+//! footer handling, codecs, page headers, checksums. Anything this decoder does not handle
+//! (dictionary pages, BIT_PACKED levels, null elements, a column that is not a one-level list
+//! of DOUBLE, row selections and row filters) is read by parquet-rs's Arrow reader instead;
+//! [`ScanMetrics::embedding_fallbacks`](super::ScanMetrics::embedding_fallbacks) counts those
+//! reads.
+//!
+//! **When it goes.** This is a workaround for apache/arrow-rs#10006 (BYTE_STREAM_SPLIT decoded
+//! byte by byte; the patch in `docs/upstream/` does the same transpose inside parquet-rs). When
+//! parquet-rs decodes this column as fast, delete this module and its call in
+//! `reader::read_file`: the output is the same, value for value, as the tests here and the
+//! `verify` mode check.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ListArray};
+use arrow_buffer::{
+    BooleanBufferBuilder, Buffer, MutableBuffer, NullBuffer, OffsetBuffer, ScalarBuffer,
+};
+use arrow_schema::{DataType, FieldRef};
+use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::column::page::{Page, PageReader};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::reader::ChunkReader;
+use parquet::file::serialized_reader::SerializedPageReader;
+use parquet::schema::types::ColumnDescriptor;
+
+use crate::error::{Error, Result};
+
+/// Environment variable choosing the embedding decoder of every scan in the process:
+/// `ours` (the default), `parquet` (parquet-rs's Arrow reader, the baseline) or `verify`
+/// (both, failing the scan with an internal error if they disagree; the test suite runs
+/// with it).
+pub const EMBEDDING_DECODE_ENV: &str = "SALES_HISTORY_EMBEDDING_DECODE";
+
+/// Which decoder reads the `embedding` column in a scan ([`Scan::embedding_decoder`](
+/// super::Scan::embedding_decoder)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EmbeddingDecoder {
+    /// This crate's decoder where the column's shape allows it, parquet-rs's Arrow reader
+    /// elsewhere (the default; [`EMBEDDING_DECODE_ENV`] can change it process-wide).
+    #[default]
+    Auto,
+    /// parquet-rs's Arrow reader for every file (the baseline the benchmarks compare with).
+    Parquet,
+}
+
+/// The decoder a scan actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Ours,
+    Parquet,
+    /// Ours, checked against parquet-rs's output.
+    Verify,
+}
+
+impl Mode {
+    pub(crate) fn of(choice: EmbeddingDecoder) -> Mode {
+        if choice == EmbeddingDecoder::Parquet {
+            return Mode::Parquet;
+        }
+        match std::env::var(EMBEDDING_DECODE_ENV)
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("parquet") => Mode::Parquet,
+            Ok("verify") => Mode::Verify,
+            _ => Mode::Ours,
+        }
+    }
+}
+
+/// The levels of a column this decoder reads: `[optional] list<[optional] double>` with one
+/// repetition level.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Definition level of a present element.
+    max_def: i16,
+    /// Definition level of a present, empty list (0 when the list is required).
+    list_def: i16,
+    /// Whether the list may be null (definition level 0 then means a null row).
+    list_optional: bool,
+}
+
+impl Shape {
+    fn of(descr: &ColumnDescriptor) -> Option<Shape> {
+        if descr.physical_type() != PhysicalType::DOUBLE || descr.max_rep_level() != 1 {
+            return None;
+        }
+        let element_optional = descr.self_type().is_optional();
+        let max_def = descr.max_def_level();
+        // Levels above the list: the repeated group (1) and an optional element (1).
+        let list_def = max_def - 1 - i16::from(element_optional);
+        if !(0..=1).contains(&list_def) {
+            return None;
+        }
+        Some(Shape {
+            max_def,
+            list_def,
+            list_optional: list_def == 1,
+        })
+    }
+}
+
+/// Decodes the embedding column (leaf `leaf`) of `row_groups` into one list array whose
+/// element field is `field`'s; `Ok(None)` when the column's shape or a page is not one this
+/// decoder reads (the caller reads it with parquet-rs).
+///
+/// `data` must hold the row groups' column chunks of that leaf.
+pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
+    data: &R,
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    leaf: usize,
+    field: &FieldRef,
+) -> Result<Option<ListArray>> {
+    let DataType::List(element) = field.data_type() else {
+        return Ok(None);
+    };
+    if element.data_type() != &DataType::Float64 {
+        return Ok(None);
+    }
+    let descr = metadata.file_metadata().schema_descr();
+    if leaf >= descr.num_columns() {
+        return Ok(None);
+    }
+    let Some(shape) = Shape::of(&descr.column(leaf)) else {
+        return Ok(None);
+    };
+    let mut rows = 0usize;
+    let mut levels = 0usize;
+    for &rg in row_groups {
+        let group = metadata.row_group(rg);
+        rows += usize::try_from(group.num_rows()).unwrap_or(0);
+        levels += usize::try_from(group.column(leaf).num_values()).unwrap_or(0);
+    }
+    // ListArray offsets are i32.
+    if i32::try_from(levels).is_err() {
+        return Ok(None);
+    }
+    let mut out = Out::with_capacity(rows, levels);
+    let reader = Arc::new(data.clone());
+    for &rg in row_groups {
+        let group = metadata.row_group(rg);
+        let chunk = group.column(leaf);
+        let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
+        let rows_before = out.rows;
+        while let Some(page) = pages.get_next_page()? {
+            if !out.page(shape, page)? {
+                return Ok(None);
+            }
+        }
+        if out.rows - rows_before != group_rows {
+            return Err(corrupt(format!(
+                "row group {rg} holds {group_rows} rows, its embedding pages {}",
+                out.rows - rows_before
+            )));
+        }
+    }
+    out.finish(element.clone()).map(Some)
+}
+
+fn corrupt(why: String) -> Error {
+    Error::Parquet(parquet::errors::ParquetError::General(format!(
+        "embedding column: {why}"
+    )))
+}
+
+/// The arrays being filled.
+struct Out {
+    values: MutableBuffer,
+    /// Values in `values`.
+    len: usize,
+    offsets: Vec<i32>,
+    /// Validity of the rows, once a null row was seen.
+    nulls: Option<BooleanBufferBuilder>,
+    rows: usize,
+    /// Scratch for levels.
+    rep: Vec<u8>,
+    def: Vec<u8>,
+}
+
+impl Out {
+    fn with_capacity(rows: usize, values: usize) -> Out {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Out {
+            values: MutableBuffer::with_capacity(values * 8),
+            len: 0,
+            offsets,
+            nulls: None,
+            rows: 0,
+            rep: Vec::new(),
+            def: Vec::new(),
+        }
+    }
+
+    /// Decodes one page; `Ok(false)` when it is not one this decoder reads.
+    fn page(&mut self, shape: Shape, page: Page) -> Result<bool> {
+        let (buf, entries, encoding, rep, def, values) = match &page {
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } => {
+                if *rep_level_encoding != Encoding::RLE
+                    || (shape.max_def > 0 && *def_level_encoding != Encoding::RLE)
+                {
+                    return Ok(false);
+                }
+                let mut rest: &[u8] = buf;
+                let rep = take_prefixed(&mut rest)?;
+                let def = if shape.max_def > 0 {
+                    take_prefixed(&mut rest)?
+                } else {
+                    &[][..]
+                };
+                let skip = buf.len() - rest.len();
+                let (rep, def) = (range_in(buf, rep), range_in(buf, def));
+                (
+                    buf,
+                    *num_values as usize,
+                    *encoding,
+                    rep,
+                    def,
+                    skip..buf.len(),
+                )
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let r = *rep_levels_byte_len as usize;
+                let d = *def_levels_byte_len as usize;
+                if r + d > buf.len() {
+                    return Err(corrupt("level lengths exceed the page".into()));
+                }
+                (
+                    buf,
+                    *num_values as usize,
+                    *encoding,
+                    0..r,
+                    r..r + d,
+                    r + d..buf.len(),
+                )
+            }
+            Page::DictionaryPage { .. } => return Ok(false),
+        };
+        if !matches!(encoding, Encoding::PLAIN | Encoding::BYTE_STREAM_SPLIT) {
+            return Ok(false);
+        }
+        let present = match self.levels(shape, entries, &buf[rep], &buf[def])? {
+            Some(n) => n,
+            None => return Ok(false),
+        };
+        let values = &buf[values];
+        match encoding {
+            Encoding::PLAIN => {
+                let bytes = present * 8;
+                if values.len() < bytes {
+                    return Err(corrupt(format!(
+                        "a PLAIN page holds {} bytes for {present} values",
+                        values.len()
+                    )));
+                }
+                self.values.extend_from_slice(&values[..bytes]);
+            }
+            _ => {
+                if values.len() != present * 8 {
+                    return Err(corrupt(format!(
+                        "a BYTE_STREAM_SPLIT page holds {} bytes for {present} values",
+                        values.len()
+                    )));
+                }
+                join_streams(values, present, &mut self.values);
+            }
+        }
+        self.len += present;
+        Ok(true)
+    }
+
+    /// Reads a page's levels into offsets and validity; the number of present values, or
+    /// `None` for a shape this decoder leaves to parquet-rs (null elements).
+    fn levels(
+        &mut self,
+        shape: Shape,
+        entries: usize,
+        rep: &[u8],
+        def: &[u8],
+    ) -> Result<Option<usize>> {
+        decode_levels(rep, 1, entries, &mut self.rep)?;
+        let base = self.len;
+        let all_present = shape.max_def == 0
+            || single_run(def, bit_width(shape.max_def), entries) == Some(shape.max_def as u32);
+        if all_present {
+            // Every entry is a value: a row starts at each repetition level 0.
+            for (i, _) in self.rep.iter().enumerate().filter(|(_, r)| **r == 0) {
+                if self.rows > 0 {
+                    self.offsets.push(offset(base + i)?);
+                }
+                self.rows += 1;
+                if let Some(n) = self.nulls.as_mut() {
+                    n.append(true);
+                }
+            }
+            return Ok(Some(entries));
+        }
+        decode_levels(def, bit_width(shape.max_def), entries, &mut self.def)?;
+        let mut present = 0usize;
+        for i in 0..entries {
+            let (r, d) = (self.rep[i], i16::from(self.def[i]));
+            if r == 0 {
+                if self.rows > 0 {
+                    self.offsets.push(offset(base + present)?);
+                }
+                self.rows += 1;
+                let valid = !(shape.list_optional && d == 0);
+                if !valid && self.nulls.is_none() {
+                    let mut n = BooleanBufferBuilder::new(self.offsets.capacity());
+                    n.append_n(self.rows - 1, true);
+                    self.nulls = Some(n);
+                }
+                if let Some(n) = self.nulls.as_mut() {
+                    n.append(valid);
+                }
+            } else if self.rows == 0 {
+                return Err(corrupt("the first level of a page continues a row".into()));
+            }
+            if d == shape.max_def {
+                present += 1;
+            } else if d > shape.list_def {
+                // A null element: not in our layout, left to parquet-rs.
+                return Ok(None);
+            } else if r != 0 {
+                return Err(corrupt("an empty or null list inside a row".into()));
+            }
+        }
+        Ok(Some(present))
+    }
+
+    fn finish(mut self, element: FieldRef) -> Result<ListArray> {
+        self.offsets.push(offset(self.len)?);
+        let values = Buffer::from(self.values);
+        let values = arrow_array::Float64Array::new(ScalarBuffer::new(values, 0, self.len), None);
+        let nulls = self.nulls.map(|mut n| NullBuffer::new(n.finish()));
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        Ok(ListArray::try_new(
+            element,
+            offsets,
+            Arc::new(values),
+            nulls,
+        )?)
+    }
+}
+
+fn offset(n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| corrupt("more than i32::MAX values in one read".into()))
+}
+
+/// The range `part` (a subslice of `buf`) covers in `buf`.
+fn range_in(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// A data page v1's RLE levels: a 4-byte little-endian length, then the runs.
+fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+        return Err(corrupt("a level block without its length".into()));
+    };
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > tail.len() {
+        return Err(corrupt("a level block longer than its page".into()));
+    }
+    let (levels, tail) = tail.split_at(len);
+    *rest = tail;
+    Ok(levels)
+}
+
+fn bit_width(max: i16) -> u32 {
+    16 - (max as u16).leading_zeros()
+}
+
+fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let Some(&b) = data.get(*pos) else {
+            return Err(corrupt("a level run header runs past its block".into()));
+        };
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(corrupt("a level run header is too long".into()))
+}
+
+/// When the RLE/bit-packed hybrid block `data` starts with one RLE run covering `entries`
+/// levels: its value.
+fn single_run(data: &[u8], width: u32, entries: usize) -> Option<u32> {
+    let mut pos = 0;
+    let header = uleb128(data, &mut pos).ok()?;
+    if header & 1 == 1 || (header >> 1) < entries as u64 {
+        return None;
+    }
+    let bytes = width.div_ceil(8) as usize;
+    let v = data.get(pos..pos + bytes)?;
+    Some(v.iter().rev().fold(0u32, |a, b| (a << 8) | u32::from(*b)))
+}
+
+/// Decodes `entries` levels of bit width `width` (≤ 8) from an RLE/bit-packed hybrid block.
+fn decode_levels(data: &[u8], width: u32, entries: usize, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.reserve(entries);
+    let mut pos = 0;
+    let mask = (1u64 << width) - 1;
+    while out.len() < entries {
+        let header = uleb128(data, &mut pos)?;
+        let left = entries - out.len();
+        if header & 1 == 0 {
+            let count = usize::try_from(header >> 1).unwrap_or(usize::MAX).min(left);
+            let bytes = width.div_ceil(8) as usize;
+            let Some(v) = data.get(pos..pos + bytes) else {
+                return Err(corrupt("an RLE level run past its block".into()));
+            };
+            pos += bytes;
+            let v = v.iter().rev().fold(0u32, |a, b| (a << 8) | u32::from(*b));
+            let Ok(v) = u8::try_from(v) else {
+                return Err(corrupt("a level above its maximum".into()));
+            };
+            out.resize(out.len() + count, v);
+        } else {
+            let groups = usize::try_from(header >> 1).unwrap_or(usize::MAX);
+            let w = width as usize;
+            let Some(packed) = groups
+                .checked_mul(w)
+                .and_then(|n| data.get(pos..pos.checked_add(n)?))
+            else {
+                return Err(corrupt("bit-packed levels past their block".into()));
+            };
+            pos += groups * w;
+            // Eight levels per `width` bytes, little-endian bit order.
+            for group in packed.chunks_exact(w) {
+                let mut word = [0u8; 8];
+                word[..w].copy_from_slice(group);
+                let bits = u64::from_le_bytes(word);
+                for k in 0..8u32 {
+                    if out.len() == entries {
+                        break;
+                    }
+                    out.push(((bits >> (k * width)) & mask) as u8);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Transposes an 8×8 byte matrix held as eight little-endian words (word `j` = the bytes of
+/// stream `j` for 8 values; after: word `k` = the 8 bytes of value `k`).
+#[inline(always)]
+fn transpose8(w: &mut [u64; 8]) {
+    for j in 0..4 {
+        let (a, b) = (w[j], w[j + 4]);
+        let t = ((a >> 32) ^ b) & 0x0000_0000_FFFF_FFFF;
+        w[j] = a ^ (t << 32);
+        w[j + 4] = b ^ t;
+    }
+    for j in [0, 1, 4, 5] {
+        let (a, b) = (w[j], w[j + 2]);
+        let t = ((a >> 16) ^ b) & 0x0000_FFFF_0000_FFFF;
+        w[j] = a ^ (t << 16);
+        w[j + 2] = b ^ t;
+    }
+    for j in [0, 2, 4, 6] {
+        let (a, b) = (w[j], w[j + 1]);
+        let t = ((a >> 8) ^ b) & 0x00FF_00FF_00FF_00FF;
+        w[j] = a ^ (t << 8);
+        w[j + 1] = b ^ t;
+    }
+}
+
+/// Joins the 8 byte streams of `n` BYTE_STREAM_SPLIT doubles (`src.len() == 8 * n`) onto
+/// the end of `out`: 8 values at a time through [`transpose8`], the tail byte by byte.
+#[allow(clippy::needless_range_loop)] // `i` indexes eight streams at once
+fn join_streams(src: &[u8], n: usize, out: &mut MutableBuffer) {
+    let streams: [&[u8]; 8] = std::array::from_fn(|j| &src[j * n..(j + 1) * n]);
+    let blocks = n / 8;
+    let mut block = [0u8; 64];
+    for b in 0..blocks {
+        let mut w = [0u64; 8];
+        for (j, word) in w.iter_mut().enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&streams[j][b * 8..b * 8 + 8]);
+            *word = u64::from_le_bytes(bytes);
+        }
+        transpose8(&mut w);
+        for (k, word) in w.iter().enumerate() {
+            block[k * 8..k * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&block);
+    }
+    for i in blocks * 8..n {
+        let value: [u8; 8] = std::array::from_fn(|j| streams[j][i]);
+        out.extend_from_slice(&value);
+    }
+}
+
+/// Whether two list arrays hold the same rows: validity, offsets (relative to the first)
+/// and every value's bits.
+pub(crate) fn same_lists(a: &ListArray, b: &ListArray) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if (0..a.len()).any(|i| a.is_valid(i) != b.is_valid(i)) {
+        return false;
+    }
+    let (oa, ob) = (a.value_offsets(), b.value_offsets());
+    if oa.iter().zip(ob).any(|(x, y)| x - oa[0] != y - ob[0]) {
+        return false;
+    }
+    let values = |l: &ListArray| -> Option<Vec<u64>> {
+        let o = l.value_offsets();
+        let v = l
+            .values()
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()?;
+        Some(
+            v.values()[o[0] as usize..o[l.len()] as usize]
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
+        )
+    };
+    match (values(a), values(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "embedding_tests.rs"]
+mod tests;

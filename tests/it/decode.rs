@@ -1,0 +1,115 @@
+//! The embedding decoder on real tables: the same rows as parquet-rs's decoder for full,
+//! projected, filtered and limited scans, similarity search and compaction, under both
+//! element encodings; metrics say which decoder read each turn.
+
+use arrow_array::RecordBatch;
+use sales_history::{
+    CatalogConfig, Column, EmbeddingDecoder, EmbeddingEncoding, Metric, SalesHistory, Scan,
+    ScanFilter, TableOptions,
+};
+
+use crate::support::sample;
+
+const DIM: usize = 24;
+
+async fn table(dir: &std::path::Path, encoding: EmbeddingEncoding) -> SalesHistory {
+    let options = TableOptions::default()
+        .embedding_dimension(DIM)
+        .embedding_encoding(encoding);
+    let table = SalesHistory::ensure_with(&CatalogConfig::local(dir), "decode", options)
+        .await
+        .expect("ensure");
+    // Several months and tenants, several appends (several files per month).
+    for seed in 0..3 {
+        table.append(sample(700, DIM, seed)).await.expect("append");
+    }
+    table
+}
+
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows: Vec<String> = batches
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |i| format!("{:?}", b.slice(i, 1).columns())))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn both(scan: impl Fn() -> Scan) -> (Vec<String>, sales_history::ScanMetrics) {
+    let (ours, metrics) = scan().to_batches_with_metrics().await.expect("scan (ours)");
+    let (theirs, baseline) = scan()
+        .embedding_decoder(EmbeddingDecoder::Parquet)
+        .to_batches_with_metrics()
+        .await
+        .expect("scan (parquet-rs)");
+    assert_eq!(baseline.embedding_fast_reads, 0);
+    assert_eq!(baseline.embedding_fallbacks, 0);
+    let (a, b) = (sorted_rows(&ours), sorted_rows(&theirs));
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "the decoders disagree");
+    (a, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_decoders_give_the_same_rows_under_both_encodings() {
+    for encoding in [EmbeddingEncoding::ByteStreamSplit, EmbeddingEncoding::Plain] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = table(dir.path(), encoding).await;
+
+        // Full scan: every turn through our decoder.
+        let (rows, m) = both(|| table.scan()).await;
+        assert_eq!(rows.len(), 2100, "{encoding}");
+        assert!(m.embedding_fast_reads >= m.files_read, "{m:?}");
+        assert_eq!(m.embedding_fallbacks, 0, "{m:?}");
+
+        // Only the embedding (no other column to read beside it), and small batches.
+        let (rows, m) = both(|| table.scan().select([Column::Embedding]).batch_size(100)).await;
+        assert_eq!(rows.len(), 2100);
+        assert_eq!(m.embedding_fallbacks, 0, "{m:?}");
+
+        // A month: every row of the month's files matches, so the row filter is skipped
+        // (statistics) and our decoder reads them.
+        let month = ScanFilter::new().year_month(2025, 3);
+        let (rows, m) = both(|| table.scan().filter(month.clone())).await;
+        assert!(!rows.is_empty());
+        assert!(m.embedding_fast_reads > 0, "{m:?}");
+        assert_eq!(m.embedding_fallbacks, 0, "{m:?}");
+
+        // A tenant: a row filter, so parquet-rs decodes (and says so).
+        let tenant = ScanFilter::new().tenant("tenant-001");
+        let (rows, m) = both(|| table.scan().filter(tenant.clone())).await;
+        assert!(!rows.is_empty());
+        assert!(m.embedding_fallbacks > 0, "{m:?}");
+
+        // No embedding: neither decoder is involved.
+        let (_, m) = both(|| {
+            table
+                .scan()
+                .select(Column::ALL.into_iter().filter(|c| *c != Column::Embedding))
+        })
+        .await;
+        assert_eq!((m.embedding_fast_reads, m.embedding_fallbacks), (0, 0));
+
+        // Similarity search: the same neighbours, in the same order, with the same scores.
+        let query = sample(1, DIM, 77)[0].embedding.clone().expect("embedding");
+        let ours = table
+            .similar_to(query.clone(), 10)
+            .metric(Metric::Cosine)
+            .await
+            .expect("similar_to");
+        let theirs = table
+            .similar_to(query, 10)
+            .metric(Metric::Cosine)
+            .embedding_decoder(EmbeddingDecoder::Parquet)
+            .await
+            .expect("similar_to (parquet-rs)");
+        assert_eq!(ours.len(), 10);
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+
+        // Compaction reads through the scan reader: the rows survive it exactly.
+        let before = sorted_rows(&table.scan().to_batches().await.expect("scan"));
+        table.compact().await.expect("compact");
+        let after = sorted_rows(&table.scan().to_batches().await.expect("scan"));
+        assert_eq!(before, after);
+    }
+}
