@@ -53,6 +53,11 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
 
+    /// Only run our search over `all` rows or one `month` --reps times and print each time
+    /// (no NumPy baseline): a loop to profile.
+    #[arg(long, value_name = "all|month")]
+    profile: Option<String>,
+
     // --warehouse DIR (or a local --catalog) runs on that warehouse instead of a scratch one.
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
@@ -116,6 +121,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let month_rows = table.scan().sold_between(m_start, m_end).count().await?;
 
+    if let Some(which) = args.profile.as_deref() {
+        let filter = match which {
+            "all" => ScanFilter::new(),
+            "month" => ScanFilter::new().sold_between(m_start, m_end),
+            other => bail!("--profile takes all or month, not {other}"),
+        };
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            let r = table
+                .similar_to(query.clone(), k)
+                .filter(filter.clone())
+                .await?;
+            println!(
+                "{which}: {:.1} ms, {} found",
+                t0.elapsed().as_secs_f64() * 1e3,
+                r.len()
+            );
+        }
+        return Ok(());
+    }
     let (mut full, mut month, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
     let mut tops = (Vec::new(), Vec::new());
     for _ in 0..reps {

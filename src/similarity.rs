@@ -39,16 +39,11 @@ impl Metric {
         match self {
             Metric::Dot => Some(dot(q, v)),
             Metric::Cosine => {
-                let n = dot(v, v).sqrt();
-                (n > 0.0).then(|| dot(q, v) / (q_norm * n))
+                let (qv, vv) = dot_and_norm(q, v);
+                let n = vv.sqrt();
+                (n > 0.0).then(|| qv / (q_norm * n))
             }
-            Metric::L2 => Some(
-                q.iter()
-                    .zip(v)
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum::<f64>()
-                    .sqrt(),
-            ),
+            Metric::L2 => Some(squared_distance(q, v).sqrt()),
         }
     }
 
@@ -61,8 +56,60 @@ impl Metric {
     }
 }
 
+/// Lanes of the dot products: independent partial sums the compiler keeps in vector
+/// registers (one running sum would chain every addition on the one before).
+const LANES: usize = 8;
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += (x[l] - y[l]) * (x[l] - y[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `(q · v, v · v)` in one pass over `v`.
+fn dot_and_norm(q: &[f64], v: &[f64]) -> (f64, f64) {
+    let (mut qv, mut vv) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (cq, cv) = (q.chunks_exact(LANES), v.chunks_exact(LANES));
+    let (mut tq, mut tv) = (0.0, 0.0);
+    for (x, y) in cq.remainder().iter().zip(cv.remainder()) {
+        tq += x * y;
+        tv += y * y;
+    }
+    for (x, y) in cq.zip(cv) {
+        for l in 0..LANES {
+            qv[l] += x[l] * y[l];
+            vv[l] += y[l] * y[l];
+        }
+    }
+    (qv.iter().sum::<f64>() + tq, vv.iter().sum::<f64>() + tv)
 }
 
 /// One result of [`SalesHistory::similar_to`].
@@ -270,7 +317,7 @@ fn top_of_batch(
         .ok_or_else(|| Error::invalid(Column::SoldDate, None, "unexpected Arrow type"))?;
     let raw = values.values();
     let offsets = emb.value_offsets();
-    let mut cands: Vec<Candidate> = Vec::new();
+    let mut scored: Vec<(f64, u32)> = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         if emb.is_null(i) {
             continue;
@@ -282,16 +329,30 @@ fn top_of_batch(
         let Some(score) = metric.score(query, q_norm, &raw[s..e]) else {
             continue;
         };
-        cands.push(Candidate {
-            score,
-            key: (
-                tenant.value(i).to_string(),
-                product.value(i).to_string(),
-                date.value(i),
-            ),
-            row: i as u32,
-        });
+        scored.push((score, i as u32));
     }
+    // Only rows at least as near as the k-th nearest can be among the batch's top k: their
+    // tie-break keys are built, not every row's.
+    if k > 0 && scored.len() > k {
+        scored.select_nth_unstable_by(k - 1, |a, b| metric.nearer(a.0, b.0));
+        let kth = scored[k - 1].0;
+        scored.retain(|(s, _)| metric.nearer(*s, kth) != Ordering::Greater);
+    }
+    let mut cands: Vec<Candidate> = scored
+        .into_iter()
+        .map(|(score, row)| {
+            let i = row as usize;
+            Candidate {
+                score,
+                key: (
+                    tenant.value(i).to_string(),
+                    product.value(i).to_string(),
+                    date.value(i),
+                ),
+                row,
+            }
+        })
+        .collect();
     cands.sort_by(|a, b| {
         metric
             .nearer(a.score, b.score)

@@ -25,9 +25,7 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray};
-use arrow_buffer::{
-    BooleanBufferBuilder, Buffer, MutableBuffer, NullBuffer, OffsetBuffer, ScalarBuffer,
-};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, FieldRef};
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
@@ -181,9 +179,8 @@ fn corrupt(why: String) -> Error {
 
 /// The arrays being filled.
 struct Out {
-    values: MutableBuffer,
-    /// Values in `values`.
-    len: usize,
+    /// The values (capacity from the column chunks' metadata: no growth as pages come).
+    values: Vec<f64>,
     offsets: Vec<i32>,
     /// Validity of the rows, once a null row was seen.
     nulls: Option<BooleanBufferBuilder>,
@@ -198,8 +195,7 @@ impl Out {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
         Out {
-            values: MutableBuffer::with_capacity(values * 8),
-            len: 0,
+            values: Vec::with_capacity(values),
             offsets,
             nulls: None,
             rows: 0,
@@ -283,7 +279,11 @@ impl Out {
                         values.len()
                     )));
                 }
-                self.values.extend_from_slice(&values[..bytes]);
+                self.values.extend(values[..bytes].chunks_exact(8).map(|c| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(c);
+                    f64::from_le_bytes(b)
+                }));
             }
             _ => {
                 if values.len() != present * 8 {
@@ -295,7 +295,6 @@ impl Out {
                 join_streams(values, present, &mut self.values);
             }
         }
-        self.len += present;
         Ok(true)
     }
 
@@ -309,7 +308,7 @@ impl Out {
         def: &[u8],
     ) -> Result<Option<usize>> {
         decode_levels(rep, 1, entries, &mut self.rep)?;
-        let base = self.len;
+        let base = self.values.len();
         let all_present = shape.max_def == 0
             || single_run(def, bit_width(shape.max_def), entries) == Some(shape.max_def as u32);
         if all_present {
@@ -359,9 +358,8 @@ impl Out {
     }
 
     fn finish(mut self, element: FieldRef) -> Result<ListArray> {
-        self.offsets.push(offset(self.len)?);
-        let values = Buffer::from(self.values);
-        let values = arrow_array::Float64Array::new(ScalarBuffer::new(values, 0, self.len), None);
+        self.offsets.push(offset(self.values.len())?);
+        let values = arrow_array::Float64Array::new(ScalarBuffer::from(self.values), None);
         let nulls = self.nulls.map(|mut n| NullBuffer::new(n.finish()));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         Ok(ListArray::try_new(
@@ -504,26 +502,22 @@ fn transpose8(w: &mut [u64; 8]) {
 /// Joins the 8 byte streams of `n` BYTE_STREAM_SPLIT doubles (`src.len() == 8 * n`) onto
 /// the end of `out`: 8 values at a time through [`transpose8`], the tail byte by byte.
 #[allow(clippy::needless_range_loop)] // `i` indexes eight streams at once
-fn join_streams(src: &[u8], n: usize, out: &mut MutableBuffer) {
+fn join_streams(src: &[u8], n: usize, out: &mut Vec<f64>) {
     let streams: [&[u8]; 8] = std::array::from_fn(|j| &src[j * n..(j + 1) * n]);
     let blocks = n / 8;
-    let mut block = [0u8; 64];
     for b in 0..blocks {
-        let mut w = [0u64; 8];
-        for (j, word) in w.iter_mut().enumerate() {
+        let at = b * 8;
+        let mut w: [u64; 8] = std::array::from_fn(|j| {
             let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&streams[j][b * 8..b * 8 + 8]);
-            *word = u64::from_le_bytes(bytes);
-        }
+            bytes.copy_from_slice(&streams[j][at..at + 8]);
+            u64::from_le_bytes(bytes)
+        });
         transpose8(&mut w);
-        for (k, word) in w.iter().enumerate() {
-            block[k * 8..k * 8 + 8].copy_from_slice(&word.to_le_bytes());
-        }
-        out.extend_from_slice(&block);
+        out.extend_from_slice(&w.map(f64::from_bits));
     }
     for i in blocks * 8..n {
         let value: [u8; 8] = std::array::from_fn(|j| streams[j][i]);
-        out.extend_from_slice(&value);
+        out.push(f64::from_le_bytes(value));
     }
 }
 

@@ -260,13 +260,9 @@ fn the_blocked_transpose_equals_the_byte_loop() {
                 split[j * n + i] = *b;
             }
         }
-        let mut out = MutableBuffer::new(0);
+        let mut out = Vec::new();
         join_streams(&split, n, &mut out);
-        let back: Vec<u64> = out
-            .as_slice()
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let back: Vec<u64> = out.iter().map(|v| v.to_bits()).collect();
         let want: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
         assert_eq!(back, want, "n = {n}");
     }
