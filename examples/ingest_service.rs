@@ -131,6 +131,10 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = duration::parse)]
     orphans_older_than: Duration,
 
+    /// The maintenance task removes orphans at most this often.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration::parse)]
+    orphans_every: Duration,
+
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
 }
@@ -170,6 +174,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .every(args.maintenance_every)
                 .after_commits(Some(100))
                 .orphans_older_than(Some(args.orphans_older_than))
+                .orphans_every(args.orphans_every)
                 .max_snapshots((args.max_snapshots > 0).then_some(args.max_snapshots));
             if let Some(age) = args.snapshot_max_age {
                 builder = builder.snapshot_max_age(age);

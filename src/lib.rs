@@ -84,7 +84,7 @@ pub use commit::{
 };
 pub use error::{BoxError, Error, Result};
 pub use ops::compact::{DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY};
-pub use ops::maintainer::DEFAULT_MAX_SNAPSHOTS;
+pub use ops::maintainer::{DEFAULT_MAX_SNAPSHOTS, DEFAULT_ORPHANS_EVERY};
 pub use ops::maintenance::{
     DEFAULT_MAX_SNAPSHOT_AGE_MS, MAX_SNAPSHOT_AGE_PROPERTY, MIN_SNAPSHOTS_TO_KEEP_PROPERTY,
 };

@@ -493,9 +493,16 @@ impl SalesHistory {
 
     /// Moves the cached table state to `table` unless the cache already holds a newer one
     /// (a slow commit finishing after a refresh must not move the handle back).
+    ///
+    /// The same version (same metadata file) keeps the cached `Table`: iceberg's manifest
+    /// cache belongs to a `Table` value, so a refresh that found nothing new keeps planning
+    /// warm (measured: a tenant plan after a no-op refresh 16–20 ms with a new `Table`, 2–3 ms
+    /// plus the refresh's 3–7 ms with the kept one).
     pub(crate) fn advance_to(&self, table: Table) {
         let mut cached = self.lock_cached();
-        if version_key(&table) >= version_key(&cached.table) {
+        let same = table.metadata_location().is_some()
+            && table.metadata_location() == cached.table.metadata_location();
+        if !same && version_key(&table) >= version_key(&cached.table) {
             cached.table = table;
         }
         cached.seen_at = Instant::now();

@@ -5,7 +5,7 @@
 //!     [--commits 20000] [--every 1000] [--rows 20] [--dim 1024] [--tenants 50]
 //!     [--variants task,merge,nomerge,py-fast,py-merge] [--py-commits 1000] [--appender]
 //!     [--min-count-to-merge N] [--maintain-every 5s] [--maintain-after-commits 100]
-//!     [--min-small-files 8] [--orphans-older-than 60s] [--max-snapshot-age 5d]
+//!     [--min-small-files 8] [--orphans-older-than 60s] [--orphans-every 1h] [--max-snapshot-age 5d]
 //!     [--max-snapshots 150] [--min-snapshots-to-keep 1] [--stop-after VARIANT=N,...]
 //!     [--beside-writer] [--reps 3] [--dir DIR] [--keep]
 //! ```
@@ -200,6 +200,10 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
     orphans_older_than: Duration,
 
+    /// The task variant's maintainer: `orphans_every` (the library's default, an hour).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration::parse)]
+    orphans_every: Duration,
+
     /// The task variant's table property history.expire.max-snapshot-age-ms (default: Java's
     /// 5 days, as a table that sets nothing; the maintainer's --max-snapshots cap is what
     /// bounds metadata.json under a fast writer).
@@ -285,6 +289,7 @@ pub struct Settings {
     pub maintain_after_commits: Option<u64>,
     pub min_small_files: usize,
     pub orphans_older_than: Duration,
+    pub orphans_every: Duration,
     pub max_snapshot_age: Duration,
     pub min_snapshots_to_keep: u32,
     pub max_snapshots: Option<usize>,
@@ -327,6 +332,7 @@ impl Settings {
                 .then_some(cli.maintain_after_commits),
             min_small_files: cli.min_small_files,
             orphans_older_than: cli.orphans_older_than,
+            orphans_every: cli.orphans_every,
             max_snapshot_age: cli.max_snapshot_age,
             min_snapshots_to_keep: cli.min_snapshots_to_keep,
             max_snapshots: (cli.max_snapshots > 0).then_some(cli.max_snapshots),
@@ -348,6 +354,7 @@ impl Settings {
                 "after_commits": self.maintain_after_commits,
                 "min_small_files": self.min_small_files,
                 "orphans_older_than_s": self.orphans_older_than.as_secs_f64(),
+                "orphans_every_s": self.orphans_every.as_secs_f64(),
                 "max_snapshot_age_ms": self.max_snapshot_age.as_millis() as u64,
                 "min_snapshots_to_keep": self.min_snapshots_to_keep,
                 "max_snapshots": self.max_snapshots,

@@ -58,6 +58,8 @@ pub struct Compact {
     month: Option<Month>,
     /// Size tiers: small files are combined only with files of their own tier.
     tiered: bool,
+    /// Bins rewritten at once (default: one per core).
+    parallel_bins: Option<usize>,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -97,6 +99,7 @@ impl Compact {
             dry_run: false,
             month: None,
             tiered: false,
+            parallel_bins: None,
         }
     }
 
@@ -119,6 +122,14 @@ impl Compact {
     /// O(log n) instead of O(n), and a run reads a few small files rather than the month).
     pub(crate) fn tiered(mut self, tiered: bool) -> Self {
         self.tiered = tiered;
+        self
+    }
+
+    /// Rewrite at most this many bins at once (default one per core). Each bin is read whole
+    /// (up to the target size of data, decoded), so this bounds a compaction's memory; the
+    /// maintenance task uses 1 and leaves the other cores to the writers.
+    pub(crate) fn parallel_bins(mut self, bins: usize) -> Self {
+        self.parallel_bins = Some(bins.max(1));
         self
     }
 
@@ -223,7 +234,14 @@ impl Compact {
         }
         let commit_id = format!("compact-{}", uuid::Uuid::new_v4().simple());
         let mut change = Change::new(table, ChangeKind::Replace, commit_id.clone());
-        let written = rewrite_bins(&base, &bins, &commit_id, change.files.paths_mut()).await;
+        let written = rewrite_bins(
+            &base,
+            &bins,
+            self.parallel_bins,
+            &commit_id,
+            change.files.paths_mut(),
+        )
+        .await;
         match written {
             Ok(files) => change.added = files,
             Err(e) => {
@@ -387,11 +405,12 @@ fn partition_key(partition: &Struct) -> String {
 async fn rewrite_bins(
     base: &iceberg::table::Table,
     bins: &[Bin],
+    parallel: Option<usize>,
     commit_id: &str,
     created: &mut Vec<String>,
 ) -> Result<Vec<DataFile>> {
-    let parallel = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let parallel = parallel
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, bins.len().max(1));
     // Boxed: the futures borrow `bins`, and a plain `map` closure's future is not provably
     // `Send` for every lifetime (rustc's higher-ranked auto-trait limitation).

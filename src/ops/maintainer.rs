@@ -60,6 +60,13 @@ pub struct MaintainerStats {
     pub managed_by_catalog: bool,
     /// How long the last run took.
     pub last_run: Duration,
+    /// How long the last run's compaction step took.
+    pub last_compaction: Duration,
+    /// How long the last run's expiry step took.
+    pub last_expiry: Duration,
+    /// How long the last orphan removal took (it runs at most every
+    /// [`orphans_every`](MaintainerBuilder::orphans_every)).
+    pub last_orphan_removal: Duration,
 }
 
 /// Configures a [`Maintainer`]; built by [`SalesHistory::maintainer`].
@@ -75,7 +82,12 @@ pub struct MaintainerBuilder {
     snapshot_max_age: Option<Duration>,
     max_snapshots: Option<usize>,
     orphans_older_than: Option<Duration>,
+    orphans_every: Duration,
 }
+
+/// How often the task removes orphans by default: listing the table's files and reading
+/// every live snapshot's manifests costs far more than a compaction of a month's new files.
+pub const DEFAULT_ORPHANS_EVERY: Duration = Duration::from_secs(3600);
 
 impl MaintainerBuilder {
     pub(crate) fn new(table: SalesHistory) -> Self {
@@ -89,6 +101,7 @@ impl MaintainerBuilder {
             snapshot_max_age: None,
             max_snapshots: Some(DEFAULT_MAX_SNAPSHOTS),
             orphans_older_than: Some(Duration::from_secs(24 * 3600)),
+            orphans_every: DEFAULT_ORPHANS_EVERY,
         }
     }
 
@@ -145,6 +158,14 @@ impl MaintainerBuilder {
         self
     }
 
+    /// Remove orphans at most this often (default [`DEFAULT_ORPHANS_EVERY`], an hour; the
+    /// first run always does). Orphans are what failed writes leave; expiry and the commit
+    /// loop delete everything else, so a rare sweep is enough.
+    pub fn orphans_every(mut self, interval: Duration) -> Self {
+        self.orphans_every = interval;
+        self
+    }
+
     /// Starts the task on the current tokio runtime.
     pub fn start(self) -> Result<Maintainer> {
         if self.every.is_zero() {
@@ -161,6 +182,7 @@ impl MaintainerBuilder {
             wake: Notify::new(),
             stopped: AtomicBool::new(false),
             stats: Mutex::new(MaintainerStats::default()),
+            last_orphan_removal: Mutex::new(None),
             watch: tokio::sync::watch::Sender::new(MaintainerStats::default()),
         });
         let task = runtime.spawn(background(shared.clone()));
@@ -190,6 +212,8 @@ struct Shared {
     wake: Notify,
     stopped: AtomicBool,
     stats: Mutex<MaintainerStats>,
+    /// When orphans were last removed.
+    last_orphan_removal: Mutex<Option<Instant>>,
     watch: tokio::sync::watch::Sender<MaintainerStats>,
 }
 
@@ -309,11 +333,17 @@ async fn run_once(shared: &Shared) -> Result<()> {
     let config = &shared.config;
     let table = &config.table;
     let mut first_error = None;
+    let timed = |step: fn(&mut MaintainerStats) -> &mut Duration, since: Instant| {
+        let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        *step(&mut stats) = since.elapsed();
+    };
     if config.compact {
+        let t = Instant::now();
         match compact_months(shared).await {
             Ok(()) => {}
             Err(e) => first_error = first_error.or(Some(e)),
         }
+        timed(|s| &mut s.last_compaction, t);
     }
     if shared.stopped.load(Ordering::Acquire) {
         return first_error.map_or(Ok(()), Err);
@@ -329,7 +359,10 @@ async fn run_once(shared: &Shared) -> Result<()> {
         if let Some(n) = config.max_snapshots {
             expiry = expiry.keep_at_most(n);
         }
-        match expiry.await {
+        let t = Instant::now();
+        let expired = expiry.await;
+        timed(|s| &mut s.last_expiry, t);
+        match expired {
             Ok(r) => {
                 let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
                 stats.snapshots_expired += r.expired_snapshots.len() as u64;
@@ -339,12 +372,25 @@ async fn run_once(shared: &Shared) -> Result<()> {
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
+    let orphans_due = shared
+        .last_orphan_removal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_none_or(|at| at.elapsed() >= config.orphans_every);
     if let Some(age) = config.orphans_older_than
+        && orphans_due
         && !shared.stopped.load(Ordering::Acquire)
     {
+        let t = Instant::now();
+        *shared
+            .last_orphan_removal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(t);
         let before = chrono::Utc::now()
             - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
-        match table.remove_orphan_files().older_than(before).await {
+        let removed = table.remove_orphan_files().older_than(before).await;
+        timed(|s| &mut s.last_orphan_removal, t);
+        match removed {
             Ok(r) => {
                 let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
                 stats.files_deleted += r.deleted_files.len() as u64;
@@ -376,6 +422,7 @@ async fn compact_months(shared: &Shared) -> Result<()> {
             .compact()
             .min_input_files(config.min_small_files)
             .tiered(true)
+            .parallel_bins(1)
             .only_month(month)
             .await
         {

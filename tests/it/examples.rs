@@ -1001,6 +1001,8 @@ fn bench_soak_short_soak_keeps_the_task_table_bounded() {
             "50",
             "--orphans-older-than",
             "10s",
+            "--orphans-every",
+            "5s",
             "--json",
             "--dir",
             dir.path().to_str().unwrap(),

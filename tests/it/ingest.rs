@@ -418,7 +418,7 @@ async fn killed_during_maintenance_and_restarted_every_event_lands_once() {
                 "--snapshot-max-age",
                 "300ms",
             ])
-            .args(["--orphans-older-than", "2s"])
+            .args(["--orphans-older-than", "2s", "--orphans-every", "100ms"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
