@@ -2,7 +2,7 @@
 //! prints the names, location and schema. `--dry-run` prints what it would do, changing nothing.
 //!
 //! ```text
-//! cargo run --example create_schema -- [--dry-run] [--embedding-dimension N] [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! cargo run --example create_schema -- [--dry-run] [--embedding-dimension N] [--partitioning month|tenant-month|bucketN-month] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
 
 #[path = "common/catalog_args.rs"]
@@ -15,8 +15,8 @@ mod report;
 use std::num::NonZeroUsize;
 
 use clap::Parser;
-use sales_history::schema::{EMBEDDING_DIMENSION_PROPERTY, PARTITION_FIELD_NAME};
-use sales_history::{Column, EnsurePlan, SalesHistory, TableOptions};
+use sales_history::schema::EMBEDDING_DIMENSION_PROPERTY;
+use sales_history::{Column, EnsurePlan, Layout, SalesHistory, TableOptions};
 
 /// Creates the namespace (Glue database) pricing_intelligence_STAGE and the sales_history
 /// table in it when missing, and adopts an existing table whose layout is compatible; never
@@ -33,6 +33,13 @@ struct Args {
     /// existing table keeps its own.
     #[arg(long, value_name = "N", value_parser = number::parse::<NonZeroUsize>)]
     embedding_dimension: Option<NonZeroUsize>,
+
+    /// Partitioning of a new table: month (the seed's month(sold_date), default),
+    /// tenant-month (identity(tenant_id), month(sold_date)) or bucketN-month
+    /// (bucket(N, tenant_id), month(sold_date)). An existing table keeps its own (move it
+    /// with `maintain --evolve-to`).
+    #[arg(long, value_name = "LAYOUT", value_parser = parse_layout)]
+    partitioning: Option<Layout>,
 
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
@@ -56,7 +63,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             EnsurePlan::CreateNamespaceAndTable => {
                 println!("would create database {namespace} and table sales_history")
             }
-            EnsurePlan::CreateTable => println!("would create table {namespace}.sales_history"),
+            EnsurePlan::CreateTable => println!(
+                "would create table {namespace}.sales_history partitioned {}",
+                args.partitioning.unwrap_or_default().spec_text()
+            ),
             EnsurePlan::UpToDate => println!("nothing to do: the table exists and matches"),
             EnsurePlan::Compatible(notes) => println!(
                 "found an existing table that differs from the seed's layout in compatible ways only:\n  {}\nnothing would change: it is used as it is",
@@ -74,6 +84,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(d) = args.embedding_dimension {
         options = options.embedding_dimension(d.get());
     }
+    if let Some(layout) = args.partitioning {
+        options = options.layout(layout);
+    }
     let table = SalesHistory::ensure_with(&catalog, stage, options).await?;
     let action = match plan {
         EnsurePlan::UpToDate => "exists (unchanged)",
@@ -87,13 +100,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("table     {} {action}", table.name());
     println!("location  {}", table.location());
+    let layout = table.layout()?;
     println!(
-        "format    Iceberg v2, Parquet + Snappy, partitioned by month(sold_date) as {PARTITION_FIELD_NAME}, {EMBEDDING_DIMENSION_PROPERTY}={}",
+        "format    Iceberg v2, Parquet + Snappy, partitioned {layout} {}, {EMBEDDING_DIMENSION_PROPERTY}={}",
+        layout.spec_text(),
         table.embedding_dimension()
     );
+    if let Some(wanted) = args.partitioning.filter(|l| *l != layout) {
+        println!(
+            "note      the table exists with the {layout} layout; --partitioning {wanted} applies to new tables only (see maintain --evolve-to)"
+        );
+    }
     println!("snapshots {}", table.snapshots().await?.len());
     print_schema();
     Ok(())
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    s.parse::<Layout>().map_err(|e| e.to_string())
 }
 
 fn print_schema() {

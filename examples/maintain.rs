@@ -4,7 +4,8 @@
 //! `--dry-run` says what it would do, changing nothing.
 //!
 //! ```text
-//! cargo run --release --example maintain -- [--delete-tenant ID] [--compact] \
+//! cargo run --release --example maintain -- [--evolve-to LAYOUT] [--migrate-month YYYY-MM|all] \
+//!     [--delete-tenant ID] [--compact] \
 //!     [--expire-older-than 7d] [--keep-last 10] [--remove-orphans [--orphans-older-than 1d]] \
 //!     [--dry-run] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
@@ -26,9 +27,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Parser};
-use sales_history::{SalesHistory, ScanFilter};
+use sales_history::{Layout, SalesHistory, ScanFilter};
 
-/// Maintenance of the existing sales_history table: --delete-tenant deletes every row of a
+/// Maintenance of the existing sales_history table: --evolve-to moves the table to another
+/// partition layout in place (one commit, no data rewritten; new files use it), --migrate-month
+/// rewrites one month's files of older layouts under the current one (`all`: every month, one
+/// `replace` snapshot each, resumable), --delete-tenant deletes every row of a
 /// tenant (one snapshot; older snapshots keep the rows until expired), --compact rewrites small
 /// data files of each month into files near the target size (one `replace` snapshot), then
 /// expires snapshots older than
@@ -42,9 +46,19 @@ use sales_history::{SalesHistory, ScanFilter};
     ArgGroup::new("task")
         .required(true)
         .multiple(true)
-        .args(["expire_older_than", "keep_last", "remove_orphans", "compact", "delete_tenant"])
+        .args(["expire_older_than", "keep_last", "remove_orphans", "compact", "delete_tenant", "evolve_to", "migrate_month"])
 ))]
 struct Args {
+    /// Move the table to partition layout LAYOUT in place: month, tenant-month or
+    /// bucketN-month (e.g. bucket16-month).
+    #[arg(long, value_name = "LAYOUT", value_parser = parse_layout)]
+    evolve_to: Option<Layout>,
+
+    /// Rewrite the files of month YYYY-MM written under an older layout under the current
+    /// one; `all` for every month (one snapshot per month: an interrupted run resumes).
+    #[arg(long, value_name = "YYYY-MM|all", value_parser = parse_month)]
+    migrate_month: Option<MigrateMonth>,
+
     /// Delete every row of tenant ID (copy-on-write: files of that tenant only are dropped,
     /// mixed files rewritten without its rows).
     #[arg(long, value_name = "ID")]
@@ -113,6 +127,33 @@ fn show(age: Duration) -> String {
     }
 }
 
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    s.parse::<Layout>().map_err(|e| e.to_string())
+}
+
+/// `--migrate-month`: one month or all.
+#[derive(Debug, Clone, Copy)]
+enum MigrateMonth {
+    All,
+    One(i32, u32),
+}
+
+fn parse_month(s: &str) -> Result<MigrateMonth, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(MigrateMonth::All);
+    }
+    let bad = || format!("`{s}` is not YYYY-MM or all");
+    let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
+    let (y, m) = (
+        y.parse::<i32>().map_err(|_| bad())?,
+        m.parse::<u32>().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) {
+        return Err(bad());
+    }
+    Ok(MigrateMonth::One(y, m))
+}
+
 fn snapshot_note(snapshot: Option<i64>, operation: Option<&str>) -> String {
     match (snapshot, operation) {
         (Some(id), Some(op)) => format!(", `{op}` snapshot {id}"),
@@ -142,6 +183,47 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         ("expired", "deleted")
     };
+
+    if let Some(layout) = args.evolve_to {
+        let done = table.evolve_layout(layout).dry_run(args.dry_run).await?;
+        match &done.spec {
+            Some(spec) => println!(
+                "layout    evolved {} → {}: spec {} → {} [{spec}], {} attempt(s); files already written keep their layout",
+                done.from,
+                done.to,
+                done.from_spec_id,
+                done.to_spec_id.unwrap_or_default(),
+                done.attempts
+            ),
+            None => println!(
+                "layout    would evolve {} → {} {} (spec {} stays for the files already written)",
+                done.from,
+                done.to,
+                done.to.spec_text(),
+                done.from_spec_id
+            ),
+        }
+    }
+
+    if let Some(which) = args.migrate_month {
+        let mut migration = table.compact().migrate().dry_run(args.dry_run);
+        if let MigrateMonth::One(y, m) = which {
+            migration = migration.month(y, m);
+        }
+        let done = migration.await?;
+        let verb = if args.dry_run { "would move" } else { "moved" };
+        println!(
+            "migrate   {verb} {} of older layouts in {} months ({} rows, {} bytes) into {} under {} ({} bytes), {:.1}s",
+            files(done.files_removed),
+            done.months,
+            done.rows_rewritten,
+            done.bytes_removed,
+            files(done.files_added),
+            table.layout()?,
+            done.bytes_added,
+            done.elapsed.as_secs_f64(),
+        );
+    }
 
     if let Some(tenant) = &args.delete_tenant {
         let done = table

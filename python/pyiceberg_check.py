@@ -337,7 +337,12 @@ def cmd_read(args: argparse.Namespace) -> dict[str, Any]:
     if snapshot_id is None and table.current_snapshot() is not None:
         snapshot_id = table.current_snapshot().snapshot_id
 
-    scan = table.scan(snapshot_id=snapshot_id) if snapshot_id is not None else table.scan()
+    row_filter = args.filter if args.filter else "True"
+    scan = (
+        table.scan(snapshot_id=snapshot_id, row_filter=row_filter)
+        if snapshot_id is not None
+        else table.scan(row_filter=row_filter)
+    )
     tasks = list(scan.plan_files()) if snapshot_id is not None else []
     data_files = [t.file.file_path for t in tasks]
     delete_files = sorted({d.file_path for t in tasks for d in t.delete_files})
@@ -364,6 +369,9 @@ def cmd_read(args: argparse.Namespace) -> dict[str, Any]:
         "data_files": data_files,
         "delete_files": delete_files,
         "data_file_record_counts": [t.file.record_count for t in tasks],
+        "data_file_spec_ids": [t.file.spec_id for t in tasks],
+        "spec_ids": sorted(s.spec_id for s in md.partition_specs),
+        "default_spec_id": md.default_spec_id,
         "codecs": parquet_codecs(table, data_files + delete_files),
         "file_codecs": {f: parquet_codecs(table, [f]) for f in data_files},
     }
@@ -377,7 +385,9 @@ def cmd_read(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_rows:
         # Only the row count is needed: read one small column.
         first = table.schema().fields[0].name
-        narrow = table.scan(snapshot_id=snapshot_id, selected_fields=(first,)).to_arrow()
+        narrow = table.scan(
+            snapshot_id=snapshot_id, row_filter=row_filter, selected_fields=(first,)
+        ).to_arrow()
         out["row_count"] = narrow.num_rows
     else:
         arrow_table = scan.to_arrow()
@@ -578,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(r)
     r.add_argument("--snapshot-id", type=int, default=None)
     r.add_argument("--no-rows", action="store_true", help="omit the rows list")
+    r.add_argument("--filter", default=None, help="a pyiceberg row filter, e.g. \"tenant_id == 'a'\"")
     r.add_argument(
         "--metadata-location",
         default=None,

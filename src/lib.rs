@@ -43,6 +43,7 @@ mod catalog;
 mod classify;
 mod commit;
 mod error;
+mod layout;
 #[cfg(feature = "fault-injection")]
 pub mod faults {
     //! Fault injection at the commit loop's catalog swap and staged writes (feature
@@ -83,6 +84,9 @@ pub use commit::{
     MANIFEST_TARGET_SIZE_BYTES_PROPERTY, METADATA_DELETE_AFTER_COMMIT_PROPERTY,
 };
 pub use error::{BoxError, Error, Result};
+pub use layout::{
+    Layout, MAX_TENANT_BUCKETS, TENANT_BUCKET_PARTITION_FIELD_NAME, TENANT_PARTITION_FIELD_NAME,
+};
 pub use ops::compact::{DEFAULT_TARGET_FILE_SIZE, TARGET_FILE_SIZE_PROPERTY};
 pub use ops::maintainer::{DEFAULT_MAX_SNAPSHOTS, DEFAULT_ORPHANS_EVERY};
 pub use ops::maintenance::{
@@ -90,8 +94,8 @@ pub use ops::maintenance::{
 };
 pub use ops::{
     Append, AppendOutcome, Appender, AppenderBuilder, AppenderStats, Compact, CompactionReport,
-    DeleteReport, DeleteWhere, ExpireSnapshots, Maintainer, MaintainerBuilder, MaintainerStats,
-    MaintenanceReport, RemoveOrphanFiles, TenantScope,
+    DeleteReport, DeleteWhere, EvolveLayout, EvolveReport, ExpireSnapshots, Maintainer,
+    MaintainerBuilder, MaintainerStats, MaintenanceReport, RemoveOrphanFiles, TenantScope,
 };
 pub use parquet_props::{
     DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY, EmbeddingEncoding,

@@ -69,12 +69,6 @@ impl Month {
     pub(crate) fn end_micros(self) -> Option<i64> {
         self.next().start_micros()
     }
-
-    /// The directory of the month's data files: `sold_date_month=2024-03`, as Java and
-    /// pyiceberg name it (iceberg-rust's default would be the ordinal, `sold_date_month=650`).
-    pub(crate) fn path_segment(self) -> String {
-        format!("{}={self}", crate::schema::PARTITION_FIELD_NAME)
-    }
 }
 
 /// `YYYY-MM`.
@@ -94,7 +88,6 @@ mod tests {
         let m = Month::of_micros(1_710_460_800_000_000);
         assert_eq!(m.ordinal(), 650);
         assert_eq!(m.to_string(), "2024-03");
-        assert_eq!(m.path_segment(), "sold_date_month=2024-03");
         assert_eq!(Month::of_micros(0).ordinal(), 0);
         assert_eq!(Month::of_micros(-1).to_string(), "1969-12");
         assert_eq!(Month::from_year_month(2024, 3), Some(m));

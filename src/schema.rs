@@ -404,25 +404,25 @@ pub(crate) fn drift(metadata: &TableMetadata) -> Vec<String> {
         }
     }
 
+    // The default spec must be one of our layouts; so must every earlier spec (files written
+    // under it are still read, compacted and deleted by this crate).
     let spec = metadata.default_partition_spec();
-    let fields = spec.fields();
-    let spec_ok = fields.len() == 1
-        && fields[0].source_id == Column::SoldDate.field_id()
-        && fields[0].transform == Transform::Month
-        && fields[0].name == PARTITION_FIELD_NAME;
-    if !spec_ok {
-        let shown: Vec<String> = fields
-            .iter()
-            .map(|f| {
-                let source = schema
-                    .field_by_id(f.source_id)
-                    .map_or_else(|| format!("field {}", f.source_id), |s| s.name.clone());
-                format!("{}({source}) as {}", f.transform, f.name)
-            })
-            .collect();
+    if crate::layout::Layout::of(spec).is_none() {
         diffs.push(format!(
-            "partition spec is [{}] in the table, expected [month(sold_date) as {PARTITION_FIELD_NAME}]",
-            shown.join(", ")
+            "partition spec is {} in the table, expected one of the sales_history layouts: [month(sold_date) as {PARTITION_FIELD_NAME}], or identity(tenant_id) / bucket(N, tenant_id) then month(sold_date)",
+            crate::layout::describe_spec(spec, schema)
+        ));
+    }
+    let mut older: Vec<_> = metadata
+        .partition_specs_iter()
+        .filter(|s| s.spec_id() != spec.spec_id() && crate::layout::Layout::of(s).is_none())
+        .collect();
+    older.sort_by_key(|s| s.spec_id());
+    for old in older {
+        diffs.push(format!(
+            "partition spec {} of the table's history is {}, which is none of the sales_history layouts",
+            old.spec_id(),
+            crate::layout::describe_spec(old, schema)
         ));
     }
 

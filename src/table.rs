@@ -33,6 +33,10 @@ pub struct TableOptions {
     /// `BYTE_STREAM_SPLIT`), stored as the table property
     /// [`EMBEDDING_ENCODING_PROPERTY`](crate::EMBEDDING_ENCODING_PROPERTY).
     pub embedding_encoding: crate::EmbeddingEncoding,
+    /// Partitioning of a new table (default [`Layout::Month`](crate::Layout::Month), the
+    /// seed's). An existing table keeps its own; move it with
+    /// [`SalesHistory::evolve_layout`].
+    pub layout: crate::Layout,
 }
 
 impl Default for TableOptions {
@@ -41,6 +45,7 @@ impl Default for TableOptions {
             embedding_dimension: DEFAULT_EMBEDDING_DIMENSION,
             commit_retries: schema::DEFAULT_COMMIT_RETRIES,
             embedding_encoding: crate::EmbeddingEncoding::default(),
+            layout: crate::Layout::default(),
         }
     }
 }
@@ -58,6 +63,13 @@ impl TableOptions {
     /// handle both).
     pub fn embedding_encoding(mut self, encoding: crate::EmbeddingEncoding) -> Self {
         self.embedding_encoding = encoding;
+        self
+    }
+
+    /// Sets the partitioning of a table created by `ensure_with` (an existing table keeps
+    /// its own; see [`SalesHistory::evolve_layout`]).
+    pub fn layout(mut self, layout: crate::Layout) -> Self {
+        self.layout = layout;
         self
     }
 
@@ -232,6 +244,7 @@ impl SalesHistory {
                 format!("{} is not within 1..=65536", options.embedding_dimension),
             ));
         }
+        options.layout.validate()?;
         let connected = config.connect().await?;
         let catalog = connected.catalog;
         let ns = NamespaceIdent::new(namespace.clone());
@@ -303,14 +316,17 @@ impl SalesHistory {
             tracing::debug!("table exists; loading it");
             return load_created(catalog, ident).await;
         }
-        let creation = TableCreation::builder()
-            .name(TABLE_NAME.to_string())
-            .location_opt(location)
-            .schema(schema::iceberg_schema())
-            .partition_spec(schema::partition_spec())
-            .sort_order(schema::sort_order())
-            .properties(schema::table_properties(&options))
-            .build();
+        let creation =
+            TableCreation::builder()
+                .name(TABLE_NAME.to_string())
+                .location_opt(location)
+                .schema(schema::iceberg_schema())
+                .partition_spec(options.layout.partition_spec().map_err(|e| {
+                    iceberg::Error::new(iceberg::ErrorKind::DataInvalid, e.to_string())
+                })?)
+                .sort_order(schema::sort_order())
+                .properties(schema::table_properties(&options))
+                .build();
         match catalog.create_table(ns, creation).await {
             Ok(t) => {
                 tracing::info!(location = %t.metadata().location(), "table created");

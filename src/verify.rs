@@ -146,6 +146,7 @@ impl SalesHistory {
             table.metadata().location().to_string(),
         );
         check_layout(&table, &mut report);
+        check_specs(&table, &mut report).await;
         check_files(&table, &mut report).await;
         check_rows(&table, &mut report).await;
         #[cfg(feature = "glue")]
@@ -181,11 +182,20 @@ fn check_layout(table: &Table, report: &mut VerifyReport) {
             "12 columns, ids 1-12, required flags as specified",
         ),
     );
-    report.add(
-        "partition spec",
-        spec.is_empty(),
-        summary(&spec, "month(sold_date) as sold_date_month"),
-    );
+    let metadata = table.metadata();
+    let ok = match crate::Layout::of(metadata.default_partition_spec()) {
+        Some(layout) => format!(
+            "{layout}: {} (spec {} of {})",
+            crate::layout::describe_spec(
+                metadata.default_partition_spec(),
+                metadata.current_schema()
+            ),
+            metadata.default_partition_spec_id(),
+            metadata.partition_specs_iter().len()
+        ),
+        None => String::new(),
+    };
+    report.add("partition spec", spec.is_empty(), summary(&spec, &ok));
     report.add(
         "format",
         format.is_empty(),
@@ -275,6 +285,52 @@ fn codec_name(c: Compression) -> &'static str {
         Compression::LZ4 => "LZ4",
         Compression::ZSTD(_) => "ZSTD",
         Compression::LZ4_RAW => "LZ4_RAW",
+    }
+}
+
+/// What lives under each partition spec (a table whose layout evolved has several): an
+/// information line per spec with live files, rows, and which is the default.
+async fn check_specs(table: &Table, report: &mut VerifyReport) {
+    let metadata = table.metadata();
+    if metadata.partition_specs_iter().len() < 2 {
+        return;
+    }
+    let live = match crate::commit::live(table).await {
+        Ok(l) => l,
+        Err(e) => {
+            report.add(
+                "partition specs",
+                false,
+                format!("cannot list live files: {e}"),
+            );
+            return;
+        }
+    };
+    let mut per_spec: BTreeMap<i32, (usize, u64)> = BTreeMap::new();
+    for l in &live {
+        let e = per_spec.entry(l.spec_id).or_default();
+        e.0 += 1;
+        e.1 += l.file.record_count();
+    }
+    let mut specs: Vec<_> = metadata.partition_specs_iter().collect();
+    specs.sort_by_key(|s| s.spec_id());
+    for spec in specs {
+        let (files, rows) = per_spec.get(&spec.spec_id()).copied().unwrap_or_default();
+        let name =
+            crate::Layout::of(spec).map_or_else(|| "not ours".to_string(), |l| l.to_string());
+        let default = if spec.spec_id() == metadata.default_partition_spec_id() {
+            ", default"
+        } else {
+            ""
+        };
+        report.note(
+            "partition specs",
+            format!(
+                "spec {} ({name}{default}) {}: {files} files, {rows} rows",
+                spec.spec_id(),
+                crate::layout::describe_spec(spec, metadata.current_schema())
+            ),
+        );
     }
 }
 

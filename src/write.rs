@@ -1,6 +1,7 @@
-//! The one data-file writer: rows grouped by [`Month`] → Parquet files (the table's codec and
-//! `write.parquet.*` settings) in `sold_date_month=YYYY-MM/` directories, months encoded in
-//! parallel. Used by every operation that writes data files.
+//! The one data-file writer: rows grouped by the partition of the table's default spec (a
+//! [`Layout`]: month, or tenant/bucket + month) → Parquet files (the table's codec and
+//! `write.parquet.*` settings) in `[tenant_id=…/]sold_date_month=YYYY-MM/` directories,
+//! partitions encoded in parallel. Used by every operation that writes data files.
 //!
 //! Every path the writer creates is recorded in the caller's list as the file is named (before
 //! it exists), whether the write then succeeds or fails: the caller owns them (the commit loop's
@@ -9,11 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef as ArrowSchemaRef;
-use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, Struct, TableMetadata};
+use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct, TableMetadata};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -24,9 +23,8 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use crate::error::{Error, IcebergResultExt, Result};
-use crate::month::Month;
+use crate::layout::{Layout, PartitionValue};
 use crate::parquet_props::writer_properties;
-use crate::schema::Column;
 
 /// Rows handed to the Parquet writer at a time (compact copies made with `take`).
 const CHUNK_ROWS: usize = 1024;
@@ -57,6 +55,13 @@ async fn write_with(
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
     let spec = metadata.default_partition_spec().as_ref().clone();
+    let layout = Layout::of(&spec).ok_or_else(|| Error::Unsupported {
+        operation: "write".to_string(),
+        reason: format!(
+            "the table's partition spec {} is none of the sales_history layouts",
+            crate::layout::describe_spec(&spec, &schema)
+        ),
+    })?;
     let props = writer_properties(metadata.properties())?;
     // Batches are validated against our layout; the files are written with the table's own
     // schema, which may be laxer (an adopted Athena table: optional columns and list element).
@@ -77,7 +82,7 @@ async fn write_with(
         names,
     );
     let order = crate::sort::keys(metadata).map(|(_, keys)| Arc::new(keys));
-    let work = spread(group_by_month(batches), tasks);
+    let work = spread(group_by_partition(batches, layout)?, tasks);
     let tasks = tasks.clamp(1, work.len().max(1));
     let queue = Arc::new(Mutex::new(VecDeque::from(work)));
     let mut handles = Vec::with_capacity(tasks);
@@ -119,31 +124,25 @@ async fn write_with(
     }
 }
 
-/// Rows of one month: `(batch index, row indices)` pairs.
+/// Rows of one partition: `(batch index, row indices)` pairs.
 struct MonthWork {
-    month: Month,
+    month: PartitionValue,
     rows: usize,
     parts: Vec<(usize, Vec<u32>)>,
 }
 
-/// Row indices per month, largest month first (so the last task to finish has the least
-/// left to do).
-fn group_by_month(batches: &[RecordBatch]) -> Vec<MonthWork> {
-    let mut months: HashMap<Month, MonthWork> = HashMap::new();
+/// Row indices per partition of `layout`, largest first (so the last task to finish has the
+/// least left to do).
+fn group_by_partition(batches: &[RecordBatch], layout: Layout) -> Result<Vec<MonthWork>> {
+    let mut groups: HashMap<PartitionValue, MonthWork> = HashMap::new();
     for (bi, batch) in batches.iter().enumerate() {
-        let dates = batch
-            .column(Column::SoldDate.index())
-            .as_primitive::<TimestampMicrosecondType>();
-        let mut per_batch: HashMap<Month, Vec<u32>> = HashMap::new();
-        for (row, micros) in dates.values().iter().enumerate() {
-            per_batch
-                .entry(Month::of_micros(*micros))
-                .or_default()
-                .push(row as u32);
+        let mut per_batch: HashMap<PartitionValue, Vec<u32>> = HashMap::new();
+        for (row, value) in layout.partition_values(batch)?.into_iter().enumerate() {
+            per_batch.entry(value).or_default().push(row as u32);
         }
-        for (month, idx) in per_batch {
-            let w = months.entry(month).or_insert(MonthWork {
-                month,
+        for (value, idx) in per_batch {
+            let w = groups.entry(value.clone()).or_insert(MonthWork {
+                month: value,
                 rows: 0,
                 parts: Vec::new(),
             });
@@ -151,9 +150,9 @@ fn group_by_month(batches: &[RecordBatch]) -> Vec<MonthWork> {
             w.parts.push((bi, idx));
         }
     }
-    let mut work: Vec<MonthWork> = months.into_values().collect();
+    let mut work: Vec<MonthWork> = groups.into_values().collect();
     work.sort_by(|a, b| b.rows.cmp(&a.rows).then(a.month.cmp(&b.month)));
-    work
+    Ok(work)
 }
 
 /// Fewer months than tasks (a live stream's flush is usually one month): split the largest
@@ -189,7 +188,7 @@ fn spread(mut work: Vec<MonthWork>, tasks: usize) -> Vec<MonthWork> {
         for parts in [first, second] {
             let rows = parts.iter().map(|(_, r)| r.len()).sum();
             work.push(MonthWork {
-                month: big.month,
+                month: big.month.clone(),
                 rows,
                 parts,
             });
@@ -258,11 +257,7 @@ impl MonthTask {
     /// Feeds one month to a new writer as compact chunks (`take`, not slices: iceberg's
     /// NaN-count visitor rescans a sliced list column's whole parent values).
     async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
-        let key = self
-            .key
-            .copy_with_data(Struct::from_iter([Some(Literal::int(
-                work.month.ordinal(),
-            ))]));
+        let key = self.key.copy_with_data(work.month.to_struct());
         let mut writer = self.builder.build(Some(key)).await.or_ours()?;
         match &self.order {
             // Rows of one batch: `take` in sorted order.
@@ -372,7 +367,8 @@ impl Ledger {
     }
 }
 
-/// Puts files under `sold_date_month=YYYY-MM/` and records each path in the write's ledger.
+/// Puts files under their partition's directory (`[tenant_id=…/]sold_date_month=YYYY-MM/`)
+/// and records each path in the write's ledger.
 #[derive(Clone, Debug)]
 struct MonthDirectories {
     data_location: String,
@@ -381,16 +377,11 @@ struct MonthDirectories {
 
 impl LocationGenerator for MonthDirectories {
     fn generate_location(&self, partition_key: Option<&PartitionKey>, file_name: &str) -> String {
-        let month = partition_key
-            .and_then(|k| k.data().fields().first().cloned().flatten())
-            .and_then(|l| match l {
-                Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(m)) => {
-                    Some(Month::from_ordinal(m))
-                }
-                _ => None,
-            });
-        let path = match month {
-            Some(m) => format!("{}/{}/{file_name}", self.data_location, m.path_segment()),
+        let dir = partition_key
+            .filter(|k| !k.spec().fields().is_empty())
+            .and_then(|k| crate::layout::partition_path(k.spec(), k.data()));
+        let path = match dir {
+            Some(d) => format!("{}/{d}/{file_name}", self.data_location),
             None => format!("{}/{file_name}", self.data_location),
         };
         self.ledger.record(&path);
@@ -402,6 +393,8 @@ impl LocationGenerator for MonthDirectories {
 mod tests {
     use super::*;
 
+    use crate::month::Month;
+
     fn work(month: i32, batches: &[usize]) -> MonthWork {
         let parts: Vec<(usize, Vec<u32>)> = batches
             .iter()
@@ -409,7 +402,10 @@ mod tests {
             .map(|(bi, n)| (bi, (0..*n as u32).collect()))
             .collect();
         MonthWork {
-            month: Month::from_ordinal(month),
+            month: PartitionValue {
+                tenant: None,
+                month: Month::from_ordinal(month),
+            },
             rows: batches.iter().sum(),
             parts,
         }
@@ -422,7 +418,7 @@ mod tests {
         assert_eq!(out.iter().map(|w| w.rows).sum::<usize>(), 5000);
         assert!(
             out.iter()
-                .all(|w| w.month.ordinal() == 650 && w.rows == 2500)
+                .all(|w| w.month.month.ordinal() == 650 && w.rows == 2500)
         );
         // Every row exactly once.
         let mut seen: Vec<(usize, u32)> = out

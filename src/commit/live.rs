@@ -18,9 +18,17 @@ pub(crate) struct Live {
 
 /// Every live data file of the table's current snapshot (none without a snapshot).
 pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
-    let Some(current) = table.metadata().current_snapshot() else {
-        return Ok(Vec::new());
-    };
+    match table.metadata().current_snapshot() {
+        Some(current) => live_in(table, current).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Every live data file of `snapshot` of `table`.
+pub(crate) async fn live_in(
+    table: &Table,
+    current: &iceberg::spec::SnapshotRef,
+) -> Result<Vec<Live>> {
     let list = table.manifest_list_reader(current).load().await.or_ours()?;
     let io = table.file_io().clone();
     let manifests: Vec<_> = list

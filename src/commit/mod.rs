@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::position::Positions;
 use crate::table::SalesHistory;
 
-pub(crate) use live::{Live, live, refuse_delete_files};
+pub(crate) use live::{Live, live, live_in, refuse_delete_files};
 pub use merge::{
     MANIFEST_MERGE_ENABLED_PROPERTY, MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
     MANIFEST_TARGET_SIZE_BYTES_PROPERTY,
@@ -89,6 +89,15 @@ pub(crate) enum ChangeKind {
         /// The most recent snapshots the expiry keeps (same use).
         retain_last: usize,
     },
+    /// A new default partition spec (no new snapshot): the layout evolution.
+    Evolve {
+        /// The layout the table moves to.
+        layout: crate::Layout,
+        /// The default spec id the evolve read: staging refuses a base where it changed.
+        expect_spec_id: i32,
+        /// The last assigned partition field id it read (same use).
+        expect_last_partition_id: i32,
+    },
 }
 
 impl ChangeKind {
@@ -99,7 +108,7 @@ impl ChangeKind {
             ChangeKind::Replace => Operation::Replace,
             ChangeKind::Overwrite => Operation::Overwrite,
             ChangeKind::Delete => Operation::Delete,
-            ChangeKind::Expire { .. } => return None,
+            ChangeKind::Expire { .. } | ChangeKind::Evolve { .. } => return None,
         })
     }
 
@@ -111,6 +120,7 @@ impl ChangeKind {
             ChangeKind::Overwrite => "overwrite",
             ChangeKind::Delete => "delete",
             ChangeKind::Expire { .. } => "expire",
+            ChangeKind::Evolve { .. } => "evolve",
         }
     }
 }
@@ -121,6 +131,11 @@ pub(crate) struct Change {
     pub(crate) kind: ChangeKind,
     /// Data files the snapshot adds.
     pub(crate) added: Vec<DataFile>,
+    /// The partition spec the added files were written under (the default spec of the
+    /// version the writer read; `None`: the default spec of the version staged on). A
+    /// concurrent layout evolve may change the default before the commit lands: the files
+    /// keep the spec they were written with (a manifest of that spec).
+    pub(crate) written_spec_id: Option<i32>,
     /// Paths of live data files the snapshot removes (all must still be live).
     pub(crate) removed: HashSet<String>,
     /// Stored in the summary under [`crate::COMMIT_ID_PROPERTY`].
@@ -140,6 +155,7 @@ impl Change {
         Change {
             kind,
             added: Vec::new(),
+            written_spec_id: None,
             removed: HashSet::new(),
             commit_id,
             properties: HashMap::new(),
@@ -160,6 +176,7 @@ impl Change {
                     .all(|id| m.snapshot_by_id(*id).is_none())
                     .then(|| m.current_snapshot_id().unwrap_or_default())
             }
+            ChangeKind::Evolve { .. } => self.landed_in_version(&table.current()),
             _ => table.find_commit(&self.commit_id),
         }
     }
@@ -356,6 +373,15 @@ impl Change {
         let m = version.metadata();
         match &self.kind {
             ChangeKind::Expire { .. } => Some(m.current_snapshot_id().unwrap_or_default()),
+            // Landed when the default spec is the layout's, under a newer spec id than the
+            // one the evolve read.
+            ChangeKind::Evolve {
+                layout,
+                expect_spec_id,
+                ..
+            } => (m.default_partition_spec_id() != *expect_spec_id
+                && crate::Layout::of(m.default_partition_spec()) == Some(*layout))
+            .then(|| m.current_snapshot_id().unwrap_or_default()),
             _ => m
                 .snapshots()
                 .find(|s| {

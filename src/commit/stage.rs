@@ -58,8 +58,8 @@ pub(crate) struct Stager {
     snapshot_id: Option<i64>,
     /// The added files' manifest, written once.
     added: Option<ManifestFile>,
-    /// Rewritten manifests by their sorted input manifest paths.
-    rewritten: HashMap<Vec<String>, ManifestFile>,
+    /// Rewritten manifests (one per partition spec) by their sorted input manifest paths.
+    rewritten: HashMap<Vec<String>, Vec<ManifestFile>>,
     /// Every reusable manifest written, and which the last attempt used.
     reusable: Option<Owned>,
     used: HashSet<String>,
@@ -109,6 +109,33 @@ impl Stager {
                 ids.iter().fold(builder.remove_snapshots(&ids), |b, id| {
                     b.remove_statistics(*id).remove_partition_statistics(*id)
                 })
+            }
+            ChangeKind::Evolve {
+                layout,
+                expect_spec_id,
+                expect_last_partition_id,
+            } => {
+                // As Java's `UpdatePartitionSpec` requirements: the default spec and the last
+                // assigned partition id must be what the evolve read. A concurrent evolve
+                // changed them: this one stops (nothing sent) instead of stacking on it.
+                let (spec_id, last_id) = (
+                    metadata.default_partition_spec_id(),
+                    metadata.last_partition_id(),
+                );
+                if spec_id != *expect_spec_id || last_id != *expect_last_partition_id {
+                    return Err(Error::CommitConflict {
+                        table: table.name(),
+                        source: format!(
+                            "the partition spec changed while the evolve to {layout} was committing: default spec {expect_spec_id} → {spec_id}, last partition id {expect_last_partition_id} → {last_id}"
+                        )
+                        .into(),
+                    });
+                }
+                builder
+                    .add_partition_spec(layout.partition_spec()?)
+                    .or_ours()?
+                    .set_default_partition_spec(-1)
+                    .or_ours()?
             }
             _ => {
                 let snapshot_id = match self.snapshot_id {
@@ -236,14 +263,16 @@ impl Stager {
         let location = metadata.location().trim_end_matches('/').to_string();
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
-        let new_manifest = |owned: &mut Owned| -> Result<ManifestWriterBuilder> {
+        let new_manifest = |owned: &mut Owned,
+                            spec: &iceberg::spec::PartitionSpec|
+         -> Result<ManifestWriterBuilder> {
             let path = format!("{location}/metadata/{}-m0.avro", uuid::Uuid::new_v4());
             owned.paths_mut().push(path.clone());
             Ok(ManifestWriterBuilder::new(
                 io.new_output(&path).or_ours()?,
                 Some(snapshot_id),
                 schema.clone(),
-                spec.as_ref().clone(),
+                spec.clone(),
             ))
         };
         let reusable = self.reusable.get_or_insert_with(|| staged.empty_like());
@@ -303,64 +332,74 @@ impl Stager {
                 .collect();
             key.sort();
             for (_, loaded) in &to_rewrite {
+                let file_spec = Arc::new(loaded.metadata().partition_spec().clone());
                 for entry in loaded.entries() {
                     if entry.is_alive() && change.removed.contains(entry.file_path()) {
                         found.insert(entry.file_path().to_string());
-                        collector.remove_file(entry.data_file(), schema.clone(), spec.clone());
+                        collector.remove_file(entry.data_file(), schema.clone(), file_spec.clone());
                     }
                 }
             }
             if let Some(done) = self.rewritten.get(&key) {
-                self.used.insert(done.manifest_path.clone());
-                manifests.push(done.clone());
-            } else if !to_rewrite.is_empty() {
-                swap.check_staged_write("manifest")?;
-                let mut writer = new_manifest(reusable)?.build_v2_data();
-                for (manifest, loaded) in &to_rewrite {
-                    if loaded.metadata().partition_spec().spec_id() != spec.spec_id() {
-                        return Err(Error::Unsupported {
-                            operation: change.kind.as_str().to_string(),
-                            reason: "a file to rewrite was written with an older partition spec"
-                                .into(),
-                        });
-                    }
-                    for entry in loaded.entries() {
-                        if !entry.is_alive() {
-                            continue;
-                        }
-                        // Older writers may leave an existing entry's file sequence number
-                        // unset: the data sequence number is the closest truth.
-                        let (Some(seq), file_seq) = (
-                            entry.sequence_number(),
-                            entry.file_sequence_number.or(entry.sequence_number()),
-                        ) else {
-                            return Err(Error::internal(format!(
-                                "manifest entry for {} has no sequence number",
-                                entry.file_path()
-                            )));
-                        };
-                        if change.removed.contains(entry.file_path()) {
-                            writer
-                                .add_delete_file(entry.data_file().clone(), seq, file_seq)
-                                .or_ours()?;
-                        } else {
-                            let added_by =
-                                entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
-                            writer
-                                .add_existing_file(
-                                    entry.data_file().clone(),
-                                    added_by,
-                                    seq,
-                                    file_seq,
-                                )
-                                .or_ours()?;
-                        }
-                    }
+                for m in done {
+                    self.used.insert(m.manifest_path.clone());
+                    manifests.push(m.clone());
                 }
-                let written = writer.write_manifest_file().await.or_ours()?;
-                self.used.insert(written.manifest_path.clone());
-                self.rewritten.insert(key, written.clone());
-                manifests.push(written);
+            } else if !to_rewrite.is_empty() {
+                // One new manifest per partition spec (a table whose layout evolved has files
+                // of several specs; a manifest holds one spec's files).
+                let mut by_spec: std::collections::BTreeMap<i32, Vec<_>> = Default::default();
+                for (manifest, loaded) in &to_rewrite {
+                    by_spec
+                        .entry(loaded.metadata().partition_spec().spec_id())
+                        .or_default()
+                        .push((manifest, loaded));
+                }
+                let mut written_all = Vec::new();
+                for group in by_spec.into_values() {
+                    swap.check_staged_write("manifest")?;
+                    let group_spec = group[0].1.metadata().partition_spec().clone();
+                    let mut writer = new_manifest(reusable, &group_spec)?.build_v2_data();
+                    for (manifest, loaded) in group {
+                        for entry in loaded.entries() {
+                            if !entry.is_alive() {
+                                continue;
+                            }
+                            // Older writers may leave an existing entry's file sequence number
+                            // unset: the data sequence number is the closest truth.
+                            let (Some(seq), file_seq) = (
+                                entry.sequence_number(),
+                                entry.file_sequence_number.or(entry.sequence_number()),
+                            ) else {
+                                return Err(Error::internal(format!(
+                                    "manifest entry for {} has no sequence number",
+                                    entry.file_path()
+                                )));
+                            };
+                            if change.removed.contains(entry.file_path()) {
+                                writer
+                                    .add_delete_file(entry.data_file().clone(), seq, file_seq)
+                                    .or_ours()?;
+                            } else {
+                                let added_by =
+                                    entry.snapshot_id().unwrap_or(manifest.added_snapshot_id);
+                                writer
+                                    .add_existing_file(
+                                        entry.data_file().clone(),
+                                        added_by,
+                                        seq,
+                                        file_seq,
+                                    )
+                                    .or_ours()?;
+                            }
+                        }
+                    }
+                    let written = writer.write_manifest_file().await.or_ours()?;
+                    self.used.insert(written.manifest_path.clone());
+                    written_all.push(written);
+                }
+                manifests.extend(written_all.iter().cloned());
+                self.rewritten.insert(key, written_all);
             }
         }
         if found.len() != change.removed.len() {
@@ -382,14 +421,24 @@ impl Stager {
             });
         }
         if !change.added.is_empty() {
+            let added_spec = match change.written_spec_id {
+                Some(id) if id != spec.spec_id() => {
+                    metadata.partition_spec_by_id(id).cloned().ok_or_else(|| {
+                        Error::internal(format!(
+                            "the added files' partition spec {id} is not in the table metadata"
+                        ))
+                    })?
+                }
+                _ => spec.clone(),
+            };
             for file in &change.added {
-                collector.add_file(file, schema.clone(), spec.clone());
+                collector.add_file(file, schema.clone(), added_spec.clone());
             }
             let added = match &self.added {
                 Some(m) => m.clone(),
                 None => {
                     swap.check_staged_write("manifest")?;
-                    let mut writer = new_manifest(reusable)?.build_v2_data();
+                    let mut writer = new_manifest(reusable, added_spec.as_ref())?.build_v2_data();
                     for file in &change.added {
                         writer.add_file(file.clone(), -1).or_ours()?;
                     }

@@ -165,8 +165,10 @@ impl Append {
             .parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let mut change = Change::new(table, ChangeKind::Append, commit_id);
+        let base = table.current();
+        change.written_spec_id = Some(base.metadata().default_partition_spec_id());
         let written = write_months(
-            &table.current(),
+            &base,
             &batches,
             tasks,
             &change.commit_id,

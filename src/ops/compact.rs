@@ -60,6 +60,10 @@ pub struct Compact {
     tiered: bool,
     /// Bins rewritten at once (default: one per core).
     parallel_bins: Option<usize>,
+    /// Move files of older partition specs onto the default spec (layout migration).
+    migrate: bool,
+    /// `month(year, month)` as given (checked when the run starts).
+    month_given: Option<(i32, u32)>,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -72,7 +76,7 @@ pub struct CompactionReport {
     pub snapshot_id: Option<i64>,
     /// The target file size used.
     pub target_file_size: u64,
-    /// Months rewritten.
+    /// Months rewritten (partitions, for a tenant layout's compaction).
     pub months: usize,
     /// Data files removed from the table (the small files).
     pub files_removed: usize,
@@ -100,7 +104,36 @@ impl Compact {
             month: None,
             tiered: false,
             parallel_bins: None,
+            migrate: false,
+            month_given: None,
         }
+    }
+
+    /// Layout migration instead of compaction: every live file written under an older
+    /// partition spec (before [`SalesHistory::evolve_layout`]) is rewritten under the table's
+    /// default spec, whatever its size — bins of up to the target size per month, rows
+    /// regrouped by the new partitioning. One `replace` snapshot **per month** (in month
+    /// order), so a migration interrupted after some months resumes with the rest: run it
+    /// again. With [`month`](Self::month), only that month.
+    ///
+    /// ```no_run
+    /// # async fn f(table: sales_history::SalesHistory) -> sales_history::Result<()> {
+    /// table.evolve_layout(sales_history::Layout::TenantMonth).await?;
+    /// let march = table.compact().migrate().month(2024, 3).await?;
+    /// let rest = table.compact().migrate().await?;
+    /// println!("{} + {} files moved", march.files_removed, rest.files_removed);
+    /// # Ok(()) }
+    /// ```
+    pub fn migrate(mut self) -> Self {
+        self.migrate = true;
+        self
+    }
+
+    /// Only the files of `year`-`month` (1–12; another month is [`Error::Config`] when
+    /// the run starts).
+    pub fn month(mut self, year: i32, month: u32) -> Self {
+        self.month_given = Some((year, month));
+        self
     }
 
     /// Target size of the files written (default: the table's
@@ -149,16 +182,13 @@ impl Compact {
             None => target_of(base.metadata())?,
         };
         let live = commit::live(&base).await?;
-        let mut months: Vec<Month> = plan_bins(
-            base.metadata().default_partition_spec_id(),
-            live,
-            target,
-            self.min_input_files,
-            self.tiered,
-        )
-        .iter()
-        .filter_map(|b| month_of(&b.partition))
-        .collect();
+        let spec_id = base.metadata().default_partition_spec_id();
+        let bins = if self.migrate {
+            plan_migration(spec_id, live, target)
+        } else {
+            plan_bins(spec_id, live, target, self.min_input_files, self.tiered)
+        };
+        let mut months: Vec<Month> = bins.iter().filter_map(|b| month_of(&b.partition)).collect();
         months.sort();
         months.dedup();
         Ok(months)
@@ -170,9 +200,47 @@ impl Compact {
         self
     }
 
-    /// Runs the compaction.
-    #[tracing::instrument(name = "compact", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run))]
-    async fn run(self) -> Result<CompactionReport> {
+    /// Runs the compaction; a migration of every month runs month by month.
+    async fn run(mut self) -> Result<CompactionReport> {
+        if let Some((year, month)) = self.month_given.take() {
+            let m = Month::from_year_month(year, month).ok_or_else(|| {
+                Error::config("month", format!("{year}-{month} is not a calendar month"))
+            })?;
+            self.month = Some(m);
+        }
+        if !self.migrate || self.month.is_some() || self.dry_run {
+            return self.run_once().await;
+        }
+        let started = Instant::now();
+        let months = self.months().await?;
+        let mut total: Option<CompactionReport> = None;
+        for month in months {
+            let one = self.clone().only_month(month).run_once().await?;
+            match &mut total {
+                None => total = Some(one),
+                Some(t) => {
+                    t.snapshot_id = one.snapshot_id.or(t.snapshot_id);
+                    t.months += one.months;
+                    t.files_removed += one.files_removed;
+                    t.files_added += one.files_added;
+                    t.bytes_removed += one.bytes_removed;
+                    t.bytes_added += one.bytes_added;
+                    t.rows_rewritten += one.rows_rewritten;
+                    t.attempts += one.attempts;
+                }
+            }
+        }
+        let mut report = match total {
+            Some(t) => t,
+            None => self.run_once().await?,
+        };
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// One compaction (or one month's migration): one `replace` snapshot.
+    #[tracing::instrument(name = "compact", skip_all, fields(table = %self.table.name(), dry_run = self.dry_run, migrate = self.migrate))]
+    async fn run_once(self) -> Result<CompactionReport> {
         let started = Instant::now();
         let table = &self.table;
         if let Some(reason) = table.swap().refuses("replace") {
@@ -192,13 +260,12 @@ impl Compact {
         }
         commit::refuse_delete_files(&base, "compact").await?;
         let live = commit::live(&base).await?;
-        let mut bins = plan_bins(
-            base.metadata().default_partition_spec_id(),
-            live,
-            target,
-            self.min_input_files,
-            self.tiered,
-        );
+        let spec_id = base.metadata().default_partition_spec_id();
+        let mut bins = if self.migrate {
+            plan_migration(spec_id, live, target)
+        } else {
+            plan_bins(spec_id, live, target, self.min_input_files, self.tiered)
+        };
         if let Some(month) = self.month {
             bins.retain(|b| month_of(&b.partition) == Some(month));
         }
@@ -234,6 +301,7 @@ impl Compact {
         }
         let commit_id = format!("compact-{}", uuid::Uuid::new_v4().simple());
         let mut change = Change::new(table, ChangeKind::Replace, commit_id.clone());
+        change.written_spec_id = Some(base.metadata().default_partition_spec_id());
         let written = rewrite_bins(
             &base,
             &bins,
@@ -254,8 +322,9 @@ impl Compact {
             .flat_map(|b| &b.files)
             .map(|f| f.file_path().to_string())
             .collect();
+        let operation = if self.migrate { "migrate" } else { "compact" };
         change.properties =
-            HashMap::from([("sales-history.operation".to_string(), "compact".to_string())]);
+            HashMap::from([("sales-history.operation".to_string(), operation.to_string())]);
         report.files_added = change.added.len();
         report.bytes_added = change.added.iter().map(DataFile::file_size_in_bytes).sum();
         let landed = commit::commit(table, change).await?;
@@ -379,15 +448,7 @@ fn size_tier(size: u64, target: u64) -> u32 {
     tier
 }
 
-/// The month of a partition value of the month spec.
-fn month_of(partition: &Struct) -> Option<Month> {
-    match partition.fields() {
-        [Some(iceberg::spec::Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(m)))] => {
-            Some(Month::from_ordinal(*m))
-        }
-        _ => None,
-    }
-}
+use crate::layout::month_of;
 
 /// A readable key of a partition value (`2024-03` for our month partition).
 fn partition_key(partition: &Struct) -> String {
@@ -397,6 +458,54 @@ fn partition_key(partition: &Struct) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// Bins of a layout migration: every live file of a spec other than `spec_id`, per month,
+/// first-fit-decreasing into bins of at most `target` bytes (a bin of one file is kept: the
+/// file must move). A bin's partition is the month alone (`[month]`): the writer regroups
+/// its rows by the default spec.
+fn plan_migration(spec_id: i32, live: Vec<commit::Live>, target: u64) -> Vec<Bin> {
+    let mut by_month: BTreeMap<Month, Vec<DataFile>> = BTreeMap::new();
+    for commit::Live {
+        spec_id: file_spec,
+        file,
+    } in live
+    {
+        if file_spec == spec_id {
+            continue;
+        }
+        if let Some(m) = month_of(file.partition()) {
+            by_month.entry(m).or_default().push(file);
+        }
+    }
+    let mut bins = Vec::new();
+    for (month, mut files) in by_month {
+        files.sort_by(|a, b| {
+            b.file_size_in_bytes()
+                .cmp(&a.file_size_in_bytes())
+                .then_with(|| a.file_path().cmp(b.file_path()))
+        });
+        let mut month_bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
+        for f in files {
+            let size = f.file_size_in_bytes();
+            match month_bins
+                .iter_mut()
+                .find(|(used, _)| used + size <= target)
+            {
+                Some((used, members)) => {
+                    *used += size;
+                    members.push(f);
+                }
+                None => month_bins.push((size, vec![f])),
+            }
+        }
+        let partition = Struct::from_iter([Some(iceberg::spec::Literal::int(month.ordinal()))]);
+        bins.extend(month_bins.into_iter().map(|(_, files)| Bin {
+            partition: partition.clone(),
+            files,
+        }));
+    }
+    bins
 }
 
 /// Rewrites the bins, in parallel (one per core: memory stays within cores × target size; the

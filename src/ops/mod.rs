@@ -9,6 +9,7 @@
 //! | [`SalesHistory::appender`] | [`AppenderBuilder`] → [`Appender`] | an `append` per flush |
 //! | [`SalesHistory::compact`] | [`Compact`] | one `replace` snapshot |
 //! | [`SalesHistory::delete_where`] | [`DeleteWhere`] | one `delete` or `overwrite` snapshot |
+//! | [`SalesHistory::evolve_layout`] | [`EvolveLayout`] | a new default partition spec (no snapshot) |
 //! | [`SalesHistory::expire_snapshots`] | [`ExpireSnapshots`] | snapshots removed from the metadata |
 //! | [`SalesHistory::remove_orphan_files`] | [`RemoveOrphanFiles`] | nothing (deletes unreferenced files) |
 //! | [`SalesHistory::maintainer`] | [`MaintainerBuilder`] → [`Maintainer`] | compactions and expiries, on a schedule |
@@ -18,6 +19,7 @@ pub(crate) mod append;
 pub(crate) mod appender;
 pub(crate) mod compact;
 pub(crate) mod delete;
+pub(crate) mod evolve;
 pub(crate) mod maintainer;
 pub(crate) mod maintenance;
 pub(crate) mod tenant;
@@ -35,6 +37,7 @@ pub use append::{Append, AppendOutcome};
 pub use appender::{Appender, AppenderBuilder, AppenderStats};
 pub use compact::{Compact, CompactionReport};
 pub use delete::{DeleteReport, DeleteWhere};
+pub use evolve::{EvolveLayout, EvolveReport};
 pub use maintainer::{Maintainer, MaintainerBuilder, MaintainerStats};
 pub use maintenance::{ExpireSnapshots, MaintenanceReport, RemoveOrphanFiles};
 pub use tenant::TenantScope;
@@ -63,6 +66,26 @@ impl SalesHistory {
     pub async fn last_committed_position(&self, source: &str) -> Result<Option<SourcePosition>> {
         let table = self.table_for_read().await?;
         Ok(crate::position::committed_in(&table, source))
+    }
+
+    /// The table's current partition [`Layout`](crate::Layout) (its default spec), as of
+    /// the version this handle holds.
+    pub fn layout(&self) -> Result<crate::Layout> {
+        let table = self.current();
+        let spec = table.metadata().default_partition_spec();
+        crate::Layout::of(spec).ok_or_else(|| Error::SchemaDrift {
+            table: self.name(),
+            differences: vec![format!(
+                "partition spec is {}, none of the sales_history layouts",
+                crate::layout::describe_spec(spec, table.metadata().current_schema())
+            )],
+        })
+    }
+
+    /// Starts moving the table to another partition layout in place (one commit, no data
+    /// rewritten); see [`EvolveLayout`].
+    pub fn evolve_layout(&self, layout: crate::Layout) -> EvolveLayout {
+        EvolveLayout::new(self.clone(), layout)
     }
 
     /// Starts a compaction of small data files into target-size files (one `replace`

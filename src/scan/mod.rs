@@ -129,6 +129,10 @@ pub struct PlannedDataFile {
     pub size_bytes: u64,
     /// Rows in the file, when the manifest records it.
     pub record_count: Option<u64>,
+    /// The partition spec the file was written under (several after
+    /// [`SalesHistory::evolve_layout`](crate::SalesHistory::evolve_layout): each file is
+    /// pruned under its own spec).
+    pub partition_spec_id: Option<i32>,
 }
 
 /// The outcome of planning, shared by `plan`, `execute` and `count`.
@@ -399,6 +403,27 @@ impl Scan {
     pub async fn plan(self) -> Result<ScanPlan> {
         let output = self.output_columns()?;
         let planned = self.plan_tasks(output).await?;
+        // iceberg 0.10.1's planner leaves `FileScanTask::partition_spec` unset: with one spec
+        // every file has it; with several (an evolved layout) the snapshot's manifests say.
+        let metadata = planned.table.metadata();
+        let specs: std::collections::HashMap<String, i32> = match (
+            metadata.partition_specs_iter().len(),
+            planned.metrics.snapshot_id,
+        ) {
+            (n, Some(id)) if n > 1 && !planned.tasks.is_empty() => {
+                match metadata.snapshot_by_id(id) {
+                    Some(snapshot) => crate::commit::live_in(&planned.table, snapshot)
+                        .await?
+                        .into_iter()
+                        .map(|l| (l.file.file_path().to_string(), l.spec_id))
+                        .collect(),
+                    None => Default::default(),
+                }
+            }
+            _ => Default::default(),
+        };
+        let only_spec = (metadata.partition_specs_iter().len() == 1)
+            .then(|| metadata.default_partition_spec_id());
         Ok(ScanPlan {
             snapshot_id: planned.metrics.snapshot_id,
             data_files_in_snapshot: planned.metrics.data_files_in_snapshot,
@@ -409,6 +434,12 @@ impl Scan {
                     path: t.data_file_path.clone(),
                     size_bytes: t.file_size_in_bytes,
                     record_count: t.record_count,
+                    partition_spec_id: t
+                        .partition_spec
+                        .as_ref()
+                        .map(|s| s.spec_id())
+                        .or_else(|| specs.get(&t.data_file_path).copied())
+                        .or(only_spec),
                 })
                 .collect(),
             planning: planned.metrics.planning,

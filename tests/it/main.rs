@@ -19,6 +19,9 @@ mod glue;
 mod ingest;
 #[cfg(feature = "python-tests")]
 mod interop;
+mod layout;
+#[cfg(feature = "python-tests")]
+mod layout_peer;
 mod local;
 mod longevity;
 mod maintenance;

@@ -134,7 +134,7 @@ fn random_filter(rng: &mut Rng, rows: &[SaleRecord]) -> (ScanFilter, Vec<Check>)
 
 /// Rows for the random-filter tests: two appends spread over the sample's months, and one
 /// month of many rows (several pages per column, so page selection has work to do).
-fn random_filter_rows() -> Vec<SaleRecord> {
+pub(crate) fn random_filter_rows() -> Vec<SaleRecord> {
     use sales_history::sample::{SampleConfig, SampleGenerator};
     let mut rows = sample(500, DIM, 21);
     rows.extend(sample(300, DIM, 22));

@@ -1,0 +1,377 @@
+//! Partition layouts side by side: one table per layout (the seed's sorted `month`,
+//! `tenant-month`, `bucketN-month`), loaded the same way (one append per month, every tenant in
+//! it), then per layout the time, bytes read and files opened of tenant, month and full scans,
+//! append throughput, a tenant erasure (bytes rewritten), and the in-place migration of the
+//! month table to tenant-month (MB/s) followed by an erasure on the migrated table.
+//!
+//! ```text
+//! cargo run --release --example bench_layout -- [--rows 300000] [--months 24] [--tenants 200]
+//!     [--dim 1024] [--buckets 16] [--reps 3] [--dir DIR] [--json]
+//! ```
+
+#[path = "common/number.rs"]
+mod number;
+#[path = "common/report.rs"]
+mod report;
+#[path = "common/stats.rs"]
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, NaiveDate};
+use clap::Parser;
+use sales_history::sample::{SampleConfig, SampleGenerator};
+use sales_history::{
+    CatalogConfig, Column, Layout, SaleRecord, SalesHistory, ScanFilter, TableOptions,
+};
+use serde_json::{Value, json};
+
+/// Loads the same rows under each partition layout and times the queries a layout changes.
+#[derive(Debug, Parser)]
+#[command(name = "bench_layout")]
+struct Args {
+    /// Rows in each table.
+    #[arg(long, default_value_t = 300_000, value_parser = number::parse::<usize>)]
+    rows: usize,
+    /// Months the rows cover (one append per month).
+    #[arg(long, default_value_t = 24, value_parser = number::parse::<u32>)]
+    months: u32,
+    /// Tenants.
+    #[arg(long, default_value_t = 200, value_parser = number::parse::<usize>)]
+    tenants: usize,
+    /// Embedding length.
+    #[arg(long, default_value_t = 1024, value_parser = number::parse::<usize>)]
+    dim: usize,
+    /// Buckets of the bucket layout.
+    #[arg(long, default_value_t = 16, value_parser = number::parse::<u32>)]
+    buckets: u32,
+    /// Timed repetitions of each query (median reported).
+    #[arg(long, default_value_t = 3, value_parser = number::parse::<usize>)]
+    reps: usize,
+    /// Directory for the warehouses (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    report::exit_on_error(run(Args::parse()).await);
+}
+
+/// One query's median time and what it read.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    ms: f64,
+    bytes: u64,
+    files: u64,
+    rows: u64,
+}
+
+impl Measured {
+    fn json(&self) -> Value {
+        json!({"ms": self.ms, "bytes_read": self.bytes, "files_read": self.files, "rows": self.rows})
+    }
+}
+
+async fn measure(
+    table: &SalesHistory,
+    filter: ScanFilter,
+    columns: Option<&[Column]>,
+    reps: usize,
+) -> anyhow::Result<Measured> {
+    let mut times = Vec::new();
+    let mut last = Measured::default();
+    for _ in 0..reps.max(1) {
+        let mut scan = table.scan().filter(filter.clone());
+        if let Some(c) = columns {
+            scan = scan.select(c.iter().copied());
+        }
+        let started = Instant::now();
+        let (batches, metrics) = scan.to_batches_with_metrics().await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        last = Measured {
+            ms: 0.0,
+            bytes: metrics.bytes_read,
+            files: metrics.files_read,
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        };
+    }
+    last.ms = stats::median(&times);
+    Ok(last)
+}
+
+struct Loaded {
+    layout: Layout,
+    table: SalesHistory,
+    append: Duration,
+    bytes: u64,
+    files: usize,
+}
+
+const QUERIES: [&str; 5] = [
+    "tenant, all months",
+    "tenant, all months, no embedding",
+    "tenant, one month",
+    "month, all tenants, no embedding",
+    "full scan",
+];
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let layouts = [
+        Layout::Month,
+        Layout::TenantMonth,
+        Layout::tenant_buckets(args.buckets)?,
+    ];
+    let mut loaded = Vec::new();
+    for layout in layouts {
+        let config = CatalogConfig::local(dir.join(format!(
+            "bench-layout-{}-{}",
+            std::process::id(),
+            layout
+        )));
+        let table = SalesHistory::ensure_with(
+            &config,
+            "bench",
+            TableOptions::default()
+                .embedding_dimension(args.dim)
+                .layout(layout),
+        )
+        .await?;
+        loaded.push(Loaded {
+            layout,
+            table,
+            append: Duration::ZERO,
+            bytes: 0,
+            files: 0,
+        });
+    }
+
+    // One append per month, the same rows for every layout.
+    let end = NaiveDate::from_ymd_opt(2025, 12, 1).expect("a date");
+    let per_month = args.rows.div_ceil(args.months.max(1) as usize);
+    let mut first_tenant = String::new();
+    let mut some_month = (2025, 12);
+    let mut second_tenant = String::new();
+    let mut raw_bytes = 0u64;
+    for m in 0..args.months {
+        let month_end = end - chrono::Months::new(args.months - 1 - m);
+        let records: Vec<SaleRecord> = SampleGenerator::new(
+            SampleConfig::default()
+                .seed(u64::from(m) + 1)
+                .months(1)
+                .end_month(month_end)
+                .tenants(args.tenants)
+                .embedding_dimension(args.dim),
+        )
+        .take_records(per_month);
+        if first_tenant.is_empty() {
+            first_tenant = records[0].tenant_id.clone();
+            second_tenant = records
+                .iter()
+                .map(|r| r.tenant_id.clone())
+                .find(|t| *t != first_tenant)
+                .unwrap_or_default();
+        }
+        if m == args.months / 2 {
+            some_month = (month_end.year(), month_end.month());
+        }
+        let batch = SaleRecord::to_record_batch(&records)?;
+        raw_bytes += batch.get_array_memory_size() as u64;
+        for l in &mut loaded {
+            let started = Instant::now();
+            l.table.append_batches(vec![batch.clone()]).await?;
+            l.append += started.elapsed();
+        }
+    }
+    for l in &mut loaded {
+        let plan = l.table.scan().plan().await?;
+        l.files = plan.files.len();
+        l.bytes = plan.files.iter().map(|f| f.size_bytes).sum();
+    }
+
+    let tenant = ScanFilter::new().tenant(first_tenant.clone());
+    let month = ScanFilter::new().year_month(some_month.0, some_month.1);
+    let no_embedding: Vec<Column> = Column::ALL
+        .into_iter()
+        .filter(|c| *c != Column::Embedding)
+        .collect();
+    let mut results: Vec<Vec<Measured>> = Vec::new();
+    for l in &loaded {
+        let t = &l.table;
+        results.push(vec![
+            measure(t, tenant.clone(), None, args.reps).await?,
+            measure(t, tenant.clone(), Some(&no_embedding), args.reps).await?,
+            measure(t, tenant.clone().and(month.clone()), None, args.reps).await?,
+            measure(t, month.clone(), Some(&no_embedding), args.reps).await?,
+            measure(t, ScanFilter::new(), None, args.reps).await?,
+        ]);
+    }
+    for (q, name) in QUERIES.iter().enumerate() {
+        let rows: Vec<u64> = results.iter().map(|r| r[q].rows).collect();
+        anyhow::ensure!(
+            rows.windows(2).all(|w| w[0] == w[1]),
+            "{name}: layouts returned different row counts {rows:?}"
+        );
+    }
+
+    // Tenant erasure on each layout (the first tenant).
+    let mut erasures = Vec::new();
+    for l in &loaded {
+        let started = Instant::now();
+        let done = l
+            .table
+            .delete_where(ScanFilter::new().tenant(first_tenant.clone()))
+            .await?;
+        erasures.push((done, started.elapsed()));
+    }
+
+    // The month table migrated in place to tenant-month, then a second tenant erased on it.
+    let month_table = &loaded[0].table;
+    month_table.evolve_layout(Layout::TenantMonth).await?;
+    let migration = month_table.compact().migrate().await?;
+    let after_migration = month_table
+        .delete_where(ScanFilter::new().tenant(second_tenant.clone()))
+        .await?;
+    let migrated_tenant = measure(
+        month_table,
+        tenant_filter(&first_tenant, &second_tenant),
+        None,
+        args.reps,
+    )
+    .await?;
+
+    let mb = |b: u64| b as f64 / 1e6;
+    let append_rows_s =
+        |l: &Loaded| (per_month * args.months as usize) as f64 / l.append.as_secs_f64();
+    let append_mb_s = |l: &Loaded| mb(raw_bytes) / l.append.as_secs_f64();
+    let migration_mb_s = mb(migration.bytes_removed) / migration.elapsed.as_secs_f64();
+
+    if args.json {
+        let per_layout: Vec<Value> = loaded
+            .iter()
+            .zip(&results)
+            .zip(&erasures)
+            .map(|((l, r), (e, took))| {
+                json!({
+                    "layout": l.layout.to_string(),
+                    "files": l.files, "bytes": l.bytes,
+                    "append_seconds": l.append.as_secs_f64(),
+                    "append_rows_per_s": append_rows_s(l), "append_mb_per_s": append_mb_s(l),
+                    "queries": QUERIES.iter().zip(r).map(|(q, m)| (q.to_string(), m.json())).collect::<serde_json::Map<_, _>>(),
+                    "erasure": {"rows": e.rows_deleted, "files_rewritten": e.files_rewritten,
+                        "files_dropped_by_metadata": e.files_dropped_by_metadata,
+                        "bytes_rewritten": e.bytes_added, "bytes_read_files": e.files_read,
+                        "seconds": took.as_secs_f64()},
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "rows": per_month * args.months as usize, "months": args.months,
+                "tenants": args.tenants, "dim": args.dim, "buckets": args.buckets,
+                "layouts": per_layout,
+                "migration": {"files": migration.files_removed, "files_added": migration.files_added,
+                    "bytes": migration.bytes_removed, "seconds": migration.elapsed.as_secs_f64(),
+                    "mb_per_s": migration_mb_s, "months": migration.months},
+                "erasure_after_migration": {"rows": after_migration.rows_deleted,
+                    "bytes_rewritten": after_migration.bytes_added,
+                    "files_rewritten": after_migration.files_rewritten,
+                    "files_dropped_by_metadata": after_migration.files_dropped_by_metadata},
+                "migrated_tenant_query": migrated_tenant.json(),
+            })
+        );
+        return Ok(());
+    }
+
+    println!(
+        "bench_layout: {} rows, {} months, {} tenants, dim {}, median of {} runs",
+        per_month * args.months as usize,
+        args.months,
+        args.tenants,
+        args.dim,
+        args.reps
+    );
+    print!("{:<34}", "");
+    for l in &loaded {
+        print!("{:>30}", l.layout.to_string());
+    }
+    println!();
+    print!("{:<34}", "data files / MB");
+    for l in &loaded {
+        print!("{:>30}", format!("{} / {:.0}", l.files, mb(l.bytes)));
+    }
+    println!();
+    print!("{:<34}", "append rows/s (MB/s)");
+    for l in &loaded {
+        print!(
+            "{:>30}",
+            format!("{:.0} ({:.0})", append_rows_s(l), append_mb_s(l))
+        );
+    }
+    println!();
+    for (q, name) in QUERIES.iter().enumerate() {
+        print!("{:<34}", format!("{name} (ms, MB, files)"));
+        let base = results[0][q];
+        for r in &results {
+            let m = r[q];
+            let speed = if m.ms > 0.0 { base.ms / m.ms } else { 0.0 };
+            print!(
+                "{:>30}",
+                format!(
+                    "{:.1}, {:.1}, {} ({:.1}x)",
+                    m.ms,
+                    mb(m.bytes),
+                    m.files,
+                    speed
+                )
+            );
+        }
+        println!();
+    }
+    print!("{:<34}", "tenant erasure: MB rewritten");
+    for (e, took) in &erasures {
+        print!(
+            "{:>30}",
+            format!(
+                "{:.1} ({} files, {:.1}s)",
+                mb(e.bytes_added),
+                e.files_rewritten,
+                took.as_secs_f64()
+            )
+        );
+    }
+    println!();
+    println!(
+        "migration month → tenant-month: {} files, {:.0} MB in {:.1}s ({:.0} MB/s), {} months",
+        migration.files_removed,
+        mb(migration.bytes_removed),
+        migration.elapsed.as_secs_f64(),
+        migration_mb_s,
+        migration.months
+    );
+    println!(
+        "erasure on the migrated table: {} rows, {:.1} MB rewritten, {} files dropped from metadata",
+        after_migration.rows_deleted,
+        mb(after_migration.bytes_added),
+        after_migration.files_dropped_by_metadata
+    );
+    Ok(())
+}
+
+/// A filter for a tenant that is still in the migrated table (not the two erased).
+fn tenant_filter(first: &str, second: &str) -> ScanFilter {
+    let mut n = 1;
+    loop {
+        let t = format!("tenant-{n:03}");
+        if t != first && t != second {
+            return ScanFilter::new().tenant(t);
+        }
+        n += 1;
+    }
+}
