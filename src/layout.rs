@@ -39,7 +39,18 @@ pub const TENANT_BUCKET_PARTITION_FIELD_NAME: &str = "tenant_id_bucket";
 /// Largest bucket count [`Layout::TenantBucketMonth`] accepts.
 pub const MAX_TENANT_BUCKETS: u32 = 65_536;
 
-/// How the table's data files are partitioned (see the [module docs](self)).
+/// How the table's data files are partitioned. All three end in the seed's `month(sold_date)`:
+///
+/// | layout | partition spec | directories |
+/// |---|---|---|
+/// | [`Layout::Month`] (default) | `month(sold_date)` | `sold_date_month=2024-03/` |
+/// | [`Layout::TenantMonth`] | `identity(tenant_id)`, `month(sold_date)` | `tenant_id=acme/sold_date_month=2024-03/` |
+/// | [`Layout::TenantBucketMonth`] | `bucket(N, tenant_id)`, `month(sold_date)` | `tenant_id_bucket=5/sold_date_month=2024-03/` |
+///
+/// A table is created with one ([`TableOptions::layout`](crate::TableOptions::layout)) and
+/// can move to another in place
+/// ([`SalesHistory::evolve_layout`](crate::SalesHistory::evolve_layout)); files already
+/// written keep their spec and every reader prunes each spec on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Layout {

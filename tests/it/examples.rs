@@ -391,6 +391,21 @@ fn bad_values_are_usage_errors_naming_the_flag() {
         ),
         ("verify_table", &["--jsn"], &["--jsn"]),
         (
+            "create_schema",
+            &["--partitioning", "bucket0-month"],
+            &["--partitioning", "bucket count 0"],
+        ),
+        (
+            "maintain",
+            &["--evolve-to", "tenant-first"],
+            &["--evolve-to", "unknown layout"],
+        ),
+        (
+            "maintain",
+            &["--migrate-month", "2024-13"],
+            &["--migrate-month", "YYYY-MM"],
+        ),
+        (
             "iam_policy",
             &["--account", "12", "--bucket", "analytics"],
             &["account", "12-digit"],
@@ -1058,4 +1073,54 @@ fn bench_soak_short_soak_keeps_the_task_table_bounded() {
     assert!(expired + n("snapshots") >= 1500, "{out}");
     assert!(expired >= 1500 - (50 + 100 + 20), "{out}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// `bench_layout`, small: the three layouts return the same rows (the tool checks), a tenant
+/// query on the tenant layout opens one file per month, and a tenant erasure rewrites nothing
+/// on the tenant layout and on the migrated month table (but does on the month layout).
+#[test]
+fn bench_layout_compares_layouts_and_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        "bench_layout",
+        &[
+            "--rows",
+            "2400",
+            "--months",
+            "4",
+            "--tenants",
+            "12",
+            "--dim",
+            "16",
+            "--buckets",
+            "4",
+            "--reps",
+            "1",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let layouts = v["layouts"].as_array().expect("layouts");
+    let names: Vec<&str> = layouts
+        .iter()
+        .filter_map(|l| l["layout"].as_str())
+        .collect();
+    assert_eq!(names, ["month", "tenant-month", "bucket4-month"]);
+    let q = |i: usize, query: &str, field: &str| layouts[i]["queries"][query][field].as_u64();
+    assert_eq!(q(1, "tenant, all months", "files_read"), Some(4), "{v}");
+    assert!(q(0, "full scan", "rows") == Some(2400), "{v}");
+    assert_eq!(layouts[1]["erasure"]["bytes_rewritten"], 0, "{v}");
+    assert!(
+        layouts[0]["erasure"]["bytes_rewritten"].as_u64() > Some(0),
+        "{v}"
+    );
+    assert_eq!(v["erasure_after_migration"]["bytes_rewritten"], 0, "{v}");
+    assert!(
+        v["erasure_after_migration"]["rows"].as_u64() > Some(0),
+        "{v}"
+    );
+    assert!(v["migration"]["files"].as_u64() > Some(0), "{v}");
 }

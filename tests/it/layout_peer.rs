@@ -158,7 +158,8 @@ async fn pyiceberg_reads_and_appends_to_an_evolved_table_on_glue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evolve_append_migrate_and_filter_on_glue() {
     let config = crate::moto::moto().fresh("glue-evolve");
-    crate::layout::evolve_append_migrate_and_filter(&config, "evolve", Layout::TenantMonth).await;
+    crate::layout::evolve_append_migrate_and_filter(&config, "evolve", Layout::TenantMonth, 12)
+        .await;
 }
 
 #[cfg(feature = "glue")]
