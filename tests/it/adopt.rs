@@ -391,7 +391,7 @@ async fn each_kind_of_real_drift_is_refused_with_a_message_that_names_it() {
                 .unwrap()
                 .build(),
             HashMap::new(),
-            "partition spec is [identity(tenant_id) as tenant_id] in the table, expected [month(sold_date) as sold_date_month]",
+            "partition spec is [identity(tenant_id) as tenant_id] in the table, expected one of the sales_history layouts: [month(sold_date) as sold_date_month], or identity(tenant_id) / bucket(N, tenant_id) then month(sold_date)",
         ),
         (
             "codec",
