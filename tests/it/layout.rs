@@ -468,3 +468,53 @@ async fn concurrent_evolves_and_appends_on_sqlite() {
 }
 
 use std::future::IntoFuture;
+
+/// On a table in mid-migration a tenant's erasure drops the tenant's files of the
+/// tenant-partitioned spec from metadata alone (never reading them) and reads and rewrites
+/// only old-spec files; what it writes lands under the default spec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_on_a_mixed_table_reads_only_old_spec_files() {
+    let t = local_table(DIM).await;
+    let rows = random_filter_rows();
+    t.table.append(rows[..800].to_vec()).await.unwrap();
+    t.table.evolve_layout(Layout::TenantMonth).await.unwrap();
+    t.table.append(rows[800..].to_vec()).await.unwrap();
+    let tenant = rows[800].tenant_id.clone();
+    let want = rows.iter().filter(|r| r.tenant_id == tenant).count();
+    let plan = t.table.scan().tenant(tenant.clone()).plan().await.unwrap();
+    let new_spec = plan
+        .files
+        .iter()
+        .filter(|f| f.partition_spec_id == Some(1))
+        .count();
+    let old_spec = plan.files.len() - new_spec;
+    assert!(new_spec > 0 && old_spec > 0, "{:?}", plan.files);
+    let before = files_per_spec(&t.table).await;
+
+    let gone = t
+        .table
+        .delete_where(ScanFilter::new().tenant(tenant.clone()))
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_deleted, want as u64);
+    assert_eq!(gone.files_dropped_by_metadata, new_spec, "{gone:?}");
+    assert!(gone.files_read <= old_spec, "{gone:?}");
+    assert!(gone.files_rewritten > 0, "{gone:?}");
+    assert_eq!(gone.operation.as_deref(), Some("overwrite"));
+    let after = files_per_spec(&t.table).await;
+    // Old-spec files holding the tenant are gone from spec 0; their other rows moved to spec 1.
+    assert_eq!(
+        after.get(&0).copied().unwrap_or(0),
+        before[&0] - gone.files_rewritten - gone.files_dropped_after_reading
+    );
+    assert_eq!(
+        after[&1],
+        before[&1] - new_spec + gone.files_added,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(t.table.scan().tenant(tenant).count().await.unwrap(), 0);
+    assert_eq!(
+        t.table.scan().count().await.unwrap(),
+        (rows.len() - want) as u64
+    );
+}
