@@ -22,11 +22,13 @@
 //! `reader::read_file`: the output is the same, value for value, as the tests here and the
 //! `verify` mode check.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray};
 use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, FieldRef};
+use parquet::arrow::arrow_reader::RowSelection;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ParquetMetaData;
@@ -116,14 +118,24 @@ impl Shape {
 /// element field is `field`'s; `Ok(None)` when the column's shape or a page is not one this
 /// decoder reads (the caller reads it with parquet-rs).
 ///
-/// `data` must hold the row groups' column chunks of that leaf.
+/// With a `selection` (over the rows of `row_groups`, in order: a page-index selection),
+/// only the selected rows are returned, as parquet-rs's reader with that selection returns
+/// them: pages without a selected row are skipped unread (through the offset index, which
+/// must be in `metadata`), pages with one are decoded whole and the selected rows kept.
+///
+/// `data` must hold the row groups' column chunks of that leaf (with a selection: the pages
+/// holding selected rows).
 pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
     row_groups: &[usize],
     leaf: usize,
     field: &FieldRef,
+    selection: Option<&RowSelection>,
 ) -> Result<Option<ListArray>> {
+    if let Some(selection) = selection {
+        return decode_selected(data, metadata, row_groups, leaf, field, selection);
+    }
     let DataType::List(element) = field.data_type() else {
         return Ok(None);
     };
@@ -169,6 +181,172 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
         }
     }
     out.finish(element.clone()).map(Some)
+}
+
+/// A page of a selected read: which rows it holds (of the turn) and which of them are wanted.
+struct PagePlan {
+    rows: Range<usize>,
+    wanted: Vec<Range<usize>>,
+}
+
+/// [`decode`] with a row selection.
+fn decode_selected<R: ChunkReader + Clone + 'static>(
+    data: &R,
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    leaf: usize,
+    field: &FieldRef,
+    selection: &RowSelection,
+) -> Result<Option<ListArray>> {
+    let DataType::List(element) = field.data_type() else {
+        return Ok(None);
+    };
+    if element.data_type() != &DataType::Float64 {
+        return Ok(None);
+    }
+    let descr = metadata.file_metadata().schema_descr();
+    if leaf >= descr.num_columns() {
+        return Ok(None);
+    }
+    let Some(shape) = Shape::of(&descr.column(leaf)) else {
+        return Ok(None);
+    };
+    let Some(index) = metadata.offset_index() else {
+        return Ok(None);
+    };
+    // Selected rows as ranges of the turn's rows.
+    let mut selected: Vec<Range<usize>> = Vec::new();
+    let mut at = 0usize;
+    for s in selection.iter() {
+        if !s.skip && s.row_count > 0 {
+            selected.push(at..at + s.row_count);
+        }
+        at += s.row_count;
+    }
+    // Which pages to read, from the offset index alone.
+    let mut plans: Vec<(
+        usize,
+        Vec<parquet::file::page_index::offset_index::PageLocation>,
+        Vec<Option<PagePlan>>,
+    )> = Vec::new();
+    let (mut start, mut read_rows, mut read_levels) = (0usize, 0usize, 0usize);
+    for &rg in row_groups {
+        let group = metadata.row_group(rg);
+        let chunk = group.column(leaf);
+        let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        let Some(locations) = index
+            .get(rg)
+            .and_then(|columns| columns.get(leaf))
+            .map(|o| o.page_locations().clone())
+        else {
+            return Ok(None);
+        };
+        // A dictionary page before the first data page: left to parquet-rs.
+        match locations.first() {
+            Some(first) if u64::try_from(first.offset).ok() == Some(chunk.byte_range().0) => {}
+            Some(_) => return Ok(None),
+            None if group_rows == 0 => {
+                plans.push((rg, locations, Vec::new()));
+                continue;
+            }
+            None => return Ok(None),
+        }
+        let levels_per_row = usize::try_from(chunk.num_values())
+            .unwrap_or(0)
+            .div_ceil(group_rows.max(1));
+        let mut pages = Vec::with_capacity(locations.len());
+        for (i, loc) in locations.iter().enumerate() {
+            let first = usize::try_from(loc.first_row_index).unwrap_or(0);
+            let end = locations.get(i + 1).map_or(group_rows, |n| {
+                usize::try_from(n.first_row_index).unwrap_or(0)
+            });
+            if end < first || end > group_rows {
+                return Err(corrupt(format!(
+                    "row group {rg}: the offset index places a page at rows {first}..{end} of {group_rows}"
+                )));
+            }
+            let rows = start + first..start + end;
+            let wanted: Vec<Range<usize>> = selected
+                .iter()
+                .filter(|r| r.start < rows.end && r.end > rows.start)
+                .map(|r| r.start.max(rows.start)..r.end.min(rows.end))
+                .collect();
+            if wanted.is_empty() {
+                pages.push(None);
+            } else {
+                read_rows += rows.len();
+                read_levels += rows.len() * levels_per_row;
+                pages.push(Some(PagePlan { rows, wanted }));
+            }
+        }
+        plans.push((rg, locations, pages));
+        start += group_rows;
+    }
+    if i32::try_from(read_levels).is_err() {
+        return Ok(None);
+    }
+    let mut out = Out::with_capacity(read_rows, read_levels);
+    let mut keep: Vec<Range<usize>> = Vec::new();
+    let reader = Arc::new(data.clone());
+    for (rg, locations, pages) in plans {
+        if pages.iter().all(Option::is_none) {
+            continue;
+        }
+        let group = metadata.row_group(rg);
+        let chunk = group.column(leaf);
+        let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        let mut reader =
+            SerializedPageReader::new(reader.clone(), chunk, group_rows, Some(locations))?;
+        for plan in pages {
+            let Some(plan) = plan else {
+                reader.skip_next_page()?;
+                continue;
+            };
+            let Some(page) = reader.get_next_page()? else {
+                return Err(corrupt(format!(
+                    "row group {rg} ends before the page of rows {:?}",
+                    plan.rows
+                )));
+            };
+            let before = out.rows;
+            if !out.page(shape, page)? {
+                return Ok(None);
+            }
+            if out.rows - before != plan.rows.len() {
+                return Err(corrupt(format!(
+                    "row group {rg}: a page of rows {:?} holds {} rows",
+                    plan.rows,
+                    out.rows - before
+                )));
+            }
+            keep.extend(
+                plan.wanted
+                    .iter()
+                    .map(|w| before + w.start - plan.rows.start..before + w.end - plan.rows.start),
+            );
+        }
+    }
+    let list = out.finish(element.clone())?;
+    let kept: usize = keep.iter().map(|r| r.len()).sum();
+    if kept == list.len() {
+        return Ok(Some(list));
+    }
+    let mut mask = BooleanBufferBuilder::new(list.len());
+    let mut next = 0;
+    for r in keep {
+        mask.append_n(r.start - next, false);
+        mask.append_n(r.len(), true);
+        next = r.end;
+    }
+    mask.append_n(list.len() - next, false);
+    let mask = arrow_array::BooleanArray::new(mask.finish(), None);
+    let taken = arrow_select::filter::filter(&list, &mask)?;
+    taken
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| Error::internal("filtering a list array did not return a list array"))
 }
 
 fn corrupt(why: String) -> Error {

@@ -10,7 +10,7 @@ use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
@@ -166,7 +166,7 @@ fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
         .schema()
         .clone();
     let field = Arc::new(schema.field(1).clone());
-    decode(file, &meta, row_groups, 1, &field).unwrap()
+    decode(file, &meta, row_groups, 1, &field, None).unwrap()
 }
 
 fn groups_of(file: &Bytes) -> usize {
@@ -198,6 +198,116 @@ fn random_files_decode_as_parquet_rs_does() {
                 "round {round}, row groups {rgs:?}: {case:?}"
             );
             assert_eq!(ours.data_type(), theirs.data_type(), "{case:?}");
+            assert_eq!(ours.null_count(), theirs.null_count(), "{case:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 120);
+}
+
+/// parquet-rs's reading of `row_groups` with a row selection.
+fn theirs_selected(file: &Bytes, row_groups: &[usize], selection: &RowSelection) -> ListArray {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [1]);
+    let field = builder.schema().field(1).clone();
+    let batches: Vec<ArrayRef> = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups.to_vec())
+        .with_row_selection(selection.clone())
+        .with_batch_size(97)
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().column(0).clone())
+        .collect();
+    let refs: Vec<&dyn Array> = batches.iter().map(|a| a.as_ref()).collect();
+    if refs.is_empty() {
+        return arrow_array::new_empty_array(field.data_type())
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap()
+            .clone();
+    }
+    let all = arrow_select::concat::concat(&refs).unwrap();
+    all.as_any().downcast_ref::<ListArray>().unwrap().clone()
+}
+
+fn ours_selected(
+    file: &Bytes,
+    row_groups: &[usize],
+    selection: &RowSelection,
+) -> Option<ListArray> {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+        .parse_and_finish(file)
+        .unwrap();
+    assert!(
+        meta.offset_index().is_some(),
+        "the writer wrote no offset index"
+    );
+    let schema = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+        .unwrap()
+        .schema()
+        .clone();
+    let field = Arc::new(schema.field(1).clone());
+    decode(file, &meta, row_groups, 1, &field, Some(selection)).unwrap()
+}
+
+/// A random selection over `rows` rows: runs of skipped and selected rows (sometimes none,
+/// sometimes all).
+fn random_selection(rng: &mut Rng, rows: usize) -> RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let mut selectors = Vec::new();
+    let mut left = rows;
+    let mode = rng.below(6);
+    while left > 0 {
+        let n = (1 + rng.below(150) as usize).min(left);
+        let select = match mode {
+            0 => true,
+            1 => false,
+            _ => rng.below(3) == 0,
+        };
+        selectors.push(if select {
+            RowSelector::select(n)
+        } else {
+            RowSelector::skip(n)
+        });
+        left -= n;
+    }
+    RowSelection::from(selectors)
+}
+
+/// Page-index row selections (what a tenant or time filter makes): only the pages holding
+/// selected rows are decoded, and the selected rows come out as parquet-rs returns them.
+#[test]
+fn random_selections_decode_as_parquet_rs_does() {
+    let mut rng = Rng(0x5e1e_c7ed_0000_0002);
+    let mut checked = 0;
+    for round in 0..120 {
+        let case = Case::random(&mut rng);
+        let file = case.file(&mut rng);
+        let groups = groups_of(&file);
+        let mut choices = vec![(0..groups).collect::<Vec<_>>()];
+        if groups > 1 {
+            choices.push((0..groups).filter(|g| g % 2 == 1).collect());
+        }
+        let meta = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+            .unwrap()
+            .metadata()
+            .clone();
+        for rgs in choices {
+            let rows: usize = rgs
+                .iter()
+                .map(|g| meta.row_group(*g).num_rows() as usize)
+                .sum();
+            let selection = random_selection(&mut rng, rows);
+            let ours = ours_selected(&file, &rgs, &selection)
+                .unwrap_or_else(|| panic!("round {round}: {case:?} fell back"));
+            let theirs = theirs_selected(&file, &rgs, &selection);
+            assert_eq!(ours.len(), theirs.len(), "round {round}: {case:?}");
+            assert!(
+                same_lists(&ours, &theirs),
+                "round {round}, row groups {rgs:?}, {selection:?}: {case:?}"
+            );
             assert_eq!(ours.null_count(), theirs.null_count(), "{case:?}");
             checked += 1;
         }

@@ -380,8 +380,9 @@ pub(crate) async fn read_file(
             filter.clone(),
             metadata.clone(),
         );
-        // The embedding column through this crate's decoder: a turn read whole (no row
-        // filter, page selection or limit).
+        // The embedding column through this crate's decoder: any turn without a limit (a
+        // page selection decodes only the selected pages; a row filter is applied to the
+        // assembled batches).
         let embedding = plan
             .output
             .iter()
@@ -389,7 +390,7 @@ pub(crate) async fn read_file(
             .zip(files.leaf[Column::Embedding.index()]);
         let ours = match embedding {
             Some(e) if plan.decode != Mode::Parquet => {
-                if filter.is_none() && turn.selection.is_none() && limit.is_none() {
+                if limit.is_none() {
                     Some(e)
                 } else {
                     Counters::add(&counters.embedding_fallbacks, 1);
@@ -402,17 +403,37 @@ pub(crate) async fn read_file(
             let plan = plan2;
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
-                match embedding::decode(&data, &metadata, &turn.row_groups, leaf, &field)? {
+                let selection = turn.selection.as_ref();
+                match embedding::decode(
+                    &data,
+                    &metadata,
+                    &turn.row_groups,
+                    leaf,
+                    &field,
+                    selection,
+                )? {
                     Some(list) => {
                         if plan.decode == Mode::Verify {
-                            verify(&data, &reader_meta, &turn.row_groups, &descr, &files, &list)?;
+                            verify(
+                                &data,
+                                &reader_meta,
+                                &turn.row_groups,
+                                selection,
+                                &descr,
+                                &files,
+                                &list,
+                            )?;
                         }
                         Counters::add(&plan.counters.embedding_fast_reads, 1);
                         return send_with_embedding(
                             &plan,
-                            data,
-                            reader_meta,
-                            &turn.row_groups,
+                            Turned {
+                                data,
+                                reader_meta,
+                                row_groups: &turn.row_groups,
+                                selection: turn.selection.clone(),
+                                filter: filter.map(|f| (f, filter_cols)),
+                            },
                             &descr,
                             &files,
                             Arc::new(list),
@@ -853,35 +874,65 @@ fn conform_batch(
 /// Sends one turn's batches: the other output columns from parquet-rs's reader, the
 /// `embedding` column sliced from `list` (this crate's decode of the turn). `Ok((false, _))`
 /// when the receiver is gone.
-#[allow(clippy::too_many_arguments)]
 fn send_with_embedding(
     plan: &ReadPlan,
-    data: SparseFile,
-    reader_meta: ArrowReaderMetadata,
-    row_groups: &[usize],
+    turn: Turned<'_>,
     descr: &SchemaDescriptor,
     files: &FileColumns,
     list: ArrayRef,
     tx: &Sender<Result<RecordBatch>>,
 ) -> Result<(bool, usize)> {
-    let others: Vec<Column> = plan
+    let Turned {
+        data,
+        reader_meta,
+        row_groups,
+        selection,
+        filter,
+    } = turn;
+    let mut read: Vec<Column> = plan
         .output
         .iter()
         .copied()
         .filter(|c| *c != Column::Embedding)
         .collect();
-    let (roots, pos) = positions(&others, files);
+    if let Some((_, cols)) = &filter {
+        for c in cols {
+            if *c != Column::Embedding && !read.contains(c) {
+                read.push(*c);
+            }
+        }
+    }
+    let (roots, pos) = positions(&read, files);
     let empty = RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()));
     let mut sent = 0usize;
-    // One output batch: `batch`'s columns and the next `n` rows of `list`.
-    let send = |batch: &RecordBatch, n: usize, sent: &mut usize| -> Result<bool> {
+    let mut rows_out = 0usize;
+    // One output batch: `batch`'s columns and the next `n` rows of `list`, less the rows
+    // the row filter rejects.
+    let mut send = |batch: &RecordBatch, n: usize, sent: &mut usize| -> Result<bool> {
         if *sent + n > list.len() {
             return Err(Error::Parquet(parquet::errors::ParquetError::General(
                 "the embedding column holds fewer rows than the other columns".into(),
             )));
         }
-        let out = conform_batch(plan, &pos, batch, Some(list.slice(*sent, n)))?;
+        let mut embedding = list.slice(*sent, n);
         *sent += n;
+        let mut batch = batch.clone();
+        if let Some((f, _)) = &filter {
+            let hits = f.evaluate(n, |c| {
+                let p = pos.iter().find(|(col, _)| *col == c)?.1;
+                Some(batch.column(p).clone())
+            })?;
+            let matched = hits.true_count();
+            if matched == 0 {
+                return Ok(true);
+            }
+            if matched < n {
+                batch = arrow_select::filter::filter_record_batch(&batch, &hits)?;
+                embedding = arrow_select::filter::filter(&embedding, &hits)?;
+            }
+        }
+        let out = conform_batch(plan, &pos, &batch, Some(embedding))?;
+        rows_out += out.num_rows();
         Ok(tx.blocking_send(Ok(out)).is_ok())
     };
     if roots.is_empty() {
@@ -889,20 +940,22 @@ fn send_with_embedding(
         while sent < list.len() {
             let n = step.min(list.len() - sent);
             if !send(&empty, n, &mut sent)? {
-                return Ok((false, sent));
+                return Ok((false, rows_out));
             }
         }
-        return Ok((true, sent));
+        return Ok((true, rows_out));
     }
-    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
+    let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
         .with_batch_size(plan.batch_size)
         .with_row_groups(row_groups.to_vec())
-        .with_projection(ProjectionMask::roots(descr, roots))
-        .build()?;
-    for batch in batches {
+        .with_projection(ProjectionMask::roots(descr, roots));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    for batch in builder.build()? {
         let batch = batch?;
         if !send(&batch, batch.num_rows(), &mut sent)? {
-            return Ok((false, sent));
+            return Ok((false, rows_out));
         }
     }
     if sent != list.len() {
@@ -910,7 +963,18 @@ fn send_with_embedding(
             "the embedding column holds more rows than the other columns".into(),
         )));
     }
-    Ok((true, sent))
+    Ok((true, rows_out))
+}
+
+/// One turn's bytes and what to read of them, for [`send_with_embedding`].
+struct Turned<'a> {
+    data: SparseFile,
+    reader_meta: ArrowReaderMetadata,
+    row_groups: &'a [usize],
+    /// The page-index selection (the embedding list holds only these rows).
+    selection: Option<RowSelection>,
+    /// The row filter and the columns it reads, applied to each assembled batch.
+    filter: Option<(Resolved, Vec<Column>)>,
 }
 
 /// The `verify` mode: parquet-rs's decode of the turn's embedding column must equal ours.
@@ -918,6 +982,7 @@ fn verify(
     data: &SparseFile,
     reader_meta: &ArrowReaderMetadata,
     row_groups: &[usize],
+    selection: Option<&RowSelection>,
     descr: &SchemaDescriptor,
     files: &FileColumns,
     ours: &arrow_array::ListArray,
@@ -925,13 +990,17 @@ fn verify(
     let Some(root) = files.root(Column::Embedding) else {
         return Ok(());
     };
-    let arrays =
+    let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
             .with_row_groups(row_groups.to_vec())
-            .with_projection(ProjectionMask::roots(descr, [root]))
-            .build()?
-            .map(|b| b.map(|b| b.column(0).clone()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .with_projection(ProjectionMask::roots(descr, [root]));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection.clone());
+    }
+    let arrays = builder
+        .build()?
+        .map(|b| b.map(|b| b.column(0).clone()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let refs: Vec<&dyn arrow_array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
     let same = if refs.is_empty() {
         ours.is_empty()

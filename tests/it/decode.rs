@@ -75,10 +75,18 @@ async fn both_decoders_give_the_same_rows_under_both_encodings() {
         assert!(m.embedding_fast_reads > 0, "{m:?}");
         assert_eq!(m.embedding_fallbacks, 0, "{m:?}");
 
-        // A tenant: a row filter, so parquet-rs decodes (and says so).
+        // A tenant: a page selection and a row filter; our decoder reads the selected pages
+        // and the filter applies to the assembled rows.
         let tenant = ScanFilter::new().tenant("tenant-001");
         let (rows, m) = both(|| table.scan().filter(tenant.clone())).await;
         assert!(!rows.is_empty());
+        assert!(rows.len() < 2100);
+        assert!(m.embedding_fast_reads > 0, "{m:?}");
+        assert_eq!(m.embedding_fallbacks, 0, "{m:?}");
+
+        // A limit: parquet-rs decodes (and says so).
+        let (rows, m) = both(|| table.scan().filter(tenant.clone()).limit(3)).await;
+        assert_eq!(rows.len(), 3);
         assert!(m.embedding_fallbacks > 0, "{m:?}");
 
         // No embedding: neither decoder is involved.
