@@ -136,6 +136,24 @@ pub(crate) async fn evolve_append_migrate_and_filter(
     assert!(one.files_removed >= 1, "{one:?}");
     assert_eq!(old_spec_months(&table).await, months[1..].to_vec());
 
+    // Similarity search over files of both specs: a row's own embedding finds it first,
+    // with and without a tenant filter (pruned under each spec).
+    for probe in [&rows[10], &rows[900]] {
+        let query = probe.embedding.clone().expect("embedding");
+        let near = table
+            .similar_to(query.clone(), 3)
+            .await
+            .expect("similar_to");
+        assert_eq!(near[0].record, *probe);
+        let near = table
+            .similar_to(query, 3)
+            .filter(ScanFilter::new().tenant(probe.tenant_id.clone()))
+            .await
+            .expect("similar_to in a tenant");
+        assert_eq!(near[0].record, *probe);
+        assert!(near.iter().all(|n| n.record.tenant_id == probe.tenant_id));
+    }
+
     let non_empty = check_random_filters(&table, &rows, 11, rounds, |scan| scan).await;
     assert!(
         non_empty > rounds / 4,
