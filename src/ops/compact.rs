@@ -399,40 +399,44 @@ fn plan_bins(
             .push(f);
     }
     let mut bins = Vec::new();
-    for (_, (partition, mut files)) in by_partition {
+    for (_, (partition, files)) in by_partition {
         if files.len() < min_files {
             continue;
         }
-        files.sort_by(|a, b| {
-            b.file_size_in_bytes()
-                .cmp(&a.file_size_in_bytes())
-                .then_with(|| a.file_path().cmp(b.file_path()))
-        });
-        let mut month_bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
-        for f in files {
-            let size = f.file_size_in_bytes();
-            match month_bins
-                .iter_mut()
-                .find(|(used, _)| used + size <= target)
-            {
-                Some((used, members)) => {
-                    *used += size;
-                    members.push(f);
-                }
-                None => month_bins.push((size, vec![f])),
-            }
-        }
+        let month_bins = first_fit_decreasing(files, target);
         bins.extend(
             month_bins
                 .into_iter()
-                .filter(|(_, members)| members.len() >= 2)
-                .map(|(_, files)| Bin {
+                .filter(|members| members.len() >= 2)
+                .map(|files| Bin {
                     partition: partition.clone(),
                     files,
                 }),
         );
     }
     bins
+}
+
+/// `files` packed first-fit-decreasing (largest first, ties by path) into bins of at most
+/// `target` bytes (a file larger than the target gets a bin of its own).
+fn first_fit_decreasing(mut files: Vec<DataFile>, target: u64) -> Vec<Vec<DataFile>> {
+    files.sort_by(|a, b| {
+        b.file_size_in_bytes()
+            .cmp(&a.file_size_in_bytes())
+            .then_with(|| a.file_path().cmp(b.file_path()))
+    });
+    let mut bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
+    for f in files {
+        let size = f.file_size_in_bytes();
+        match bins.iter_mut().find(|(used, _)| used + size <= target) {
+            Some((used, members)) => {
+                *used += size;
+                members.push(f);
+            }
+            None => bins.push((size, vec![f])),
+        }
+    }
+    bins.into_iter().map(|(_, members)| members).collect()
 }
 
 /// The size tier of a file of `size` bytes: 0 below 1/256 of `target`, then one tier per
@@ -479,28 +483,10 @@ fn plan_migration(spec_id: i32, live: Vec<commit::Live>, target: u64) -> Vec<Bin
         }
     }
     let mut bins = Vec::new();
-    for (month, mut files) in by_month {
-        files.sort_by(|a, b| {
-            b.file_size_in_bytes()
-                .cmp(&a.file_size_in_bytes())
-                .then_with(|| a.file_path().cmp(b.file_path()))
-        });
-        let mut month_bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
-        for f in files {
-            let size = f.file_size_in_bytes();
-            match month_bins
-                .iter_mut()
-                .find(|(used, _)| used + size <= target)
-            {
-                Some((used, members)) => {
-                    *used += size;
-                    members.push(f);
-                }
-                None => month_bins.push((size, vec![f])),
-            }
-        }
+    for (month, files) in by_month {
+        let month_bins = first_fit_decreasing(files, target);
         let partition = Struct::from_iter([Some(iceberg::spec::Literal::int(month.ordinal()))]);
-        bins.extend(month_bins.into_iter().map(|(_, files)| Bin {
+        bins.extend(month_bins.into_iter().map(|files| Bin {
             partition: partition.clone(),
             files,
         }));

@@ -136,17 +136,7 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     if let Some(selection) = selection {
         return decode_selected(data, metadata, row_groups, leaf, field, selection);
     }
-    let DataType::List(element) = field.data_type() else {
-        return Ok(None);
-    };
-    if element.data_type() != &DataType::Float64 {
-        return Ok(None);
-    }
-    let descr = metadata.file_metadata().schema_descr();
-    if leaf >= descr.num_columns() {
-        return Ok(None);
-    }
-    let Some(shape) = Shape::of(&descr.column(leaf)) else {
+    let Some((element, shape)) = readable(metadata, leaf, field) else {
         return Ok(None);
     };
     let mut rows = 0usize;
@@ -180,7 +170,26 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
             )));
         }
     }
-    out.finish(element.clone()).map(Some)
+    out.finish(element).map(Some)
+}
+
+/// The list's element field and the column's shape, when this decoder reads it.
+fn readable(
+    metadata: &ParquetMetaData,
+    leaf: usize,
+    field: &FieldRef,
+) -> Option<(FieldRef, Shape)> {
+    let DataType::List(element) = field.data_type() else {
+        return None;
+    };
+    if element.data_type() != &DataType::Float64 {
+        return None;
+    }
+    let descr = metadata.file_metadata().schema_descr();
+    if leaf >= descr.num_columns() {
+        return None;
+    }
+    Some((element.clone(), Shape::of(&descr.column(leaf))?))
 }
 
 /// A page of a selected read: which rows it holds (of the turn) and which of them are wanted.
@@ -198,17 +207,7 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
     field: &FieldRef,
     selection: &RowSelection,
 ) -> Result<Option<ListArray>> {
-    let DataType::List(element) = field.data_type() else {
-        return Ok(None);
-    };
-    if element.data_type() != &DataType::Float64 {
-        return Ok(None);
-    }
-    let descr = metadata.file_metadata().schema_descr();
-    if leaf >= descr.num_columns() {
-        return Ok(None);
-    }
-    let Some(shape) = Shape::of(&descr.column(leaf)) else {
+    let Some((element, shape)) = readable(metadata, leaf, field) else {
         return Ok(None);
     };
     let Some(index) = metadata.offset_index() else {
@@ -326,7 +325,7 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
             );
         }
     }
-    let list = out.finish(element.clone())?;
+    let list = out.finish(element)?;
     let kept: usize = keep.iter().map(|r| r.len()).sum();
     if kept == list.len() {
         return Ok(Some(list));

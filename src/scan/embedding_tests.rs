@@ -134,27 +134,7 @@ impl Case {
 
 /// parquet-rs's reading of the embedding column of `row_groups`, as one array.
 fn theirs(file: &Bytes, row_groups: &[usize]) -> ListArray {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [1]);
-    let field = builder.schema().field(1).clone();
-    let batches: Vec<ArrayRef> = builder
-        .with_projection(mask)
-        .with_row_groups(row_groups.to_vec())
-        .with_batch_size(97)
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap().column(0).clone())
-        .collect();
-    let refs: Vec<&dyn Array> = batches.iter().map(|a| a.as_ref()).collect();
-    if refs.is_empty() {
-        return arrow_array::new_empty_array(field.data_type())
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap()
-            .clone();
-    }
-    let all = arrow_select::concat::concat(&refs).unwrap();
-    all.as_any().downcast_ref::<ListArray>().unwrap().clone()
+    theirs_with(file, row_groups, None)
 }
 
 fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
@@ -205,16 +185,19 @@ fn random_files_decode_as_parquet_rs_does() {
     assert!(checked >= 120);
 }
 
-/// parquet-rs's reading of `row_groups` with a row selection.
-fn theirs_selected(file: &Bytes, row_groups: &[usize], selection: &RowSelection) -> ListArray {
+/// parquet-rs's reading of `row_groups` (with a row selection, if any), as one array.
+fn theirs_with(file: &Bytes, row_groups: &[usize], selection: Option<&RowSelection>) -> ListArray {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file.clone()).unwrap();
     let mask = ProjectionMask::roots(builder.parquet_schema(), [1]);
     let field = builder.schema().field(1).clone();
-    let batches: Vec<ArrayRef> = builder
+    let mut builder = builder
         .with_projection(mask)
         .with_row_groups(row_groups.to_vec())
-        .with_row_selection(selection.clone())
-        .with_batch_size(97)
+        .with_batch_size(97);
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection.clone());
+    }
+    let batches: Vec<ArrayRef> = builder
         .build()
         .unwrap()
         .map(|b| b.unwrap().column(0).clone())
@@ -302,7 +285,7 @@ fn random_selections_decode_as_parquet_rs_does() {
             let selection = random_selection(&mut rng, rows);
             let ours = ours_selected(&file, &rgs, &selection)
                 .unwrap_or_else(|| panic!("round {round}: {case:?} fell back"));
-            let theirs = theirs_selected(&file, &rgs, &selection);
+            let theirs = theirs_with(&file, &rgs, Some(&selection));
             assert_eq!(ours.len(), theirs.len(), "round {round}: {case:?}");
             assert!(
                 same_lists(&ours, &theirs),
