@@ -176,28 +176,36 @@ impl Layout {
         }
     }
 
-    /// The layout's tenant partition value of each row of `batch` (`None` for
-    /// [`Layout::Month`]): the tenant id, or its bucket (Iceberg's bucket transform).
-    pub(crate) fn tenant_parts(&self, batch: &RecordBatch) -> Result<Option<Vec<TenantPart>>> {
+    /// The partitions of `batch`'s rows under this layout: the distinct partition values, and
+    /// for each row the index of its value. Rows are keyed by `(month, tenant key)` with the
+    /// tenant key a small integer (the bucket, or the position of the tenant id among the
+    /// batch's distinct ids), so no row allocates: a value is built once per partition.
+    pub(crate) fn partitions_of(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<PartitionValue>, Vec<u32>)> {
+        let dates = batch
+            .column(Column::SoldDate.index())
+            .as_primitive::<TimestampMicrosecondType>();
         let tenants = batch.column(Column::TenantId.index());
-        match self {
-            Layout::Month => Ok(None),
+        // Per row: the tenant key (the bucket, or an index into `names`).
+        let mut names: Vec<&str> = Vec::new();
+        let keys: Vec<i32> = match self {
+            Layout::Month => vec![0; batch.num_rows()],
             Layout::TenantMonth => {
                 let strings = tenants.as_string_opt::<i32>().ok_or_else(|| {
                     Error::internal("tenant_id is not a string column in a validated batch")
                 })?;
-                // One allocation per distinct tenant of the batch, not per row.
-                let mut seen: HashMap<&str, TenantPart> = HashMap::new();
-                Ok(Some(
-                    (0..strings.len())
-                        .map(|i| {
-                            let t = strings.value(i);
-                            seen.entry(t)
-                                .or_insert_with(|| TenantPart::Id(t.to_string()))
-                                .clone()
+                let mut ids: HashMap<&str, i32> = HashMap::new();
+                (0..strings.len())
+                    .map(|i| {
+                        let t = strings.value(i);
+                        *ids.entry(t).or_insert_with(|| {
+                            names.push(t);
+                            names.len() as i32 - 1
                         })
-                        .collect(),
-                ))
+                    })
+                    .collect()
             }
             Layout::TenantBucketMonth { buckets } => {
                 let bucket =
@@ -205,34 +213,38 @@ impl Layout {
                         .map_err(Error::from_iceberg)?
                         .transform(tenants.clone())
                         .map_err(Error::from_iceberg)?;
-                let ints = bucket.as_primitive_opt::<Int32Type>().ok_or_else(|| {
-                    Error::internal("iceberg's bucket transform did not return int32 values")
-                })?;
-                Ok(Some(
-                    ints.values()
-                        .iter()
-                        .map(|b| TenantPart::Bucket(*b))
-                        .collect(),
-                ))
+                bucket
+                    .as_primitive_opt::<Int32Type>()
+                    .ok_or_else(|| {
+                        Error::internal("iceberg's bucket transform did not return int32 values")
+                    })?
+                    .values()
+                    .to_vec()
             }
-        }
-    }
-
-    /// The partition value of each row of `batch` under this layout.
-    pub(crate) fn partition_values(&self, batch: &RecordBatch) -> Result<Vec<PartitionValue>> {
-        let dates = batch
-            .column(Column::SoldDate.index())
-            .as_primitive::<TimestampMicrosecondType>();
-        let tenants = self.tenant_parts(batch)?;
-        Ok(dates
+        };
+        let part = |key: i32| match self {
+            Layout::Month => None,
+            Layout::TenantMonth => Some(TenantPart::Id(names[key as usize].to_string())),
+            Layout::TenantBucketMonth { .. } => Some(TenantPart::Bucket(key)),
+        };
+        let mut groups: HashMap<(i32, i32), u32> = HashMap::new();
+        let mut values: Vec<PartitionValue> = Vec::new();
+        let rows = dates
             .values()
             .iter()
-            .enumerate()
-            .map(|(i, micros)| PartitionValue {
-                tenant: tenants.as_ref().map(|t| t[i].clone()),
-                month: Month::of_micros(*micros),
+            .zip(&keys)
+            .map(|(micros, key)| {
+                let month = Month::of_micros(*micros);
+                *groups.entry((month.ordinal(), *key)).or_insert_with(|| {
+                    values.push(PartitionValue {
+                        tenant: part(*key),
+                        month,
+                    });
+                    values.len() as u32 - 1
+                })
             })
-            .collect())
+            .collect();
+        Ok((values, rows))
     }
 }
 
@@ -354,14 +366,17 @@ pub(crate) fn describe_spec(spec: &PartitionSpec, schema: &Schema) -> String {
     let shown: Vec<String> = spec
         .fields()
         .iter()
-        .map(|f| {
-            let source = schema
-                .field_by_id(f.source_id)
-                .map_or_else(|| format!("field {}", f.source_id), |s| s.name.clone());
-            format!("{}({source}) as {}", f.transform, f.name)
-        })
+        .map(|f| describe_field(f, schema))
         .collect();
     format!("[{}]", shown.join(", "))
+}
+
+/// How a partition field reads: `month(sold_date) as sold_date_month`.
+pub(crate) fn describe_field(f: &iceberg::spec::PartitionField, schema: &Schema) -> String {
+    let source = schema
+        .field_by_id(f.source_id)
+        .map_or_else(|| format!("field {}", f.source_id), |s| s.name.clone());
+    format!("{}({source}) as {}", f.transform, f.name)
 }
 
 #[cfg(test)]

@@ -61,34 +61,28 @@ impl Metric {
 const LANES: usize = 8;
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f64>() + tail
+    lane_sum(a, b, |x, y| x * y)
 }
 
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    lane_sum(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// `Σ term(a[i], b[i])` in [`LANES`] independent partial sums (inlined per `term`, so each
+/// caller gets its own vectorized loop).
+#[inline(always)]
+fn lane_sum(a: &[f64], b: &[f64], term: impl Fn(f64, f64) -> f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
+        .map(|(x, y)| term(*x, *y))
         .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..LANES {
-            acc[l] += (x[l] - y[l]) * (x[l] - y[l]);
+            acc[l] += term(x[l], y[l]);
         }
     }
     acc.iter().sum::<f64>() + tail

@@ -136,11 +136,12 @@ struct MonthWork {
 fn group_by_partition(batches: &[RecordBatch], layout: Layout) -> Result<Vec<MonthWork>> {
     let mut groups: HashMap<PartitionValue, MonthWork> = HashMap::new();
     for (bi, batch) in batches.iter().enumerate() {
-        let mut per_batch: HashMap<PartitionValue, Vec<u32>> = HashMap::new();
-        for (row, value) in layout.partition_values(batch)?.into_iter().enumerate() {
-            per_batch.entry(value).or_default().push(row as u32);
+        let (values, of_row) = layout.partitions_of(batch)?;
+        let mut per_batch: Vec<Vec<u32>> = vec![Vec::new(); values.len()];
+        for (row, group) in of_row.into_iter().enumerate() {
+            per_batch[group as usize].push(row as u32);
         }
-        for (value, idx) in per_batch {
+        for (value, idx) in values.into_iter().zip(per_batch) {
             let w = groups.entry(value.clone()).or_insert(MonthWork {
                 month: value,
                 rows: 0,

@@ -2,7 +2,7 @@
 
 use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, describe_spec};
+use crate::layout::{Layout, describe_field, describe_spec};
 use crate::table::SalesHistory;
 
 /// Moves the table to another partition [`Layout`] in place; built by
@@ -135,7 +135,7 @@ impl EvolveLayout {
                 .map(|f| {
                     format!(
                         "{} (id {})",
-                        describe_spec_field(f, now.metadata()),
+                        describe_field(f, now.metadata().current_schema()),
                         f.field_id
                     )
                 })
@@ -152,17 +152,6 @@ impl EvolveLayout {
         );
         Ok(report)
     }
-}
-
-fn describe_spec_field(
-    f: &iceberg::spec::PartitionField,
-    metadata: &iceberg::spec::TableMetadata,
-) -> String {
-    let source = metadata
-        .current_schema()
-        .field_by_id(f.source_id)
-        .map_or_else(|| format!("field {}", f.source_id), |s| s.name.clone());
-    format!("{}({source}) as {}", f.transform, f.name)
 }
 
 impl std::future::IntoFuture for EvolveLayout {

@@ -47,13 +47,7 @@ pub(crate) async fn evolve_append_migrate_and_filter(
     evolve_to: Layout,
     rounds: usize,
 ) -> SalesHistory {
-    let table = SalesHistory::ensure_with(
-        config,
-        stage,
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .expect("ensure");
+    let table = crate::support::ensure_test_table(config, stage).await;
     assert_eq!(table.layout().unwrap(), Layout::Month);
     let rows = random_filter_rows();
     table.append(rows[..500].to_vec()).await.expect("append 1");
@@ -357,6 +351,17 @@ async fn bad_layouts_are_typed_errors_and_change_nothing() {
         "{err:?}"
     );
     assert!(err.to_string().contains("already"), "{err}");
+    let err = t
+        .table
+        .compact()
+        .migrate()
+        .month(2024, 13)
+        .await
+        .expect_err("month 13");
+    assert!(
+        matches!(err, Error::Config { ref key, .. } if key == "month"),
+        "{err:?}"
+    );
     t.table.refresh().await.unwrap();
     assert_eq!(
         t.table
@@ -416,13 +421,7 @@ async fn bad_layouts_are_typed_errors_and_change_nothing() {
 /// one lands and the other conflicts cleanly, or they land one after the other; an append
 /// racing an evolve always lands. Rows are exact either way.
 pub(crate) async fn concurrent_evolves(config: &CatalogConfig, stage: &str) {
-    let a = SalesHistory::ensure_with(
-        config,
-        stage,
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .expect("ensure");
+    let a = crate::support::ensure_test_table(config, stage).await;
     let b = SalesHistory::open(config, stage).await.expect("open");
     a.append(crate::support::sample(30, DIM, 1)).await.unwrap();
     let mut appended = 30u64;

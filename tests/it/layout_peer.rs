@@ -2,7 +2,7 @@
 //! plans and reads the mixed-spec table (counts and filtered reads equal ours) and appends to
 //! it under the new spec; Glue's `TableInput` keeps no Hive partition keys.
 
-use sales_history::{CatalogConfig, Layout, SalesHistory, ScanFilter, TableOptions};
+use sales_history::{CatalogConfig, Layout, ScanFilter};
 
 use crate::support::{DIM, pyiceberg, sample};
 
@@ -14,13 +14,7 @@ async fn mixed_spec_with_pyiceberg(
     layout: Layout,
     args: impl Fn(&str) -> Vec<String>,
 ) {
-    let table = SalesHistory::ensure_with(
-        config,
-        stage,
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .expect("ensure");
+    let table = crate::support::ensure_test_table(config, stage).await;
     table.append(sample(120, DIM, 1)).await.expect("append");
     table.evolve_layout(layout).await.expect("evolve");
     let second = sample(80, DIM, 2);

@@ -388,13 +388,7 @@ async fn the_tools_run_on_s3_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_and_delete_where_on_s3_tables() {
     let config: CatalogConfig = fresh("rewrites").await.into();
-    let table = SalesHistory::ensure_with(
-        &config,
-        "s3rw",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .expect("ensure");
+    let table = crate::support::ensure_test_table(&config, "s3rw").await;
     for seed in 0..6 {
         table
             .append(sample(10, DIM, 500 + seed))
@@ -457,13 +451,7 @@ async fn compaction_and_delete_where_on_s3_tables() {
 async fn layout_evolve_and_migration_on_s3_tables() {
     use sales_history::Layout;
     let config: CatalogConfig = fresh("layouts").await.into();
-    let table = SalesHistory::ensure_with(
-        &config,
-        "s3layout",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .expect("ensure");
+    let table = crate::support::ensure_test_table(&config, "s3layout").await;
     let first = sample(60, DIM, 900);
     table.append(first.clone()).await.expect("append");
     let evolved = table

@@ -34,6 +34,17 @@ pub async fn local_table(dim: usize) -> LocalTable {
     LocalTable { dir, config, table }
 }
 
+/// `ensure_with` the test dimension on any catalog (the table of `stage`).
+pub async fn ensure_test_table(config: &CatalogConfig, stage: &str) -> SalesHistory {
+    SalesHistory::ensure_with(
+        config,
+        stage,
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure")
+}
+
 pub fn sample(n: usize, dim: usize, seed: u64) -> Vec<SaleRecord> {
     SampleGenerator::new(SampleConfig::default().seed(seed).embedding_dimension(dim))
         .take_records(n)
