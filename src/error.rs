@@ -137,6 +137,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A vector index file of the table ([`SalesHistory::index_embeddings`](crate::SalesHistory::index_embeddings))
+    /// is unreadable or does not describe this table. Searches never fail with it: they fall
+    /// back to the exact scan for the files it covers (and count the fallback); an index
+    /// build reports it and writes a fresh index. Not retryable.
+    #[error("vector index is unusable: {reason}")]
+    CorruptIndex {
+        /// What is wrong, and with which part.
+        reason: String,
+    },
+
     /// A SQL statement (feature `sql`) failed to parse, plan or run.
     #[error("SQL query failed: {reason}")]
     Query {
@@ -235,6 +245,12 @@ impl Error {
             message: what.to_string(),
             retryable: false,
             source: what.to_string().into(),
+        }
+    }
+
+    pub(crate) fn corrupt_index(reason: impl Into<String>) -> Self {
+        Error::CorruptIndex {
+            reason: reason.into(),
         }
     }
 

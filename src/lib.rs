@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub, rustdoc::broken_intra_doc_links)]
 
+pub mod ann;
 mod batch;
 mod catalog;
 mod classify;
@@ -69,6 +70,7 @@ mod table;
 mod verify;
 mod write;
 
+pub use ann::{IndexEmbeddings, IndexReport, SimilarityMetrics};
 #[cfg(feature = "glue")]
 pub use catalog::GlueConfig;
 #[cfg(feature = "s3tables")]
@@ -110,7 +112,7 @@ pub use scan::{
     ScanMetrics, ScanPlan, ScanStream,
 };
 pub use schema::Column;
-pub use similarity::{Metric, SimilarSale, SimilarTo};
+pub use similarity::{DEFAULT_REFINE, Metric, SimilarSale, SimilarTo};
 #[cfg(feature = "sql")]
 pub use sql::{SAMPLE_QUERIES_SQL, SQL_TABLE_NAME, SampleQuery, parse_queries, sample_queries};
 pub use table::{

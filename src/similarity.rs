@@ -133,16 +133,26 @@ pub struct SimilarSale {
 /// ```
 #[must_use = "a search does nothing until it is awaited"]
 pub struct SimilarTo {
-    table: SalesHistory,
-    query: Vec<f64>,
-    k: usize,
-    metric: Metric,
-    filter: ScanFilter,
+    pub(crate) table: SalesHistory,
+    pub(crate) query: Vec<f64>,
+    pub(crate) k: usize,
+    pub(crate) metric: Metric,
+    pub(crate) filter: ScanFilter,
     /// A tenant scope's filter, ANDed with `filter`.
-    scope: Option<ScanFilter>,
+    pub(crate) scope: Option<ScanFilter>,
     parallelism: Option<usize>,
-    decoder: crate::scan::EmbeddingDecoder,
+    pub(crate) decoder: crate::scan::EmbeddingDecoder,
+    /// Lists probed at least (`None`: the index's default).
+    pub(crate) probes: Option<usize>,
+    /// Candidates re-ranked per result.
+    pub(crate) refine: usize,
+    /// Skip the index.
+    pub(crate) exact: bool,
+    pub(crate) snapshot_id: Option<i64>,
 }
+
+/// Candidates re-ranked exactly per result wanted (default of [`SimilarTo::refine`]).
+pub const DEFAULT_REFINE: usize = 4;
 
 impl SimilarTo {
     pub(crate) fn new(table: SalesHistory, query: Vec<f64>, k: usize) -> Self {
@@ -155,12 +165,25 @@ impl SimilarTo {
             scope: None,
             parallelism: None,
             decoder: crate::scan::EmbeddingDecoder::Auto,
+            probes: None,
+            refine: DEFAULT_REFINE,
+            exact: false,
+            snapshot_id: None,
         }
     }
 }
 
 /// Tie-break key: `(tenant_id, product_id, sold_date µs)`.
-type TieKey = (String, String, i64);
+pub(crate) type TieKey = (String, String, i64);
+
+/// Sorts results nearest first, ties by [`TieKey`].
+pub(crate) fn sort_nearest(best: &mut [(SimilarSale, TieKey)], metric: Metric) {
+    best.sort_by(|a, b| {
+        metric
+            .nearer(a.0.score, b.0.score)
+            .then_with(|| a.1.cmp(&b.1))
+    });
+}
 
 /// A candidate: score plus the key used to break ties.
 struct Candidate {
@@ -192,6 +215,43 @@ impl SimilarTo {
     pub fn parallelism(mut self, tasks: usize) -> Self {
         self.parallelism = Some(tasks.max(1));
         self
+    }
+
+    /// With an index ([`SalesHistory::index_embeddings`]): probe at least this many lists
+    /// nearest the query (default: 1/32 of the lists, at least 8). More probes, higher recall,
+    /// slower. More are probed while fewer than `k × refine` entries pass the filter.
+    pub fn probes(mut self, lists: usize) -> Self {
+        self.probes = Some(lists.max(1));
+        self
+    }
+
+    /// With an index: how many candidates per result are re-ranked with their
+    /// full-precision embeddings (default [`DEFAULT_REFINE`]; at least 1).
+    pub fn refine(mut self, factor: usize) -> Self {
+        self.refine = factor.max(1);
+        self
+    }
+
+    /// Ignores any index: an exact scan of every planned file.
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+
+    /// Searches the table as of this snapshot (with that snapshot's index).
+    pub fn snapshot_id(mut self, snapshot_id: i64) -> Self {
+        self.snapshot_id = Some(snapshot_id);
+        self
+    }
+
+    /// Runs the search and returns what it did: index or exact, files, lists probed,
+    /// entries scored, candidates re-ranked, index bytes read.
+    pub async fn with_metrics(self) -> Result<(Vec<SimilarSale>, crate::ann::SimilarityMetrics)> {
+        let q_norm = self.check_query()?;
+        if self.k == 0 {
+            return Ok((Vec::new(), crate::ann::SimilarityMetrics::default()));
+        }
+        crate::ann::search(self, q_norm).await
     }
 
     /// Which decoder reads the embeddings ([`Scan::embedding_decoder`](crate::Scan::embedding_decoder);
@@ -235,49 +295,42 @@ impl SimilarTo {
     }
 
     async fn run(self) -> Result<Vec<SimilarSale>> {
-        let q_norm = self.check_query()?;
-        if self.k == 0 {
-            return Ok(Vec::new());
-        }
-        let tasks = self
-            .parallelism
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let mut scan = self
-            .table
-            .scan()
-            .filter(self.filter.clone())
-            .embedding_decoder(self.decoder);
-        if let Some(scope) = &self.scope {
-            scan = scan.scoped(scope.clone());
-        }
-        let stream = scan.stream().await?;
-        let query = std::sync::Arc::new(self.query);
-        let (k, metric) = (self.k, self.metric);
-        let mut scored = stream
-            .map(move |batch| {
-                let query = query.clone();
-                async move {
-                    let batch = batch?;
-                    tokio::task::spawn_blocking(move || {
-                        top_of_batch(&batch, &query, q_norm, k, metric)
-                    })
+        Ok(self.with_metrics().await?.0)
+    }
+}
+
+/// The exact search over `scan` (every batch scored): the `k` nearest with their tie keys,
+/// and the number of files read.
+pub(crate) async fn exact_top(
+    s: &SimilarTo,
+    scan: crate::scan::Scan,
+    q_norm: f64,
+) -> Result<(Vec<(SimilarSale, TieKey)>, usize)> {
+    let tasks = s
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut stream = scan.execute().await?;
+    let files = stream.metrics().files_planned as usize;
+    let query = std::sync::Arc::new(s.query.clone());
+    let (k, metric) = (s.k, s.metric);
+    let mut scored = (&mut stream)
+        .map(move |batch| {
+            let query = query.clone();
+            async move {
+                let batch = batch?;
+                tokio::task::spawn_blocking(move || top_of_batch(&batch, &query, q_norm, k, metric))
                     .await
                     .map_err(|e| Error::config("similar_to", format!("scoring task failed: {e}")))?
-                }
-            })
-            .buffer_unordered(tasks);
-        let mut best: Vec<(SimilarSale, TieKey)> = Vec::new();
-        while let Some(winners) = scored.try_next().await? {
-            best.extend(winners);
-            best.sort_by(|a, b| {
-                metric
-                    .nearer(a.0.score, b.0.score)
-                    .then_with(|| a.1.cmp(&b.1))
-            });
-            best.truncate(k);
-        }
-        Ok(best.into_iter().map(|(s, _)| s).collect())
+            }
+        })
+        .buffer_unordered(tasks);
+    let mut best: Vec<(SimilarSale, TieKey)> = Vec::new();
+    while let Some(winners) = scored.try_next().await? {
+        best.extend(winners);
+        sort_nearest(&mut best, metric);
+        best.truncate(k);
     }
+    Ok((best, files))
 }
 
 /// The batch's own top `k`, as records.

@@ -176,6 +176,8 @@ pub(crate) struct Shared {
     /// Serializes the commit attempts of all clones of this handle (see
     /// [`crate::commit`]): in one process, a writer and the maintenance task never conflict.
     pub(crate) commit_gate: tokio::sync::Mutex<()>,
+    /// Vector index parts read by searches (byte-capped).
+    pub(crate) index_cache: crate::ann::IndexCache,
 }
 
 /// The table version a handle last saw and when it was loaded or committed.
@@ -391,6 +393,7 @@ impl SalesHistory {
                 embedding_dimension,
                 swap: std::sync::RwLock::new(swap),
                 commit_gate: tokio::sync::Mutex::new(()),
+                index_cache: crate::ann::IndexCache::default(),
             }),
             freshness: Freshness::default(),
         })

@@ -98,6 +98,14 @@ pub(crate) enum ChangeKind {
         /// The last assigned partition field id it read (same use).
         expect_last_partition_id: i32,
     },
+    /// A new vector index registered on the current snapshot (no new snapshot): its
+    /// statistics file (`snapshot_id` is set when staged).
+    Index {
+        statistics: Box<iceberg::spec::StatisticsFile>,
+        /// The index path the build read (`None`: none): staging refuses a base where
+        /// another build landed since.
+        expect: Option<String>,
+    },
 }
 
 impl ChangeKind {
@@ -108,7 +116,9 @@ impl ChangeKind {
             ChangeKind::Replace => Operation::Replace,
             ChangeKind::Overwrite => Operation::Overwrite,
             ChangeKind::Delete => Operation::Delete,
-            ChangeKind::Expire { .. } | ChangeKind::Evolve { .. } => return None,
+            ChangeKind::Expire { .. } | ChangeKind::Evolve { .. } | ChangeKind::Index { .. } => {
+                return None;
+            }
         })
     }
 
@@ -121,6 +131,7 @@ impl ChangeKind {
             ChangeKind::Delete => "delete",
             ChangeKind::Expire { .. } => "expire",
             ChangeKind::Evolve { .. } => "evolve",
+            ChangeKind::Index { .. } => "index",
         }
     }
 }
@@ -176,7 +187,9 @@ impl Change {
                     .all(|id| m.snapshot_by_id(*id).is_none())
                     .then(|| m.current_snapshot_id().unwrap_or_default())
             }
-            ChangeKind::Evolve { .. } => self.landed_in_version(&table.current()),
+            ChangeKind::Evolve { .. } | ChangeKind::Index { .. } => {
+                self.landed_in_version(&table.current())
+            }
             _ => table.find_commit(&self.commit_id),
         }
     }
@@ -382,6 +395,10 @@ impl Change {
             } => (m.default_partition_spec_id() != *expect_spec_id
                 && crate::Layout::of(m.default_partition_spec()) == Some(*layout))
             .then(|| m.current_snapshot_id().unwrap_or_default()),
+            ChangeKind::Index { statistics, .. } => m
+                .statistics_iter()
+                .any(|s| s.statistics_path == statistics.statistics_path)
+                .then(|| m.current_snapshot_id().unwrap_or_default()),
             _ => m
                 .snapshots()
                 .find(|s| {

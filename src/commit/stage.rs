@@ -137,6 +137,33 @@ impl Stager {
                     .set_default_partition_spec(-1)
                     .or_ours()?
             }
+            ChangeKind::Index { statistics, expect } => {
+                // The index registers on the current snapshot; another build that landed
+                // since the build read the table wins (this one stops, nothing sent).
+                let Some(current) = metadata.current_snapshot_id() else {
+                    return Err(Error::CommitConflict {
+                        table: table.name(),
+                        source: "the table has no snapshot to register the index on".into(),
+                    });
+                };
+                let now =
+                    crate::ann::index_for(metadata, current).map(|s| s.statistics_path.clone());
+                if now != *expect {
+                    return Err(Error::CommitConflict {
+                        table: table.name(),
+                        source: format!(
+                            "another vector index was registered while this one was built ({} → {})",
+                            expect.as_deref().unwrap_or("none"),
+                            now.as_deref().unwrap_or("none")
+                        )
+                        .into(),
+                    });
+                }
+                builder.set_statistics(iceberg::spec::StatisticsFile {
+                    snapshot_id: current,
+                    ..(**statistics).clone()
+                })
+            }
             _ => {
                 let snapshot_id = match self.snapshot_id {
                     Some(id) if metadata.snapshot_by_id(id).is_none() => id,
@@ -207,6 +234,20 @@ impl Stager {
                     .with_schema_id(metadata.current_schema_id())
                     .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
                     .build();
+                // The vector index follows the snapshots this crate commits: the parent's
+                // entry is carried to the new snapshot (the files it covers are named in it;
+                // files added here are searched exactly until the next build).
+                let carried = parent
+                    .and_then(|p| metadata.statistics_for_snapshot(p))
+                    .filter(|s| crate::ann::is_index(s))
+                    .map(|s| iceberg::spec::StatisticsFile {
+                        snapshot_id,
+                        ..s.clone()
+                    });
+                let builder = match carried {
+                    Some(stats) => builder.set_statistics(stats),
+                    None => builder,
+                };
                 builder
                     .add_snapshot(snapshot)
                     .or_ours()?

@@ -293,6 +293,24 @@ impl RemoveOrphanFiles {
         for stats in metadata.partition_statistics_iter() {
             referenced.insert(normalize(&stats.statistics_path));
         }
+        // The vector index: the segment files its manifests name. A manifest that cannot be
+        // read leaves them unknown: every index file is then kept (never deleted on a guess).
+        let keep_index_files = match crate::ann::referenced_files(
+            table.file_io(),
+            metadata,
+            &this.shared.index_cache,
+        )
+        .await
+        {
+            Ok(files) => {
+                referenced.extend(files.iter().map(|f| normalize(f)));
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "an index manifest is unreadable: index files are kept");
+                true
+            }
+        };
         let listed = this.config().list_files(metadata.location()).await?;
         // The listing must spell paths as the metadata does: if the current metadata file is
         // not among the listed files, every file would look unreferenced (a scheme or prefix
@@ -326,7 +344,9 @@ impl RemoveOrphanFiles {
         let mut orphans: Vec<String> = listed
             .into_iter()
             .filter(|(path, modified)| {
-                *modified < older_than && !referenced.contains(&normalize(path))
+                *modified < older_than
+                    && !referenced.contains(&normalize(path))
+                    && !(keep_index_files && crate::ann::is_index_file_name(path))
             })
             .map(|(path, _)| path)
             .collect();

@@ -103,6 +103,8 @@ pub struct Scan {
     concurrency: Option<usize>,
     read_buffer: Option<u64>,
     decoder: EmbeddingDecoder,
+    /// Only these data files (the vector index's uncovered files), after pruning.
+    only_files: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 /// What [`Scan::plan`] found: the snapshot and the data files left after pruning.
@@ -159,7 +161,14 @@ impl Scan {
             concurrency: None,
             read_buffer: None,
             decoder: EmbeddingDecoder::Auto,
+            only_files: None,
         }
+    }
+
+    /// Restricts the scan to these data files (those of the plan among them).
+    pub(crate) fn only_files(mut self, paths: std::collections::HashSet<String>) -> Self {
+        self.only_files = Some(Arc::new(paths));
+        self
     }
 
     /// Locks the scan to `scope` (a tenant scope): every filter added later is ANDed with it.
@@ -359,6 +368,9 @@ impl Scan {
                 .or_ours()?
         };
         tasks.sort_by(|a, b| a.data_file_path.cmp(&b.data_file_path));
+        if let Some(only) = &self.only_files {
+            tasks.retain(|t| only.contains(&t.data_file_path));
+        }
         metrics.files_planned = tasks.len() as u64;
         metrics.data_files_in_snapshot = match total_data_files(&table, id) {
             Some(n) => n,
@@ -485,6 +497,7 @@ impl Scan {
                     .map(|t| PlannedFile {
                         path: t.data_file_path.clone(),
                         size: t.file_size_in_bytes,
+                        rows: None,
                     })
                     .collect();
                 let default = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
@@ -609,11 +622,53 @@ pub(crate) async fn read_file_rows(
         decode: embedding::Mode::of(EmbeddingDecoder::Auto),
         counters: Arc::new(Counters::default()),
     });
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let file = PlannedFile {
         path: path.to_string(),
         size,
+        rows: None,
     };
+    collect_file(plan, file).await
+}
+
+/// Reads rows `rows` (sorted, distinct positions in the file) of one data file, all columns,
+/// in position order: the vector index's candidates. Only their pages are fetched when the
+/// file has a page index.
+pub(crate) async fn read_rows_at(
+    file_io: &iceberg::io::FileIO,
+    path: &str,
+    size: u64,
+    rows: &[u64],
+    decoder: EmbeddingDecoder,
+) -> Result<Vec<RecordBatch>> {
+    let plan = Arc::new(ReadPlan {
+        file_io: file_io.clone(),
+        output: Column::ALL.to_vec(),
+        schema: arrow_schema(),
+        filter: None,
+        batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
+        limit: None,
+        read_buffer: DEFAULT_READ_BUFFER_BYTES,
+        decode: embedding::Mode::of(decoder),
+        counters: Arc::new(Counters::default()),
+    });
+    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+    for r in rows {
+        match ranges.last_mut() {
+            Some(last) if last.end == *r => last.end += 1,
+            _ => ranges.push(*r..*r + 1),
+        }
+    }
+    let file = PlannedFile {
+        path: path.to_string(),
+        size,
+        rows: Some(Arc::new(ranges)),
+    };
+    collect_file(plan, file).await
+}
+
+/// Runs one file reader and collects its batches.
+async fn collect_file(plan: Arc<ReadPlan>, file: PlannedFile) -> Result<Vec<RecordBatch>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let reading = reader::read_file(plan, &file, tx);
     let collecting = async {
         let mut out = Vec::new();

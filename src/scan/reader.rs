@@ -58,6 +58,9 @@ pub(crate) struct ReadPlan {
 pub(crate) struct PlannedFile {
     pub(crate) path: String,
     pub(crate) size: u64,
+    /// Only these rows (file positions, sorted, disjoint): the vector index's candidates.
+    /// Used without a filter.
+    pub(crate) rows: Option<Arc<Vec<Range<u64>>>>,
 }
 
 /// Which root field of the file holds each column (by field id; by name when the file has
@@ -185,6 +188,30 @@ pub(crate) async fn read_file(
                 .is_none_or(|f| f.may_match(&row_groups[i], |c| files.leaf[c.index()]))
         })
         .collect();
+    // Explicit rows: the row groups holding some, as group-relative ranges.
+    let wanted: Option<Vec<(usize, Vec<Range<usize>>)>> = file.rows.as_ref().map(|rows| {
+        let mut start = 0u64;
+        let mut out = Vec::new();
+        for (rg, group) in row_groups.iter().enumerate() {
+            let n = group.num_rows().max(0) as u64;
+            let rel: Vec<Range<usize>> = rows
+                .iter()
+                .filter(|r| r.start < start + n && start < r.end)
+                .map(|r| {
+                    (r.start.max(start) - start) as usize..(r.end.min(start + n) - start) as usize
+                })
+                .collect();
+            if !rel.is_empty() && kept.contains(&rg) {
+                out.push((rg, rel));
+            }
+            start += n;
+        }
+        out
+    });
+    let kept: Vec<usize> = match &wanted {
+        Some(w) => w.iter().map(|(rg, _)| *rg).collect(),
+        None => kept,
+    };
     if kept.is_empty() {
         return Ok(true);
     }
@@ -224,6 +251,27 @@ pub(crate) async fn read_file(
                 selected = Some(pages);
             }
         }
+    }
+    if let Some(wanted) = wanted {
+        if !index_read && let Some(index_start) = page_index_start(&metadata) {
+            let index_bytes = fetch(index_start..size).await.or_ours()?;
+            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
+                metadata = with_index;
+            }
+        }
+        let pages_total = metadata.offset_index().map_or(0, |o| {
+            kept.iter()
+                .filter_map(|rg| o.get(*rg))
+                .flat_map(|cols| cols.iter().map(|c| c.page_locations().len() as u64))
+                .sum()
+        });
+        let ranges: Vec<Vec<Range<usize>>> = wanted.into_iter().map(|(_, r)| r).collect();
+        let rows_selected = ranges.iter().flatten().map(|r| r.len()).sum();
+        selected = Some(PageSelection {
+            ranges,
+            rows_selected,
+            pages_total,
+        });
     }
 
     // What to fetch and decode, in turns of whole row groups, at most `read_buffer` bytes of

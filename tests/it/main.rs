@@ -6,6 +6,7 @@
 //! the venv, and fails if they did not run.
 
 mod adopt;
+mod ann;
 mod appender;
 mod bad_input;
 mod commit_faults;

@@ -1,0 +1,366 @@
+//! The vector index kept inside the table: recall against the exact search, the filters and
+//! the tenant scope, unindexed files searched exactly, time travel, expiry and orphan removal,
+//! a corrupt index falling back, compaction, bad input. SQLite catalog, local warehouse.
+
+use std::collections::HashSet;
+
+use chrono::{Duration, Utc};
+use sales_history::{Error, Metric, SaleRecord, SalesHistory, ScanFilter, SimilarSale};
+
+use crate::support::{LocalTable, local_table, sample};
+
+const DIM: usize = 32;
+
+fn keys(r: &[SimilarSale]) -> Vec<(String, String, i64)> {
+    r.iter()
+        .map(|s| {
+            (
+                s.record.tenant_id.clone(),
+                s.record.product_id.clone(),
+                s.record.sold_date.timestamp_micros(),
+            )
+        })
+        .collect()
+}
+
+/// Share of the exact top-k found by the index (recall@k).
+fn recall(exact: &[SimilarSale], approx: &[SimilarSale]) -> f64 {
+    if exact.is_empty() {
+        return 1.0;
+    }
+    let want: HashSet<_> = keys(exact).into_iter().collect();
+    keys(approx).iter().filter(|k| want.contains(*k)).count() as f64 / exact.len() as f64
+}
+
+/// Query vectors from the same distribution as the rows (another seed).
+fn queries(n: usize) -> Vec<Vec<f64>> {
+    sample(n, DIM, 9_999)
+        .into_iter()
+        .map(|r| r.embedding.expect("embedding"))
+        .collect()
+}
+
+async fn loaded(rows: usize, appends: usize) -> (LocalTable, Vec<SaleRecord>) {
+    let t = local_table(DIM).await;
+    let all = sample(rows, DIM, 7);
+    for chunk in all.chunks(rows.div_ceil(appends)) {
+        t.table.append(chunk.to_vec()).await.expect("append");
+    }
+    (t, all)
+}
+
+fn index_files(dir: &std::path::Path) -> Vec<String> {
+    crate::support::tree(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.contains("/metadata/ann-") && p.ends_with(".puffin"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_recall_filters_scope_and_unindexed_files() {
+    let (t, _) = loaded(20_000, 4).await;
+    let table = &t.table;
+    // No index yet: exact, and says why.
+    let q = queries(1).remove(0);
+    let (_, m) = table
+        .similar_to(q.clone(), 10)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert!(!m.used_index && m.exact_reason.is_some(), "{m:?}");
+
+    let report = table.index_embeddings().await.expect("index");
+    assert!(report.codebook_trained, "{report:?}");
+    assert_eq!(report.rows_indexed, 20_000, "{report:?}");
+    assert_eq!(report.rows_covered, 20_000);
+    assert!(
+        report.lists >= 16 && report.segments_written >= 1,
+        "{report:?}"
+    );
+    assert_eq!(report.attempts, 1);
+    let embedding_bytes = 20_000u64 * DIM as u64 * 8;
+    println!(
+        "index: {} lists, {} segments, {} bytes ({:.1}% of the raw embeddings), {:?}",
+        report.lists,
+        report.segments_written,
+        report.index_bytes,
+        100.0 * report.index_bytes as f64 / embedding_bytes as f64,
+        report.duration
+    );
+    // A second build finds nothing to do.
+    let again = table.index_embeddings().await.unwrap();
+    assert_eq!((again.files_indexed, again.attempts), (0, 0), "{again:?}");
+
+    // Recall@10 over 30 queries, no filter, cosine and L2.
+    for metric in [Metric::Cosine, Metric::L2] {
+        let mut total = 0.0;
+        let qs = queries(30);
+        for q in &qs {
+            let exact = table
+                .similar_to(q.clone(), 10)
+                .metric(metric)
+                .exact()
+                .await
+                .unwrap();
+            let (approx, m) = table
+                .similar_to(q.clone(), 10)
+                .metric(metric)
+                .with_metrics()
+                .await
+                .unwrap();
+            assert!(m.used_index && m.files_exact == 0, "{m:?}");
+            assert!(m.entries_scored < 20_000, "probed a part: {m:?}");
+            assert_eq!(approx.len(), 10);
+            // Scores are exact (re-ranked from the data files).
+            for (a, e) in approx.iter().zip(&exact) {
+                if keys(std::slice::from_ref(a)) == keys(std::slice::from_ref(e)) {
+                    assert_eq!(a.score, e.score);
+                }
+            }
+            total += recall(&exact, &approx);
+        }
+        let r = total / qs.len() as f64;
+        println!("{metric:?}: recall@10 {r:.3}");
+        assert!(r >= 0.95, "{metric:?} recall@10 {r}");
+    }
+
+    // A filter and the tenant scope: only matching rows, same recall target.
+    let tenant = sample(1, DIM, 7)[0].tenant_id.clone();
+    let mut total = 0.0;
+    let qs = queries(20);
+    for q in &qs {
+        let filter = ScanFilter::new().tenant(tenant.clone());
+        let exact = table
+            .similar_to(q.clone(), 10)
+            .filter(filter.clone())
+            .exact()
+            .await
+            .unwrap();
+        let approx = table
+            .similar_to(q.clone(), 10)
+            .filter(filter)
+            .await
+            .unwrap();
+        assert!(approx.iter().all(|s| s.record.tenant_id == tenant));
+        let scoped = table
+            .for_tenant(tenant.clone())
+            .unwrap()
+            .similar_to(q.clone(), 10)
+            .await
+            .unwrap();
+        assert_eq!(keys(&scoped), keys(&approx), "scope = tenant filter");
+        total += recall(&exact, &approx);
+    }
+    let r = total / qs.len() as f64;
+    println!("tenant filter: recall@10 {r:.3}");
+    assert!(r >= 0.95, "tenant recall@10 {r}");
+    // A category + price filter the index evaluates on its entries.
+    let cat = sample(1, DIM, 7)[0].category.clone().expect("category");
+    let floor: sales_history::Price = "100".parse().unwrap();
+    let filter = ScanFilter::new()
+        .categories([cat.clone()])
+        .price_range(floor..);
+    let approx = table
+        .similar_to(q.clone(), 5)
+        .filter(filter.clone())
+        .await
+        .unwrap();
+    assert!(!approx.is_empty());
+    assert!(approx.iter().all(
+        |s| s.record.category.as_deref() == Some(cat.as_str()) && s.record.sold_price >= floor
+    ));
+
+    // Rows appended after the build: searched exactly, so a new row equal to the query is
+    // found first.
+    let before = table.current_snapshot_id().expect("snapshot");
+    let mut twin = sample(1, DIM, 4242).remove(0);
+    twin.embedding = Some(q.clone());
+    twin.product_id = "twin-of-the-query".into();
+    table.append(vec![twin]).await.unwrap();
+    let (found, m) = table.similar_to(q.clone(), 3).with_metrics().await.unwrap();
+    assert_eq!(found[0].record.product_id, "twin-of-the-query", "{m:?}");
+    assert!(m.used_index && m.files_exact == 1, "{m:?}");
+    // Time travel: the snapshot before the append, with its index, has no twin.
+    let (old, m) = table
+        .similar_to(q.clone(), 3)
+        .snapshot_id(before)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert!(
+        old.iter()
+            .all(|s| s.record.product_id != "twin-of-the-query")
+    );
+    assert!(
+        m.used_index && m.files_exact == 0 && m.snapshot_id == Some(before),
+        "{m:?}"
+    );
+    // The next build indexes only the new file.
+    let update = table.index_embeddings().await.unwrap();
+    assert_eq!(
+        (update.files_indexed, update.rows_indexed),
+        (1, 1),
+        "{update:?}"
+    );
+    assert!(
+        !update.codebook_trained && update.segments_kept >= 1,
+        "{update:?}"
+    );
+    let (found, m) = table.similar_to(q.clone(), 3).with_metrics().await.unwrap();
+    assert_eq!(found[0].record.product_id, "twin-of-the-query");
+    assert_eq!(m.files_exact, 0, "{m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
+    let (t, _) = loaded(3_000, 3).await;
+    let table = &t.table;
+    table.index_embeddings().lists(16).await.expect("index");
+    table.append(sample(300, DIM, 11)).await.unwrap();
+    table.index_embeddings().await.expect("update");
+    let files = index_files(t.dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+
+    // Expiry keeps the current snapshot's index; orphan removal keeps both files (the
+    // second build's manifest names the first build's codebook and segment).
+    table
+        .expire_snapshots()
+        .retain_last(1)
+        .any_age()
+        .await
+        .unwrap();
+    let removed = table
+        .remove_orphan_files()
+        .older_than(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(
+        removed
+            .deleted_files
+            .iter()
+            .all(|f| !f.ends_with(".puffin")),
+        "{:?}",
+        removed.deleted_files
+    );
+    assert_eq!(index_files(t.dir.path()), files);
+    let q = queries(1).remove(0);
+    let (_, m) = table.similar_to(q.clone(), 5).with_metrics().await.unwrap();
+    assert!(m.used_index && m.files_exact == 0, "{m:?}");
+
+    // A rebuild replaces both; once the old entries expire, orphan removal deletes them.
+    let rebuilt = table.index_embeddings().rebuild().lists(8).await.unwrap();
+    assert!(
+        rebuilt.codebook_trained && rebuilt.lists == 8,
+        "{rebuilt:?}"
+    );
+    table.append(sample(10, DIM, 12)).await.unwrap();
+    table
+        .expire_snapshots()
+        .retain_last(1)
+        .any_age()
+        .await
+        .unwrap();
+    let removed = table
+        .remove_orphan_files()
+        .older_than(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    let gone: Vec<&String> = removed
+        .deleted_files
+        .iter()
+        .filter(|f| f.ends_with(".puffin"))
+        .collect();
+    assert_eq!(gone.len(), 2, "{:?}", removed.deleted_files);
+    let files = index_files(t.dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // Compaction: the compacted month's files are new, searched exactly; the next build
+    // drops the dead segment and indexes them.
+    let exact = table.similar_to(q.clone(), 5).exact().await.unwrap();
+    table.compact().await.expect("compact");
+    let (after, m) = table.similar_to(q.clone(), 5).with_metrics().await.unwrap();
+    assert_eq!(keys(&after), keys(&exact), "{m:?}");
+    assert!(m.files_exact > 0, "{m:?}");
+    let update = table.index_embeddings().await.unwrap();
+    assert!(
+        update.segments_dropped >= 1 && update.files_indexed > 0,
+        "{update:?}"
+    );
+    let (_, m) = table.similar_to(q.clone(), 5).with_metrics().await.unwrap();
+    assert_eq!(m.files_exact, 0, "{m:?}");
+
+    // A corrupt index file: the search falls back to exact (and says so), a fresh handle
+    // (nothing cached) gives the exact answer.
+    let file = t.dir.path().join(
+        index_files(t.dir.path())
+            .last()
+            .expect("an index file")
+            .trim_start_matches('/'),
+    );
+    let len = std::fs::metadata(&file).unwrap().len();
+    let mut bytes = std::fs::read(&file).unwrap();
+    for b in bytes.iter_mut().skip(4).take(64) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), len);
+    let fresh = SalesHistory::open(&t.config, "test").await.unwrap();
+    let exact = fresh.similar_to(q.clone(), 5).exact().await.unwrap();
+    let (got, m) = fresh.similar_to(q.clone(), 5).with_metrics().await.unwrap();
+    assert_eq!(keys(&got), keys(&exact), "{m:?}");
+    assert!(m.index_fallbacks >= 1 && m.files_exact > 0, "{m:?}");
+    // And orphan removal does not delete index files it cannot account for.
+    let removed = fresh
+        .remove_orphan_files()
+        .older_than(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(
+        removed
+            .deleted_files
+            .iter()
+            .all(|f| !f.ends_with(".puffin"))
+    );
+    // A build over a corrupt index writes a fresh one.
+    let rebuilt = fresh.index_embeddings().await.unwrap();
+    assert!(rebuilt.codebook_trained, "{rebuilt:?}");
+    let (_, m) = fresh.similar_to(q, 5).with_metrics().await.unwrap();
+    assert!(m.used_index && m.index_fallbacks == 0, "{m:?}");
+}
+
+#[tokio::test]
+async fn bad_search_input_is_typed_and_the_cache_is_capped() {
+    let (t, _) = loaded(2_000, 1).await;
+    let table = &t.table;
+    table.index_embeddings().await.unwrap();
+    let q = queries(1).remove(0);
+    assert!(matches!(
+        table.similar_to(vec![0.5; DIM + 1], 5).await,
+        Err(Error::InvalidValue { .. })
+    ));
+    let mut nan = q.clone();
+    nan[3] = f64::NAN;
+    assert!(matches!(
+        table.similar_to(nan, 5).await,
+        Err(Error::InvalidValue { .. })
+    ));
+    assert!(table.similar_to(q.clone(), 0).await.unwrap().is_empty());
+    assert!(matches!(
+        table.index_embeddings().lists(0).await,
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        table.similar_to(q.clone(), 5).snapshot_id(42).await,
+        Err(Error::SnapshotNotFound { .. })
+    ));
+    // The cache holds what searches read, never more than its cap.
+    table.similar_to(q.clone(), 5).await.unwrap();
+    assert!(table.index_cache_bytes() > 0);
+    table.set_index_cache_bytes(0);
+    assert_eq!(table.index_cache_bytes(), 0);
+    let (r, m) = table.similar_to(q, 5).with_metrics().await.unwrap();
+    assert_eq!(r.len(), 5);
+    assert!(m.used_index && m.index_bytes_read > 0, "{m:?}");
+    assert_eq!(table.index_cache_bytes(), 0);
+}
