@@ -12,7 +12,7 @@ use arrow_array::{
     Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema};
-use iceberg::spec::{BlobMetadata, StatisticsFile};
+use iceberg::spec::StatisticsFile;
 
 use super::codec::{self, Codebook, Segment};
 use super::{BlobRef, IndexManifest, SegmentRef, index_for};
@@ -417,16 +417,8 @@ impl IndexEmbeddings {
         if let ChangeKind::Index { statistics, .. } = &mut change.kind {
             statistics.file_size_in_bytes = size as i64;
             statistics.file_footer_size_in_bytes = (size - 4 - blob_bytes) as i64;
-            statistics.blob_metadata = vec![BlobMetadata {
-                r#type: super::INDEX_BLOB_TYPE.to_string(),
-                snapshot_id,
-                sequence_number,
-                fields: vec![field],
-                properties: HashMap::from([
-                    ("lists".to_string(), manifest.lists.to_string()),
-                    ("rows".to_string(), report.rows_covered.to_string()),
-                ]),
-            }];
+            // No blobs listed in the table metadata: see `super::is_index`.
+            statistics.blob_metadata = Vec::new();
         }
         let landed = commit::commit(table, change).await?;
         report.attempts = landed.attempts;

@@ -110,12 +110,13 @@ pub(crate) fn is_index_file_name(path: &str) -> bool {
         .is_some_and(|name| name.starts_with("ann-") && name.ends_with(".puffin"))
 }
 
-/// Whether a statistics file is this crate's vector index.
+/// Whether a statistics file is this crate's vector index: one of its Puffin files.
+///
+/// The table metadata's entry lists no blobs (`blob-metadata: []`): pyiceberg (0.10/0.11)
+/// validates blob types in table metadata against the spec's list and refuses to load a table
+/// naming any other type, so the index's own blob types stay inside the Puffin file.
 pub(crate) fn is_index(stats: &StatisticsFile) -> bool {
-    stats
-        .blob_metadata
-        .iter()
-        .any(|b| b.r#type == INDEX_BLOB_TYPE)
+    is_index_file_name(&stats.statistics_path)
 }
 
 /// The index a search at `snapshot_id` uses: the snapshot's own entry, else its nearest

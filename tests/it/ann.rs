@@ -364,3 +364,49 @@ async fn bad_search_input_is_typed_and_the_cache_is_capped() {
     assert!(m.used_index && m.index_bytes_read > 0, "{m:?}");
     assert_eq!(table.index_cache_bytes(), 0);
 }
+
+/// pyiceberg reads a table carrying our index entries, appends to it (its snapshot has no
+/// entry: the search uses the parent's index and reads pyiceberg's file exactly), and the
+/// next build indexes pyiceberg's file.
+#[cfg(feature = "python-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyiceberg_reads_and_appends_to_an_indexed_table() {
+    use crate::support::{pyiceberg, pyiceberg_append};
+    let (t, _) = loaded(1_500, 1).await;
+    t.table.index_embeddings().await.unwrap();
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let got = pyiceberg(&[
+        "read",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_test",
+    ]);
+    assert_eq!(got["row_count"], 1_500);
+    let out = pyiceberg_append(&wh, 40, "py-tenant", 3);
+    assert_eq!(out["appended"], 40);
+    let table = SalesHistory::open(&t.config, "test").await.unwrap();
+    let theirs = table.scan().tenant("py-tenant").to_records().await.unwrap();
+    let q = theirs
+        .iter()
+        .find_map(|r| r.embedding.clone())
+        .expect("a pyiceberg row with an embedding");
+    let (found, m) = table.similar_to(q.clone(), 1).with_metrics().await.unwrap();
+    assert_eq!(found[0].record.tenant_id, "py-tenant", "{m:?}");
+    assert!((found[0].score - 1.0).abs() < 1e-9);
+    // pyiceberg's files (one per month it wrote) are searched exactly.
+    assert!(m.used_index && m.files_exact > 0, "{m:?}");
+    let update = table.index_embeddings().await.unwrap();
+    assert_eq!(update.files_indexed, m.files_exact, "{update:?}");
+    let (found, m) = table.similar_to(q, 1).with_metrics().await.unwrap();
+    assert_eq!(found[0].record.tenant_id, "py-tenant");
+    assert_eq!(m.files_exact, 0, "{m:?}");
+    let got = pyiceberg(&[
+        "read",
+        "--warehouse",
+        &wh,
+        "--namespace",
+        "pricing_intelligence_test",
+    ]);
+    assert_eq!(got["row_count"], 1_540);
+}
