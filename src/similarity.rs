@@ -151,8 +151,11 @@ pub struct SimilarTo {
     pub(crate) snapshot_id: Option<i64>,
 }
 
-/// Candidates re-ranked exactly per result wanted (default of [`SimilarTo::refine`]).
-pub const DEFAULT_REFINE: usize = 4;
+/// Candidates re-ranked exactly per result wanted (default of [`SimilarTo::refine`]): 1
+/// ranks by the index's residual 8-bit codes and reads only the `k` results' rows, whose
+/// scores and final order are exact (`bench_vector`: recall@10 0.98 at 50,000 rows; 2 gave
+/// 0.997 for one more data-file read per result).
+pub const DEFAULT_REFINE: usize = 1;
 
 impl SimilarTo {
     pub(crate) fn new(table: SalesHistory, query: Vec<f64>, k: usize) -> Self {

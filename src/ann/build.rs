@@ -291,7 +291,7 @@ impl IndexEmbeddings {
         let location = metadata.location().trim_end_matches('/').to_string();
         let path = format!("{location}/metadata/ann-{}.puffin", uuid::Uuid::new_v4());
         let mut blobs: Vec<(&'static str, Vec<u8>)> = Vec::new();
-        let mut new_segments: Vec<(usize, u64, Vec<String>)> = Vec::new();
+        let mut new_segments: Vec<(usize, u64, Vec<String>, u64)> = Vec::new();
         if codebook_ref_new.is_some() {
             blobs.push((super::CODEBOOK_BLOB_TYPE, book.to_bytes()));
         }
@@ -313,16 +313,16 @@ impl IndexEmbeddings {
             if pending.rows() >= SEGMENT_ROWS {
                 let files = pending.files.clone();
                 let rows = pending.rows() as u64;
-                let blob = std::mem::take(&mut pending).finish(dim, book.lists())?;
-                new_segments.push((blobs.len(), rows, files));
+                let (blob, codes_at) = std::mem::take(&mut pending).finish(dim, book.lists())?;
+                new_segments.push((blobs.len(), rows, files, codes_at));
                 blobs.push((super::SEGMENT_BLOB_TYPE, blob));
             }
         }
         if !pending.files.is_empty() {
             let files = pending.files.clone();
             let rows = pending.rows() as u64;
-            let blob = pending.finish(dim, book.lists())?;
-            new_segments.push((blobs.len(), rows, files));
+            let (blob, codes_at) = pending.finish(dim, book.lists())?;
+            new_segments.push((blobs.len(), rows, files, codes_at));
             blobs.push((super::SEGMENT_BLOB_TYPE, blob));
         }
         report.segments_written = new_segments.len();
@@ -347,11 +347,16 @@ impl IndexEmbeddings {
                 .ok_or_else(|| Error::internal("codebook without manifest"))?,
         };
         let mut segments = kept;
-        segments.extend(new_segments.into_iter().map(|(i, rows, files)| SegmentRef {
-            blob: blob_ref(i),
-            rows,
-            files,
-        }));
+        segments.extend(
+            new_segments
+                .into_iter()
+                .map(|(i, rows, files, codes_at)| SegmentRef {
+                    blob: blob_ref(i),
+                    codes_at,
+                    rows,
+                    files,
+                }),
+        );
         let manifest = IndexManifest {
             version: 1,
             dim,
@@ -561,7 +566,11 @@ fn encode_file(
                         *a = *b as f32;
                     }
                     lists[j] = book.assign(&v32);
-                    let (scale, norm) = codec::encode(v, &mut codes[j * dim..(j + 1) * dim]);
+                    let (scale, norm) = codec::encode(
+                        v,
+                        book.centroid(lists[j]),
+                        &mut codes[j * dim..(j + 1) * dim],
+                    );
                     scales[j] = scale;
                     norms[j] = norm;
                 }
@@ -600,7 +609,7 @@ impl Pending {
     }
 
     /// The segment blob: entries ordered by list.
-    fn finish(self, dim: usize, lists: usize) -> Result<Vec<u8>> {
+    fn finish(self, dim: usize, lists: usize) -> Result<(Vec<u8>, u64)> {
         let n = self.rows();
         let mut order: Vec<(u32, u32, u32)> = Vec::with_capacity(n);
         for (p, part) in self.parts.iter().enumerate() {

@@ -77,6 +77,8 @@ pub(crate) struct BlobRef {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SegmentRef {
     pub(crate) blob: BlobRef,
+    /// Where the code section starts in the blob (header and attributes before it).
+    pub(crate) codes_at: u64,
     /// Entries in the segment.
     pub(crate) rows: u64,
     /// The data files it covers (full paths).
@@ -142,6 +144,7 @@ enum Cached {
     Manifest(Arc<IndexManifest>),
     Codebook(Arc<Codebook>),
     Segment(Arc<Segment>),
+    Codes(Arc<Vec<i8>>),
 }
 
 struct CacheEntry {
@@ -199,6 +202,7 @@ impl IndexCache {
             Cached::Manifest(m) => Cached::Manifest(m.clone()),
             Cached::Codebook(c) => Cached::Codebook(c.clone()),
             Cached::Segment(s) => Cached::Segment(s.clone()),
+            Cached::Codes(c) => Cached::Codes(c.clone()),
         })
     }
 
@@ -222,20 +226,26 @@ impl IndexCache {
         Self::evict(&mut inner, cap, Some(&key));
     }
 
+    /// Drops least recently used entries until the cache holds at most 7/8 of `cap` (a batch
+    /// at a time: one sort per eviction round, not one scan per entry).
     fn evict(inner: &mut CacheInner, cap: usize, keep: Option<&BlobRef>) {
-        while inner.bytes > cap {
-            let Some(victim) = inner
-                .entries
-                .iter()
-                .filter(|(k, _)| Some(*k) != keep)
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            else {
+        if inner.bytes <= cap {
+            return;
+        }
+        let goal = cap - cap / 8;
+        let mut by_age: Vec<(u64, BlobRef, usize)> = inner
+            .entries
+            .iter()
+            .filter(|(k, _)| Some(*k) != keep)
+            .map(|(k, e)| (e.used, k.clone(), e.bytes))
+            .collect();
+        by_age.sort_unstable_by_key(|e| e.0);
+        for (_, key, bytes) in by_age {
+            if inner.bytes <= goal {
                 break;
-            };
-            if let Some(e) = inner.entries.remove(&victim) {
-                inner.bytes -= e.bytes;
             }
+            inner.entries.remove(&key);
+            inner.bytes -= bytes;
         }
     }
 
@@ -320,17 +330,31 @@ impl IndexCache {
         Ok(book)
     }
 
+    /// A segment's header and attributes (its codes are read per list: [`codes`](Self::codes)).
     pub(crate) async fn segment(
         &self,
         io: &FileIO,
-        blob: &BlobRef,
+        seg: &SegmentRef,
         dim: usize,
     ) -> Result<(Arc<Segment>, bool)> {
+        let blob = &seg.blob;
         if let Some(Cached::Segment(s)) = self.get(blob) {
             return Ok((s, true));
         }
-        let bytes = self.read(io, blob).await?;
-        let segment = tokio::task::spawn_blocking(move || Segment::decode(bytes, dim))
+        if seg.codes_at > blob.length {
+            return Err(at(
+                blob,
+                Error::corrupt_index("code section beyond the blob"),
+            ));
+        }
+        let head = BlobRef {
+            path: blob.path.clone(),
+            offset: blob.offset,
+            length: seg.codes_at,
+        };
+        let bytes = self.read(io, &head).await?;
+        let length = blob.length;
+        let segment = tokio::task::spawn_blocking(move || Segment::decode(bytes, dim, length))
             .await
             .map_err(|e| Error::internal(format!("segment decode task failed: {e}")))?
             .map_err(|e| at(blob, e))?;
@@ -338,6 +362,33 @@ impl IndexCache {
         let size = segment.memory_bytes();
         self.put(blob.clone(), Cached::Segment(segment.clone()), size);
         Ok((segment, false))
+    }
+
+    /// The codes at `range` of a segment blob (one list's).
+    pub(crate) async fn codes(
+        &self,
+        io: &FileIO,
+        blob: &BlobRef,
+        range: std::ops::Range<u64>,
+    ) -> Result<Arc<Vec<i8>>> {
+        let key = BlobRef {
+            path: blob.path.clone(),
+            offset: blob.offset + range.start,
+            length: range.end - range.start,
+        };
+        if let Some(Cached::Codes(c)) = self.get(&key) {
+            return Ok(c);
+        }
+        if range.end > blob.length {
+            return Err(at(
+                blob,
+                Error::corrupt_index("a list's codes lie beyond the blob"),
+            ));
+        }
+        let bytes = self.read(io, &key).await?;
+        let codes: Arc<Vec<i8>> = Arc::new(bytes.iter().map(|b| *b as i8).collect());
+        self.put(key, Cached::Codes(codes.clone()), codes.len());
+        Ok(codes)
     }
 }
 

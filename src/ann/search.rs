@@ -48,7 +48,9 @@ pub struct SimilarityMetrics {
     pub candidates_reranked: usize,
     /// Bytes of index parts read from storage by this search.
     pub index_bytes_read: u64,
-    /// Time spent in the index part (probe + score), the re-rank, and the exact part.
+    /// Time spent planning (snapshot, pruning) and loading index parts.
+    pub planning: Duration,
+    /// Time spent probing lists and scoring entries.
     pub index_time: Duration,
     /// Time spent reading candidates' rows and re-ranking them.
     pub rerank_time: Duration,
@@ -161,7 +163,7 @@ pub(crate) async fn search(
             return exact_all("the index codebook is unreadable", metrics, scan).await;
         }
     };
-    let index_start = Instant::now();
+    let plan_start = Instant::now();
     let resolved: Resolved = {
         let f = match &s.scope {
             Some(scope) => s.filter.clone().and(scope.clone()),
@@ -196,8 +198,8 @@ pub(crate) async fn search(
     let loaded: Vec<(usize, Result<(Arc<Segment>, bool)>)> =
         futures::stream::iter(wanted.iter().copied())
             .map(|i| {
-                let (io, blob) = (&io, &manifest.segments[i].blob);
-                async move { (i, cache.segment(io, blob, dim).await) }
+                let (io, seg) = (&io, &manifest.segments[i]);
+                async move { (i, cache.segment(io, seg, dim).await) }
             })
             .buffered(SEGMENT_READS)
             .collect()
@@ -228,78 +230,132 @@ pub(crate) async fn search(
         .collect();
     metrics.files_exact = uncovered.len();
 
-    // Score the probed lists of every segment (on the blocking pool, segments split over
-    // the cores).
+    metrics.planning = plan_start.elapsed();
+    let index_start = Instant::now();
+    // Probe: lists nearest the query first, per segment at least `probes` of them and more
+    // while fewer than `want` entries passed the filter. Each round reads the codes of the
+    // lists it probes (cached per list), then scores them on the blocking pool, segments split
+    // over the cores.
     let want = s.k.saturating_mul(s.refine.max(1)).max(s.k);
     let probes = s.probes.unwrap_or_else(|| default_probes(book.lists()));
     let query = Arc::new(Query::new(&s.query, s.metric));
-    let filter = (!resolved.is_trivial()).then_some(resolved);
-    let file_ok: Vec<Vec<bool>> = segments
-        .iter()
-        .map(|(_, seg)| {
-            seg.files
-                .iter()
-                .map(|f| covered.contains(f.as_str()))
-                .collect()
-        })
-        .collect();
-    let segs: Vec<Arc<Segment>> = segments.iter().map(|(_, s)| s.clone()).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(segs.len().max(1));
+    let filter = Arc::new((!resolved.is_trivial()).then_some(resolved));
     let (book2, query2) = (book.clone(), query.clone());
-    let scored = tokio::task::spawn_blocking(move || {
-        let order = book2.probe_order(&query2);
-        let results: Vec<Result<(Vec<Candidate>, usize, usize)>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (segs, file_ok, order, query, filter) =
-                        (&segs, &file_ok, &order, &query2, &filter);
-                    sc.spawn(move || {
-                        let mut out = Vec::new();
-                        let (mut lists, mut entries) = (0, 0);
-                        for (i, seg) in segs.iter().enumerate().skip(t).step_by(threads) {
-                            let (c, l, e) = score_segment(
-                                seg,
-                                i as u32,
-                                order,
-                                probes,
-                                want,
-                                &file_ok[i],
-                                filter.as_ref(),
-                                query,
-                                dim,
-                            )?;
-                            out.extend(c);
-                            trim(&mut out, want);
-                            lists += l;
-                            entries += e;
-                        }
-                        Ok((out, lists, entries))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::internal("a scoring thread panicked")))
-                })
-                .collect()
-        });
-        let mut all = Vec::new();
-        let (mut lists, mut entries) = (0, 0);
-        for r in results {
-            let (c, l, e) = r?;
-            all.extend(c);
-            lists += l;
-            entries += e;
-        }
-        trim(&mut all, want);
-        Ok::<_, Error>((all, lists, entries))
+    let (dots, order) = tokio::task::spawn_blocking(move || {
+        let dots = book2.query_dots(&query2);
+        let order = book2.probe_order(&query2, &dots);
+        (dots, order)
     })
     .await
-    .map_err(|e| Error::internal(format!("scoring task failed: {e}")))??;
+    .map_err(|e| Error::internal(format!("probe task failed: {e}")))?;
+    let (dots, order) = (Arc::new(dots), Arc::new(order));
+    let mut states: Vec<Probing> = segments
+        .iter()
+        .enumerate()
+        .map(|(no, (i, seg))| Probing {
+            no: no as u32,
+            seg: seg.clone(),
+            blob: manifest.segments[*i].blob.clone(),
+            file_ok: seg
+                .files
+                .iter()
+                .map(|f| covered.contains(f.as_str()))
+                .collect(),
+            next: 0,
+            passed: 0,
+            lists: 0,
+            out: Vec::new(),
+        })
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    loop {
+        // This round's lists per segment (empty lists skipped without a read).
+        let mut reads: Vec<(usize, u32, std::ops::Range<u64>)> = Vec::new();
+        for (si, st) in states.iter_mut().enumerate() {
+            let mut budget = if st.next < probes {
+                probes - st.next
+            } else {
+                probes
+            };
+            if st.next >= probes && st.passed >= want {
+                continue;
+            }
+            while budget > 0 && st.next < order.len() {
+                let l = order[st.next];
+                st.next += 1;
+                budget -= 1;
+                let (bytes, entries) = st.seg.list_codes(l as usize, dim);
+                if !entries.is_empty() {
+                    reads.push((si, l, bytes));
+                }
+            }
+        }
+        if reads.is_empty() {
+            break;
+        }
+        let fetched: Vec<(usize, u32, Arc<Vec<i8>>)> = futures::stream::iter(reads)
+            .map(|(si, l, range)| {
+                let (io, blob) = (&io, &states[si].blob);
+                async move { Ok::<_, Error>((si, l, cache.codes(io, blob, range).await?)) }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        let mut work: Vec<Vec<(u32, Arc<Vec<i8>>)>> = vec![Vec::new(); states.len()];
+        for (si, l, codes) in fetched {
+            work[si].push((l, codes));
+        }
+        let (query, filter, dots) = (query.clone(), filter.clone(), dots.clone());
+        states = tokio::task::spawn_blocking(move || {
+            let chunk = states.len().div_ceil(threads).max(1);
+            let results: Vec<Result<()>> = std::thread::scope(|sc| {
+                let handles: Vec<_> = states
+                    .chunks_mut(chunk)
+                    .zip(work.chunks(chunk))
+                    .map(|(sts, works)| {
+                        let (query, filter, dots) = (&query, &filter, &dots);
+                        sc.spawn(move || {
+                            for (st, lists) in sts.iter_mut().zip(works) {
+                                for (l, codes) in lists {
+                                    st.score_list(
+                                        *l,
+                                        codes,
+                                        dots[*l as usize],
+                                        (**filter).as_ref(),
+                                        query,
+                                        dim,
+                                        want,
+                                    )?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::internal("a scoring thread panicked")))
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<Vec<()>>>()?;
+            Ok::<_, Error>(states)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("scoring task failed: {e}")))??;
+    }
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let (mut lists_probed, mut entries_scored) = (0, 0);
+    for st in &mut states {
+        trim(&mut st.out, want);
+        candidates.append(&mut st.out);
+        lists_probed += st.lists;
+        entries_scored += st.passed;
+    }
+    trim(&mut candidates, want);
+    let scored = (candidates, lists_probed, entries_scored);
     let (candidates, lists_probed, entries_scored) = scored;
     metrics.lists_probed = lists_probed;
     metrics.entries_scored = entries_scored;
@@ -375,35 +431,44 @@ pub(crate) fn default_probes(lists: usize) -> usize {
     (lists / 32).max(8).min(lists.max(1))
 }
 
-/// The best `want` entries of one segment: lists in probe order, at least `probes` of them
-/// and more while fewer than `want` entries passed the filter.
-#[allow(clippy::too_many_arguments)]
-fn score_segment(
-    seg: &Segment,
-    segment_no: u32,
-    order: &[u32],
-    probes: usize,
-    want: usize,
-    file_ok: &[bool],
-    filter: Option<&Resolved>,
-    query: &Query,
-    dim: usize,
-) -> Result<(Vec<Candidate>, usize, usize)> {
-    let mut out: Vec<Candidate> = Vec::new();
-    let (mut lists, mut passed) = (0usize, 0usize);
-    let metric = query_metric(query);
-    for (n, &l) in order.iter().enumerate() {
-        if n >= probes && passed >= want {
-            break;
-        }
+/// One segment's probing across rounds.
+struct Probing {
+    no: u32,
+    seg: Arc<Segment>,
+    blob: super::BlobRef,
+    /// Per file of the segment: planned and live (searched through the index).
+    file_ok: Vec<bool>,
+    /// Position in the probe order.
+    next: usize,
+    /// Entries that passed the file and row filters so far.
+    passed: usize,
+    /// Non-empty lists probed.
+    lists: usize,
+    out: Vec<Candidate>,
+}
+
+impl Probing {
+    /// Scores list `l`'s entries (`codes` in entry order) that pass the filters.
+    #[allow(clippy::too_many_arguments)]
+    fn score_list(
+        &mut self,
+        l: u32,
+        codes: &[i8],
+        q_dot_centroid: f64,
+        filter: Option<&Resolved>,
+        query: &Query,
+        dim: usize,
+        want: usize,
+    ) -> Result<()> {
+        let seg = &self.seg;
         let (a, b) = (
             seg.list_offsets[l as usize] as usize,
             seg.list_offsets[l as usize + 1] as usize,
         );
-        if a == b {
-            continue;
+        if codes.len() != (b - a) * dim {
+            return Err(Error::corrupt_index("a list's codes have the wrong length"));
         }
-        lists += 1;
+        self.lists += 1;
         let mask = match filter {
             Some(f) => Some(f.evaluate(b - a, |c: Column| {
                 seg.attrs
@@ -412,31 +477,32 @@ fn score_segment(
             })?),
             None => None,
         };
-        for e in a..b {
-            if !file_ok[seg.files_of_entries[e] as usize] {
+        let metric = query_metric(query);
+        for (j, code) in codes.chunks_exact(dim).enumerate() {
+            let e = a + j;
+            if !self.file_ok[seg.files_of_entries[e] as usize] {
                 continue;
             }
             if let Some(m) = &mask
-                && !m.value(e - a)
+                && !m.value(j)
             {
                 continue;
             }
-            passed += 1;
-            let Some(score) = query.score(seg.code(e, dim), seg.scales[e], seg.norms[e]) else {
+            self.passed += 1;
+            let Some(score) = query.score(code, seg.scales[e], seg.norms[e], q_dot_centroid) else {
                 continue;
             };
-            out.push(Candidate {
+            self.out.push(Candidate {
                 key: key_of(metric, score),
-                segment: segment_no,
+                segment: self.no,
                 entry: e as u32,
             });
         }
-        if out.len() >= want.saturating_mul(2).max(64) {
-            trim(&mut out, want);
+        if self.out.len() >= want.saturating_mul(2).max(64) {
+            trim(&mut self.out, want);
         }
+        Ok(())
     }
-    trim(&mut out, want);
-    Ok((out, lists, passed))
 }
 
 fn query_metric(q: &Query) -> Metric {

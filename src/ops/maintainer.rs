@@ -8,12 +8,14 @@
 //!    [`min_small_files`](MaintainerBuilder::min_small_files)), the month written last first,
 //!    one `replace` snapshot per month (a conflict with a concurrent append is re-applied
 //!    cheaply by the commit loop; a run never blocks or fails an append);
-//! 2. **expires snapshots** by the table's retention properties
+//! 2. **updates the vector index** when the table has one ([`MaintainerBuilder::index_embeddings`]):
+//!    the files appended or compacted since the last run get their entries;
+//! 3. **expires snapshots** by the table's retention properties
 //!    (`history.expire.max-snapshot-age-ms`, `history.expire.min-snapshots-to-keep`) and
 //!    beyond the [`max_snapshots`](MaintainerBuilder::max_snapshots) most recent ones (default
 //!    [`DEFAULT_MAX_SNAPSHOTS`]: `metadata.json` holds every snapshot, so age alone does not
 //!    bound it under a writer that commits every second);
-//! 3. **removes orphan files** older than [`orphans_older_than`](MaintainerBuilder::orphans_older_than)
+//! 4. **removes orphan files** older than [`orphans_older_than`](MaintainerBuilder::orphans_older_than)
 //!    (default 1 day: never a file an in-flight commit may still reference).
 //!
 //! Each run's errors are counted and logged ([`MaintainerStats`], `tracing`), never returned
@@ -54,6 +56,10 @@ pub struct MaintainerStats {
     pub snapshots_expired: u64,
     /// Files deleted (by expiry and orphan removal).
     pub files_deleted: u64,
+    /// Rows added to the vector index by the runs (see [`MaintainerBuilder::index_embeddings`]).
+    pub rows_indexed: u64,
+    /// How long the last run's index step took.
+    pub last_index: Duration,
     /// The last error of a step, in words.
     pub last_error: Option<String>,
     /// Whether the catalog manages maintenance itself (S3 Tables): the task does nothing.
@@ -83,6 +89,7 @@ pub struct MaintainerBuilder {
     max_snapshots: Option<usize>,
     orphans_older_than: Option<Duration>,
     orphans_every: Duration,
+    index: Option<bool>,
 }
 
 /// How often the task removes orphans by default: listing the table's files and reading
@@ -102,7 +109,18 @@ impl MaintainerBuilder {
             max_snapshots: Some(DEFAULT_MAX_SNAPSHOTS),
             orphans_older_than: Some(Duration::from_secs(24 * 3600)),
             orphans_every: DEFAULT_ORPHANS_EVERY,
+            index: None,
         }
+    }
+
+    /// Whether runs update the vector index ([`SalesHistory::index_embeddings`]) after
+    /// compacting: files appended or compacted since the last run get their entries, segments
+    /// of removed files go. Default (`None`): only when the table already has an index — a
+    /// table nobody indexed is not indexed behind its back. A new file waits for its entries
+    /// until the next run (it is searched exactly meanwhile).
+    pub fn index_embeddings(mut self, on: Option<bool>) -> Self {
+        self.index = on;
+        self
     }
 
     /// Run at least this often (default 5 minutes).
@@ -344,6 +362,31 @@ async fn run_once(shared: &Shared) -> Result<()> {
             Err(e) => first_error = first_error.or(Some(e)),
         }
         timed(|s| &mut s.last_compaction, t);
+    }
+    if shared.stopped.load(Ordering::Acquire) {
+        return first_error.map_or(Ok(()), Err);
+    }
+    let index_due = match config.index {
+        Some(on) => on,
+        None => {
+            let current = table.current();
+            let metadata = current.metadata();
+            metadata
+                .current_snapshot_id()
+                .is_some_and(|id| crate::ann::index_for(metadata, id).is_some())
+        }
+    };
+    if index_due {
+        let t = Instant::now();
+        let indexed = table.index_embeddings().await;
+        timed(|s| &mut s.last_index, t);
+        match indexed {
+            Ok(r) => {
+                let mut stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+                stats.rows_indexed += r.rows_indexed;
+            }
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
     }
     if shared.stopped.load(Ordering::Acquire) {
         return first_error.map_or(Ok(()), Err);

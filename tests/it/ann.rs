@@ -278,7 +278,8 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     // Compaction: the compacted month's files are new, searched exactly; the next build
     // drops the dead segment and indexes them.
     let exact = table.similar_to(q.clone(), 5).exact().await.unwrap();
-    table.compact().await.expect("compact");
+    let compacted = table.compact().await.expect("compact");
+    assert!(compacted.files_removed > 0, "{compacted:?}");
     let (after, m) = table.similar_to(q.clone(), 5).with_metrics().await.unwrap();
     assert_eq!(keys(&after), keys(&exact), "{m:?}");
     assert!(m.files_exact > 0, "{m:?}");
@@ -409,4 +410,65 @@ async fn pyiceberg_reads_and_appends_to_an_indexed_table() {
         "pricing_intelligence_test",
     ]);
     assert_eq!(got["row_count"], 1_540);
+}
+
+/// The maintenance task keeps an existing index up to date beside a writer: appended files
+/// get their entries (searched exactly until then), compacted months are indexed again; a
+/// table nobody indexed is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintainer_keeps_the_index_up_to_date() {
+    let (t, _) = loaded(2_000, 1).await;
+    let table = &t.table;
+    // Not indexed: the task does not start indexing.
+    let m = table
+        .maintainer()
+        .every(std::time::Duration::from_secs(3600))
+        .orphans_older_than(None)
+        .start()
+        .unwrap();
+    m.run_now();
+    let mut w = m.watch();
+    w.wait_for(|s| s.runs >= 1).await.unwrap();
+    assert_eq!(m.stop().await.rows_indexed, 0);
+    let (_, metrics) = table
+        .similar_to(queries(1).remove(0), 3)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert!(!metrics.used_index);
+
+    table.index_embeddings().await.unwrap();
+    let m = table
+        .maintainer()
+        .every(std::time::Duration::from_secs(3600))
+        .after_commits(Some(5))
+        .min_small_files(4)
+        .orphans_older_than(None)
+        .start()
+        .unwrap();
+    let mut w = m.watch();
+    for i in 0..12u64 {
+        table.append(sample(20, DIM, 500 + i)).await.unwrap();
+    }
+    m.run_now();
+    let target = 2_000 + 12 * 20;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, metrics) = table
+            .similar_to(queries(1).remove(0), 3)
+            .with_metrics()
+            .await
+            .unwrap();
+        if metrics.files_exact == 0 || std::time::Instant::now() > deadline {
+            assert_eq!(metrics.files_exact, 0, "{metrics:?}");
+            break;
+        }
+        m.run_now();
+        let runs = w.borrow().runs;
+        w.wait_for(|s| s.runs > runs).await.unwrap();
+    }
+    let stats = m.stop().await;
+    assert!(stats.rows_indexed >= 12 * 20, "{stats:?}");
+    assert_eq!(stats.failed_runs, 0, "{stats:?}");
+    assert_eq!(table.scan().count().await.unwrap(), target);
 }
