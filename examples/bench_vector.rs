@@ -74,6 +74,9 @@ struct Args {
     /// Python with numpy, faiss-cpu and lancedb.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     peer_python: PathBuf,
+    /// Byte cap of the handle's index cache, in MiB (the crate's default is 512).
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    cache_mib: u64,
     /// Train and encode the index again even when the table has one.
     #[arg(long)]
     rebuild: bool,
@@ -142,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         TableOptions::default().embedding_dimension(args.dim),
     )
     .await?;
+    table.set_index_cache_bytes(args.cache_mib << 20);
     let sample = |seed: u64| {
         SampleGenerator::new(
             SampleConfig::default()
@@ -419,6 +423,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let result = json!({
         "rows": rows, "dim": args.dim, "k": k, "queries": queries.len(), "tenants": args.tenants,
+        "cache_mib": args.cache_mib,
         "load_s": load.map(|d| d.as_secs_f64()),
         "index": {
             "lists": report.lists, "build_s": report.duration.as_secs_f64(),

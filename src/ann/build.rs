@@ -505,7 +505,7 @@ fn embeddings(batch: &RecordBatch) -> Option<(&[f64], &[i32])> {
 /// One file's entries.
 struct Encoded {
     lists: Vec<u32>,
-    codes: Vec<i8>,
+    codes: Vec<u8>,
     scales: Vec<f32>,
     norms: Vec<f32>,
     positions: Vec<i64>,
@@ -546,7 +546,7 @@ fn encode_file(
         .collect();
     let n = rows.len();
     let mut lists = vec![0u32; n];
-    let mut codes = vec![0i8; n * dim];
+    let mut codes = vec![0u8; n * dim];
     let mut scales = vec![0f32; n];
     let mut norms = vec![0f32; n];
     let chunk = n.div_ceil(threads.max(1)).max(1);

@@ -13,11 +13,13 @@ use crate::similarity::Metric;
 /// Independent partial sums per kernel (kept in vector registers).
 const LANES: usize = 16;
 
-/// The query scaled to 13-bit integers: `i16` × `i8` products summed in `i32` stay exact for
-/// up to 2,048 elements per block (|q| ≤ 8,191, |code| ≤ 127).
+/// The query scaled to 13-bit integers: `i16` × `u8` products summed in `i32` stay exact for
+/// up to 1,024 elements per block (|q| ≤ 8,191, code ≤ 255: 2,138,775,552 < 2³¹).
 const QUERY_MAX: f32 = 8191.0;
 /// Elements summed in `i32` before widening to `i64`.
-const BLOCK: usize = 2048;
+const BLOCK: usize = 1024;
+/// Codes are stored as `u8` = signed code + 128 (the signed code is −127…127).
+pub(crate) const CODE_BIAS: i64 = 128;
 
 /// `Σ a[i]·b[i]` in f32 lanes.
 #[inline]
@@ -38,9 +40,9 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `Σ q[i]·c[i]` of a 13-bit query and an 8-bit code, exact.
+/// `Σ q[i]·c[i]` of a 13-bit query and a biased 8-bit code, exact.
 #[inline]
-pub(crate) fn dot_i16_i8(q: &[i16], c: &[i8]) -> i64 {
+pub(crate) fn dot_i16_u8(q: &[i16], c: &[u8]) -> i64 {
     let mut total = 0i64;
     for (qb, cb) in q.chunks(BLOCK).zip(c.chunks(BLOCK)) {
         let mut acc = [0i32; LANES];
@@ -64,19 +66,19 @@ pub(crate) fn dot_i16_i8(q: &[i16], c: &[i8]) -> i64 {
 /// One vector in 8 bits, as its residual from its list's centroid: `v ≈ c + scale · code`.
 /// Residuals span a few times less than the vectors, so the same 8 bits rank finer. Returns
 /// `(scale, |v|)` (the exact norm, for cosine and L2).
-pub(crate) fn encode(v: &[f64], centroid: &[f32], code: &mut [i8]) -> (f32, f32) {
+pub(crate) fn encode(v: &[f64], centroid: &[f32], code: &mut [u8]) -> (f32, f32) {
     let max = v
         .iter()
         .zip(centroid)
         .fold(0.0f64, |m, (x, c)| m.max((x - f64::from(*c)).abs()));
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt() as f32;
     if max == 0.0 || !max.is_finite() {
-        code.iter_mut().for_each(|c| *c = 0);
+        code.iter_mut().for_each(|c| *c = CODE_BIAS as u8);
         return (0.0, norm);
     }
     let inv = 127.0 / max;
     for ((c, x), m) in code.iter_mut().zip(v).zip(centroid) {
-        *c = ((x - f64::from(*m)) * inv).round().clamp(-127.0, 127.0) as i8;
+        *c = (((x - f64::from(*m)) * inv).round().clamp(-127.0, 127.0) + CODE_BIAS as f64) as u8;
     }
     ((max / 127.0) as f32, norm)
 }
@@ -85,6 +87,8 @@ pub(crate) fn encode(v: &[f64], centroid: &[f32], code: &mut [i8]) -> (f32, f32)
 pub(crate) struct Query {
     f64: Vec<f64>,
     q16: Vec<i16>,
+    /// `Σ q16`: removes the codes' bias.
+    q16_sum: i64,
     q_scale: f64,
     pub(crate) norm: f64,
     metric: Metric,
@@ -101,6 +105,7 @@ impl Query {
         Query {
             f64: q.to_vec(),
             q16: q.iter().map(|x| (x * inv).round() as i16).collect(),
+            q16_sum: q.iter().map(|x| (x * inv).round() as i64).sum(),
             q_scale: if inv > 0.0 { 1.0 / inv } else { 0.0 },
             norm: q.iter().map(|x| x * x).sum::<f64>().sqrt(),
             metric,
@@ -134,13 +139,13 @@ impl Query {
     #[inline]
     pub(crate) fn score(
         &self,
-        code: &[i8],
+        code: &[u8],
         scale: f32,
         norm: f32,
         q_dot_centroid: f64,
     ) -> Option<f64> {
-        let dot =
-            q_dot_centroid + dot_i16_i8(&self.q16, code) as f64 * self.q_scale * f64::from(scale);
+        let raw = dot_i16_u8(&self.q16, code) - CODE_BIAS * self.q16_sum;
+        let dot = q_dot_centroid + raw as f64 * self.q_scale * f64::from(scale);
         match self.metric {
             Metric::Dot => Some(dot),
             Metric::Cosine => (norm > 0.0).then(|| dot / (self.norm * f64::from(norm))),
@@ -379,7 +384,7 @@ impl Segment {
         files: Vec<String>,
         list_offsets: Vec<u32>,
         attrs: &RecordBatch,
-        codes: &[i8],
+        codes: &[u8],
     ) -> Result<(Vec<u8>, u64)> {
         let mut parquet = Vec::new();
         let props = parquet::file::properties::WriterProperties::builder()
@@ -404,7 +409,7 @@ impl Segment {
         out.extend_from_slice(&header);
         out.extend_from_slice(&parquet);
         let codes_at = out.len() as u64;
-        out.extend(codes.iter().map(|c| *c as u8));
+        out.extend_from_slice(codes);
         Ok((out, codes_at))
     }
 
@@ -526,7 +531,7 @@ mod tests {
         let v: Vec<f64> = (0..1030)
             .map(|i| ((i * 53) % 97) as f64 / 48.0 - 1.0)
             .collect();
-        let mut code = vec![0i8; v.len()];
+        let mut code = vec![0u8; v.len()];
         let centroid: Vec<f32> = v.iter().map(|x| (x * 0.8) as f32).collect();
         let (scale, norm) = encode(&v, &centroid, &mut code);
         let exact: f64 = q.iter().zip(&v).map(|(a, b)| a * b).sum();

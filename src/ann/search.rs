@@ -164,23 +164,30 @@ pub(crate) async fn search(
         }
     };
     let plan_start = Instant::now();
-    let resolved: Resolved = {
-        let f = match &s.scope {
-            Some(scope) => s.filter.clone().and(scope.clone()),
-            None => s.filter.clone(),
-        };
-        f.resolve()?
+    let effective = match &s.scope {
+        Some(scope) => s.filter.clone().and(scope.clone()),
+        None => s.filter.clone(),
     };
+    let resolved: Resolved = effective.resolve()?;
     if resolved.matches_nothing {
         return Ok((Vec::new(), metrics));
     }
-    let plan = scan.clone().plan().await?;
-    metrics.files_planned = plan.files.len();
-    let planned: HashMap<&str, u64> = plan
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.size_bytes))
-        .collect();
+    let files = match cache.plan(id, &effective) {
+        Some(files) => files,
+        None => {
+            let plan = scan.clone().plan().await?;
+            let files = Arc::new(
+                plan.files
+                    .into_iter()
+                    .map(|f| (f.path, f.size_bytes))
+                    .collect::<Vec<_>>(),
+            );
+            cache.remember_plan(id, effective.clone(), files.clone());
+            files
+        }
+    };
+    metrics.files_planned = files.len();
+    let planned: HashMap<&str, u64> = files.iter().map(|(p, n)| (p.as_str(), *n)).collect();
     // Segments with a planned file, and which of their files are planned.
     let mut wanted: Vec<usize> = Vec::new();
     let mut covered: HashSet<&str> = HashSet::new();
@@ -293,7 +300,7 @@ pub(crate) async fn search(
         if reads.is_empty() {
             break;
         }
-        let fetched: Vec<(usize, u32, Arc<Vec<i8>>)> = futures::stream::iter(reads)
+        let fetched: Vec<(usize, u32, bytes::Bytes)> = futures::stream::iter(reads)
             .map(|(si, l, range)| {
                 let (io, blob) = (&io, &states[si].blob);
                 async move { Ok::<_, Error>((si, l, cache.codes(io, blob, range).await?)) }
@@ -301,7 +308,7 @@ pub(crate) async fn search(
             .buffer_unordered(16)
             .try_collect()
             .await?;
-        let mut work: Vec<Vec<(u32, Arc<Vec<i8>>)>> = vec![Vec::new(); states.len()];
+        let mut work: Vec<Vec<(u32, bytes::Bytes)>> = vec![Vec::new(); states.len()];
         for (si, l, codes) in fetched {
             work[si].push((l, codes));
         }
@@ -453,7 +460,7 @@ impl Probing {
     fn score_list(
         &mut self,
         l: u32,
-        codes: &[i8],
+        codes: &[u8],
         q_dot_centroid: f64,
         filter: Option<&Resolved>,
         query: &Query,

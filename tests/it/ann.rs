@@ -284,9 +284,18 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     assert_eq!(keys(&after), keys(&exact), "{m:?}");
     assert!(m.files_exact > 0, "{m:?}");
     let update = table.index_embeddings().await.unwrap();
+    let live: Vec<String> = table
+        .scan()
+        .plan()
+        .await
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| f.path.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
     assert!(
         update.segments_dropped >= 1 && update.files_indexed > 0,
-        "{update:?}"
+        "{update:?} after {compacted:?}; search {m:?}; live {live:?}"
     );
     let (_, m) = table.similar_to(q.clone(), 5).with_metrics().await.unwrap();
     assert_eq!(m.files_exact, 0, "{m:?}");

@@ -252,6 +252,7 @@ fn help_is_generated_and_lists_the_shared_flags() {
         "bench_scan",
         "bench_write",
         "bench_scan_memory",
+        "bench_vector",
     ] {
         let (code, out, err) = run(tool, &["--help"]);
         assert_eq!(code, 0, "{tool}: {err}");
@@ -1123,4 +1124,41 @@ fn bench_layout_compares_layouts_and_migrates() {
         "{v}"
     );
     assert!(v["migration"]["files"].as_u64() > Some(0), "{v}");
+}
+
+/// `bench_vector` on a small table: the index is built, its recall against the exact answers
+/// the benchmark computes is high, and it scores a part of the entries; no peers.
+#[test]
+fn bench_vector_measures_the_index_against_the_exact_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        "bench_vector",
+        &[
+            "--rows",
+            "4000",
+            "--dim",
+            "64",
+            "--tenants",
+            "8",
+            "--queries",
+            "10",
+            "--probes",
+            "8",
+            "--refine",
+            "4",
+            "--exact-runs",
+            "1",
+            "--warehouse",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["rows"], 4000, "{v}");
+    assert_eq!(v["index"]["lists"], 63, "{v}");
+    let ours = &v["ours"][0];
+    assert!(ours["recall"].as_f64() >= Some(0.9), "{v}");
+    assert!(ours["tenant_recall"].as_f64() >= Some(0.9), "{v}");
+    assert!(ours["entries_scored_mean"].as_f64() < Some(4000.0), "{v}");
 }
