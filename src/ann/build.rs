@@ -34,18 +34,16 @@ const MIN_LIVE_SHARE: f64 = 0.5;
 /// The codebook is retrained when the table has grown this many times since training.
 const RETRAIN_GROWTH: u64 = 4;
 
-/// The columns a [`ScanFilter`](crate::ScanFilter) can test: kept with each entry.
-const FILTER_COLUMNS: [Column; 9] = [
-    Column::ProductId,
-    Column::TenantId,
-    Column::Category,
-    Column::Brand,
-    Column::Condition,
-    Column::SoldPrice,
-    Column::SoldDate,
-    Column::Season,
-    Column::Source,
-];
+/// The columns a [`ScanFilter`](crate::ScanFilter) can test, kept with each entry: all but
+/// the embedding and the two free-text columns.
+fn filter_columns() -> impl Iterator<Item = Column> {
+    Column::ALL.into_iter().filter(|c| {
+        !matches!(
+            c,
+            Column::Embedding | Column::ImageS3Key | Column::Description
+        )
+    })
+}
 
 /// Lists for a table of `rows`: about √rows, 16–4,096.
 pub(crate) fn default_lists(rows: u64) -> usize {
@@ -218,10 +216,17 @@ impl IndexEmbeddings {
                     .filter_map(|f| live.get(f))
                     .map(|v| v.1)
                     .sum();
-                if s.rows > 0 && live_rows as f64 >= MIN_LIVE_SHARE * s.rows as f64 {
-                    kept.push(s.clone());
-                } else {
+                if s.rows == 0 || (live_rows as f64) < MIN_LIVE_SHARE * s.rows as f64 {
                     report.segments_dropped += 1;
+                    continue;
+                }
+                // A segment that cannot be read is dropped: its files are indexed again.
+                match cache.segment(&io, s, dim).await {
+                    Ok(_) => kept.push(s.clone()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an index segment is unreadable: its files are indexed again");
+                        report.segments_dropped += 1;
+                    }
                 }
             }
         } else if let Some(m) = &previous {
@@ -578,7 +583,7 @@ fn encode_file(
         }
     });
     let take = UInt32Array::from(rows.iter().map(|r| *r as u32).collect::<Vec<_>>());
-    let keep: Vec<usize> = FILTER_COLUMNS.iter().map(|c| c.index()).collect();
+    let keep: Vec<usize> = filter_columns().map(|c| c.index()).collect();
     let attrs = arrow_select::take::take_record_batch(&all.project(&keep)?, &take)?;
     Ok(Encoded {
         positions: rows.iter().map(|r| *r as i64).collect(),

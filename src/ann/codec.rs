@@ -547,7 +547,7 @@ mod tests {
             "{approx} vs {exact}"
         );
         let cos = Query::new(&q, Metric::Cosine)
-            .score(&code, scale, norm)
+            .score(&code, scale, norm, qc)
             .unwrap_or(f64::NAN);
         let qn = q.iter().map(|x| x * x).sum::<f64>().sqrt();
         let vn = v.iter().map(|x| x * x).sum::<f64>().sqrt();

@@ -162,8 +162,11 @@ pub(crate) struct IndexCache {
     pub(crate) bytes_read: AtomicU64,
     /// The planned files (path, size) of recent (snapshot, filter) pairs: a snapshot's files
     /// never change, and planning costs ~20 ms at a thousand files.
-    plans: Mutex<Vec<(i64, crate::ScanFilter, Arc<Vec<(String, u64)>>)>>,
+    plans: Mutex<Vec<(i64, crate::ScanFilter, PlannedFiles)>>,
 }
+
+/// A plan's data files: (path, size).
+pub(crate) type PlannedFiles = Arc<Vec<(String, u64)>>;
 
 /// Plans remembered per handle.
 const PLANS_KEPT: usize = 16;
@@ -195,7 +198,7 @@ impl IndexCache {
     }
 
     /// The remembered plan of `filter` at `snapshot`.
-    pub(crate) fn plan(&self, snapshot: i64, filter: &crate::ScanFilter) -> Option<Arc<Vec<(String, u64)>>> {
+    pub(crate) fn plan(&self, snapshot: i64, filter: &crate::ScanFilter) -> Option<PlannedFiles> {
         let plans = self.plans.lock().ok()?;
         plans
             .iter()
@@ -207,7 +210,7 @@ impl IndexCache {
         &self,
         snapshot: i64,
         filter: crate::ScanFilter,
-        files: Arc<Vec<(String, u64)>>,
+        files: PlannedFiles,
     ) {
         if let Ok(mut plans) = self.plans.lock() {
             if plans.len() >= PLANS_KEPT {

@@ -202,15 +202,15 @@ pub(crate) async fn search(
             wanted.push(i);
         }
     }
-    let loaded: Vec<(usize, Result<(Arc<Segment>, bool)>)> =
-        futures::stream::iter(wanted.iter().copied())
-            .map(|i| {
-                let (io, seg) = (&io, &manifest.segments[i]);
-                async move { (i, cache.segment(io, seg, dim).await) }
-            })
-            .buffered(SEGMENT_READS)
-            .collect()
-            .await;
+    type Loaded = (usize, Result<(Arc<Segment>, bool)>);
+    let loaded: Vec<Loaded> = futures::stream::iter(wanted.iter().copied())
+        .map(|i| {
+            let (io, seg) = (&io, &manifest.segments[i]);
+            async move { (i, cache.segment(io, seg, dim).await) }
+        })
+        .buffered(SEGMENT_READS)
+        .collect()
+        .await;
     let mut segments: Vec<(usize, Arc<Segment>)> = Vec::new();
     for (i, r) in loaded {
         match r {

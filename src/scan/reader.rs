@@ -828,19 +828,25 @@ impl PageSelection {
             if first > chunk_start {
                 out.push(chunk_start..first);
             }
+            // parquet-rs reads a repeated column (the embedding list) one page past a
+            // selected one to find where the last selected record ends: that page is fetched
+            // too, or it would parse bytes that were never read.
+            let repeated = descr.column(leaf).max_rep_level() > 0;
+            let mut after_selected = false;
             for (i, loc) in locations.iter().enumerate() {
                 let start = loc.first_row_index.max(0) as usize;
                 let end = locations
                     .get(i + 1)
                     .map_or(rows, |n| n.first_row_index.max(0) as usize);
-                if self.ranges[k]
+                let selected = self.ranges[k]
                     .iter()
-                    .any(|r| r.start < end && start < r.end)
-                {
+                    .any(|r| r.start < end && start < r.end);
+                if selected || (repeated && after_selected) {
                     let o = loc.offset.max(0) as u64;
                     out.push(o..o + loc.compressed_page_size.max(0) as u64);
                     pages += 1;
                 }
+                after_selected = selected;
             }
         }
         (out, pages)

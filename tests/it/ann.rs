@@ -92,7 +92,9 @@ async fn index_recall_filters_scope_and_unindexed_files() {
     let again = table.index_embeddings().await.unwrap();
     assert_eq!((again.files_indexed, again.attempts), (0, 0), "{again:?}");
 
-    // Recall@10 over 30 queries, no filter, cosine and L2.
+    // Recall@10 over 30 queries, no filter, cosine and L2; refine 4: four candidates per
+    // result read back and scored exactly (the default, 1, ranks by the 8-bit codes alone:
+    // 0.97-0.98 at 1024 dims in `bench_vector`, about 0.95 at these 32).
     for metric in [Metric::Cosine, Metric::L2] {
         let mut total = 0.0;
         let qs = queries(30);
@@ -106,6 +108,7 @@ async fn index_recall_filters_scope_and_unindexed_files() {
             let (approx, m) = table
                 .similar_to(q.clone(), 10)
                 .metric(metric)
+                .refine(4)
                 .with_metrics()
                 .await
                 .unwrap();
@@ -140,6 +143,7 @@ async fn index_recall_filters_scope_and_unindexed_files() {
         let approx = table
             .similar_to(q.clone(), 10)
             .filter(filter)
+            .refine(4)
             .await
             .unwrap();
         assert!(approx.iter().all(|s| s.record.tenant_id == tenant));
@@ -147,6 +151,7 @@ async fn index_recall_filters_scope_and_unindexed_files() {
             .for_tenant(tenant.clone())
             .unwrap()
             .similar_to(q.clone(), 10)
+            .refine(4)
             .await
             .unwrap();
         assert_eq!(keys(&scoped), keys(&approx), "scope = tenant filter");
@@ -212,6 +217,23 @@ async fn index_recall_filters_scope_and_unindexed_files() {
     assert_eq!(m.files_exact, 0, "{m:?}");
 }
 
+/// Expires every snapshot but the current one, then removes every orphan: the files deleted.
+async fn expire_all_but_current_and_sweep(
+    table: &SalesHistory,
+) -> sales_history::MaintenanceReport {
+    table
+        .expire_snapshots()
+        .retain_last(1)
+        .any_age()
+        .await
+        .unwrap();
+    table
+        .remove_orphan_files()
+        .older_than(Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     let (t, _) = loaded(3_000, 3).await;
@@ -224,17 +246,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
 
     // Expiry keeps the current snapshot's index; orphan removal keeps both files (the
     // second build's manifest names the first build's codebook and segment).
-    table
-        .expire_snapshots()
-        .retain_last(1)
-        .any_age()
-        .await
-        .unwrap();
-    let removed = table
-        .remove_orphan_files()
-        .older_than(Utc::now() + Duration::seconds(1))
-        .await
-        .unwrap();
+    let removed = expire_all_but_current_and_sweep(table).await;
     assert!(
         removed
             .deleted_files
@@ -255,17 +267,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
         "{rebuilt:?}"
     );
     table.append(sample(10, DIM, 12)).await.unwrap();
-    table
-        .expire_snapshots()
-        .retain_last(1)
-        .any_age()
-        .await
-        .unwrap();
-    let removed = table
-        .remove_orphan_files()
-        .older_than(Utc::now() + Duration::seconds(1))
-        .await
-        .unwrap();
+    let removed = expire_all_but_current_and_sweep(table).await;
     let gone: Vec<&String> = removed
         .deleted_files
         .iter()
@@ -332,9 +334,13 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
             .iter()
             .all(|f| !f.ends_with(".puffin"))
     );
-    // A build over a corrupt index writes a fresh one.
+    // A build over a corrupt index replaces what it cannot read (the codebook: a new one
+    // and every segment; a segment: its files indexed again).
     let rebuilt = fresh.index_embeddings().await.unwrap();
-    assert!(rebuilt.codebook_trained, "{rebuilt:?}");
+    assert!(
+        rebuilt.codebook_trained || (rebuilt.segments_dropped >= 1 && rebuilt.files_indexed > 0),
+        "{rebuilt:?}"
+    );
     let (_, m) = fresh.similar_to(q, 5).with_metrics().await.unwrap();
     assert!(m.used_index && m.index_fallbacks == 0, "{m:?}");
 }
