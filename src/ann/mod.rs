@@ -114,7 +114,7 @@ pub(crate) fn is_index_file_name(path: &str) -> bool {
 
 /// Whether a statistics file is this crate's vector index: one of its Puffin files.
 ///
-/// The table metadata's entry lists no blobs (`blob-metadata: []`): pyiceberg (0.10/0.11)
+/// The table metadata's entry lists no blobs (`blob-metadata: []`): pyiceberg (0.12)
 /// validates blob types in table metadata against the spec's list and refuses to load a table
 /// naming any other type, so the index's own blob types stay inside the Puffin file.
 pub(crate) fn is_index(stats: &StatisticsFile) -> bool {

@@ -230,7 +230,7 @@ pub(crate) async fn search(
     metrics.segments_used = segments.len();
     metrics.files_indexed = covered.len();
     metrics.used_index = !segments.is_empty();
-    let uncovered: HashSet<String> = planned
+    let mut uncovered: HashSet<String> = planned
         .keys()
         .filter(|f| !covered.contains(*f))
         .map(|f| f.to_string())
@@ -272,6 +272,7 @@ pub(crate) async fn search(
             passed: 0,
             lists: 0,
             out: Vec::new(),
+            failed: None,
         })
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -284,7 +285,7 @@ pub(crate) async fn search(
             } else {
                 probes
             };
-            if st.next >= probes && st.passed >= want {
+            if st.failed.is_some() || (st.next >= probes && st.passed >= want) {
                 continue;
             }
             while budget > 0 && st.next < order.len() {
@@ -300,17 +301,23 @@ pub(crate) async fn search(
         if reads.is_empty() {
             break;
         }
-        let fetched: Vec<(usize, u32, bytes::Bytes)> = futures::stream::iter(reads)
+        let fetched: Vec<(usize, u32, Result<bytes::Bytes>)> = futures::stream::iter(reads)
             .map(|(si, l, range)| {
                 let (io, blob) = (&io, &states[si].blob);
-                async move { Ok::<_, Error>((si, l, cache.codes(io, blob, range).await?)) }
+                async move { (si, l, cache.codes(io, blob, range).await) }
             })
             .buffer_unordered(16)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         let mut work: Vec<Vec<(u32, bytes::Bytes)>> = vec![Vec::new(); states.len()];
         for (si, l, codes) in fetched {
-            work[si].push((l, codes));
+            match codes {
+                Ok(codes) => work[si].push((l, codes)),
+                // An unreadable list: the segment's files are searched exactly instead.
+                Err(e) => {
+                    states[si].failed.get_or_insert(e.to_string());
+                }
+            }
         }
         let (query, filter, dots) = (query.clone(), filter.clone(), dots.clone());
         states = tokio::task::spawn_blocking(move || {
@@ -324,7 +331,10 @@ pub(crate) async fn search(
                         sc.spawn(move || {
                             for (st, lists) in sts.iter_mut().zip(works) {
                                 for (l, codes) in lists {
-                                    st.score_list(
+                                    if st.failed.is_some() {
+                                        break;
+                                    }
+                                    if let Err(e) = st.score_list(
                                         *l,
                                         codes,
                                         dots[*l as usize],
@@ -332,7 +342,9 @@ pub(crate) async fn search(
                                         query,
                                         dim,
                                         want,
-                                    )?;
+                                    ) {
+                                        st.failed = Some(e.to_string());
+                                    }
                                 }
                             }
                             Ok(())
@@ -355,6 +367,22 @@ pub(crate) async fn search(
     }
     let mut candidates: Vec<Candidate> = Vec::new();
     let (mut lists_probed, mut entries_scored) = (0, 0);
+    for st in states.iter_mut().filter(|st| st.failed.is_some()) {
+        tracing::warn!(
+            segment = %st.blob.path,
+            error = st.failed.as_deref().unwrap_or_default(),
+            "an index segment's codes are unreadable: its files are searched exactly"
+        );
+        metrics.index_fallbacks += 1;
+        st.out.clear();
+        for (f, ok) in st.seg.files.iter().zip(&st.file_ok) {
+            if *ok {
+                uncovered.insert(f.clone());
+            }
+        }
+    }
+    metrics.files_exact = uncovered.len();
+    metrics.files_indexed = metrics.files_planned - uncovered.len();
     for st in &mut states {
         trim(&mut st.out, want);
         candidates.append(&mut st.out);
@@ -452,6 +480,8 @@ struct Probing {
     /// Non-empty lists probed.
     lists: usize,
     out: Vec<Candidate>,
+    /// Why the segment could not be probed (its files are then searched exactly).
+    failed: Option<String>,
 }
 
 impl Probing {

@@ -370,6 +370,34 @@ async fn bad_search_input_is_typed_and_the_cache_is_capped() {
         table.similar_to(q.clone(), 5).snapshot_id(42).await,
         Err(Error::SnapshotNotFound { .. })
     ));
+    // Index files deleted under a handle that cached the manifest and segment heads: the
+    // lists it has not read yet cannot be read; the search falls back to exact for them.
+    let warm = table.similar_to(q.clone(), 5).probes(1).await.unwrap();
+    assert_eq!(warm.len(), 5);
+    let exact = table.similar_to(q.clone(), 5).exact().await.unwrap();
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = index_files(t.dir.path())
+        .into_iter()
+        .map(|f| {
+            let p = t.dir.path().join(f.trim_start_matches('/'));
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let (got, m) = table
+        .similar_to(q.clone(), 5)
+        .probes(64)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert_eq!(keys(&got), keys(&exact), "{m:?}");
+    assert!(
+        m.index_fallbacks >= 1 && m.files_exact == m.files_planned,
+        "{m:?}"
+    );
+    for (p, bytes) in saved {
+        std::fs::write(p, bytes).unwrap();
+    }
     // The cache holds what searches read, never more than its cap.
     table.similar_to(q.clone(), 5).await.unwrap();
     assert!(table.index_cache_bytes() > 0);
