@@ -293,3 +293,57 @@ async fn bad_config_fails_fast_with_a_typed_error() {
         other => panic!("expected TableNotFound, got {other:?}"),
     }
 }
+
+/// The vector index on Glue + S3: built and registered through Glue's compare-and-swap,
+/// carried to the next snapshot, its Puffin files in S3 kept by orphan removal; Athena's
+/// fields stay right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_index_on_glue_and_s3() {
+    let (_config, table) = glue_table("glue-ann", "ann").await;
+    table.append(sample(800, DIM, 61)).await.expect("append 1");
+    table.append(sample(800, DIM, 62)).await.expect("append 2");
+    let report = table.index_embeddings().await.expect("index on glue");
+    assert_eq!(
+        (report.rows_indexed, report.attempts),
+        (1_600, 1),
+        "{report:?}"
+    );
+    let q = sample(1, DIM, 63).remove(0).embedding.expect("embedding");
+    let exact = table.similar_to(q.clone(), 5).exact().await.unwrap();
+    let (got, m) = table
+        .similar_to(q.clone(), 5)
+        .refine(4)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert!(
+        m.used_index && m.files_exact == 0 && m.index_bytes_read > 0,
+        "{m:?}"
+    );
+    assert_eq!(got.len(), 5);
+    assert!(
+        got.iter()
+            .filter(|g| exact.iter().any(|e| e.record == g.record))
+            .count()
+            >= 4,
+        "{got:?} vs {exact:?}"
+    );
+    // The next append carries the index; its file is searched exactly.
+    table.append(sample(50, DIM, 64)).await.expect("append 3");
+    let (_, m) = table.similar_to(q, 5).with_metrics().await.unwrap();
+    assert!(m.used_index && m.files_exact > 0, "{m:?}");
+    check_athena_fields(&table, None).await;
+    let removed = table
+        .remove_orphan_files()
+        .older_than(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .expect("orphans on s3");
+    assert!(
+        removed
+            .deleted_files
+            .iter()
+            .all(|f| !f.ends_with(".puffin")),
+        "{:?}",
+        removed.deleted_files
+    );
+}
