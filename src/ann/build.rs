@@ -28,9 +28,6 @@ const SEGMENT_ROWS: usize = 64 * 1024;
 const SAMPLE_PER_LIST: usize = 32;
 const MAX_SAMPLE: usize = 64 * 1024;
 const KMEANS_ITERATIONS: usize = 10;
-/// A segment with less than this share of its rows still live is dropped and its live
-/// files indexed again.
-const MIN_LIVE_SHARE: f64 = 0.5;
 /// The codebook is retrained when the table has grown this many times since training.
 const RETRAIN_GROWTH: u64 = 4;
 
@@ -53,8 +50,8 @@ pub(crate) fn default_lists(rows: u64) -> usize {
 /// An index build in preparation; `.await` it. Built by [`SalesHistory::index_embeddings`].
 ///
 /// Indexes the data files of the current snapshot that no live segment covers (all of them
-/// the first time), drops segments whose files were mostly removed (compaction, erasure) and
-/// indexes their live files again, and registers the new index manifest on the current
+/// the first time), drops segments naming a removed file (compaction, erasure) and indexes
+/// their live files again, and registers the new index manifest on the current
 /// snapshot — one metadata commit, no new snapshot. Nothing to do: no commit.
 #[must_use = "an index build does nothing until it is awaited"]
 pub struct IndexEmbeddings {
@@ -79,7 +76,7 @@ pub struct IndexReport {
     pub segments_written: usize,
     /// Segments of the previous index still in use.
     pub segments_kept: usize,
-    /// Segments of the previous index dropped (mostly removed files).
+    /// Segments of the previous index dropped (a file of theirs was removed, or unreadable).
     pub segments_dropped: usize,
     /// Whether a new codebook was trained (first build, growth, [`rebuild`](IndexEmbeddings::rebuild)).
     pub codebook_trained: bool,
@@ -206,17 +203,14 @@ impl IndexEmbeddings {
             snapshot_id: Some(snapshot_id),
             ..IndexReport::default()
         };
-        // Segments kept: same codebook, most of their rows live.
+        // Segments kept: same codebook, every file still live. A segment naming a removed
+        // file (compaction, a tenant erasure) is dropped and its live files indexed again, so
+        // an erased tenant's entries leave the index with the next build (and its Puffin
+        // file with expiry + orphan removal), not only the search results.
         let mut kept: Vec<SegmentRef> = Vec::new();
         if let (Some(m), Some(_)) = (&previous, &book) {
             for s in &m.segments {
-                let live_rows: u64 = s
-                    .files
-                    .iter()
-                    .filter_map(|f| live.get(f))
-                    .map(|v| v.1)
-                    .sum();
-                if s.rows == 0 || (live_rows as f64) < MIN_LIVE_SHARE * s.rows as f64 {
+                if s.rows == 0 || s.files.iter().any(|f| !live.contains_key(f)) {
                     report.segments_dropped += 1;
                     continue;
                 }
@@ -256,12 +250,12 @@ impl IndexEmbeddings {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
         // A codebook: the previous one, or trained on a sample spread over the live files.
-        let (book, codebook_ref_new, trained_on_rows) = match book {
+        let (book, trained_on_rows) = match book {
             Some(b) => {
                 let m = previous
                     .as_ref()
                     .ok_or_else(|| Error::internal("codebook without manifest"))?;
-                (b, None, m.trained_on_rows)
+                (b, m.trained_on_rows)
             }
             None => {
                 let lists = self.lists.unwrap_or_else(|| default_lists(total_rows));
@@ -287,7 +281,7 @@ impl IndexEmbeddings {
                     .map(|f| (f.path.clone(), f.size_bytes, f.record_count.unwrap_or(0)))
                     .collect();
                 todo.sort();
-                (Arc::new(book), Some(()), total_rows)
+                (Arc::new(book), total_rows)
             }
         };
         report.lists = book.lists();
@@ -297,9 +291,10 @@ impl IndexEmbeddings {
         let path = format!("{location}/metadata/ann-{}.puffin", uuid::Uuid::new_v4());
         let mut blobs: Vec<(&'static str, Vec<u8>)> = Vec::new();
         let mut new_segments: Vec<(usize, u64, Vec<String>, u64)> = Vec::new();
-        if codebook_ref_new.is_some() {
-            blobs.push((super::CODEBOOK_BLOB_TYPE, book.to_bytes()));
-        }
+        // Every build writes the codebook into its own file (a few MB), so an earlier file is
+        // referenced only by the segments kept from it: once none is (a tenant erased, a month
+        // compacted), expiry + orphan removal delete it with the entries it held.
+        blobs.push((super::CODEBOOK_BLOB_TYPE, book.to_bytes()));
         let mut pending = Pending::default();
         for (file, size, _) in &todo {
             let batches = crate::scan::read_file_rows(&io, file, *size, None).await?;
@@ -344,13 +339,7 @@ impl IndexEmbeddings {
             offset: offsets[i],
             length: blobs[i].1.len() as u64,
         };
-        let codebook = match codebook_ref_new {
-            Some(()) => blob_ref(0),
-            None => previous
-                .as_ref()
-                .map(|m| m.codebook.clone())
-                .ok_or_else(|| Error::internal("codebook without manifest"))?,
-        };
+        let codebook = blob_ref(0);
         let mut segments = kept;
         segments.extend(
             new_segments

@@ -245,7 +245,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     assert_eq!(files.len(), 2, "{files:?}");
 
     // Expiry keeps the current snapshot's index; orphan removal keeps both files (the
-    // second build's manifest names the first build's codebook and segment).
+    // second build's manifest names the first build's segment).
     let removed = expire_all_but_current_and_sweep(table).await;
     assert!(
         removed
@@ -514,4 +514,44 @@ async fn the_maintainer_keeps_the_index_up_to_date() {
     assert!(stats.rows_indexed >= 12 * 20, "{stats:?}");
     assert_eq!(stats.failed_runs, 0, "{stats:?}");
     assert_eq!(table.scan().count().await.unwrap(), target);
+}
+
+/// A tenant erasure: the search never returns the erased rows (their files are gone from the
+/// snapshot), the next build drops every segment naming a rewritten file, and once the old
+/// snapshots expire orphan removal deletes the Puffin file that still held the tenant's
+/// entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_tenant_leaves_the_index() {
+    let (t, rows) = loaded(3_000, 2).await;
+    let table = &t.table;
+    table.index_embeddings().await.unwrap();
+    let before = index_files(t.dir.path());
+    let tenant = rows[0].tenant_id.clone();
+    let q = rows[0].embedding.clone().expect("embedding");
+    let erased = table
+        .delete_where(ScanFilter::new().tenant(tenant.clone()))
+        .await
+        .expect("erase");
+    assert!(erased.rows_deleted > 0, "{erased:?}");
+    let (got, m) = table
+        .similar_to(q.clone(), 10)
+        .with_metrics()
+        .await
+        .unwrap();
+    assert!(got.iter().all(|s| s.record.tenant_id != tenant), "{m:?}");
+    let update = table.index_embeddings().await.unwrap();
+    assert!(
+        update.segments_dropped >= 1 && update.files_indexed > 0,
+        "{update:?}"
+    );
+    let removed = expire_all_but_current_and_sweep(table).await;
+    let gone: Vec<&String> = removed
+        .deleted_files
+        .iter()
+        .filter(|f| f.ends_with(".puffin"))
+        .collect();
+    assert_eq!(gone.len(), before.len(), "{:?}", removed.deleted_files);
+    let (got, m) = table.similar_to(q, 10).with_metrics().await.unwrap();
+    assert!(m.used_index && m.files_exact == 0, "{m:?}");
+    assert!(got.iter().all(|s| s.record.tenant_id != tenant));
 }
