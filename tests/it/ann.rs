@@ -304,12 +304,13 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
 
     // A corrupt index file: the search falls back to exact (and says so), a fresh handle
     // (nothing cached) gives the exact answer.
-    let file = t.dir.path().join(
-        index_files(t.dir.path())
-            .last()
-            .expect("an index file")
-            .trim_start_matches('/'),
-    );
+    // The newest index file (the one the current index uses; its first blob, at byte 4, is
+    // the codebook copy).
+    let file = index_files(t.dir.path())
+        .into_iter()
+        .map(|f| t.dir.path().join(f.trim_start_matches('/')))
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("an index file");
     let len = std::fs::metadata(&file).unwrap().len();
     let mut bytes = std::fs::read(&file).unwrap();
     for b in bytes.iter_mut().skip(4).take(64) {
