@@ -390,8 +390,6 @@ pub(crate) async fn search(
         entries_scored += st.passed;
     }
     trim(&mut candidates, want);
-    let scored = (candidates, lists_probed, entries_scored);
-    let (candidates, lists_probed, entries_scored) = scored;
     metrics.lists_probed = lists_probed;
     metrics.entries_scored = entries_scored;
     metrics.index_time = index_start.elapsed();
@@ -400,9 +398,8 @@ pub(crate) async fn search(
     let rerank_start = Instant::now();
     metrics.candidates_reranked = candidates.len();
     let mut by_file: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let segs = segs_of(&segments);
     for c in &candidates {
-        let seg = segs[c.segment as usize];
+        let seg = &segments[c.segment as usize].1;
         let e = c.entry as usize;
         let file = &seg.files[seg.files_of_entries[e] as usize];
         by_file
@@ -455,10 +452,6 @@ pub(crate) async fn search(
     best.truncate(s.k);
     metrics.index_bytes_read = cache.bytes_read.load(AtomicOrdering::Relaxed) - read_before;
     Ok((best.into_iter().map(|(s, _)| s).collect(), metrics))
-}
-
-fn segs_of(segments: &[(usize, Arc<Segment>)]) -> Vec<&Segment> {
-    segments.iter().map(|(_, s)| s.as_ref()).collect()
 }
 
 /// Default probes: 1/32 of the lists, at least 8.
@@ -514,7 +507,7 @@ impl Probing {
             })?),
             None => None,
         };
-        let metric = query_metric(query);
+        let metric = query.metric();
         for (j, code) in codes.chunks_exact(dim).enumerate() {
             let e = a + j;
             if !self.file_ok[seg.files_of_entries[e] as usize] {
@@ -540,8 +533,4 @@ impl Probing {
         }
         Ok(())
     }
-}
-
-fn query_metric(q: &Query) -> Metric {
-    q.metric()
 }
