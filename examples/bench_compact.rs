@@ -7,6 +7,8 @@
 //!     [--months 3] [--dim 1024] [--reps 3] [--dir DIR] [--json]
 //! ```
 
+#[path = "common/host.rs"]
+mod host;
 #[path = "common/number.rs"]
 mod number;
 #[path = "common/report.rs"]
@@ -107,7 +109,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (month_before, month_rows) =
         median_scan(&table, Some(one_month.clone()), args.reps).await?;
 
+    // Peak RSS of the compaction above the RSS before it (what a service must leave room
+    // for); None when the kernel refuses the reset.
+    let peak_reset = host::reset_peak();
+    let rss_before = host::proc_status_kb("VmRSS:");
     let report = table.compact().await?;
+    let compact_peak_mb = match (peak_reset, rss_before, host::proc_status_kb("VmHWM:")) {
+        (true, Some(before), Some(peak)) => Some(peak.saturating_sub(before) as f64 / 1024.0),
+        _ => None,
+    };
 
     let plan = table.scan().plan().await?;
     let files_after = plan.files.len();
@@ -133,6 +143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "bytes_before": bytes_before, "bytes_after": bytes_after,
                 "compact_seconds": secs, "rows_rewritten": report.rows_rewritten,
                 "rows_per_s": rows_per_s, "mb_per_s": mb_per_s,
+                "compact_peak_rss_above_start_mb": compact_peak_mb,
                 "full_scan_before_s": full_before.as_secs_f64(), "full_scan_after_s": full_after.as_secs_f64(),
                 "window_scan_before_s": month_before.as_secs_f64(), "window_scan_after_s": month_after.as_secs_f64(),
             })
@@ -180,5 +191,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rows_per_s,
         mb_per_s
     );
+    if let Some(mb) = compact_peak_mb {
+        println!("compaction peak RSS above the RSS before it: {mb:.0} MB");
+    }
     Ok(())
 }

@@ -86,8 +86,10 @@ async fn prepare(dir: &std::path::Path, rows: usize) -> anyhow::Result<SalesHist
 
 /// One full scan: (ms, peak RSS above the RSS before it in MB, storage reads).
 async fn scan(table: &SalesHistory, read_buffer: u64) -> anyhow::Result<(f64, u64, u64)> {
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    ensure!(reset, "cannot reset the peak RSS (/proc/self/clear_refs)");
+    ensure!(
+        host::reset_peak(),
+        "cannot reset the peak RSS (/proc/self/clear_refs)"
+    );
     let before = proc_status_kb("VmRSS:").context("no VmRSS in /proc/self/status")? / 1024;
     let start = Instant::now();
     let mut stream = table

@@ -147,6 +147,11 @@ enum BadLine {
     Skip,
 }
 
+/// jemalloc, not glibc's malloc: a service that runs for months needs an allocator that gives
+/// freed memory back (see README, "Memory in a long-running service").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();

@@ -87,6 +87,55 @@ enum Value<'a> {
     Str(&'a str),
 }
 
+/// The key value of `row` in `array` (`None`: null, or a type no key uses).
+fn value(array: &ArrayRef, row: usize) -> Option<Value<'_>> {
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Some(Value::Str(array.as_string::<i32>().value(row))),
+        DataType::LargeUtf8 => Some(Value::Str(array.as_string::<i64>().value(row))),
+        DataType::Timestamp(_, _) => Some(Value::Int(i128::from(
+            array.as_primitive::<TimestampMicrosecondType>().value(row),
+        ))),
+        DataType::Decimal128(_, _) => Some(Value::Int(
+            array.as_primitive::<Decimal128Type>().value(row),
+        )),
+        _ => None,
+    }
+}
+
+/// Two key values in the order of `key` (direction, null placement).
+fn compare_values(key: &SortKey, a: Option<Value<'_>>, b: Option<Value<'_>>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) if key.nulls_first => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) if key.nulls_first => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(a), Some(b)) if key.descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+    }
+}
+
+/// Row `a` of batch `x` against row `b` of batch `y` (both in our layout) by `keys`.
+pub(crate) fn compare_rows(
+    keys: &[SortKey],
+    x: &RecordBatch,
+    a: usize,
+    y: &RecordBatch,
+    b: usize,
+) -> Ordering {
+    for key in keys {
+        let i = key.column.index();
+        let ord = compare_values(key, value(x.column(i), a), value(y.column(i), b));
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
 /// `(batch, row)` pairs of `parts` in the order of `keys` (stable: ties keep their order).
 pub(crate) fn sorted_pairs(
     batches: &[RecordBatch],
@@ -97,38 +146,13 @@ pub(crate) fn sorted_pairs(
         .iter()
         .map(|k| batches.iter().map(|b| b.column(k.column.index())).collect())
         .collect();
-    let value = |key: usize, batch: usize, row: usize| -> Option<Value<'_>> {
-        let array = columns[key][batch];
-        if array.is_null(row) {
-            return None;
-        }
-        match array.data_type() {
-            DataType::Utf8 => Some(Value::Str(array.as_string::<i32>().value(row))),
-            DataType::LargeUtf8 => Some(Value::Str(array.as_string::<i64>().value(row))),
-            DataType::Timestamp(_, _) => Some(Value::Int(i128::from(
-                array.as_primitive::<TimestampMicrosecondType>().value(row),
-            ))),
-            DataType::Decimal128(_, _) => Some(Value::Int(
-                array.as_primitive::<Decimal128Type>().value(row),
-            )),
-            _ => None,
-        }
-    };
     let mut pairs: Vec<(usize, usize)> = parts
         .iter()
         .flat_map(|(b, rows)| rows.iter().map(move |r| (*b, *r as usize)))
         .collect();
     pairs.sort_by(|&(ab, ar), &(bb, br)| {
         for (k, key) in keys.iter().enumerate() {
-            let ord = match (value(k, ab, ar), value(k, bb, br)) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) if key.nulls_first => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(_), None) if key.nulls_first => Ordering::Greater,
-                (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) if key.descending => b.cmp(&a),
-                (Some(a), Some(b)) => a.cmp(&b),
-            };
+            let ord = compare_values(key, value(columns[k][ab], ar), value(columns[k][bb], br));
             if ord != Ordering::Equal {
                 return ord;
             }

@@ -45,6 +45,85 @@ pub(crate) async fn write_months(
     result
 }
 
+/// What every writer of one write shares: the table's default spec and layout, its Arrow
+/// schema, the file builder (codec, `write.parquet.*`, names, directories) and sort order.
+struct Setup {
+    spec: iceberg::spec::PartitionSpec,
+    schema: iceberg::spec::SchemaRef,
+    layout: Layout,
+    table_schema: ArrowSchemaRef,
+    rolling:
+        RollingFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>,
+    order: Option<(i64, Arc<Vec<crate::sort::SortKey>>)>,
+}
+
+impl Setup {
+    fn of(table: &Table, prefix: &str, ledger: &Ledger) -> Result<Setup> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().as_ref().clone();
+        let layout = Layout::of(&spec).ok_or_else(|| Error::Unsupported {
+            operation: "write".to_string(),
+            reason: format!(
+                "the table's partition spec {} is none of the sales_history layouts",
+                crate::layout::describe_spec(&spec, &schema)
+            ),
+        })?;
+        let props = writer_properties(metadata.properties())?;
+        // Batches are validated against our layout; the files are written with the table's
+        // own schema, which may be laxer (an adopted Athena table: optional columns and list
+        // element).
+        let table_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).or_ours()?);
+        let locations = MonthDirectories {
+            data_location: data_location(metadata),
+            ledger: ledger.clone(),
+        };
+        let names = DefaultFileNameGenerator::new(
+            format!("00000-{}", sanitize(prefix)),
+            Some(uuid::Uuid::new_v4().simple().to_string()),
+            DataFileFormat::Parquet,
+        );
+        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+            ParquetWriterBuilder::new(props, schema.clone()),
+            table.file_io().clone(),
+            locations,
+            names,
+        );
+        Ok(Setup {
+            spec,
+            schema,
+            layout,
+            table_schema,
+            rolling,
+            order: crate::sort::keys(metadata).map(|(id, keys)| (id, Arc::new(keys))),
+        })
+    }
+
+    /// A data-file writer builder (each task or stream its own).
+    fn builder(
+        &self,
+    ) -> DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>
+    {
+        DataFileWriterBuilder::new(self.rolling.clone())
+    }
+
+    /// A partition key of the default spec (its value filled in per partition).
+    fn key(&self) -> PartitionKey {
+        PartitionKey::new(self.spec.clone(), self.schema.clone(), Struct::empty())
+    }
+
+    /// `files` with the table's sort order id (when it has one) and the spec id.
+    fn finish(&self, files: Vec<DataFile>) -> Result<Vec<DataFile>> {
+        match &self.order {
+            Some((order_id, _)) => files
+                .into_iter()
+                .map(|f| crate::sort::with_sort_order_id(f, *order_id, self.spec.spec_id()))
+                .collect(),
+            None => Ok(files),
+        }
+    }
+}
+
 async fn write_with(
     table: &Table,
     batches: &[RecordBatch],
@@ -52,48 +131,19 @@ async fn write_with(
     prefix: &str,
     ledger: &Ledger,
 ) -> Result<Vec<DataFile>> {
-    let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
-    let spec = metadata.default_partition_spec().as_ref().clone();
-    let layout = Layout::of(&spec).ok_or_else(|| Error::Unsupported {
-        operation: "write".to_string(),
-        reason: format!(
-            "the table's partition spec {} is none of the sales_history layouts",
-            crate::layout::describe_spec(&spec, &schema)
-        ),
-    })?;
-    let props = writer_properties(metadata.properties())?;
-    // Batches are validated against our layout; the files are written with the table's own
-    // schema, which may be laxer (an adopted Athena table: optional columns and list element).
-    let table_schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).or_ours()?);
-    let locations = MonthDirectories {
-        data_location: data_location(metadata),
-        ledger: ledger.clone(),
-    };
-    let names = DefaultFileNameGenerator::new(
-        format!("00000-{}", sanitize(prefix)),
-        Some(uuid::Uuid::new_v4().simple().to_string()),
-        DataFileFormat::Parquet,
-    );
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        ParquetWriterBuilder::new(props, schema.clone()),
-        table.file_io().clone(),
-        locations,
-        names,
-    );
-    let order = crate::sort::keys(metadata).map(|(_, keys)| Arc::new(keys));
-    let work = spread(group_by_partition(batches, layout)?, tasks);
+    let setup = Setup::of(table, prefix, ledger)?;
+    let work = spread(group_by_partition(batches, setup.layout)?, tasks);
     let tasks = tasks.clamp(1, work.len().max(1));
     let queue = Arc::new(Mutex::new(VecDeque::from(work)));
     let mut handles = Vec::with_capacity(tasks);
     for _ in 0..tasks {
         let task = MonthTask {
             queue: queue.clone(),
-            builder: DataFileWriterBuilder::new(rolling.clone()),
+            builder: setup.builder(),
             batches: batches.to_vec(),
-            table_schema: table_schema.clone(),
-            key: PartitionKey::new(spec.clone(), schema.clone(), Struct::empty()),
-            order: order.clone(),
+            table_schema: setup.table_schema.clone(),
+            key: setup.key(),
+            order: setup.order.as_ref().map(|(_, keys)| keys.clone()),
         };
         handles.push(tokio::spawn(task.run()));
     }
@@ -115,12 +165,56 @@ async fn write_with(
     if let Some(e) = first_error {
         return Err(e);
     }
-    match crate::sort::keys(metadata) {
-        Some((order_id, _)) => files
-            .into_iter()
-            .map(|f| crate::sort::with_sort_order_id(f, order_id, spec.spec_id()))
-            .collect(),
-        None => Ok(files),
+    setup.finish(files)
+}
+
+/// Writes rows of ONE partition of the default spec as they come, in the order given (the
+/// caller brings them sorted): a compaction's merge. The current row group is all it holds;
+/// every path it creates is in [`created`](Self::created), whatever the outcome.
+pub(crate) struct PartitionStream {
+    setup: Setup,
+    writer: MonthWriter,
+    ledger: Ledger,
+}
+
+impl PartitionStream {
+    /// A writer for `partition` (a value of the table's default spec), file names starting
+    /// with `prefix`.
+    pub(crate) async fn open(table: &Table, partition: &Struct, prefix: &str) -> Result<Self> {
+        let ledger = Ledger::default();
+        let setup = Setup::of(table, prefix, &ledger)?;
+        let key = setup.key().copy_with_data(partition.clone());
+        let writer = setup.builder().build(Some(key)).await.or_ours()?;
+        Ok(PartitionStream {
+            setup,
+            writer,
+            ledger,
+        })
+    }
+
+    /// Whether the table declares a sort order this crate writes in (then a merge must keep
+    /// it; without one rows go as they come).
+    pub(crate) fn sort_keys(&self) -> Option<(i64, Arc<Vec<crate::sort::SortKey>>)> {
+        self.setup.order.clone()
+    }
+
+    /// Appends `batch` (our layout) to the partition's file.
+    pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let batch = in_table_schema(&self.setup.table_schema, batch)?;
+        self.writer.write(batch).await.or_ours()
+    }
+
+    /// Closes the last file (its entries carry the sort order id); the paths created go
+    /// with the result, also on failure.
+    pub(crate) async fn close(mut self) -> (Vec<String>, Result<Vec<DataFile>>) {
+        let files = self.writer.close().await.or_ours();
+        let result = files.and_then(|f| self.setup.finish(f));
+        (self.ledger.take(), result)
+    }
+
+    /// Gives up (after a failed read): the paths created, for the caller to discard.
+    pub(crate) fn abandon(self) -> Vec<String> {
+        self.ledger.take()
     }
 }
 
@@ -295,27 +389,30 @@ impl MonthTask {
         Ok(())
     }
 
-    /// The batch relabelled with the table's Arrow schema (zero-copy where only field
-    /// nullability or metadata differ).
     fn in_table_schema(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        if batch.schema() == self.table_schema {
-            return Ok(batch);
-        }
-        // By name: the table may order its (same) columns differently.
-        let columns = self
-            .table_schema
-            .fields()
-            .iter()
-            .map(|f| match batch.column_by_name(f.name()) {
-                Some(a) => crate::batch::relabel_array(a, f),
-                None => Err(Error::config(
-                    "schema",
-                    format!("column `{}` of the table is not in the batch", f.name()),
-                )),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.table_schema.clone(), columns)?)
+        in_table_schema(&self.table_schema, batch)
     }
+}
+
+/// `batch` relabelled with the table's Arrow schema (zero-copy where only field nullability
+/// or metadata differ).
+fn in_table_schema(table_schema: &ArrowSchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    if batch.schema() == *table_schema {
+        return Ok(batch);
+    }
+    // By name: the table may order its (same) columns differently.
+    let columns = table_schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(a) => crate::batch::relabel_array(a, f),
+            None => Err(Error::config(
+                "schema",
+                format!("column `{}` of the table is not in the batch", f.name()),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(table_schema.clone(), columns)?)
 }
 
 async fn join_close(handle: Closing) -> Result<Vec<DataFile>> {

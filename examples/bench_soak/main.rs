@@ -74,6 +74,11 @@ use serde_json::json;
 
 type Res<T> = anyhow::Result<T>;
 
+/// jemalloc, not glibc's malloc: a service that runs for months needs an allocator that gives
+/// freed memory back (see README, "Memory in a long-running service").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const STAGE: &str = "soak";
 /// The tenant of the tenant-month reads.
 const TENANT: &str = "tenant-001";

@@ -29,6 +29,9 @@ pub struct Row {
     pub snapshots: u64,
     /// Peak RSS of this process so far in the current quarter (ours only), kB.
     pub rss_peak_kb: Option<u64>,
+    /// RSS of this process at the checkpoint (ours only), kB: what stays resident between
+    /// the peaks.
+    pub rss_kb: Option<u64>,
     /// The maintainer's counters (task only).
     pub maintainer: Option<Value>,
 }
@@ -42,7 +45,7 @@ impl Row {
             "metadata_json_bytes": self.metadata_json_bytes,
             "metadata_files": self.metadata_files, "metadata_bytes": self.metadata_bytes,
             "live_data_files": self.live_data_files, "manifests": self.manifests,
-            "snapshots": self.snapshots, "rss_peak_kb": self.rss_peak_kb,
+            "snapshots": self.snapshots, "rss_peak_kb": self.rss_peak_kb, "rss_kb": self.rss_kb,
             "maintainer": self.maintainer,
         })
     }
@@ -69,6 +72,7 @@ impl Row {
             manifests: u("manifests"),
             snapshots: u("snapshots"),
             rss_peak_kb: None,
+            rss_kb: None,
             maintainer: None,
         })
     }
@@ -96,11 +100,6 @@ struct Ours {
     generator: SampleGenerator,
     window: Vec<f64>,
     all: Vec<f64>,
-}
-
-/// Resets VmHWM to the current RSS (Linux ≥ 4.0); false when refused.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<Soak> {
@@ -147,7 +146,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
 
     let n = settings.commits;
     let quarter = |q: u64| (n * q).div_ceil(4).max(1);
-    let peaks_reset = reset_peak();
+    let peaks_reset = host::reset_peak();
     let mut quarter_peaks = Vec::new();
     let mut next_quarter = 1;
     let mut rows = Vec::new();
@@ -184,7 +183,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             quarter_peaks.push(host::proc_status_kb("VmHWM:").unwrap_or(0));
             next_quarter += 1;
             if peaks_reset {
-                reset_peak();
+                host::reset_peak();
             }
         }
     }
@@ -212,7 +211,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
 /// One progress line on stderr.
 fn progress(row: &Row, elapsed: Duration) -> String {
     format!(
-        "[{:>7.1}s] {:<8} {:>6} commits: p50 {:.1} ms, p99 {:.1} ms, plan {:.1} ms, count {:.1} ms, metadata.json {} B, metadata dir {} files {} B, {} data files, {} manifests, {} snapshots{}",
+        "[{:>7.1}s] {:<8} {:>6} commits: p50 {:.1} ms, p99 {:.1} ms, plan {:.1} ms, count {:.1} ms, metadata.json {} B, metadata dir {} files {} B, {} data files, {} manifests, {} snapshots, RSS {} MB (peak {} MB){}",
         elapsed.as_secs_f64(),
         row.variant,
         row.commits,
@@ -226,6 +225,8 @@ fn progress(row: &Row, elapsed: Duration) -> String {
         row.live_data_files,
         row.manifests,
         row.snapshots,
+        row.rss_kb.unwrap_or(0) / 1024,
+        row.rss_peak_kb.unwrap_or(0) / 1024,
         row.maintainer
             .as_ref()
             .map(|m| format!(", maintainer {m}"))
@@ -289,6 +290,7 @@ async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row>
         manifests: meta.manifests,
         snapshots: meta.snapshots,
         rss_peak_kb: host::proc_status_kb("VmHWM:"),
+        rss_kb: host::proc_status_kb("VmRSS:"),
         maintainer: o.maintainer.as_ref().map(|m| maintainer_json(&m.stats())),
     })
 }

@@ -57,6 +57,12 @@ pub fn proc_status_kb(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Resets the kernel's peak-RSS counter (VmHWM) to the current RSS through
+/// /proc/self/clear_refs (Linux ≥ 4.0); false when refused.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Removes `dir` (if it exists) and runs `sync`, so that the next timed run starts with no
 /// dirty pages of the previous one.
 pub fn settle(dir: &Path) {

@@ -19,8 +19,8 @@ pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
 ///
 /// Smaller than Iceberg's 512 MiB default on purpose: a row of this table carries a
 /// 1024-dimension embedding (~4–8 KB encoded), so 128 MiB is already ~20–30 k rows per file,
-/// a month stays spread over several files for parallel scans, and a compaction bin (read
-/// whole, then re-encoded) stays within a few hundred MB of memory.
+/// and a month stays spread over several files for parallel scans. (A compaction's memory does
+/// not grow with it: bins are merged as a stream.)
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 
 /// Compacts small data files, month by month, into files near a target size; built by
@@ -29,7 +29,15 @@ pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 /// A file counts as small below ¾ of the target. In each month with at least two small files
 /// (or [`min_input_files`](Self::min_input_files)), the small files are bin-packed into groups
 /// of at most the target size; each group is read and written again as one file (sorted by the
-/// table's sort order when it declares one with identity transforms). All groups of the run go
+/// table's sort order when it declares one with identity transforms).
+///
+/// **Memory.** A group is merged as a stream: its files are read in windows of rows (each
+/// file this crate writes is already in the sort order), merged, and written as they come, so
+/// a compaction holds a window or two per file (64 MiB decoded in all) plus the writer's
+/// current row group — not the group's bytes. A file not in the sort order (another engine's)
+/// is read whole and sorted alone before it joins the merge.
+///
+/// All groups of the run go
 /// into **one** `replace` snapshot: readers see either the old files or the new, never both,
 /// and the rows are the same multiset (a `replace` changes no data). The old snapshot stays
 /// readable by time travel until [`expire_snapshots`](SalesHistory::expire_snapshots) removes
@@ -60,6 +68,9 @@ pub struct Compact {
     tiered: bool,
     /// Bins rewritten at once (default: one per core).
     parallel_bins: Option<usize>,
+    /// Rows per merge window instead of the one the read budget gives (tests: several
+    /// windows per small file).
+    window_rows: Option<u64>,
     /// Move files of older partition specs onto the default spec (layout migration).
     migrate: bool,
     /// `month(year, month)` as given (checked when the run starts).
@@ -104,6 +115,7 @@ impl Compact {
             month: None,
             tiered: false,
             parallel_bins: None,
+            window_rows: None,
             migrate: false,
             month_given: None,
         }
@@ -158,11 +170,18 @@ impl Compact {
         self
     }
 
-    /// Rewrite at most this many bins at once (default one per core). Each bin is read whole
-    /// (up to the target size of data, decoded), so this bounds a compaction's memory; the
-    /// maintenance task uses 1 and leaves the other cores to the writers.
+    /// Rewrite at most this many bins at once (default one per core). Each bin holds its merge
+    /// windows and a row group, so this bounds a compaction's memory; the maintenance task
+    /// uses 1 and leaves the other cores to the writers.
     pub(crate) fn parallel_bins(mut self, bins: usize) -> Self {
         self.parallel_bins = Some(bins.max(1));
+        self
+    }
+
+    /// Rows per merge window (tests).
+    #[cfg(test)]
+    pub(crate) fn window_rows(mut self, rows: u64) -> Self {
+        self.window_rows = Some(rows.max(1));
         self
     }
 
@@ -305,6 +324,7 @@ impl Compact {
         let written = rewrite_bins(
             &base,
             &bins,
+            (!self.migrate && !whole_bins_asked()).then_some(self.window_rows),
             self.parallel_bins,
             &commit_id,
             change.files.paths_mut(),
@@ -344,6 +364,15 @@ impl std::future::IntoFuture for Compact {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// Environment variable choosing how compaction reads a bin: `stream` (the default: windows
+/// merged within a fixed budget) or `whole` (every file of the bin read at once, then sorted:
+/// the earlier way, kept as the baseline `bench_compact` measures the stream against).
+pub const COMPACT_READ_ENV: &str = "SALES_HISTORY_COMPACT_READ";
+
+fn whole_bins_asked() -> bool {
+    std::env::var(COMPACT_READ_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("whole"))
 }
 
 /// The target file size a table asks for.
@@ -494,12 +523,16 @@ fn plan_migration(spec_id: i32, live: Vec<commit::Live>, target: u64) -> Vec<Bin
     bins
 }
 
-/// Rewrites the bins, in parallel (one per core: memory stays within cores × target size; the
-/// decode and encode work inside runs on tokio's pools). Every path created goes to `created`,
-/// also for bins that finished after another failed.
+/// Rewrites the bins, in parallel (one per core; the decode and encode work inside runs on
+/// tokio's pools). `merge` (with an optional window size): the bins are compaction bins (one
+/// partition of the default spec each), merged as a stream within a fixed memory budget
+/// ([`super::merge_bin`]); `None`: a
+/// migration's bins, read whole and regrouped by the default spec (memory: the bin).
+/// Every path created goes to `created`, also for bins that finished after another failed.
 async fn rewrite_bins(
     base: &iceberg::table::Table,
     bins: &[Bin],
+    merge: Option<Option<u64>>,
     parallel: Option<usize>,
     commit_id: &str,
     created: &mut Vec<String>,
@@ -511,7 +544,13 @@ async fn rewrite_bins(
     // `Send` for every lifetime (rustc's higher-ranked auto-trait limitation).
     let work: Vec<futures::future::BoxFuture<'_, _>> = bins
         .iter()
-        .map(|bin| rewrite_bin(base, bin, commit_id).boxed())
+        .map(|bin| match merge {
+            Some(window) => {
+                super::merge_bin::merge_bin(base, &bin.partition, &bin.files, window, commit_id)
+                    .boxed()
+            }
+            None => rewrite_bin(base, bin, commit_id).boxed(),
+        })
         .collect();
     let mut rewrites = futures::stream::iter(work).buffer_unordered(parallel);
     let mut added = Vec::new();
@@ -531,8 +570,8 @@ async fn rewrite_bins(
     }
 }
 
-/// Reads one bin's files and writes their rows as one file of the bin's month; the paths
-/// created go with the result (also on failure).
+/// Reads one migration bin's files whole and writes their rows regrouped by the default spec;
+/// the paths created go with the result (also on failure).
 async fn rewrite_bin(
     base: &iceberg::table::Table,
     bin: &Bin,

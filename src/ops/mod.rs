@@ -22,6 +22,7 @@ pub(crate) mod delete;
 pub(crate) mod evolve;
 pub(crate) mod maintainer;
 pub(crate) mod maintenance;
+mod merge_bin;
 pub(crate) mod tenant;
 
 use arrow_array::RecordBatch;

@@ -640,6 +640,36 @@ pub(crate) async fn read_rows_at(
     rows: &[u64],
     decoder: EmbeddingDecoder,
 ) -> Result<Vec<RecordBatch>> {
+    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
+    for r in rows {
+        match ranges.last_mut() {
+            Some(last) if last.end == *r => last.end += 1,
+            _ => ranges.push(*r..*r + 1),
+        }
+    }
+    read_ranges_of(file_io, path, size, ranges, decoder).await
+}
+
+/// Reads the rows at positions `rows` of one data file, all columns: a window of a
+/// compaction's merge. Only the pages holding them are fetched and decoded when the file has
+/// a page index (every file this crate writes has one).
+pub(crate) async fn read_row_range(
+    file_io: &iceberg::io::FileIO,
+    path: &str,
+    size: u64,
+    rows: std::ops::Range<u64>,
+) -> Result<Vec<RecordBatch>> {
+    read_ranges_of(file_io, path, size, vec![rows], EmbeddingDecoder::Auto).await
+}
+
+/// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order.
+async fn read_ranges_of(
+    file_io: &iceberg::io::FileIO,
+    path: &str,
+    size: u64,
+    ranges: Vec<std::ops::Range<u64>>,
+    decoder: EmbeddingDecoder,
+) -> Result<Vec<RecordBatch>> {
     let plan = Arc::new(ReadPlan {
         file_io: file_io.clone(),
         output: Column::ALL.to_vec(),
@@ -651,13 +681,6 @@ pub(crate) async fn read_rows_at(
         decode: embedding::Mode::of(decoder),
         counters: Arc::new(Counters::default()),
     });
-    let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
-    for r in rows {
-        match ranges.last_mut() {
-            Some(last) if last.end == *r => last.end += 1,
-            _ => ranges.push(*r..*r + 1),
-        }
-    }
     let file = PlannedFile {
         path: path.to_string(),
         size,
