@@ -245,7 +245,7 @@ impl Cursor {
             self.ready.push_back(sorted);
         }
         self.next = self.rows;
-        self.delivered = self.rows;
+        self.delivered = batches.iter().map(|b| b.num_rows() as u64).sum();
         Ok(())
     }
 
