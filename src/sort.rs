@@ -142,23 +142,11 @@ pub(crate) fn sorted_pairs(
     parts: &[(usize, Vec<u32>)],
     keys: &[SortKey],
 ) -> Vec<(usize, usize)> {
-    let columns: Vec<Vec<&ArrayRef>> = keys
-        .iter()
-        .map(|k| batches.iter().map(|b| b.column(k.column.index())).collect())
-        .collect();
     let mut pairs: Vec<(usize, usize)> = parts
         .iter()
         .flat_map(|(b, rows)| rows.iter().map(move |r| (*b, *r as usize)))
         .collect();
-    pairs.sort_by(|&(ab, ar), &(bb, br)| {
-        for (k, key) in keys.iter().enumerate() {
-            let ord = compare_values(key, value(columns[k][ab], ar), value(columns[k][bb], br));
-            if ord != Ordering::Equal {
-                return ord;
-            }
-        }
-        Ordering::Equal
-    });
+    pairs.sort_by(|&(ab, ar), &(bb, br)| compare_rows(keys, &batches[ab], ar, &batches[bb], br));
     pairs
 }
 

@@ -368,7 +368,10 @@ impl MonthTask {
                 let refs: Vec<&RecordBatch> = self.batches.iter().collect();
                 for chunk in sorted.chunks(CHUNK_ROWS) {
                     let part = arrow_select::interleave::interleave_record_batch(&refs, chunk)?;
-                    writer.write(self.in_table_schema(part)?).await.or_ours()?;
+                    writer
+                        .write(in_table_schema(&self.table_schema, part)?)
+                        .await
+                        .or_ours()?;
                 }
             }
             None => {
@@ -384,13 +387,12 @@ impl MonthTask {
         for chunk in rows.chunks(CHUNK_ROWS) {
             let idx = UInt32Array::from(chunk.to_vec());
             let part = arrow_select::take::take_record_batch(&self.batches[bi], &idx)?;
-            writer.write(self.in_table_schema(part)?).await.or_ours()?;
+            writer
+                .write(in_table_schema(&self.table_schema, part)?)
+                .await
+                .or_ours()?;
         }
         Ok(())
-    }
-
-    fn in_table_schema(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        in_table_schema(&self.table_schema, batch)
     }
 }
 

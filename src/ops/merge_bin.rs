@@ -92,13 +92,13 @@ async fn feed(
         }
         cursors.push(c);
     }
+    // Every file's first window on its way.
+    for c in &mut cursors {
+        c.prefetch();
+    }
     match order {
         None => {
-            // No order to keep: each file's rows as they are, file after file, with the next
-            // file's first window already on its way.
-            for c in &mut cursors {
-                c.prefetch();
-            }
+            // No order to keep: each file's rows as they are, file after file.
             for c in &mut cursors {
                 while let Some(batch) = c.next_batch().await? {
                     out.write(batch).await?;
@@ -114,9 +114,6 @@ async fn feed(
 /// as `(batch, row)` pairs over an arena of the batches they point into, written every
 /// [`CHUNK_ROWS`] rows with one `interleave`.
 async fn merge(keys: &[SortKey], cursors: &mut [Cursor], out: &mut PartitionStream) -> Result<()> {
-    for c in cursors.iter_mut() {
-        c.prefetch();
-    }
     // Cursor i's current batch is arena[slot[i]].
     let mut arena: Vec<RecordBatch> = Vec::new();
     let mut slot = vec![usize::MAX; cursors.len()];

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use chrono::{Duration, Utc};
 use sales_history::{Error, Metric, SaleRecord, SalesHistory, ScanFilter, SimilarSale};
 
-use crate::support::{LocalTable, local_table, sample};
+use crate::support::{LocalTable, local_table, puffins_deleted, sample};
 
 const DIM: usize = 32;
 
@@ -248,10 +248,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     // second build's manifest names the first build's segment).
     let removed = expire_all_but_current_and_sweep(table).await;
     assert!(
-        removed
-            .deleted_files
-            .iter()
-            .all(|f| !f.ends_with(".puffin")),
+        puffins_deleted(&removed).is_empty(),
         "{:?}",
         removed.deleted_files
     );
@@ -268,11 +265,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
     );
     table.append(sample(10, DIM, 12)).await.unwrap();
     let removed = expire_all_but_current_and_sweep(table).await;
-    let gone: Vec<&String> = removed
-        .deleted_files
-        .iter()
-        .filter(|f| f.ends_with(".puffin"))
-        .collect();
+    let gone = puffins_deleted(&removed);
     assert_eq!(gone.len(), 2, "{:?}", removed.deleted_files);
     let files = index_files(t.dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
@@ -329,12 +322,7 @@ async fn index_files_follow_expiry_orphans_compaction_and_survive_corruption() {
         .older_than(Utc::now() + Duration::seconds(1))
         .await
         .unwrap();
-    assert!(
-        removed
-            .deleted_files
-            .iter()
-            .all(|f| !f.ends_with(".puffin"))
-    );
+    assert!(puffins_deleted(&removed).is_empty());
     // A build over a corrupt index replaces what it cannot read (the codebook: a new one
     // and every segment; a segment: its files indexed again).
     let rebuilt = fresh.index_embeddings().await.unwrap();
@@ -546,11 +534,7 @@ async fn an_erased_tenant_leaves_the_index() {
         "{update:?}"
     );
     let removed = expire_all_but_current_and_sweep(table).await;
-    let gone: Vec<&String> = removed
-        .deleted_files
-        .iter()
-        .filter(|f| f.ends_with(".puffin"))
-        .collect();
+    let gone = puffins_deleted(&removed);
     assert_eq!(gone.len(), before.len(), "{:?}", removed.deleted_files);
     let (got, m) = table.similar_to(q, 10).with_metrics().await.unwrap();
     assert!(m.used_index && m.files_exact == 0, "{m:?}");

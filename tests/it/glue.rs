@@ -339,10 +339,7 @@ async fn vector_index_on_glue_and_s3() {
         .await
         .expect("orphans on s3");
     assert!(
-        removed
-            .deleted_files
-            .iter()
-            .all(|f| !f.ends_with(".puffin")),
+        crate::support::puffins_deleted(&removed).is_empty(),
         "{:?}",
         removed.deleted_files
     );

@@ -45,6 +45,15 @@ pub async fn ensure_test_table(config: &CatalogConfig, stage: &str) -> SalesHist
     .expect("ensure")
 }
 
+/// The vector index's Puffin files among the files a clean-up deleted.
+pub fn puffins_deleted(report: &sales_history::MaintenanceReport) -> Vec<&String> {
+    report
+        .deleted_files
+        .iter()
+        .filter(|f| f.ends_with(".puffin"))
+        .collect()
+}
+
 pub fn sample(n: usize, dim: usize, seed: u64) -> Vec<SaleRecord> {
     SampleGenerator::new(SampleConfig::default().seed(seed).embedding_dimension(dim))
         .take_records(n)
