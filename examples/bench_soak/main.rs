@@ -448,11 +448,13 @@ async fn run_in(cli: &Cli, settings: &Settings, root: &std::path::Path) -> Res<(
         rows.extend(py_variants::run(settings, &py, root, python).await?);
     }
     let targets = output::targets(settings, &rows, soak.as_ref(), beside.as_ref());
+    let filesystem = host::fs_type(root);
     if cli.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&output::document(
                 settings,
+                &filesystem,
                 &rows,
                 soak.as_ref(),
                 beside.as_ref(),
@@ -460,7 +462,14 @@ async fn run_in(cli: &Cli, settings: &Settings, root: &std::path::Path) -> Res<(
             ))?
         );
     } else {
-        output::print_text(settings, &rows, soak.as_ref(), beside.as_ref(), &targets);
+        output::print_text(
+            settings,
+            &filesystem,
+            &rows,
+            soak.as_ref(),
+            beside.as_ref(),
+            &targets,
+        );
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct Row {
     pub commit_p50_ms: f64,
     pub commit_p99_ms: f64,
     pub plan_ms: f64,
+    /// The first of the checkpoint's plans: the manifests read from storage (a table handle
+    /// caches the manifests it read, per metadata version), as a fresh reader plans.
+    pub plan_first_ms: f64,
     pub count_ms: f64,
     pub count_rows: u64,
     pub metadata_json_bytes: u64,
@@ -34,6 +37,8 @@ pub struct Row {
     pub rss_kb: Option<u64>,
     /// The maintainer's counters (task only).
     pub maintainer: Option<Value>,
+    /// Commit p50 outside maintenance runs, p50 during them, and how many commits overlapped one.
+    pub split: (f64, f64, usize),
 }
 
 impl Row {
@@ -41,12 +46,15 @@ impl Row {
         json!({
             "variant": self.variant, "commits": self.commits,
             "commit_p50_ms": self.commit_p50_ms, "commit_p99_ms": self.commit_p99_ms,
-            "plan_ms": self.plan_ms, "count_ms": self.count_ms, "count_rows": self.count_rows,
+            "plan_ms": self.plan_ms, "plan_first_ms": self.plan_first_ms, "count_ms": self.count_ms, "count_rows": self.count_rows,
             "metadata_json_bytes": self.metadata_json_bytes,
             "metadata_files": self.metadata_files, "metadata_bytes": self.metadata_bytes,
             "live_data_files": self.live_data_files, "manifests": self.manifests,
             "snapshots": self.snapshots, "rss_peak_kb": self.rss_peak_kb, "rss_kb": self.rss_kb,
             "maintainer": self.maintainer,
+            "commit_p50_outside_runs_ms": self.split.0,
+            "commit_p50_during_runs_ms": self.split.1,
+            "commits_during_runs": self.split.2,
         })
     }
 
@@ -63,6 +71,7 @@ impl Row {
             commit_p50_ms: f("commit_p50_ms"),
             commit_p99_ms: f("commit_p99_ms"),
             plan_ms: f("plan_ms"),
+            plan_first_ms: f("plan_first_ms"),
             count_ms: f("count_ms"),
             count_rows: u("count_rows"),
             metadata_json_bytes: u("metadata_json_bytes"),
@@ -74,6 +83,7 @@ impl Row {
             rss_peak_kb: None,
             rss_kb: None,
             maintainer: None,
+            split: (f64::NAN, f64::NAN, 0),
         })
     }
 }
@@ -99,6 +109,11 @@ struct Ours {
     maintainer: Option<Maintainer>,
     generator: SampleGenerator,
     window: Vec<f64>,
+    /// The window's commits as (start, end), beside `window`.
+    spans: Vec<(Instant, Instant)>,
+    /// Maintenance runs seen to finish in this window, as (start, end), and the run count then.
+    runs: Vec<(Instant, Instant)>,
+    runs_seen: u64,
     all: Vec<f64>,
 }
 
@@ -140,6 +155,9 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             maintainer,
             generator: table_setup::generator(settings),
             window: Vec::new(),
+            spans: Vec::new(),
+            runs: Vec::new(),
+            runs_seen: 0,
             all: Vec::with_capacity(settings.commits as usize),
         });
     }
@@ -166,7 +184,18 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
                     o.table.append(records).await?;
                 }
             }
-            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let end = Instant::now();
+            let ms = (end - t).as_secs_f64() * 1e3;
+            o.spans.push((t, end));
+            if let Some(m) = &o.maintainer {
+                let s = m.stats();
+                if s.runs > o.runs_seen {
+                    o.runs_seen = s.runs;
+                    // The run ended at or before `end`: its span is approximate, on the late side.
+                    o.runs
+                        .push((end.checked_sub(s.last_run).unwrap_or(end), end));
+                }
+            }
             o.window.push(ms);
             o.all.push(ms);
         }
@@ -211,13 +240,17 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
 /// One progress line on stderr.
 fn progress(row: &Row, elapsed: Duration) -> String {
     format!(
-        "[{:>7.1}s] {:<8} {:>6} commits: p50 {:.1} ms, p99 {:.1} ms, plan {:.1} ms, count {:.1} ms, metadata.json {} B, metadata dir {} files {} B, {} data files, {} manifests, {} snapshots, RSS {} MB (peak {} MB){}",
+        "[{:>7.1}s] {:<8} {:>6} commits: p50 {:.1} ms (outside runs {:.1}, during {:.1} × {}), p99 {:.1} ms, plan {:.1} ms (first {:.1}), count {:.1} ms, metadata.json {} B, metadata dir {} files {} B, {} data files, {} manifests, {} snapshots, RSS {} MB (peak {} MB){}",
         elapsed.as_secs_f64(),
         row.variant,
         row.commits,
         row.commit_p50_ms,
+        row.split.0,
+        row.split.1,
+        row.split.2,
         row.commit_p99_ms,
         row.plan_ms,
+        row.plan_first_ms,
         row.count_ms,
         row.metadata_json_bytes,
         row.metadata_files,
@@ -237,7 +270,18 @@ fn progress(row: &Row, elapsed: Duration) -> String {
 /// The measurements of one variant after `commits` commits.
 async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row> {
     let dist = Dist::of(&o.window);
+    let (mut during, mut outside) = (Vec::new(), Vec::new());
+    for (&(s, e), &ms) in o.spans.iter().zip(&o.window) {
+        if o.runs.iter().any(|&(rs, re)| s < re && rs < e) {
+            during.push(ms);
+        } else {
+            outside.push(ms);
+        }
+    }
+    let split = (Dist::of(&outside).p50, Dist::of(&during).p50, during.len());
     o.window.clear();
+    o.spans.clear();
+    o.runs.clear();
     // The task variant's reads are timed right after a maintenance run (started now, so the
     // maintainer is idle for its `every`), as a service reading between runs sees the table:
     // packed into minutes, the runs would otherwise share the two cores with every read.
@@ -281,6 +325,7 @@ async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row>
         commit_p50_ms: dist.p50,
         commit_p99_ms: dist.p99,
         plan_ms: upper_median(&plans),
+        plan_first_ms: plans.first().copied().unwrap_or(f64::NAN),
         count_ms: upper_median(&counts),
         count_rows,
         metadata_json_bytes: meta.json_bytes,
@@ -292,6 +337,7 @@ async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row>
         rss_peak_kb: host::proc_status_kb("VmHWM:"),
         rss_kb: host::proc_status_kb("VmRSS:"),
         maintainer: o.maintainer.as_ref().map(|m| maintainer_json(&m.stats())),
+        split,
     })
 }
 
