@@ -169,6 +169,8 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
     let mut next_quarter = 1;
     let mut rows = Vec::new();
     let started = Instant::now();
+    let mut maintainer = None;
+    let mut latencies = Vec::new();
     for i in 0..n {
         for o in ours.iter_mut().filter(|o| i < o.variant.commits(settings)) {
             let records = o.generator.take_records(settings.rows);
@@ -208,6 +210,18 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             eprintln!("{}", progress(&row, started.elapsed()));
             rows.push(row);
         }
+        // A variant stopped early (`--stop-after`) is closed now: its handle, with the caches
+        // of a table that grew without the task, would otherwise stay in this process and in
+        // every later quarter's peak RSS.
+        let mut k = 0;
+        while k < ours.len() {
+            if done < n && done >= ours[k].variant.commits(settings) {
+                let o = ours.remove(k);
+                finish(o, &mut maintainer, &mut latencies).await?;
+            } else {
+                k += 1;
+            }
+        }
         while next_quarter <= 4 && done >= quarter(next_quarter) {
             quarter_peaks.push(host::proc_status_kb("VmHWM:").unwrap_or(0));
             next_quarter += 1;
@@ -217,16 +231,8 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
         }
     }
 
-    let mut maintainer = None;
-    let mut latencies = Vec::new();
     for o in ours {
-        if let Some(a) = o.appender {
-            a.close().await?;
-        }
-        if let Some(m) = o.maintainer {
-            maintainer = Some(m.stop().await);
-        }
-        latencies.push((o.variant, o.all));
+        finish(o, &mut maintainer, &mut latencies).await?;
     }
     Ok(Soak {
         rows,
@@ -235,6 +241,22 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
         peaks_reset,
         maintainer,
     })
+}
+
+/// Closes a variant's appender and maintainer and keeps its latencies.
+async fn finish(
+    o: Ours,
+    maintainer: &mut Option<MaintainerStats>,
+    latencies: &mut Vec<(Variant, Vec<f64>)>,
+) -> Res<()> {
+    if let Some(a) = o.appender {
+        a.close().await?;
+    }
+    if let Some(m) = o.maintainer {
+        *maintainer = Some(m.stop().await);
+    }
+    latencies.push((o.variant, o.all));
+    Ok(())
 }
 
 /// One progress line on stderr.
