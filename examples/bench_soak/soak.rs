@@ -37,8 +37,11 @@ pub struct Row {
     pub rss_kb: Option<u64>,
     /// The maintainer's counters (task only).
     pub maintainer: Option<Value>,
-    /// Commit p50 outside maintenance runs, p50 during them, and how many commits overlapped one.
-    pub split: (f64, f64, usize),
+    /// Commit p50 of the window's commits that overlapped no maintenance run.
+    pub p50_outside_runs_ms: f64,
+    /// Commit p50 of those that overlapped one, and how many they were.
+    pub p50_during_runs_ms: f64,
+    pub commits_during_runs: usize,
 }
 
 impl Row {
@@ -52,9 +55,9 @@ impl Row {
             "live_data_files": self.live_data_files, "manifests": self.manifests,
             "snapshots": self.snapshots, "rss_peak_kb": self.rss_peak_kb, "rss_kb": self.rss_kb,
             "maintainer": self.maintainer,
-            "commit_p50_outside_runs_ms": self.split.0,
-            "commit_p50_during_runs_ms": self.split.1,
-            "commits_during_runs": self.split.2,
+            "commit_p50_outside_runs_ms": self.p50_outside_runs_ms,
+            "commit_p50_during_runs_ms": self.p50_during_runs_ms,
+            "commits_during_runs": self.commits_during_runs,
         })
     }
 
@@ -83,7 +86,9 @@ impl Row {
             rss_peak_kb: None,
             rss_kb: None,
             maintainer: None,
-            split: (f64::NAN, f64::NAN, 0),
+            p50_outside_runs_ms: f64::NAN,
+            p50_during_runs_ms: f64::NAN,
+            commits_during_runs: 0,
         })
     }
 }
@@ -108,11 +113,11 @@ struct Ours {
     appender: Option<Appender>,
     maintainer: Option<Maintainer>,
     generator: SampleGenerator,
-    window: Vec<f64>,
-    /// The window's commits as (start, end), beside `window`.
-    spans: Vec<(Instant, Instant)>,
-    /// Maintenance runs seen to finish in this window, as (start, end), and the run count then.
+    /// The window's commits, as (start, end).
+    window: Vec<(Instant, Instant)>,
+    /// Maintenance runs seen to finish in this window, as (start, end).
     runs: Vec<(Instant, Instant)>,
+    /// Runs the maintainer had finished when last looked at.
     runs_seen: u64,
     all: Vec<f64>,
 }
@@ -155,7 +160,6 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             maintainer,
             generator: table_setup::generator(settings),
             window: Vec::new(),
-            spans: Vec::new(),
             runs: Vec::new(),
             runs_seen: 0,
             all: Vec::with_capacity(settings.commits as usize),
@@ -188,7 +192,6 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
             }
             let end = Instant::now();
             let ms = (end - t).as_secs_f64() * 1e3;
-            o.spans.push((t, end));
             if let Some(m) = &o.maintainer {
                 let s = m.stats();
                 if s.runs > o.runs_seen {
@@ -198,7 +201,7 @@ pub async fn run(settings: &Settings, variants: &[Variant], root: &Path) -> Res<
                         .push((end.checked_sub(s.last_run).unwrap_or(end), end));
                 }
             }
-            o.window.push(ms);
+            o.window.push((t, end));
             o.all.push(ms);
         }
         let done = i + 1;
@@ -267,9 +270,9 @@ fn progress(row: &Row, elapsed: Duration) -> String {
         row.variant,
         row.commits,
         row.commit_p50_ms,
-        row.split.0,
-        row.split.1,
-        row.split.2,
+        row.p50_outside_runs_ms,
+        row.p50_during_runs_ms,
+        row.commits_during_runs,
         row.commit_p99_ms,
         row.plan_ms,
         row.plan_first_ms,
@@ -291,18 +294,16 @@ fn progress(row: &Row, elapsed: Duration) -> String {
 
 /// The measurements of one variant after `commits` commits.
 async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row> {
-    let dist = Dist::of(&o.window);
-    let (mut during, mut outside) = (Vec::new(), Vec::new());
-    for (&(s, e), &ms) in o.spans.iter().zip(&o.window) {
-        if o.runs.iter().any(|&(rs, re)| s < re && rs < e) {
-            during.push(ms);
-        } else {
-            outside.push(ms);
-        }
-    }
-    let split = (Dist::of(&outside).p50, Dist::of(&during).p50, during.len());
+    let ms = |&(s, e): &(Instant, Instant)| (e - s).as_secs_f64() * 1e3;
+    let dist = Dist::of(&o.window.iter().map(ms).collect::<Vec<_>>());
+    let (during, outside): (Vec<_>, Vec<_>) = o
+        .window
+        .iter()
+        .partition(|&&(s, e)| o.runs.iter().any(|&(rs, re)| s < re && rs < e));
+    let during_p50 = Dist::of(&during.iter().copied().map(ms).collect::<Vec<_>>()).p50;
+    let outside_p50 = Dist::of(&outside.iter().copied().map(ms).collect::<Vec<_>>()).p50;
+    let commits_during_runs = during.len();
     o.window.clear();
-    o.spans.clear();
     o.runs.clear();
     // The task variant's reads are timed right after a maintenance run (started now, so the
     // maintainer is idle for its `every`), as a service reading between runs sees the table:
@@ -359,7 +360,9 @@ async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row>
         rss_peak_kb: host::proc_status_kb("VmHWM:"),
         rss_kb: host::proc_status_kb("VmRSS:"),
         maintainer: o.maintainer.as_ref().map(|m| maintainer_json(&m.stats())),
-        split,
+        p50_outside_runs_ms: outside_p50,
+        p50_during_runs_ms: during_p50,
+        commits_during_runs,
     })
 }
 
