@@ -1,15 +1,16 @@
 //! Page-size sweep: the same 50k rows (1024-dim) written with 32, 64, 128, 256 and 1024 rows
-//! per page (`write.parquet.page-row-limit`), then the append time, the table's bytes and the
-//! month + tenant, tenant and full scans (medians of 5, bytes read) — how
-//! `DEFAULT_PAGE_ROW_LIMIT` was chosen.
+//! per page (`write.parquet.page-row-limit`) and each `--embedding-page-bytes`
+//! (`sales-history.embedding-page-size-bytes`), then the append time, the table's bytes and
+//! the month + tenant, tenant and full scans (medians of 5, bytes read) — how
+//! `DEFAULT_PAGE_ROW_LIMIT` and `DEFAULT_EMBEDDING_PAGE_BYTES` were chosen.
 //!
 //! ```text
 //! cargo run --release --example bench_pages -- [--rows N] [--rows-per-page 32,64,...]
-//!     [--runs R] [--dir DIR]
+//!     [--embedding-page-bytes 8192,65536,...] [--runs R] [--dir DIR]
 //! ```
 //!
 //! Each page size gets a fresh table in a temporary directory under `--dir` (default `/tmp`),
-//! removed afterwards. The property is set through iceberg's own transaction on a raw SQL
+//! removed afterwards. The properties are set through iceberg's own transaction on a raw SQL
 //! catalog (the crate's API does not expose arbitrary table properties).
 
 #[path = "common/number.rs"]
@@ -18,19 +19,19 @@ mod number;
 mod report;
 #[path = "common/stats.rs"]
 mod stats;
+#[path = "common/table_props.rs"]
+mod table_props;
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use iceberg::CatalogBuilder;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{CatalogConfig, Freshness, SalesHistory, ScanFilter};
+use sales_history::{
+    CatalogConfig, EMBEDDING_PAGE_SIZE_PROPERTY, Freshness, SalesHistory, ScanFilter,
+};
 
 /// Page-size sweep: the same --rows rows (1024-dim) written with each --rows-per-page
 /// (write.parquet.page-row-limit), then the append time, the table's bytes and the month +
@@ -51,6 +52,17 @@ struct Args {
         value_parser = number::parse::<NonZeroUsize>
     )]
     rows_per_page: Vec<NonZeroUsize>,
+
+    /// Embedding page sizes to compare (bytes before compression), comma-separated: each is
+    /// run with each --rows-per-page.
+    #[arg(
+        long,
+        value_name = "B,B,...",
+        value_delimiter = ',',
+        default_value = "65536",
+        value_parser = number::parse::<NonZeroUsize>
+    )]
+    embedding_page_bytes: Vec<NonZeroUsize>,
 
     /// Timed runs of each scan (the median is printed).
     #[arg(long, value_name = "R", default_value = "5", value_parser = number::parse::<NonZeroUsize>)]
@@ -78,45 +90,32 @@ fn rows_label(rows: usize) -> String {
 async fn run(args: Args) -> anyhow::Result<()> {
     let (rows, runs) = (args.rows.get(), args.runs.get());
     println!(
-        "| rows/page | append {} | table | month+tenant | tenant | full |",
+        "| rows/page | embedding page | append {} | table | month+tenant | tenant | full |",
         rows_label(rows)
     );
-    println!("|---|---|---|---|---|---|");
-    for rows_per_page in args.rows_per_page.iter().map(|n| n.get()) {
+    println!("|---|---|---|---|---|---|---|");
+    let sweep = args.rows_per_page.iter().flat_map(|r| {
+        args.embedding_page_bytes
+            .iter()
+            .map(move |b| (r.get(), b.get()))
+    });
+    for (rows_per_page, emb_page) in sweep {
         let dir = tempfile::tempdir_in(&args.dir)
             .with_context(|| format!("cannot create a directory in {}", args.dir.display()))?;
         let config = CatalogConfig::local(dir.path());
         let t = SalesHistory::ensure(&config, "sweep").await?;
-        let root = std::fs::canonicalize(dir.path())?;
-        let root = root
-            .to_str()
-            .with_context(|| format!("{} is not UTF-8", root.display()))?;
-        let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(
-                iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
-            ))
-            .load(
-                sales_history::LOCAL_CATALOG_NAME,
-                HashMap::from([
-                    (
-                        "uri".to_string(),
-                        format!("sqlite://{root}/catalog.db?mode=rwc"),
-                    ),
-                    ("warehouse".to_string(), format!("file://{root}")),
-                    ("sql_bind_style".to_string(), "QMark".to_string()),
-                ]),
-            )
-            .await?;
-        let tx = Transaction::new(&t.iceberg_table());
-        let tx = tx
-            .update_table_properties()
-            .set(
-                "write.parquet.page-row-limit".into(),
-                rows_per_page.to_string(),
-            )
-            .apply(tx)?;
-        tx.commit(&catalog).await?;
-        t.refresh().await?;
+        table_props::set_properties(
+            &t,
+            dir.path(),
+            vec![
+                (
+                    "write.parquet.page-row-limit".into(),
+                    rows_per_page.to_string(),
+                ),
+                (EMBEDDING_PAGE_SIZE_PROPERTY.into(), emb_page.to_string()),
+            ],
+        )
+        .await?;
         let records = SampleGenerator::new(SampleConfig::default()).take_records(rows);
         let s = Instant::now();
         t.append(records).await?;
@@ -151,7 +150,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map(|f| f.size_bytes)
             .sum();
         println!(
-            "| {rows_per_page} | {:.0} ms | {:.1} MB | {} | {} | {} |",
+            "| {rows_per_page} | {} KiB | {:.0} ms | {:.1} MB | {} | {} | {} |",
+            emb_page / 1024,
             append.as_secs_f64() * 1e3,
             size as f64 / 1e6,
             res[0],

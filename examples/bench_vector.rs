@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --example bench_vector -- [--rows 1000000] [--queries 50] \
-//!     [--probes 8,16,32] [--warehouse DIR] [--peers --peer-python PY] [--json]
+//!     [--probes 8,16,32] [--embedding-page-bytes B] [--warehouse DIR] \
+//!     [--peers --peer-python PY] [--json]
 //! ```
 //! `--warehouse DIR` keeps the table (and its index) between runs; a table with fewer rows
 //! is filled up. The peers need `numpy faiss-cpu lancedb` in `--peer-python`'s environment:
@@ -18,6 +19,8 @@ mod number;
 mod report;
 #[path = "common/stats.rs"]
 mod stats;
+#[path = "common/table_props.rs"]
+mod table_props;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -30,7 +33,10 @@ use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use clap::Parser;
 use futures::TryStreamExt;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{CatalogConfig, Column, SalesHistory, ScanFilter, SimilarSale, TableOptions};
+use sales_history::{
+    CatalogConfig, Column, DEFAULT_EMBEDDING_PAGE_BYTES, EMBEDDING_PAGE_SIZE_PROPERTY,
+    SalesHistory, ScanFilter, SimilarSale, TableOptions,
+};
 use serde_json::json;
 
 /// Vector-search benchmark: our index vs our exact search (and LanceDB / FAISS with --peers),
@@ -80,6 +86,12 @@ struct Args {
     /// Train and encode the index again even when the table has one.
     #[arg(long)]
     rebuild: bool,
+    /// Bytes of an embedding data page in the table's files (the table property
+    /// `sales-history.embedding-page-size-bytes`), set when this run creates the table; a kept
+    /// table keeps its own.
+    #[arg(long, value_name = "BYTES", value_parser = number::parse::<usize>)]
+    embedding_page_bytes: Option<usize>,
+
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -155,6 +167,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // 1. The table.
     let have = table.scan().count().await? as usize;
+    if let (0, Some(bytes)) = (have, args.embedding_page_bytes) {
+        table_props::set_properties(
+            &table,
+            &dir,
+            vec![(EMBEDDING_PAGE_SIZE_PROPERTY.into(), bytes.to_string())],
+        )
+        .await?;
+    }
+    let embedding_page_bytes = table
+        .iceberg_table()
+        .metadata()
+        .properties()
+        .get(EMBEDDING_PAGE_SIZE_PROPERTY)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_EMBEDDING_PAGE_BYTES);
     let mut load = None;
     if have < args.rows {
         let mut generator = sample(7);
@@ -448,7 +475,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let result = json!({
         "rows": rows, "dim": args.dim, "k": k, "queries": queries.len(), "tenants": args.tenants,
-        "cache_mib": args.cache_mib,
+        "cache_mib": args.cache_mib, "embedding_page_bytes": embedding_page_bytes,
         "load_s": load.map(|d| d.as_secs_f64()),
         "index": {
             "lists": report.lists, "build_s": report.duration.as_secs_f64(),
@@ -465,9 +492,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!(
-            "{} rows × {} dims, {} queries, k = {k}; index: {} lists, built in {:.1} s ({:.0} rows/s), {:.1} MB = {:.1}% of the raw embeddings ({:.1}% of the data files)",
+            "{} rows × {} dims ({} KiB embedding pages), {} queries, k = {k}; index: {} lists, built in {:.1} s ({:.0} rows/s), {:.1} MB = {:.1}% of the raw embeddings ({:.1}% of the data files)",
             rows,
             args.dim,
+            embedding_page_bytes / 1024,
             queries.len(),
             report.lists,
             report.duration.as_secs_f64(),

@@ -100,7 +100,8 @@ pub use ops::{
     MaintainerBuilder, MaintainerStats, MaintenanceReport, RemoveOrphanFiles, TenantScope,
 };
 pub use parquet_props::{
-    DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS, EMBEDDING_ENCODING_PROPERTY, EmbeddingEncoding,
+    DEFAULT_EMBEDDING_PAGE_BYTES, DEFAULT_PAGE_ROW_LIMIT, DEFAULT_ROW_GROUP_ROWS,
+    EMBEDDING_ENCODING_PROPERTY, EMBEDDING_PAGE_SIZE_PROPERTY, EmbeddingEncoding,
 };
 pub use position::{POSITION_PROPERTY_PREFIX, SourcePosition};
 pub use record::{

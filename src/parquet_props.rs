@@ -93,13 +93,26 @@ impl std::fmt::Display for EmbeddingEncoding {
     }
 }
 
+/// Table property capping the (uncompressed) bytes of one `embedding` data page in new data
+/// files; [`DEFAULT_EMBEDDING_PAGE_BYTES`] when absent.
+pub const EMBEDDING_PAGE_SIZE_PROPERTY: &str = "sales-history.embedding-page-size-bytes";
+
+/// Bytes of one `embedding` data page unless the table sets
+/// [`EMBEDDING_PAGE_SIZE_PROPERTY`]: 64 KiB, eight 1024-dim rows (Snappy's own block size).
+///
+/// Reading one row (a similarity re-rank, a tenant's rows in a sorted month) decodes the
+/// whole page holding it, so a page of [`DEFAULT_PAGE_ROW_LIMIT`] 1024-dim rows (512 KiB)
+/// cost 64× the row. Measured with `bench_vector --embedding-page-bytes …` and `bench_scan`:
+/// see the README's similarity section. The other columns keep their 64-row pages.
+pub const DEFAULT_EMBEDDING_PAGE_BYTES: usize = 64 * 1024;
+
 /// Row-group size in rows unless the table says otherwise (`write.parquet.row-group-limit`).
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 16_384;
 
 /// Rows per data page unless the table sets `write.parquet.page-row-limit`: small enough that
 /// the column index of `tenant_id` / `sold_date` in a tenant-sorted month selects a tenant's
-/// rows to within a page or two, and that a 1024-dim embedding page (64 × 8 KiB before
-/// compression) is about the size of that selection's edge.
+/// rows to within a page or two. The `embedding` column's pages are smaller still (capped in
+/// bytes by [`DEFAULT_EMBEDDING_PAGE_BYTES`]).
 pub const DEFAULT_PAGE_ROW_LIMIT: usize = 64;
 
 /// Row-group size in (estimated encoded) bytes unless the table says otherwise
@@ -192,7 +205,14 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
     // (pyarrow measured 62.8 MB → 43.5 MB for 10k rows); read by pyarrow, DuckDB and Trino.
     // The table property `sales-history.embedding-encoding=plain` turns it off.
     let encoding = EmbeddingEncoding::from_properties(props)?.parquet();
+    // Small embedding pages: a row read decodes its page whole. The writer checks the limit
+    // after each mini-batch, which for a list column ends on a row boundary (one row of a
+    // 1024-element list exceeds `write_batch_size` levels), so pages end within a row of it.
+    let page_bytes = parse::<usize>(props, EMBEDDING_PAGE_SIZE_PROPERTY)?
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_EMBEDDING_PAGE_BYTES);
     builder = builder
+        .set_column_data_page_size_limit(element.clone(), page_bytes)
         .set_column_dictionary_enabled(element.clone(), false)
         .set_column_encoding(element.clone(), encoding)
         .set_column_statistics_enabled(element, EnabledStatistics::None);
@@ -264,6 +284,96 @@ mod tests {
             }
             other => panic!("expected a Config error, got {other:?}"),
         }
+    }
+
+    /// Rows at which each data page of leaf column `leaf` starts, from the offset index of a
+    /// file written with `props`.
+    fn page_starts(props: &HashMap<String, String>, rows: usize, leaf: usize) -> Vec<i64> {
+        use chrono::TimeZone;
+        let date = chrono::Utc
+            .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+            .single()
+            .unwrap();
+        let records: Vec<crate::SaleRecord> = (0..rows)
+            .map(|i| {
+                crate::SaleRecord::builder(
+                    format!("p{i}"),
+                    "t",
+                    crate::Price::from_cents(100).unwrap(),
+                    date,
+                )
+                .embedding((0..1024).map(|j| (i * j) as f64 / 7.0).collect::<Vec<_>>())
+                .build()
+                .unwrap()
+            })
+            .collect();
+        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            &mut buf,
+            batch.schema(),
+            Some(writer_properties(props).unwrap()),
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
+            bytes::Bytes::from(buf),
+            parquet::file::serialized_reader::ReadOptionsBuilder::new()
+                .with_page_index()
+                .build(),
+        )
+        .unwrap();
+        use parquet::file::reader::FileReader;
+        let index = reader.metadata().offset_index().unwrap();
+        index[0][leaf]
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index)
+            .collect()
+    }
+
+    #[test]
+    fn embedding_pages_are_capped_in_bytes_other_columns_in_rows() {
+        let element = ColumnPath::from(vec![
+            "embedding".to_string(),
+            "list".to_string(),
+            "element".to_string(),
+        ]);
+        let p = writer_properties(&HashMap::new()).unwrap();
+        assert_eq!(
+            p.column_data_page_size_limit(&element),
+            DEFAULT_EMBEDDING_PAGE_BYTES
+        );
+        assert_eq!(
+            p.column_data_page_size_limit(&ColumnPath::from("tenant_id")),
+            p.data_page_size_limit()
+        );
+        let bad = HashMap::from([(EMBEDDING_PAGE_SIZE_PROPERTY.to_string(), "64k".to_string())]);
+        assert!(matches!(
+            writer_properties(&bad),
+            Err(Error::Config { key, .. }) if key == EMBEDDING_PAGE_SIZE_PROPERTY
+        ));
+        // Written: 8-row embedding pages (64 KiB of 1024 doubles), 64-row pages elsewhere.
+        let leaf_of = |name: &str| {
+            crate::schema::arrow_schema()
+                .fields()
+                .iter()
+                .position(|f| f.name() == name)
+                .unwrap()
+        };
+        let (tenant, embedding) = (leaf_of("tenant_id"), leaf_of("embedding"));
+        let none = HashMap::new();
+        assert_eq!(page_starts(&none, 200, tenant), vec![0, 64, 128, 192]);
+        let starts = page_starts(&none, 200, embedding);
+        assert_eq!(starts, (0..200).step_by(8).collect::<Vec<i64>>());
+        // The table's own size: 32 KiB pages hold 4 rows.
+        let small = HashMap::from([(
+            EMBEDDING_PAGE_SIZE_PROPERTY.to_string(),
+            "32768".to_string(),
+        )]);
+        let starts = page_starts(&small, 40, embedding);
+        assert_eq!(starts, (0..40).step_by(4).collect::<Vec<i64>>());
     }
 
     #[test]

@@ -57,6 +57,8 @@ mod python;
 mod report;
 #[path = "../common/stats.rs"]
 mod stats;
+#[path = "../common/table_props.rs"]
+mod table_props;
 
 mod beside;
 mod output;

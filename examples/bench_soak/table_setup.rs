@@ -2,13 +2,9 @@
 //! properties set through iceberg-rust's SQL catalog on the same SQLite file, and the sample
 //! rows every variant appends.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use iceberg::CatalogBuilder;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
     CatalogConfig, MANIFEST_MERGE_ENABLED_PROPERTY, MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
@@ -29,7 +25,7 @@ pub async fn create(settings: &Settings, variant: Variant, warehouse: &Path) -> 
     .await?;
     let props = properties(settings, variant);
     if !props.is_empty() {
-        set_properties(&table, warehouse, props).await?;
+        crate::table_props::set_properties(&table, warehouse, props).await?;
     }
     Ok(table)
 }
@@ -54,44 +50,6 @@ pub fn properties(settings: &Settings, variant: Variant) -> Vec<(String, String)
         ));
     }
     props
-}
-
-/// Sets table properties through iceberg-rust's SQL catalog on the local catalog's SQLite
-/// file, then refreshes `table`.
-pub async fn set_properties(
-    table: &SalesHistory,
-    warehouse: &Path,
-    props: Vec<(String, String)>,
-) -> Res<()> {
-    let root = std::fs::canonicalize(warehouse)?;
-    let root = root
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", root.display()))?;
-    let catalog = iceberg_catalog_sql::SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(
-            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
-        ))
-        .load(
-            sales_history::LOCAL_CATALOG_NAME,
-            HashMap::from([
-                (
-                    "uri".to_string(),
-                    format!("sqlite://{root}/catalog.db?mode=rwc"),
-                ),
-                ("warehouse".to_string(), format!("file://{root}")),
-                ("sql_bind_style".to_string(), "QMark".to_string()),
-            ]),
-        )
-        .await?;
-    let tx = Transaction::new(&table.iceberg_table());
-    let mut update = tx.update_table_properties();
-    for (k, v) in props {
-        update = update.set(k, v);
-    }
-    let tx = update.apply(tx)?;
-    tx.commit(&catalog).await?;
-    table.refresh().await?;
-    Ok(())
 }
 
 /// The rows every variant appends: one month, `settings.tenants` tenants, the same stream in

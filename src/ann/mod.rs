@@ -160,16 +160,31 @@ pub(crate) struct IndexCache {
     inner: Mutex<CacheInner>,
     /// Bytes read from storage for index parts (for metrics).
     pub(crate) bytes_read: AtomicU64,
-    /// The planned files (path, size) of recent (snapshot, filter) pairs: a snapshot's files
-    /// never change, and planning costs ~20 ms at a thousand files.
-    plans: Mutex<Vec<(i64, crate::ScanFilter, PlannedFiles)>>,
+    /// The live data files of recent snapshots: a snapshot's files never change, so each
+    /// query prunes them by its filter ([`Resolved::file_may_match`]) instead of planning
+    /// again (~20 ms per plan at a thousand files, one per tenant asked about).
+    ///
+    /// [`Resolved::file_may_match`]: crate::scan::filter::Resolved::file_may_match
+    live: Mutex<Vec<(i64, LiveFiles)>>,
+    /// Footers of the data files candidates were read back from.
+    pub(crate) footers: Arc<crate::scan::FooterCache>,
 }
 
-/// A plan's data files: (path, size).
-pub(crate) type PlannedFiles = Arc<Vec<(String, u64)>>;
+/// A snapshot's live data files, as the index search needs them.
+#[derive(Debug)]
+pub(crate) struct SnapshotFiles {
+    /// Every live data file.
+    pub(crate) files: Vec<iceberg::spec::DataFile>,
+    /// Whether the snapshot has live row-level delete files (another engine's merge-on-read
+    /// deletes): the index cannot tell which of its entries they delete.
+    pub(crate) has_deletes: bool,
+}
 
-/// Plans remembered per handle.
-const PLANS_KEPT: usize = 16;
+/// Shared [`SnapshotFiles`].
+pub(crate) type LiveFiles = Arc<SnapshotFiles>;
+
+/// Snapshots whose live files a handle keeps (the current one and a few it travelled to).
+const SNAPSHOTS_KEPT: usize = 4;
 
 #[derive(Default)]
 struct CacheInner {
@@ -184,7 +199,8 @@ impl Default for IndexCache {
             cap: AtomicU64::new(DEFAULT_INDEX_CACHE_BYTES),
             inner: Mutex::new(CacheInner::default()),
             bytes_read: AtomicU64::new(0),
-            plans: Mutex::new(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            footers: Arc::default(),
         }
     }
 }
@@ -197,27 +213,38 @@ impl IndexCache {
         }
     }
 
-    /// The remembered plan of `filter` at `snapshot`.
-    pub(crate) fn plan(&self, snapshot: i64, filter: &crate::ScanFilter) -> Option<PlannedFiles> {
-        let plans = self.plans.lock().ok()?;
-        plans
-            .iter()
-            .find(|(s, f, _)| *s == snapshot && f == filter)
-            .map(|(_, _, p)| p.clone())
-    }
-
-    pub(crate) fn remember_plan(
+    /// The live data files of `snapshot` of `table`: kept from an earlier query, else read
+    /// from the snapshot's manifests (and kept).
+    pub(crate) async fn live_files(
         &self,
-        snapshot: i64,
-        filter: crate::ScanFilter,
-        files: PlannedFiles,
-    ) {
-        if let Ok(mut plans) = self.plans.lock() {
-            if plans.len() >= PLANS_KEPT {
-                drop(plans.remove(0));
-            }
-            plans.push((snapshot, filter, files));
+        table: &iceberg::table::Table,
+        snapshot: &iceberg::spec::SnapshotRef,
+    ) -> Result<LiveFiles> {
+        let id = snapshot.snapshot_id();
+        if let Ok(live) = self.live.lock()
+            && let Some((_, files)) = live.iter().find(|(s, _)| *s == id)
+        {
+            return Ok(files.clone());
         }
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .or_ours()?;
+        let has_deletes = crate::commit::lists_delete_files(list.entries());
+        let files = crate::commit::live_in(table, snapshot)
+            .await?
+            .into_iter()
+            .map(|l| l.file)
+            .collect();
+        let files = Arc::new(SnapshotFiles { files, has_deletes });
+        if let Ok(mut live) = self.live.lock() {
+            if live.len() >= SNAPSHOTS_KEPT {
+                drop(live.remove(0));
+            }
+            live.push((id, files.clone()));
+        }
+        Ok(files)
     }
 
     /// Bytes held now.

@@ -172,22 +172,28 @@ pub(crate) async fn search(
     if resolved.matches_nothing {
         return Ok((Vec::new(), metrics));
     }
-    let files = match cache.plan(id, &effective) {
-        Some(files) => files,
-        None => {
-            let plan = scan.clone().plan().await?;
-            let files = Arc::new(
-                plan.files
-                    .into_iter()
-                    .map(|f| (f.path, f.size_bytes))
-                    .collect::<Vec<_>>(),
-            );
-            cache.remember_plan(id, effective.clone(), files.clone());
-            files
-        }
-    };
+    let snapshot = version
+        .metadata()
+        .snapshot_by_id(id)
+        .cloned()
+        .ok_or_else(|| Error::SnapshotNotFound {
+            table: table.name(),
+            snapshot_id: id,
+        })?;
+    let live = cache.live_files(&version, &snapshot).await?;
+    if live.has_deletes {
+        return exact_all("the snapshot has row-level delete files", metrics, scan).await;
+    }
+    // The snapshot's live files the filter may match (bounds from their manifest entries):
+    // the files of a scan with this filter, without planning one per query.
+    let files: Vec<(&str, u64)> = live
+        .files
+        .iter()
+        .filter(|f| resolved.file_may_match(f))
+        .map(|f| (f.file_path(), f.file_size_in_bytes()))
+        .collect();
     metrics.files_planned = files.len();
-    let planned: HashMap<&str, u64> = files.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    let planned: HashMap<&str, u64> = files.into_iter().collect();
     // Segments with a planned file, and which of their files are planned.
     let mut wanted: Vec<usize> = Vec::new();
     let mut covered: HashSet<&str> = HashSet::new();
@@ -412,8 +418,8 @@ pub(crate) async fn search(
         rows.sort_unstable();
         rows.dedup();
         let size = planned.get(path.as_str()).copied().unwrap_or(0);
-        let io = io.clone();
-        async move { crate::scan::read_rows_at(&io, &path, size, &rows, decoder).await }
+        let (io, footers) = (io.clone(), cache.footers.clone());
+        async move { crate::scan::read_rows_at(&io, &path, size, &rows, decoder, &footers).await }
     });
     let batches: Vec<Vec<arrow_array::RecordBatch>> = futures::stream::iter(reads)
         .buffer_unordered(8)

@@ -30,6 +30,7 @@ pub use filter::ScanFilter;
 use metrics::Counters;
 pub use metrics::ScanMetrics;
 pub use partial::PartialSaleRecord;
+pub(crate) use reader::FooterCache;
 use reader::{PlannedFile, ReadPlan};
 pub use stream::ScanStream;
 use stream::{iceberg_reader, spawn_readers};
@@ -483,6 +484,7 @@ impl Scan {
             read_buffer: self.read_buffer.unwrap_or(DEFAULT_READ_BUFFER_BYTES),
             decode: embedding::Mode::of(self.decoder),
             counters: counters.clone(),
+            footers: None,
         });
         let own_reader = planned
             .tasks
@@ -621,6 +623,7 @@ pub(crate) async fn read_file_rows(
         read_buffer: DEFAULT_READ_BUFFER_BYTES,
         decode: embedding::Mode::of(EmbeddingDecoder::Auto),
         counters: Arc::new(Counters::default()),
+        footers: None,
     });
     let file = PlannedFile {
         path: path.to_string(),
@@ -632,13 +635,14 @@ pub(crate) async fn read_file_rows(
 
 /// Reads rows `rows` (sorted, distinct positions in the file) of one data file, all columns,
 /// in position order: the vector index's candidates. Only their pages are fetched when the
-/// file has a page index.
+/// file has a page index; the file's parsed footer is kept in `footers`.
 pub(crate) async fn read_rows_at(
     file_io: &iceberg::io::FileIO,
     path: &str,
     size: u64,
     rows: &[u64],
     decoder: EmbeddingDecoder,
+    footers: &Arc<FooterCache>,
 ) -> Result<Vec<RecordBatch>> {
     let mut ranges: Vec<std::ops::Range<u64>> = Vec::new();
     for r in rows {
@@ -647,7 +651,7 @@ pub(crate) async fn read_rows_at(
             _ => ranges.push(*r..*r + 1),
         }
     }
-    read_ranges_of(file_io, path, size, ranges, decoder).await
+    read_ranges_of(file_io, path, size, ranges, decoder, Some(footers.clone())).await
 }
 
 /// Reads the rows at positions `rows` of one data file, all columns: a window of a
@@ -659,7 +663,15 @@ pub(crate) async fn read_row_range(
     size: u64,
     rows: std::ops::Range<u64>,
 ) -> Result<Vec<RecordBatch>> {
-    read_ranges_of(file_io, path, size, vec![rows], EmbeddingDecoder::Auto).await
+    read_ranges_of(
+        file_io,
+        path,
+        size,
+        vec![rows],
+        EmbeddingDecoder::Auto,
+        None,
+    )
+    .await
 }
 
 /// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order.
@@ -669,6 +681,7 @@ async fn read_ranges_of(
     size: u64,
     ranges: Vec<std::ops::Range<u64>>,
     decoder: EmbeddingDecoder,
+    footers: Option<Arc<FooterCache>>,
 ) -> Result<Vec<RecordBatch>> {
     let plan = Arc::new(ReadPlan {
         file_io: file_io.clone(),
@@ -680,6 +693,7 @@ async fn read_ranges_of(
         read_buffer: DEFAULT_READ_BUFFER_BYTES,
         decode: embedding::Mode::of(decoder),
         counters: Arc::new(Counters::default()),
+        footers,
     });
     let file = PlannedFile {
         path: path.to_string(),

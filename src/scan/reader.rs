@@ -51,6 +51,99 @@ pub(crate) struct ReadPlan {
     /// Which decoder reads the `embedding` column.
     pub(crate) decode: Mode,
     pub(crate) counters: Arc<Counters>,
+    /// Where reads of rows by position keep the footers they parse (a handle's).
+    pub(crate) footers: Option<Arc<FooterCache>>,
+}
+
+/// A data file's parsed footer with its page index, kept for reads of rows by position.
+struct Footer {
+    metadata: Arc<ParquetMetaData>,
+    /// Bytes of the footer (metadata + length + magic).
+    len: usize,
+}
+
+/// Parsed footers (metadata and page index) of the data files a handle read rows from by
+/// position, least recently used evicted beyond a byte cap.
+///
+/// A similarity search reads its `k × refine` candidates back from their data files, one or
+/// two rows a file: without this, each row cost the file's footer and page index, two reads
+/// (two round trips on S3) and their parsing, before its one page. Data files never change
+/// (a new file gets a new name), so a footer is kept by path and size.
+pub(crate) struct FooterCache {
+    cap: usize,
+    inner: std::sync::Mutex<FooterInner>,
+}
+
+#[derive(Default)]
+struct FooterInner {
+    map: std::collections::HashMap<(String, u64), (Arc<Footer>, usize, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+/// Default byte cap of a handle's [`FooterCache`]: 64 MiB, about 3,000 footers of the
+/// crate's month files (their page index included).
+pub(crate) const DEFAULT_FOOTER_CACHE_BYTES: usize = 64 << 20;
+
+impl Default for FooterCache {
+    fn default() -> Self {
+        FooterCache {
+            cap: DEFAULT_FOOTER_CACHE_BYTES,
+            inner: std::sync::Mutex::new(FooterInner::default()),
+        }
+    }
+}
+
+impl FooterCache {
+    fn get(&self, path: &str, size: u64) -> Option<Arc<Footer>> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.map.get_mut(&(path.to_string(), size))?;
+        entry.2 = tick;
+        Some(entry.0.clone())
+    }
+
+    fn put(&self, path: &str, size: u64, footer: Arc<Footer>) {
+        let bytes = footer.metadata.memory_size() + path.len();
+        if bytes > self.cap {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some((_, old, _)) = inner
+            .map
+            .insert((path.to_string(), size), (footer, bytes, tick))
+        {
+            inner.bytes -= old;
+        }
+        inner.bytes += bytes;
+        while inner.bytes > self.cap {
+            let Some(oldest) = inner
+                .map
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, b, _)) = inner.map.remove(&oldest) {
+                inner.bytes -= b;
+            }
+        }
+    }
+
+    /// Footers held, and their bytes.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (usize, usize) {
+        self.inner
+            .lock()
+            .map(|i| (i.map.len(), i.bytes))
+            .unwrap_or_default()
+    }
 }
 
 /// A data file to read.
@@ -150,23 +243,35 @@ pub(crate) async fn read_file(
             file.path
         )))
     };
-    let mut tail = fetch(size.saturating_sub(FOOTER_PREFETCH)..size)
-        .await
-        .or_ours()?;
-    if tail.len() < FOOTER_TAIL {
-        return Err(bad("file is shorter than a Parquet footer"));
-    }
-    let footer_len =
-        FooterTail::try_from(&tail[tail.len() - FOOTER_TAIL..])?.metadata_length() + FOOTER_TAIL;
-    if footer_len as u64 > size {
-        return Err(bad("footer is longer than the file"));
-    }
-    if footer_len > tail.len() {
-        tail = fetch(size - footer_len as u64..size).await.or_ours()?;
-    }
-    let metadata = ParquetMetaDataReader::decode_metadata(
-        &tail[tail.len() - footer_len..tail.len() - FOOTER_TAIL],
-    )?;
+    // Reads of rows by position keep footers: a kept one saves the footer and page index
+    // reads.
+    let footers = plan.footers.as_ref().filter(|_| file.rows.is_some());
+    let cached = footers.and_then(|c| c.get(&file.path, size));
+    let (metadata, footer_len, tail): (Arc<ParquetMetaData>, usize, Option<bytes::Bytes>) =
+        match &cached {
+            Some(f) => (f.metadata.clone(), f.len, None),
+            None => {
+                let mut tail = fetch(size.saturating_sub(FOOTER_PREFETCH)..size)
+                    .await
+                    .or_ours()?;
+                if tail.len() < FOOTER_TAIL {
+                    return Err(bad("file is shorter than a Parquet footer"));
+                }
+                let footer_len = FooterTail::try_from(&tail[tail.len() - FOOTER_TAIL..])?
+                    .metadata_length()
+                    + FOOTER_TAIL;
+                if footer_len as u64 > size {
+                    return Err(bad("footer is longer than the file"));
+                }
+                if footer_len > tail.len() {
+                    tail = fetch(size - footer_len as u64..size).await.or_ours()?;
+                }
+                let metadata = ParquetMetaDataReader::decode_metadata(
+                    &tail[tail.len() - footer_len..tail.len() - FOOTER_TAIL],
+                )?;
+                (Arc::new(metadata), footer_len, Some(tail))
+            }
+        };
     let descr = metadata.file_metadata().schema_descr_ptr();
     let files = FileColumns::of(&descr);
     let row_groups = metadata.row_groups();
@@ -235,14 +340,15 @@ pub(crate) async fn read_file(
     // pages whose statistics may match, and fetch only those pages of the needed columns.
     let mut metadata = metadata;
     let mut selected = None;
-    let mut index_read = false;
+    // A kept footer has its page index.
+    let mut index_read = cached.is_some();
     if let Some(filter) = filter.as_ref().filter(|f| f.uses_page_index())
         && let Some(index_start) = page_index_start(&metadata)
     {
         index_read = true;
         let index_bytes = fetch(index_start..size).await.or_ours()?;
         if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-            metadata = with_index;
+            metadata = Arc::new(with_index);
             if let Some(pages) = select_pages(&metadata, &kept, filter, &files) {
                 if pages.rows_selected == 0 {
                     Counters::add(&counters.pages_skipped, pages.pages_total);
@@ -256,8 +362,21 @@ pub(crate) async fn read_file(
         if !index_read && let Some(index_start) = page_index_start(&metadata) {
             let index_bytes = fetch(index_start..size).await.or_ours()?;
             if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                metadata = with_index;
+                metadata = Arc::new(with_index);
             }
+        }
+        if let Some(footers) = footers
+            && cached.is_none()
+            && metadata.offset_index().is_some()
+        {
+            footers.put(
+                &file.path,
+                size,
+                Arc::new(Footer {
+                    metadata: metadata.clone(),
+                    len: footer_len,
+                }),
+            );
         }
         let pages_total = metadata.offset_index().map_or(0, |o| {
             kept.iter()
@@ -337,7 +456,7 @@ pub(crate) async fn read_file(
             {
                 let index_bytes = fetch(index_start..size).await.or_ours()?;
                 if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                    metadata = with_index;
+                    metadata = Arc::new(with_index);
                 }
             }
             let offset_index = filtered && metadata.offset_index().is_none();
@@ -354,7 +473,6 @@ pub(crate) async fn read_file(
         }
     };
     let whole_file_turn = turns.len() == 1;
-    let metadata = Arc::new(metadata);
     let mut rows_sent = 0usize;
     for turn in turns {
         let limit = match plan.limit {
@@ -401,12 +519,15 @@ pub(crate) async fn read_file(
         };
         let mut parts: Vec<(u64, bytes::Bytes)> =
             ranges.iter().map(|r| r.start).zip(fetched).collect();
-        let tail_start = size - tail.len() as u64;
-        if !parts
-            .iter()
-            .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
-        {
-            parts.push((tail_start, tail.clone()));
+        // The footer's bytes (a kept footer is used parsed: nothing reads its bytes).
+        if let Some(tail) = &tail {
+            let tail_start = size - tail.len() as u64;
+            if !parts
+                .iter()
+                .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+            {
+                parts.push((tail_start, tail.clone()));
+            }
         }
         let data = SparseFile::new(size, parts);
 
@@ -1070,5 +1191,102 @@ fn verify(
         Err(Error::internal(
             "the embedding decoder disagrees with parquet-rs (SALES_HISTORY_EMBEDDING_DECODE=verify)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod footer_tests {
+    use super::*;
+    use crate::scan::{EmbeddingDecoder, read_rows_at};
+    use chrono::TimeZone;
+
+    /// Writes `rows` rows (16-dim embeddings) as one data file in `dir`, with the crate's
+    /// writer settings: (its `file://` location, its size).
+    fn data_file(dir: &std::path::Path, name: &str, rows: usize) -> (String, u64) {
+        let date = chrono::Utc
+            .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+            .single()
+            .unwrap();
+        let records: Vec<crate::SaleRecord> = (0..rows)
+            .map(|i| {
+                crate::SaleRecord::builder(
+                    format!("p{i}"),
+                    "t",
+                    crate::Price::from_cents(100 + i as i64).unwrap(),
+                    date,
+                )
+                .embedding((0..16).map(|j| (i * 16 + j) as f64).collect())
+                .build()
+                .unwrap()
+            })
+            .collect();
+        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
+        let props = crate::parquet_props::writer_properties(&Default::default()).unwrap();
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        (format!("file://{}", path.display()), size)
+    }
+
+    fn products(batches: &[RecordBatch]) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| crate::batch::batch_to_records(b).unwrap())
+            .map(|r| r.product_id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_kept_footer_replaces_the_footer_reads_and_the_cap_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FileIO::new_with_fs();
+        let (a, a_size) = data_file(dir.path(), "a.parquet", 300);
+        let footers = Arc::new(FooterCache::default());
+        let auto = EmbeddingDecoder::Auto;
+        let first = read_rows_at(&io, &a, a_size, &[3, 200], auto, &footers)
+            .await
+            .unwrap();
+        assert_eq!(products(&first), ["p3", "p200"]);
+        let (held, bytes) = footers.held();
+        assert_eq!(held, 1);
+        // The footer's bytes spoiled on disk: a read with the kept footer never looks at
+        // them and returns the same rows; a handle without it fails.
+        let path = dir.path().join("a.parquet");
+        let mut raw = std::fs::read(&path).unwrap();
+        let n = raw.len();
+        raw[n - 8..n - 4].copy_from_slice(&[0xff; 4]);
+        std::fs::write(&path, &raw).unwrap();
+        let again = read_rows_at(&io, &a, a_size, &[3, 200], auto, &footers)
+            .await
+            .unwrap();
+        assert_eq!(products(&again), ["p3", "p200"]);
+        assert_eq!(again, first);
+        let fresh = Arc::new(FooterCache::default());
+        assert!(
+            read_rows_at(&io, &a, a_size, &[3], auto, &fresh)
+                .await
+                .is_err()
+        );
+        // A cap of one footer: the next file's footer evicts the least recently used one.
+        let one = Arc::new(FooterCache {
+            cap: bytes + bytes / 2,
+            inner: Default::default(),
+        });
+        let (b, b_size) = data_file(dir.path(), "b.parquet", 300);
+        let (c, c_size) = data_file(dir.path(), "c.parquet", 300);
+        read_rows_at(&io, &b, b_size, &[1], auto, &one)
+            .await
+            .unwrap();
+        assert_eq!(one.held().0, 1);
+        read_rows_at(&io, &c, c_size, &[1], auto, &one)
+            .await
+            .unwrap();
+        assert_eq!(one.held().0, 1);
+        assert!(one.held().1 <= bytes + bytes / 2);
+        assert!(one.get(&c, c_size).is_some() && one.get(&b, b_size).is_none());
     }
 }
