@@ -289,24 +289,7 @@ mod tests {
     /// Rows at which each data page of leaf column `leaf` starts, from the offset index of a
     /// file written with `props`.
     fn page_starts(props: &HashMap<String, String>, rows: usize, leaf: usize) -> Vec<i64> {
-        use chrono::TimeZone;
-        let date = chrono::Utc
-            .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
-            .single()
-            .unwrap();
-        let records: Vec<crate::SaleRecord> = (0..rows)
-            .map(|i| {
-                crate::SaleRecord::builder(
-                    format!("p{i}"),
-                    "t",
-                    crate::Price::from_cents(100).unwrap(),
-                    date,
-                )
-                .embedding((0..1024).map(|j| (i * j) as f64 / 7.0).collect::<Vec<_>>())
-                .build()
-                .unwrap()
-            })
-            .collect();
+        let records = crate::record::test_rows(rows, 1024);
         let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
         let mut buf = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(

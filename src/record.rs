@@ -433,6 +433,26 @@ pub(crate) fn check_embedding_len(len: usize, dimension: usize) -> Result<()> {
     Ok(())
 }
 
+/// `n` valid rows for unit tests: tenant `t`, March 2025, prices from 1.00 up, embeddings of
+/// `dim` distinct values.
+#[cfg(test)]
+pub(crate) fn test_rows(n: usize, dim: usize) -> Vec<SaleRecord> {
+    use chrono::TimeZone;
+    let date = Utc
+        .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            let price = Price::from_cents(100 + i as i64).unwrap_or(Price::ZERO);
+            SaleRecord::builder(format!("p{i}"), "t", price, date)
+                .embedding((0..dim).map(|j| (i * dim + j) as f64 / 7.0).collect())
+                .build()
+                .unwrap_or_else(|e| panic!("test row {i}: {e}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1198,28 +1198,11 @@ fn verify(
 mod footer_tests {
     use super::*;
     use crate::scan::{EmbeddingDecoder, read_rows_at};
-    use chrono::TimeZone;
 
     /// Writes `rows` rows (16-dim embeddings) as one data file in `dir`, with the crate's
     /// writer settings: (its `file://` location, its size).
     fn data_file(dir: &std::path::Path, name: &str, rows: usize) -> (String, u64) {
-        let date = chrono::Utc
-            .with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
-            .single()
-            .unwrap();
-        let records: Vec<crate::SaleRecord> = (0..rows)
-            .map(|i| {
-                crate::SaleRecord::builder(
-                    format!("p{i}"),
-                    "t",
-                    crate::Price::from_cents(100 + i as i64).unwrap(),
-                    date,
-                )
-                .embedding((0..16).map(|j| (i * 16 + j) as f64).collect())
-                .build()
-                .unwrap()
-            })
-            .collect();
+        let records = crate::record::test_rows(rows, 16);
         let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
         let props = crate::parquet_props::writer_properties(&Default::default()).unwrap();
         let path = dir.join(name);
