@@ -45,6 +45,7 @@ mod classify;
 mod commit;
 mod error;
 mod layout;
+mod lru;
 #[cfg(feature = "fault-injection")]
 pub mod faults {
     //! Fault injection at the commit loop's catalog swap and staged writes (feature

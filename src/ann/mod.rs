@@ -40,7 +40,6 @@ mod build;
 pub(crate) mod codec;
 mod search;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +52,7 @@ pub use search::SimilarityMetrics;
 pub(crate) use search::search;
 
 use crate::error::{Error, IcebergResultExt, Result};
+use crate::lru::ByteLru;
 use codec::{Codebook, Segment};
 
 /// Blob type of the index manifest: what the table metadata's statistics entry names.
@@ -140,6 +140,7 @@ pub(crate) fn index_for(metadata: &TableMetadata, snapshot_id: i64) -> Option<&S
 }
 
 /// What the cache holds.
+#[derive(Clone)]
 enum Cached {
     Manifest(Arc<IndexManifest>),
     Codebook(Arc<Codebook>),
@@ -147,17 +148,10 @@ enum Cached {
     Codes(Bytes),
 }
 
-struct CacheEntry {
-    value: Cached,
-    bytes: usize,
-    used: u64,
-}
-
 /// Index parts read by a handle: manifests, codebooks, segments, least recently used evicted
 /// beyond the byte cap.
 pub(crate) struct IndexCache {
-    cap: AtomicU64,
-    inner: Mutex<CacheInner>,
+    parts: ByteLru<BlobRef, Cached>,
     /// Bytes read from storage for index parts (for metrics).
     pub(crate) bytes_read: AtomicU64,
     /// The live data files of recent snapshots: a snapshot's files never change, so each
@@ -186,31 +180,22 @@ pub(crate) type LiveFiles = Arc<SnapshotFiles>;
 /// Snapshots whose live files a handle keeps (the current one and a few it travelled to).
 const SNAPSHOTS_KEPT: usize = 4;
 
-#[derive(Default)]
-struct CacheInner {
-    entries: HashMap<BlobRef, CacheEntry>,
-    bytes: usize,
-    tick: u64,
-}
-
 impl Default for IndexCache {
     fn default() -> Self {
         IndexCache {
-            cap: AtomicU64::new(DEFAULT_INDEX_CACHE_BYTES),
-            inner: Mutex::new(CacheInner::default()),
+            parts: ByteLru::new(DEFAULT_INDEX_CACHE_BYTES),
             bytes_read: AtomicU64::new(0),
             live: Mutex::new(Vec::new()),
-            footers: Arc::default(),
+            footers: Arc::new(crate::scan::FooterCache::new(
+                crate::scan::DEFAULT_FOOTER_CACHE_BYTES,
+            )),
         }
     }
 }
 
 impl IndexCache {
     pub(crate) fn set_cap(&self, bytes: u64) {
-        self.cap.store(bytes, Ordering::Relaxed);
-        if let Ok(mut inner) = self.inner.lock() {
-            Self::evict(&mut inner, bytes as usize, None);
-        }
+        self.parts.set_cap(bytes);
     }
 
     /// The live data files of `snapshot` of `table`: kept from an earlier query, else read
@@ -226,17 +211,8 @@ impl IndexCache {
         {
             return Ok(files.clone());
         }
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .or_ours()?;
-        let has_deletes = crate::commit::lists_delete_files(list.entries());
-        let files = crate::commit::live_in(table, snapshot)
-            .await?
-            .into_iter()
-            .map(|l| l.file)
-            .collect();
+        let (live, has_deletes) = crate::commit::live_and_deletes_in(table, snapshot).await?;
+        let files = live.into_iter().map(|l| l.file).collect();
         let files = Arc::new(SnapshotFiles { files, has_deletes });
         if let Ok(mut live) = self.live.lock() {
             if live.len() >= SNAPSHOTS_KEPT {
@@ -249,64 +225,15 @@ impl IndexCache {
 
     /// Bytes held now.
     pub(crate) fn bytes(&self) -> usize {
-        self.inner.lock().map(|i| i.bytes).unwrap_or(0)
+        self.parts.bytes()
     }
 
     fn get(&self, key: &BlobRef) -> Option<Cached> {
-        let mut inner = self.inner.lock().ok()?;
-        inner.tick += 1;
-        let tick = inner.tick;
-        let e = inner.entries.get_mut(key)?;
-        e.used = tick;
-        Some(match &e.value {
-            Cached::Manifest(m) => Cached::Manifest(m.clone()),
-            Cached::Codebook(c) => Cached::Codebook(c.clone()),
-            Cached::Segment(s) => Cached::Segment(s.clone()),
-            Cached::Codes(c) => Cached::Codes(c.clone()),
-        })
+        self.parts.get(key)
     }
 
     fn put(&self, key: BlobRef, value: Cached, bytes: usize) {
-        let cap = self.cap.load(Ordering::Relaxed) as usize;
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        if bytes > cap {
-            return;
-        }
-        inner.tick += 1;
-        let used = inner.tick;
-        if let Some(old) = inner
-            .entries
-            .insert(key.clone(), CacheEntry { value, bytes, used })
-        {
-            inner.bytes -= old.bytes;
-        }
-        inner.bytes += bytes;
-        Self::evict(&mut inner, cap, Some(&key));
-    }
-
-    /// Drops least recently used entries until the cache holds at most 7/8 of `cap` (a batch
-    /// at a time: one sort per eviction round, not one scan per entry).
-    fn evict(inner: &mut CacheInner, cap: usize, keep: Option<&BlobRef>) {
-        if inner.bytes <= cap {
-            return;
-        }
-        let goal = cap - cap / 8;
-        let mut by_age: Vec<(u64, BlobRef, usize)> = inner
-            .entries
-            .iter()
-            .filter(|(k, _)| Some(*k) != keep)
-            .map(|(k, e)| (e.used, k.clone(), e.bytes))
-            .collect();
-        by_age.sort_unstable_by_key(|e| e.0);
-        for (_, key, bytes) in by_age {
-            if inner.bytes <= goal {
-                break;
-            }
-            inner.entries.remove(&key);
-            inner.bytes -= bytes;
-        }
+        self.parts.put(key, value, bytes);
     }
 
     async fn read(&self, io: &FileIO, blob: &BlobRef) -> Result<Bytes> {

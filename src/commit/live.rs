@@ -29,7 +29,17 @@ pub(crate) async fn live_in(
     table: &Table,
     current: &iceberg::spec::SnapshotRef,
 ) -> Result<Vec<Live>> {
+    Ok(live_and_deletes_in(table, current).await?.0)
+}
+
+/// Every live data file of `snapshot` of `table`, and whether it has live row-level delete
+/// files ([`lists_delete_files`]), from one read of its manifest list.
+pub(crate) async fn live_and_deletes_in(
+    table: &Table,
+    current: &iceberg::spec::SnapshotRef,
+) -> Result<(Vec<Live>, bool)> {
     let list = table.manifest_list_reader(current).load().await.or_ours()?;
+    let has_deletes = lists_delete_files(list.entries());
     let io = table.file_io().clone();
     let manifests: Vec<_> = list
         .consume_entries()
@@ -58,7 +68,7 @@ pub(crate) async fn live_in(
         .buffered(MANIFEST_CONCURRENCY)
         .try_collect()
         .await?;
-    Ok(per_manifest.into_iter().flatten().collect())
+    Ok((per_manifest.into_iter().flatten().collect(), has_deletes))
 }
 
 /// Whether a manifest list has live row-level delete files (merge-on-read deletes written by

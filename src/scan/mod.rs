@@ -30,7 +30,7 @@ pub use filter::ScanFilter;
 use metrics::Counters;
 pub use metrics::ScanMetrics;
 pub use partial::PartialSaleRecord;
-pub(crate) use reader::FooterCache;
+pub(crate) use reader::{DEFAULT_FOOTER_CACHE_BYTES, FooterCache};
 use reader::{PlannedFile, ReadPlan};
 pub use stream::ScanStream;
 use stream::{iceberg_reader, spawn_readers};

@@ -56,95 +56,27 @@ pub(crate) struct ReadPlan {
 }
 
 /// A data file's parsed footer with its page index, kept for reads of rows by position.
-struct Footer {
+#[derive(Clone)]
+pub(crate) struct Footer {
     metadata: Arc<ParquetMetaData>,
     /// Bytes of the footer (metadata + length + magic).
     len: usize,
+    /// The file's size (a kept footer serves only the file it was read from).
+    size: u64,
 }
 
 /// Parsed footers (metadata and page index) of the data files a handle read rows from by
-/// position, least recently used evicted beyond a byte cap.
+/// position, by path, least recently used evicted beyond a byte cap.
 ///
 /// A similarity search reads its `k × refine` candidates back from their data files, one or
 /// two rows a file: without this, each row cost the file's footer and page index, two reads
 /// (two round trips on S3) and their parsing, before its one page. Data files never change
-/// (a new file gets a new name), so a footer is kept by path and size.
-pub(crate) struct FooterCache {
-    cap: usize,
-    inner: std::sync::Mutex<FooterInner>,
-}
-
-#[derive(Default)]
-struct FooterInner {
-    map: std::collections::HashMap<(String, u64), (Arc<Footer>, usize, u64)>,
-    bytes: usize,
-    tick: u64,
-}
+/// (a new file gets a new name).
+pub(crate) type FooterCache = crate::lru::ByteLru<String, Footer>;
 
 /// Default byte cap of a handle's [`FooterCache`]: 64 MiB, about 3,000 footers of the
 /// crate's month files (their page index included).
-pub(crate) const DEFAULT_FOOTER_CACHE_BYTES: usize = 64 << 20;
-
-impl Default for FooterCache {
-    fn default() -> Self {
-        FooterCache {
-            cap: DEFAULT_FOOTER_CACHE_BYTES,
-            inner: std::sync::Mutex::new(FooterInner::default()),
-        }
-    }
-}
-
-impl FooterCache {
-    fn get(&self, path: &str, size: u64) -> Option<Arc<Footer>> {
-        let mut inner = self.inner.lock().ok()?;
-        inner.tick += 1;
-        let tick = inner.tick;
-        let entry = inner.map.get_mut(&(path.to_string(), size))?;
-        entry.2 = tick;
-        Some(entry.0.clone())
-    }
-
-    fn put(&self, path: &str, size: u64, footer: Arc<Footer>) {
-        let bytes = footer.metadata.memory_size() + path.len();
-        if bytes > self.cap {
-            return;
-        }
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        inner.tick += 1;
-        let tick = inner.tick;
-        if let Some((_, old, _)) = inner
-            .map
-            .insert((path.to_string(), size), (footer, bytes, tick))
-        {
-            inner.bytes -= old;
-        }
-        inner.bytes += bytes;
-        while inner.bytes > self.cap {
-            let Some(oldest) = inner
-                .map
-                .iter()
-                .min_by_key(|(_, (_, _, used))| *used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some((_, b, _)) = inner.map.remove(&oldest) {
-                inner.bytes -= b;
-            }
-        }
-    }
-
-    /// Footers held, and their bytes.
-    #[cfg(test)]
-    pub(crate) fn held(&self) -> (usize, usize) {
-        self.inner
-            .lock()
-            .map(|i| (i.map.len(), i.bytes))
-            .unwrap_or_default()
-    }
-}
+pub(crate) const DEFAULT_FOOTER_CACHE_BYTES: u64 = 64 << 20;
 
 /// A data file to read.
 #[derive(Debug, Clone)]
@@ -246,7 +178,9 @@ pub(crate) async fn read_file(
     // Reads of rows by position keep footers: a kept one saves the footer and page index
     // reads.
     let footers = plan.footers.as_ref().filter(|_| file.rows.is_some());
-    let cached = footers.and_then(|c| c.get(&file.path, size));
+    let cached = footers
+        .and_then(|c| c.get(file.path.as_str()))
+        .filter(|f| f.size == size);
     let (metadata, footer_len, tail): (Arc<ParquetMetaData>, usize, Option<bytes::Bytes>) =
         match &cached {
             Some(f) => (f.metadata.clone(), f.len, None),
@@ -369,14 +303,13 @@ pub(crate) async fn read_file(
             && cached.is_none()
             && metadata.offset_index().is_some()
         {
-            footers.put(
-                &file.path,
+            let bytes = metadata.memory_size() + file.path.len();
+            let footer = Footer {
+                metadata: metadata.clone(),
+                len: footer_len,
                 size,
-                Arc::new(Footer {
-                    metadata: metadata.clone(),
-                    len: footer_len,
-                }),
-            );
+            };
+            footers.put(file.path.clone(), footer, bytes);
         }
         let pages_total = metadata.offset_index().map_or(0, |o| {
             kept.iter()
@@ -1228,13 +1161,13 @@ mod footer_tests {
         let dir = tempfile::tempdir().unwrap();
         let io = FileIO::new_with_fs();
         let (a, a_size) = data_file(dir.path(), "a.parquet", 300);
-        let footers = Arc::new(FooterCache::default());
+        let footers = Arc::new(FooterCache::new(DEFAULT_FOOTER_CACHE_BYTES));
         let auto = EmbeddingDecoder::Auto;
         let first = read_rows_at(&io, &a, a_size, &[3, 200], auto, &footers)
             .await
             .unwrap();
         assert_eq!(products(&first), ["p3", "p200"]);
-        let (held, bytes) = footers.held();
+        let (held, bytes) = (footers.len(), footers.bytes());
         assert_eq!(held, 1);
         // The footer's bytes spoiled on disk: a read with the kept footer never looks at
         // them and returns the same rows; a handle without it fails.
@@ -1248,28 +1181,26 @@ mod footer_tests {
             .unwrap();
         assert_eq!(products(&again), ["p3", "p200"]);
         assert_eq!(again, first);
-        let fresh = Arc::new(FooterCache::default());
+        let fresh = Arc::new(FooterCache::new(DEFAULT_FOOTER_CACHE_BYTES));
         assert!(
             read_rows_at(&io, &a, a_size, &[3], auto, &fresh)
                 .await
                 .is_err()
         );
         // A cap of one footer: the next file's footer evicts the least recently used one.
-        let one = Arc::new(FooterCache {
-            cap: bytes + bytes / 2,
-            inner: Default::default(),
-        });
+        let one = Arc::new(FooterCache::new((bytes + bytes / 2) as u64));
         let (b, b_size) = data_file(dir.path(), "b.parquet", 300);
         let (c, c_size) = data_file(dir.path(), "c.parquet", 300);
         read_rows_at(&io, &b, b_size, &[1], auto, &one)
             .await
             .unwrap();
-        assert_eq!(one.held().0, 1);
+        assert_eq!(one.len(), 1);
         read_rows_at(&io, &c, c_size, &[1], auto, &one)
             .await
             .unwrap();
-        assert_eq!(one.held().0, 1);
-        assert!(one.held().1 <= bytes + bytes / 2);
-        assert!(one.get(&c, c_size).is_some() && one.get(&b, b_size).is_none());
+        assert_eq!(one.len(), 1);
+        assert!(one.bytes() <= bytes + bytes / 2);
+        assert!(one.get(c.as_str()).is_some_and(|f| f.size == c_size));
+        assert!(one.get(b.as_str()).is_none());
     }
 }
