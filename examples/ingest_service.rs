@@ -107,6 +107,11 @@ struct Args {
     #[arg(long)]
     quiet: bool,
 
+    /// Print the crate's tracing events on stderr (INFO: commits, and each maintenance
+    /// step as it starts and finishes: `maintenance phase started phase="compaction"` …).
+    #[arg(long)]
+    trace: bool,
+
     /// Do not run the maintenance task beside the appender (compaction of small files,
     /// snapshot expiry by the table's retention properties, orphan removal); it runs by
     /// default, one line per run (does nothing on S3 Tables, whose service does this).
@@ -155,6 +160,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.trace {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .init();
+    }
     report::exit_on_error(run(args).await);
 }
 

@@ -377,8 +377,9 @@ async fn run_once(shared: &Shared) -> Result<()> {
         }
     };
     if index_due {
-        let t = Instant::now();
+        let t = phase_started(Phase::Index, None);
         let indexed = table.index_embeddings().await;
+        phase_finished(Phase::Index, None, t, indexed.is_ok());
         timed(|s| &mut s.last_index, t);
         match indexed {
             Ok(r) => {
@@ -402,8 +403,9 @@ async fn run_once(shared: &Shared) -> Result<()> {
         if let Some(n) = config.max_snapshots {
             expiry = expiry.keep_at_most(n);
         }
-        let t = Instant::now();
+        let t = phase_started(Phase::Expiry, None);
         let expired = expiry.await;
+        phase_finished(Phase::Expiry, None, t, expired.is_ok());
         timed(|s| &mut s.last_expiry, t);
         match expired {
             Ok(r) => {
@@ -424,7 +426,7 @@ async fn run_once(shared: &Shared) -> Result<()> {
         && orphans_due
         && !shared.stopped.load(Ordering::Acquire)
     {
-        let t = Instant::now();
+        let t = phase_started(Phase::OrphanRemoval, None);
         *shared
             .last_orphan_removal
             .lock()
@@ -432,6 +434,7 @@ async fn run_once(shared: &Shared) -> Result<()> {
         let before = chrono::Utc::now()
             - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::days(1));
         let removed = table.remove_orphan_files().older_than(before).await;
+        phase_finished(Phase::OrphanRemoval, None, t, removed.is_ok());
         timed(|s| &mut s.last_orphan_removal, t);
         match removed {
             Ok(r) => {
@@ -442,6 +445,51 @@ async fn run_once(shared: &Shared) -> Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// A step of a run, named in the `maintenance phase started` / `finished` tracing events.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Compaction,
+    Index,
+    Expiry,
+    OrphanRemoval,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Compaction => "compaction",
+            Phase::Index => "index",
+            Phase::Expiry => "expiry",
+            Phase::OrphanRemoval => "orphan-removal",
+        }
+    }
+}
+
+/// Logs the start of a step (INFO, before any of its I/O) and returns when it started. With
+/// [`phase_finished`] after the step, an operator (or a test killing the process) can tell
+/// which step a run was in: a `started` without its `finished` means the process stopped
+/// inside the step.
+fn phase_started(phase: Phase, month: Option<crate::month::Month>) -> Instant {
+    match month {
+        Some(month) => {
+            tracing::info!(phase = phase.name(), %month, "maintenance phase started")
+        }
+        None => tracing::info!(phase = phase.name(), "maintenance phase started"),
+    }
+    Instant::now()
+}
+
+/// Logs the end of a step begun by [`phase_started`].
+fn phase_finished(phase: Phase, month: Option<crate::month::Month>, started: Instant, ok: bool) {
+    let ms = started.elapsed().as_millis() as u64;
+    match month {
+        Some(month) => {
+            tracing::info!(phase = phase.name(), %month, ms, ok, "maintenance phase finished")
+        }
+        None => tracing::info!(phase = phase.name(), ms, ok, "maintenance phase finished"),
+    }
 }
 
 /// Compacts each month with at least `min_small_files` small files, newest month first,
@@ -461,14 +509,16 @@ async fn compact_months(shared: &Shared) -> Result<()> {
         }
         // A month that fails (e.g. conflicts outlasting the retry budget) does not stop the
         // others; the next run tries it again.
-        let done = match table
+        let started = phase_started(Phase::Compaction, Some(month));
+        let compacted = table
             .compact()
             .min_input_files(config.min_small_files)
             .tiered(true)
             .parallel_bins(1)
             .only_month(month)
-            .await
-        {
+            .await;
+        phase_finished(Phase::Compaction, Some(month), started, compacted.is_ok());
+        let done = match compacted {
             Ok(done) => done,
             Err(e) => {
                 tracing::info!(%month, error = %e, "compaction of the month failed; next run retries");

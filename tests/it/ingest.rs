@@ -396,16 +396,73 @@ pub async fn nothing_referenced_is_missing(table: &SalesHistory) -> usize {
     checked
 }
 
-/// kill -9 of the service while its maintenance task runs (every 100 ms: compaction of the
-/// month being written, expiry, orphan removal), five times at different moments, then a
-/// restart on the same input: every event once, pyiceberg reads the table, and no file a live
-/// snapshot or the metadata log names is missing.
+/// The maintenance steps a kill must land inside, as `ingest_service --trace` names them.
+const PHASES: [&str; 3] = ["compaction", "expiry", "orphan-removal"];
+
+/// Whether `line` is the service's `maintenance phase {started|finished}` event of `phase`.
+fn phase_line(line: &str, what: &str, phase: &str) -> bool {
+    line.contains(&format!("maintenance phase {what}"))
+        && (line.contains(&format!("phase=\"{phase}\""))
+            || line.contains(&format!("phase={phase} ")))
+}
+
+/// Runs `child` until it logs the start of `phase`, kills it (-9) the moment the line is read,
+/// and returns all it wrote on stderr and whether the kill landed inside the step: its
+/// `started` line with no `finished` after it (the events are written synchronously, before
+/// and after the step's I/O). Gives up (kills, no hit) after `wait`.
+fn kill_inside(mut child: Child, phase: &str, wait: Duration) -> (Vec<String>, Option<usize>) {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut started_at = None;
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let start = phase_line(&line, "started", phase);
+                lines.push(line);
+                if start {
+                    child.kill().expect("kill -9");
+                    started_at = Some(lines.len() - 1);
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The rest of what it wrote before it died.
+    lines.extend(rx.iter());
+    reader.join().expect("reader");
+    let hit = started_at.filter(|&at| {
+        !lines[at + 1..]
+            .iter()
+            .any(|l| phase_line(l, "finished", phase))
+    });
+    (lines, hit)
+}
+
+/// kill -9 of the service inside each maintenance step — compaction, expiry, orphan removal —
+/// proven by the step's `started` line with no `finished` after it, each at least once, then
+/// a restart on the same input: every event once, pyiceberg reads the table, and no file a live
+/// snapshot or the metadata log names is missing. The task runs every 100 ms (compaction of the
+/// months with ≥ 8 small files, expiry of snapshots older than 300 ms, orphans older than 2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_during_maintenance_and_restarted_every_event_lands_once() {
+async fn killed_inside_each_maintenance_phase_and_restarted_every_event_lands_once() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("wh");
     let config = CatalogConfig::local(&wh);
-    let lines = events(2400, 77);
+    let lines = events(3000, 77);
     let run = |extra: &[&str]| {
         let mut cmd = Command::new(crate::support::example("ingest_service"));
         cmd.args(["--warehouse", wh.to_str().unwrap()])
@@ -425,41 +482,49 @@ async fn killed_during_maintenance_and_restarted_every_event_lands_once() {
             .stderr(Stdio::piped());
         cmd
     };
-    let mut maintenance_runs_seen = 0;
-    for (round, delay_ms) in [150u64, 420, 260, 610, 330].into_iter().enumerate() {
-        let mut child = run(&[]).spawn().expect("spawn");
+    let mut hits: Vec<(&str, usize, String)> = Vec::new();
+    let mut rounds = 0;
+    while rounds < 18 && hits.len() < PHASES.len() {
+        // The next step not hit yet, in turn.
+        let phase = (0..PHASES.len())
+            .map(|i| PHASES[(rounds + i) % PHASES.len()])
+            .find(|p| hits.iter().all(|(h, _, _)| h != p))
+            .expect("a phase left");
+        // What it committed comes back at once (it is skipped); new events come 20 every
+        // 40 ms, so that each round commits small files (one per month per flush) and the
+        // months reach the task's 8-small-file threshold.
+        let done = committed(&config, "stdin").await as usize;
+        let upto = (done + 300).min(lines.len());
+        let mut child = run(&["--trace"]).spawn().expect("spawn");
         let mut stdin = child.stdin.take().expect("stdin");
-        let upto = (round + 1) * 400;
         let feed: Vec<String> = lines[..upto].to_vec();
         let writer = std::thread::spawn(move || {
-            for l in feed {
+            for (i, l) in feed.iter().enumerate() {
                 if writeln!(stdin, "{l}").is_err() {
                     break;
+                }
+                if i >= done && i % 20 == 19 {
+                    std::thread::sleep(Duration::from_millis(40));
                 }
             }
             // Keep the pipe open: the service is killed, not ended.
             std::thread::sleep(Duration::from_secs(30));
-            drop(stdin);
         });
-        // Let it commit and run maintenance a few times, then kill it mid-whatever.
-        let start = Instant::now();
-        while committed(&config, "stdin").await < (upto as u64).saturating_sub(300) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "round {round}: no progress"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        child.kill().expect("kill -9");
-        let out = child.wait_with_output().expect("wait");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        maintenance_runs_seen += stderr.matches("maintenance run").count();
+        let (stderr, hit) = kill_inside(child, phase, Duration::from_secs(20));
         drop(writer);
+        if let Some(at) = hit {
+            hits.push((phase, rounds, stderr[at].clone()));
+        }
+        rounds += 1;
     }
-    assert!(
-        maintenance_runs_seen >= 5,
-        "the task ran: {maintenance_runs_seen}"
+    for (phase, round, line) in &hits {
+        println!("round {round}: killed inside {phase}: last line `{line}`");
+    }
+    let hit: Vec<&str> = hits.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(
+        hit.len(),
+        PHASES.len(),
+        "a kill landed inside each step in {rounds} rounds: {hit:?}"
     );
     // The restart on the whole input finishes it.
     let mut last = run(&["--quiet"]).spawn().expect("spawn");
@@ -484,7 +549,7 @@ async fn killed_during_maintenance_and_restarted_every_event_lands_once() {
         .filter(|s| s.operation == "replace")
         .count();
     println!(
-        "killed 5 times during maintenance ({maintenance_runs_seen} runs reported before the kills): {} rows, {} compactions in the history, {checked} referenced files present",
+        "killed {rounds} times, inside {hit:?}: {} rows, {} compactions in the history, {checked} referenced files present",
         rows.len(),
         replaces
     );
