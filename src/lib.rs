@@ -110,8 +110,8 @@ pub use record::{
 };
 pub use scan::{
     BatchStream, DEFAULT_BATCH_SIZE, DEFAULT_EMBEDDING_BATCH_SIZE, DEFAULT_READ_BUFFER_BYTES,
-    EMBEDDING_DECODE_ENV, EmbeddingDecoder, PartialSaleRecord, PlannedDataFile, Scan, ScanFilter,
-    ScanMetrics, ScanPlan, ScanStream,
+    EMBEDDING_DECODE_ENV, EmbeddingDecoder, PartialSaleRecord, PlannedDataFile, SCAN_PLANNER_ENV,
+    Scan, ScanFilter, ScanMetrics, ScanPlan, ScanStream,
 };
 pub use schema::Column;
 pub use similarity::{DEFAULT_REFINE, Metric, SimilarSale, SimilarTo};

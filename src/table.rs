@@ -178,6 +178,11 @@ pub(crate) struct Shared {
     pub(crate) commit_gate: tokio::sync::Mutex<()>,
     /// Vector index parts read by searches (byte-capped).
     pub(crate) index_cache: crate::ann::IndexCache,
+    /// Live data files of recent snapshots, manifest by manifest: what scans and similarity
+    /// searches prune per filter instead of planning.
+    pub(crate) live_files: crate::commit::LiveCache,
+    /// Parsed footers (with page index) of the data files scans and searches read.
+    pub(crate) footers: Arc<crate::scan::FooterCache>,
 }
 
 /// The table version a handle last saw and when it was loaded or committed.
@@ -394,6 +399,10 @@ impl SalesHistory {
                 swap: std::sync::RwLock::new(swap),
                 commit_gate: tokio::sync::Mutex::new(()),
                 index_cache: crate::ann::IndexCache::default(),
+                live_files: crate::commit::LiveCache::default(),
+                footers: Arc::new(crate::scan::FooterCache::new(
+                    crate::scan::DEFAULT_FOOTER_CACHE_BYTES,
+                )),
             }),
             freshness: Freshness::default(),
         })

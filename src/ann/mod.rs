@@ -40,8 +40,8 @@ mod build;
 pub(crate) mod codec;
 mod search;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use iceberg::io::FileIO;
@@ -154,41 +154,13 @@ pub(crate) struct IndexCache {
     parts: ByteLru<BlobRef, Cached>,
     /// Bytes read from storage for index parts (for metrics).
     pub(crate) bytes_read: AtomicU64,
-    /// The live data files of recent snapshots: a snapshot's files never change, so each
-    /// query prunes them by its filter ([`Resolved::file_may_match`]) instead of planning
-    /// again (~20 ms per plan at a thousand files, one per tenant asked about).
-    ///
-    /// [`Resolved::file_may_match`]: crate::scan::filter::Resolved::file_may_match
-    live: Mutex<Vec<(i64, LiveFiles)>>,
-    /// Footers of the data files candidates were read back from.
-    pub(crate) footers: Arc<crate::scan::FooterCache>,
 }
-
-/// A snapshot's live data files, as the index search needs them.
-#[derive(Debug)]
-pub(crate) struct SnapshotFiles {
-    /// Every live data file.
-    pub(crate) files: Vec<iceberg::spec::DataFile>,
-    /// Whether the snapshot has live row-level delete files (another engine's merge-on-read
-    /// deletes): the index cannot tell which of its entries they delete.
-    pub(crate) has_deletes: bool,
-}
-
-/// Shared [`SnapshotFiles`].
-pub(crate) type LiveFiles = Arc<SnapshotFiles>;
-
-/// Snapshots whose live files a handle keeps (the current one and a few it travelled to).
-const SNAPSHOTS_KEPT: usize = 4;
 
 impl Default for IndexCache {
     fn default() -> Self {
         IndexCache {
             parts: ByteLru::new(DEFAULT_INDEX_CACHE_BYTES),
             bytes_read: AtomicU64::new(0),
-            live: Mutex::new(Vec::new()),
-            footers: Arc::new(crate::scan::FooterCache::new(
-                crate::scan::DEFAULT_FOOTER_CACHE_BYTES,
-            )),
         }
     }
 }
@@ -196,31 +168,6 @@ impl Default for IndexCache {
 impl IndexCache {
     pub(crate) fn set_cap(&self, bytes: u64) {
         self.parts.set_cap(bytes);
-    }
-
-    /// The live data files of `snapshot` of `table`: kept from an earlier query, else read
-    /// from the snapshot's manifests (and kept).
-    pub(crate) async fn live_files(
-        &self,
-        table: &iceberg::table::Table,
-        snapshot: &iceberg::spec::SnapshotRef,
-    ) -> Result<LiveFiles> {
-        let id = snapshot.snapshot_id();
-        if let Ok(live) = self.live.lock()
-            && let Some((_, files)) = live.iter().find(|(s, _)| *s == id)
-        {
-            return Ok(files.clone());
-        }
-        let (live, has_deletes) = crate::commit::live_and_deletes_in(table, snapshot).await?;
-        let files = live.into_iter().map(|l| l.file).collect();
-        let files = Arc::new(SnapshotFiles { files, has_deletes });
-        if let Ok(mut live) = self.live.lock() {
-            if live.len() >= SNAPSHOTS_KEPT {
-                drop(live.remove(0));
-            }
-            live.push((id, files.clone()));
-        }
-        Ok(files)
     }
 
     /// Bytes held now.

@@ -180,17 +180,21 @@ pub(crate) async fn search(
             table: table.name(),
             snapshot_id: id,
         })?;
-    let live = cache.live_files(&version, &snapshot).await?;
+    let live = table
+        .shared
+        .live_files
+        .snapshot_files(&version, &snapshot)
+        .await?;
     if live.has_deletes {
         return exact_all("the snapshot has row-level delete files", metrics, scan).await;
     }
-    // The snapshot's live files the filter may match (bounds from their manifest entries):
-    // the files of a scan with this filter, without planning one per query.
+    // The snapshot's live files the filter may match (bounds and partition values from their
+    // manifest entries): the files of a scan with this filter, without planning one per query.
+    let pruner = resolved.pruner(version.metadata());
     let files: Vec<(&str, u64)> = live
-        .files
         .iter()
-        .filter(|f| resolved.file_may_match(f))
-        .map(|f| (f.file_path(), f.file_size_in_bytes()))
+        .filter(|(spec, f)| pruner.may_match(*spec, f))
+        .map(|(_, f)| (f.file_path(), f.file_size_in_bytes()))
         .collect();
     metrics.files_planned = files.len();
     let planned: HashMap<&str, u64> = files.into_iter().collect();
@@ -418,7 +422,7 @@ pub(crate) async fn search(
         rows.sort_unstable();
         rows.dedup();
         let size = planned.get(path.as_str()).copied().unwrap_or(0);
-        let (io, footers) = (io.clone(), cache.footers.clone());
+        let (io, footers) = (io.clone(), table.shared.footers.clone());
         async move { crate::scan::read_rows_at(&io, &path, size, &rows, decoder, &footers).await }
     });
     let batches: Vec<Vec<arrow_array::RecordBatch>> = futures::stream::iter(reads)

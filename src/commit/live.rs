@@ -1,10 +1,13 @@
 //! The live data files of a snapshot, read from its manifests.
 
+use std::sync::{Arc, Mutex};
+
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{DataFile, ManifestContentType};
 use iceberg::table::Table;
 
 use crate::error::{IcebergResultExt, Result};
+use crate::lru::ByteLru;
 
 /// Manifests read at once.
 const MANIFEST_CONCURRENCY: usize = 8;
@@ -34,7 +37,7 @@ pub(crate) async fn live_in(
 
 /// Every live data file of `snapshot` of `table`, and whether it has live row-level delete
 /// files ([`lists_delete_files`]), from one read of its manifest list.
-pub(crate) async fn live_and_deletes_in(
+async fn live_and_deletes_in(
     table: &Table,
     current: &iceberg::spec::SnapshotRef,
 ) -> Result<(Vec<Live>, bool)> {
@@ -101,4 +104,157 @@ pub(crate) async fn refuse_delete_files(table: &Table, operation: &str) -> Resul
         return Err(delete_files_refused(operation));
     }
     Ok(())
+}
+
+/// The live data files of one manifest (a manifest never changes: its live entries are the
+/// same in every snapshot that lists it).
+#[derive(Debug)]
+pub(crate) struct ManifestFiles {
+    pub(crate) spec_id: i32,
+    pub(crate) files: Vec<DataFile>,
+}
+
+/// A snapshot's live data files, manifest by manifest (shared with the other snapshots that
+/// list the same manifests).
+#[derive(Debug)]
+pub(crate) struct SnapshotFiles {
+    manifests: Vec<Arc<ManifestFiles>>,
+    /// Whether the snapshot has live row-level delete files (another engine's merge-on-read
+    /// deletes): readers that do not apply them must not use these files alone.
+    pub(crate) has_deletes: bool,
+}
+
+impl SnapshotFiles {
+    /// Every live data file with its partition spec id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i32, &DataFile)> {
+        self.manifests
+            .iter()
+            .flat_map(|m| m.files.iter().map(move |f| (m.spec_id, f)))
+    }
+
+    /// How many live data files.
+    pub(crate) fn len(&self) -> usize {
+        self.manifests.iter().map(|m| m.files.len()).sum()
+    }
+}
+
+/// What a handle keeps of its snapshots' live data files, so that a scan or a similarity
+/// search prunes them per filter ([`Pruner`](crate::scan::filter::Pruner)) instead of
+/// planning with iceberg's planner (~20 ms at 4,800 files, every query):
+///
+/// - each manifest's live entries, by path, least recently used beyond a byte cap
+///   ([`DEFAULT_LIVE_CACHE_BYTES`]): the first query after a commit reads only the manifests
+///   the commit wrote;
+/// - the last [`SNAPSHOTS_KEPT`] snapshots' manifest lists (read once per snapshot).
+pub(crate) struct LiveCache {
+    manifests: ByteLru<String, Arc<ManifestFiles>>,
+    snapshots: Mutex<Vec<(i64, Arc<SnapshotFiles>)>>,
+}
+
+/// Bytes of manifest entries a handle keeps by default (about 40,000 data files' entries with
+/// their column bounds).
+pub(crate) const DEFAULT_LIVE_CACHE_BYTES: u64 = 64 << 20;
+
+/// Snapshots whose manifest lists a handle keeps (the current one and a few it travelled to).
+pub(crate) const SNAPSHOTS_KEPT: usize = 4;
+
+impl Default for LiveCache {
+    fn default() -> Self {
+        LiveCache {
+            manifests: ByteLru::new(DEFAULT_LIVE_CACHE_BYTES),
+            snapshots: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// About how many bytes a kept data-file entry takes (path, partition, bounds, counts).
+fn entry_bytes(f: &DataFile) -> usize {
+    let bounds: usize = f
+        .lower_bounds()
+        .values()
+        .chain(f.upper_bounds().values())
+        .map(|d| 48 + d.to_bytes().map_or(0, |b| b.len()))
+        .sum();
+    let counts = 32
+        * (f.value_counts().len()
+            + f.null_value_counts().len()
+            + f.column_sizes().len()
+            + f.nan_value_counts().len());
+    std::mem::size_of::<DataFile>() + f.file_path().len() + bounds + counts + 64
+}
+
+impl LiveCache {
+    /// The live data files of `snapshot` of `table`: kept from an earlier query, else from its
+    /// manifest list, with only the manifests not kept read from storage.
+    pub(crate) async fn snapshot_files(
+        &self,
+        table: &Table,
+        snapshot: &iceberg::spec::SnapshotRef,
+    ) -> Result<Arc<SnapshotFiles>> {
+        let id = snapshot.snapshot_id();
+        if let Some(kept) = self.kept(id) {
+            return Ok(kept);
+        }
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .or_ours()?;
+        let has_deletes = lists_delete_files(list.entries());
+        let io = table.file_io().clone();
+        let data: Vec<_> = list
+            .consume_entries()
+            .into_iter()
+            .filter(|m| m.content == ManifestContentType::Data)
+            .collect();
+        let manifests: Vec<Arc<ManifestFiles>> = futures::stream::iter(data)
+            .map(|m| {
+                let io = io.clone();
+                async move {
+                    if let Some(kept) = self.manifests.get(m.manifest_path.as_str()) {
+                        return Ok::<_, crate::Error>(kept);
+                    }
+                    let manifest = m.load_manifest(&io).await.or_ours()?;
+                    let spec_id = manifest.metadata().partition_spec().spec_id();
+                    let files: Vec<DataFile> = manifest
+                        .entries()
+                        .iter()
+                        .filter(|e| e.is_alive())
+                        .map(|e| e.data_file().clone())
+                        .collect();
+                    let bytes = files.iter().map(entry_bytes).sum::<usize>() + 128;
+                    let kept = Arc::new(ManifestFiles { spec_id, files });
+                    self.manifests
+                        .put(m.manifest_path.clone(), kept.clone(), bytes);
+                    Ok(kept)
+                }
+            })
+            .buffered(MANIFEST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let files = Arc::new(SnapshotFiles {
+            manifests,
+            has_deletes,
+        });
+        if let Ok(mut kept) = self.snapshots.lock()
+            && kept.iter().all(|(s, _)| *s != id)
+        {
+            if kept.len() >= SNAPSHOTS_KEPT {
+                drop(kept.remove(0));
+            }
+            kept.push((id, files.clone()));
+        }
+        Ok(files)
+    }
+
+    fn kept(&self, id: i64) -> Option<Arc<SnapshotFiles>> {
+        let kept = self.snapshots.lock().ok()?;
+        kept.iter().find(|(s, _)| *s == id).map(|(_, f)| f.clone())
+    }
+
+    /// Bytes of manifest entries kept now.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.manifests.bytes()
+    }
 }

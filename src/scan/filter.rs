@@ -440,6 +440,72 @@ impl Resolved {
         true
     }
 
+    /// A [`Pruner`] of this filter for the partition specs of `metadata`.
+    pub(crate) fn pruner(&self, metadata: &iceberg::spec::TableMetadata) -> Pruner<'_> {
+        use iceberg::spec::Transform;
+        let tenants = self
+            .strings
+            .iter()
+            .find(|(c, _)| *c == Column::TenantId)
+            .map(|(_, v)| v);
+        let mut specs = Vec::new();
+        for spec in metadata.partition_specs_iter() {
+            let mut tests = Vec::new();
+            for (pos, field) in spec.fields().iter().enumerate() {
+                let test = match (&field.transform, field.source_id) {
+                    (Transform::Month, id) if id == Column::SoldDate.field_id() => {
+                        if self.sold == (None, None) {
+                            continue;
+                        }
+                        // Months [first, last] that hold a row of [lo, hi).
+                        let first = self.sold.0.map(|l| Month::of_micros(l).ordinal());
+                        let last = self
+                            .sold
+                            .1
+                            .map(|h| Month::of_micros(h.saturating_sub(1)).ordinal());
+                        PartitionTest::Months(first, last)
+                    }
+                    (Transform::Identity, id) if id == Column::TenantId.field_id() => match tenants
+                    {
+                        Some(values) => PartitionTest::Tenants(values.clone()),
+                        None => continue,
+                    },
+                    (Transform::Bucket(n), id) if id == Column::TenantId.field_id() => {
+                        let Some(values) = tenants else { continue };
+                        // iceberg's own bucket transform, as the writers use it; a value it
+                        // cannot hash prunes nothing.
+                        let Ok(bucket) =
+                            iceberg::transform::create_transform_function(&Transform::Bucket(*n))
+                        else {
+                            continue;
+                        };
+                        let buckets: Option<Vec<i32>> = values
+                            .iter()
+                            .map(|v| {
+                                let d = bucket.transform_literal(&Datum::string(v)).ok()??;
+                                match d.literal() {
+                                    iceberg::spec::PrimitiveLiteral::Int(b) => Some(*b),
+                                    _ => None,
+                                }
+                            })
+                            .collect();
+                        match buckets {
+                            Some(b) => PartitionTest::Buckets(b),
+                            None => continue,
+                        }
+                    }
+                    _ => continue,
+                };
+                tests.push((pos, test));
+            }
+            specs.push((spec.spec_id(), tests));
+        }
+        Pruner {
+            filter: self,
+            specs,
+        }
+    }
+
     /// Whether every row of a row group matches, from its statistics (min, max and a null
     /// count of zero for each filtered column): the row filter can be skipped. `false`
     /// whenever a statistic is missing.
@@ -789,5 +855,53 @@ mod tests {
         assert_eq!(be_i64(&[0x01, 0x00]), Some(256));
         assert_eq!(be_i64(&[0xff, 0xff]), Some(-1));
         assert_eq!(be_i64(&[]), None);
+    }
+}
+
+/// A test of one partition field's value.
+#[derive(Debug)]
+enum PartitionTest {
+    /// `month(sold_date)` within `[first, last]` (months since 1970-01; `None`: unbounded).
+    Months(Option<i32>, Option<i32>),
+    /// `identity(tenant_id)` one of these.
+    Tenants(Vec<String>),
+    /// `bucket(N, tenant_id)` one of these buckets.
+    Buckets(Vec<i32>),
+}
+
+/// Prunes a snapshot's live data files for a [`Resolved`] filter, as iceberg's planner would:
+/// by each file's column bounds ([`Resolved::file_may_match`]) and by its partition value
+/// under the spec it was written with (a tenant's bucket, its identity partition, the month).
+/// Keeps a file whenever a bound or partition value is missing or of an unexpected type
+/// (rows are filtered exactly after the read).
+#[derive(Debug)]
+pub(crate) struct Pruner<'a> {
+    filter: &'a Resolved,
+    specs: Vec<(i32, Vec<(usize, PartitionTest)>)>,
+}
+
+impl Pruner<'_> {
+    /// Whether some row of `file`, written under spec `spec_id`, may match.
+    pub(crate) fn may_match(&self, spec_id: i32, file: &iceberg::spec::DataFile) -> bool {
+        use iceberg::spec::{Literal, PrimitiveLiteral as P};
+        // The partition value first: a comparison, where the bounds are map lookups.
+        let Some((_, tests)) = self.specs.iter().find(|(id, _)| *id == spec_id) else {
+            return self.filter.file_may_match(file);
+        };
+        let values = file.partition().fields();
+        let partition_may_match = tests.iter().all(|(pos, test)| {
+            let Some(Some(Literal::Primitive(value))) = values.get(*pos) else {
+                return true;
+            };
+            match (test, value) {
+                (PartitionTest::Months(first, last), P::Int(m)) => {
+                    first.is_none_or(|f| *m >= f) && last.is_none_or(|l| *m <= l)
+                }
+                (PartitionTest::Tenants(t), P::String(v)) => t.iter().any(|t| t == v),
+                (PartitionTest::Buckets(b), P::Int(v)) => b.contains(v),
+                _ => true,
+            }
+        });
+        partition_may_match && self.filter.file_may_match(file)
     }
 }

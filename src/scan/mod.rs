@@ -106,6 +106,8 @@ pub struct Scan {
     decoder: EmbeddingDecoder,
     /// Only these data files (the vector index's uncovered files), after pruning.
     only_files: Option<Arc<std::collections::HashSet<String>>>,
+    /// Plan with iceberg's planner, not the handle's kept live files ([`SCAN_PLANNER_ENV`]).
+    iceberg_planner: bool,
 }
 
 /// What [`Scan::plan`] found: the snapshot and the data files left after pruning.
@@ -138,11 +140,45 @@ pub struct PlannedDataFile {
     pub partition_spec_id: Option<i32>,
 }
 
+/// Environment variable choosing how scans plan: `kept` (the default: the snapshot's live
+/// files kept by the handle, pruned per filter by their bounds and partition values) or
+/// `iceberg` (iceberg's planner for every scan: the earlier way, kept as the baseline
+/// `bench_layout` and `bench_scan` measure against). Either way a snapshot with row-level
+/// delete files is planned (and read) by iceberg.
+pub const SCAN_PLANNER_ENV: &str = "SALES_HISTORY_SCAN_PLANNER";
+
+fn iceberg_planner_asked() -> bool {
+    std::env::var(SCAN_PLANNER_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("iceberg"))
+}
+
+/// A data file to read, as planning found it.
+#[derive(Debug)]
+struct PlanFile {
+    path: String,
+    size: u64,
+    record_count: Option<u64>,
+    spec_id: Option<i32>,
+    /// A Parquet file without row-level deletes: our reader reads it.
+    own_readable: bool,
+}
+
+impl PlanFile {
+    fn of_task(t: &FileScanTask) -> Self {
+        PlanFile {
+            path: t.data_file_path.clone(),
+            size: t.file_size_in_bytes,
+            record_count: t.record_count,
+            spec_id: t.partition_spec.as_ref().map(|s| s.spec_id()),
+            own_readable: t.deletes.is_empty() && t.data_file_format == DataFileFormat::Parquet,
+        }
+    }
+}
+
 /// The outcome of planning, shared by `plan`, `execute` and `count`.
 struct Planned {
     table: Table,
     scan: Option<TableScan>,
-    tasks: Vec<FileScanTask>,
+    tasks: Vec<PlanFile>,
     metrics: ScanMetrics,
     filter: Option<Resolved>,
     output: Vec<Column>,
@@ -163,7 +199,16 @@ impl Scan {
             read_buffer: None,
             decoder: EmbeddingDecoder::Auto,
             only_files: None,
+            iceberg_planner: iceberg_planner_asked(),
         }
+    }
+
+    /// Plans with iceberg's planner (`true`) or the handle's kept live files (tests compare
+    /// the two).
+    #[cfg(test)]
+    pub(crate) fn iceberg_planner(mut self, on: bool) -> Self {
+        self.iceberg_planner = on;
+        self
     }
 
     /// Restricts the scan to these data files (those of the plan among them).
@@ -358,23 +403,55 @@ impl Scan {
             builder = builder.with_filter(p);
         }
         let scan = builder.build().or_ours()?;
-        let mut tasks: Vec<FileScanTask> = if resolved.matches_nothing {
-            Vec::new()
-        } else {
-            scan.plan_files()
+        // The snapshot's live files kept by the handle, pruned here (no delete files: those
+        // need iceberg's planner and reader).
+        let kept = match (resolved.matches_nothing, self.iceberg_planner) {
+            (false, false) => match table.metadata().snapshot_by_id(id) {
+                Some(snapshot) => {
+                    let live = self
+                        .table
+                        .shared
+                        .live_files
+                        .snapshot_files(&table, snapshot)
+                        .await?;
+                    (!live.has_deletes).then_some(live)
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let mut tasks: Vec<PlanFile> = match (&kept, resolved.matches_nothing) {
+            (_, true) => Vec::new(),
+            (Some(live), false) => {
+                let pruner = resolved.pruner(table.metadata());
+                live.iter()
+                    .filter(|(spec, f)| pruner.may_match(*spec, f))
+                    .map(|(spec, f)| PlanFile {
+                        path: f.file_path().to_string(),
+                        size: f.file_size_in_bytes(),
+                        record_count: Some(f.record_count()),
+                        spec_id: Some(spec),
+                        own_readable: f.file_format() == DataFileFormat::Parquet,
+                    })
+                    .collect()
+            }
+            (None, false) => scan
+                .plan_files()
                 .await
                 .or_ours()?
+                .map_ok(|t| PlanFile::of_task(&t))
                 .try_collect()
                 .await
-                .or_ours()?
+                .or_ours()?,
         };
-        tasks.sort_by(|a, b| a.data_file_path.cmp(&b.data_file_path));
+        tasks.sort_by(|a, b| a.path.cmp(&b.path));
         if let Some(only) = &self.only_files {
-            tasks.retain(|t| only.contains(&t.data_file_path));
+            tasks.retain(|t| only.contains(&t.path));
         }
         metrics.files_planned = tasks.len() as u64;
         metrics.data_files_in_snapshot = match total_data_files(&table, id) {
             Some(n) => n,
+            None if kept.is_some() => kept.as_ref().map_or(0, |k| k.len() as u64),
             None if predicate.is_none() && !resolved.matches_nothing => tasks.len() as u64,
             None => {
                 let all = table
@@ -423,7 +500,7 @@ impl Scan {
             metadata.partition_specs_iter().len(),
             planned.metrics.snapshot_id,
         ) {
-            (n, Some(id)) if n > 1 && !planned.tasks.is_empty() => {
+            (n, Some(id)) if n > 1 && planned.tasks.iter().any(|t| t.spec_id.is_none()) => {
                 match metadata.snapshot_by_id(id) {
                     Some(snapshot) => crate::commit::live_in(&planned.table, snapshot)
                         .await?
@@ -444,14 +521,12 @@ impl Scan {
                 .tasks
                 .iter()
                 .map(|t| PlannedDataFile {
-                    path: t.data_file_path.clone(),
-                    size_bytes: t.file_size_in_bytes,
+                    path: t.path.clone(),
+                    size_bytes: t.size,
                     record_count: t.record_count,
                     partition_spec_id: t
-                        .partition_spec
-                        .as_ref()
-                        .map(|s| s.spec_id())
-                        .or_else(|| specs.get(&t.data_file_path).copied())
+                        .spec_id
+                        .or_else(|| specs.get(&t.path).copied())
                         .or(only_spec),
                 })
                 .collect(),
@@ -484,12 +559,9 @@ impl Scan {
             read_buffer: self.read_buffer.unwrap_or(DEFAULT_READ_BUFFER_BYTES),
             decode: embedding::Mode::of(self.decoder),
             counters: counters.clone(),
-            footers: None,
+            footers: Some(self.table.shared.footers.clone()),
         });
-        let own_reader = planned
-            .tasks
-            .iter()
-            .all(|t| t.deletes.is_empty() && t.data_file_format == DataFileFormat::Parquet);
+        let own_reader = planned.tasks.iter().all(|t| t.own_readable);
         let inner = match (&planned.scan, own_reader) {
             (Some(scan), false) => iceberg_reader(scan, plan).await?,
             _ => {
@@ -497,8 +569,8 @@ impl Scan {
                     .tasks
                     .iter()
                     .map(|t| PlannedFile {
-                        path: t.data_file_path.clone(),
-                        size: t.file_size_in_bytes,
+                        path: t.path.clone(),
+                        size: t.size,
                         rows: None,
                     })
                     .collect();
@@ -578,7 +650,7 @@ impl Scan {
         let output = vec![cols.first().copied().unwrap_or(Column::TenantId)];
         if cols.is_empty() && self.limit.is_none() {
             let planned = self.plan_tasks(output.clone()).await?;
-            let exact = planned.tasks.iter().all(|t| t.deletes.is_empty());
+            let exact = planned.tasks.iter().all(|t| t.own_readable);
             let counts: Option<u64> = planned.tasks.iter().map(|t| t.record_count).sum();
             if let (true, Some(n)) = (exact, counts) {
                 return Ok(n);
@@ -718,3 +790,6 @@ async fn collect_file(plan: Arc<ReadPlan>, file: PlannedFile) -> Result<Vec<Reco
     read?;
     batches
 }
+
+#[cfg(test)]
+mod plan_tests;

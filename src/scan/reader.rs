@@ -51,11 +51,12 @@ pub(crate) struct ReadPlan {
     /// Which decoder reads the `embedding` column.
     pub(crate) decode: Mode,
     pub(crate) counters: Arc<Counters>,
-    /// Where reads of rows by position keep the footers they parse (a handle's).
+    /// Where reads keep the footers (with page index) they parse: a handle's.
     pub(crate) footers: Option<Arc<FooterCache>>,
 }
 
-/// A data file's parsed footer with its page index, kept for reads of rows by position.
+/// A data file's parsed footer with its page index, kept for filtered reads and reads of rows
+/// by position.
 #[derive(Clone)]
 pub(crate) struct Footer {
     metadata: Arc<ParquetMetaData>,
@@ -65,13 +66,14 @@ pub(crate) struct Footer {
     size: u64,
 }
 
-/// Parsed footers (metadata and page index) of the data files a handle read rows from by
-/// position, by path, least recently used evicted beyond a byte cap.
+/// Parsed footers (metadata and page index) of the data files a handle read with a page
+/// index (tenant and time filters, rows by position), by path, least recently used evicted
+/// beyond a byte cap.
 ///
 /// A similarity search reads its `k × refine` candidates back from their data files, one or
-/// two rows a file: without this, each row cost the file's footer and page index, two reads
-/// (two round trips on S3) and their parsing, before its one page. Data files never change
-/// (a new file gets a new name).
+/// two rows a file; a tenant's question reads a few pages of each of its files: without this,
+/// each file cost its footer and page index, two reads (two round trips on S3) and their
+/// parsing, before its pages. Data files never change (a new file gets a new name).
 pub(crate) type FooterCache = crate::lru::ByteLru<String, Footer>;
 
 /// Default byte cap of a handle's [`FooterCache`]: 64 MiB, about 3,000 footers of the
@@ -175,13 +177,29 @@ pub(crate) async fn read_file(
             file.path
         )))
     };
-    // Reads of rows by position keep footers: a kept one saves the footer and page index
-    // reads.
-    let footers = plan.footers.as_ref().filter(|_| file.rows.is_some());
+    // A kept footer (with its page index) saves the footer and page index reads.
+    let footers = plan.footers.as_ref();
     let cached = footers
         .and_then(|c| c.get(file.path.as_str()))
         .filter(|f| f.size == size);
-    let (metadata, footer_len, tail): (Arc<ParquetMetaData>, usize, Option<bytes::Bytes>) =
+    let cached_with_index = cached
+        .as_ref()
+        .is_some_and(|f| f.metadata.offset_index().is_some());
+    // Keeps a footer when first parsed, and again once its page index is read.
+    let keep = |metadata: &Arc<ParquetMetaData>, footer_len: usize| {
+        if let Some(footers) = footers
+            && (cached.is_none() || (!cached_with_index && metadata.offset_index().is_some()))
+        {
+            let bytes = metadata.memory_size() + file.path.len();
+            let footer = Footer {
+                metadata: metadata.clone(),
+                len: footer_len,
+                size,
+            };
+            footers.put(file.path.clone(), footer, bytes);
+        }
+    };
+    let (metadata, footer_len, mut tail): (Arc<ParquetMetaData>, usize, Option<bytes::Bytes>) =
         match &cached {
             Some(f) => (f.metadata.clone(), f.len, None),
             None => {
@@ -206,6 +224,9 @@ pub(crate) async fn read_file(
                 (Arc::new(metadata), footer_len, Some(tail))
             }
         };
+    if cached.is_none() {
+        keep(&metadata, footer_len);
+    }
     let descr = metadata.file_metadata().schema_descr_ptr();
     let files = FileColumns::of(&descr);
     let row_groups = metadata.row_groups();
@@ -274,22 +295,28 @@ pub(crate) async fn read_file(
     // pages whose statistics may match, and fetch only those pages of the needed columns.
     let mut metadata = metadata;
     let mut selected = None;
-    // A kept footer has its page index.
-    let mut index_read = cached.is_some();
+    // The page index is read at most once (a kept footer has it).
+    let mut index_read = cached_with_index;
     if let Some(filter) = filter.as_ref().filter(|f| f.uses_page_index())
         && let Some(index_start) = page_index_start(&metadata)
     {
-        index_read = true;
-        let index_bytes = fetch(index_start..size).await.or_ours()?;
-        if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-            metadata = Arc::new(with_index);
-            if let Some(pages) = select_pages(&metadata, &kept, filter, &files) {
-                if pages.rows_selected == 0 {
-                    Counters::add(&counters.pages_skipped, pages.pages_total);
-                    return Ok(true);
-                }
-                selected = Some(pages);
+        if !index_read {
+            index_read = true;
+            let index_bytes = fetch(index_start..size).await.or_ours()?;
+            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
+                metadata = Arc::new(with_index);
+                keep(&metadata, footer_len);
             }
+        }
+        if metadata.column_index().is_some()
+            && metadata.offset_index().is_some()
+            && let Some(pages) = select_pages(&metadata, &kept, filter, &files)
+        {
+            if pages.rows_selected == 0 {
+                Counters::add(&counters.pages_skipped, pages.pages_total);
+                return Ok(true);
+            }
+            selected = Some(pages);
         }
     }
     if let Some(wanted) = wanted {
@@ -297,19 +324,8 @@ pub(crate) async fn read_file(
             let index_bytes = fetch(index_start..size).await.or_ours()?;
             if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
                 metadata = Arc::new(with_index);
+                keep(&metadata, footer_len);
             }
-        }
-        if let Some(footers) = footers
-            && cached.is_none()
-            && metadata.offset_index().is_some()
-        {
-            let bytes = metadata.memory_size() + file.path.len();
-            let footer = Footer {
-                metadata: metadata.clone(),
-                len: footer_len,
-                size,
-            };
-            footers.put(file.path.clone(), footer, bytes);
         }
         let pages_total = metadata.offset_index().map_or(0, |o| {
             kept.iter()
@@ -452,7 +468,12 @@ pub(crate) async fn read_file(
         };
         let mut parts: Vec<(u64, bytes::Bytes)> =
             ranges.iter().map(|r| r.start).zip(fetched).collect();
-        // The footer's bytes (a kept footer is used parsed: nothing reads its bytes).
+        // A filtered turn of a file without a parsed offset index has the decoder parse the
+        // footer from the bytes: a kept footer's bytes are read once for it.
+        if tail.is_none() && filtered && metadata.offset_index().is_none() {
+            tail = Some(fetch(size - footer_len as u64..size).await.or_ours()?);
+        }
+        // The footer's bytes (a kept footer is used parsed: nothing else reads its bytes).
         if let Some(tail) = &tail {
             let tail_start = size - tail.len() as u64;
             if !parts

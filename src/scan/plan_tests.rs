@@ -1,0 +1,265 @@
+//! The handle's kept live files, pruned per filter, plan the same files as iceberg's planner:
+//! on a table under each layout, and on one whose layout evolved (files of two specs).
+
+use std::collections::BTreeSet;
+
+use chrono::{TimeZone, Utc};
+
+use crate::record::{Price, SaleRecord};
+use crate::{CatalogConfig, Layout, SalesHistory, ScanFilter, TableOptions};
+
+const DIM: usize = 4;
+
+/// 12 tenants × 6 months × 3 categories, prices spread by tenant.
+fn rows(seed: usize) -> Vec<SaleRecord> {
+    (0..432)
+        .map(|i| {
+            let tenant = format!("tenant-{:03}", i % 12);
+            let month = 1 + (i / 12) % 6;
+            let date = Utc
+                .with_ymd_and_hms(2025, month as u32, 1 + (i % 27) as u32, 12, 0, 0)
+                .single()
+                .unwrap_or_default();
+            let price = Price::from_cents(1_000 * (1 + (i % 12) as i64) + (i % 7) as i64)
+                .unwrap_or(Price::ZERO);
+            SaleRecord::builder(format!("p{seed}-{i}"), tenant, price, date)
+                .category(["shoes", "bags", "coats"][i % 3])
+                .brand(format!("brand-{}", i % 5))
+                .embedding(vec![i as f64; DIM])
+                .build()
+                .unwrap_or_else(|e| panic!("row {i}: {e}"))
+        })
+        .collect()
+}
+
+fn filters() -> Vec<(&'static str, ScanFilter)> {
+    let jan = Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap();
+    let mar = Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap();
+    let price = |c: i64| Price::from_cents(c).unwrap();
+    vec![
+        ("everything", ScanFilter::new()),
+        ("one tenant", ScanFilter::new().tenant("tenant-003")),
+        (
+            "two tenants",
+            ScanFilter::new().tenants(["tenant-001", "tenant-010"]),
+        ),
+        ("unknown tenant", ScanFilter::new().tenant("tenant-999")),
+        ("one month", ScanFilter::new().year_month(2025, 4)),
+        (
+            "tenant in a month",
+            ScanFilter::new().tenant("tenant-007").year_month(2025, 2),
+        ),
+        ("half-open range", ScanFilter::new().sold_between(jan, mar)),
+        (
+            "price range",
+            ScanFilter::new().price_range(price(3_000)..price(5_000)),
+        ),
+        ("category", ScanFilter::new().category("bags")),
+        ("outside every month", ScanFilter::new().year(2019)),
+    ]
+}
+
+async fn planned(table: &SalesHistory, filter: &ScanFilter, iceberg: bool) -> BTreeSet<String> {
+    let plan = table
+        .scan()
+        .filter(filter.clone())
+        .iceberg_planner(iceberg)
+        .plan()
+        .await
+        .unwrap_or_else(|e| panic!("plan: {e}"));
+    plan.files.into_iter().map(|f| f.path).collect()
+}
+
+/// Same files from both planners for every filter; returns how many filters pruned a file.
+async fn same_plans(table: &SalesHistory, what: &str) -> usize {
+    let all = planned(table, &ScanFilter::new(), true).await.len();
+    let mut pruning = 0;
+    for (name, filter) in filters() {
+        let ours = planned(table, &filter, false).await;
+        let theirs = planned(table, &filter, true).await;
+        assert_eq!(ours, theirs, "{what}: {name}");
+        // The rows agree too (read through the kept plan).
+        let n = table.scan().filter(filter.clone()).count().await.unwrap();
+        let m = table
+            .scan()
+            .filter(filter)
+            .iceberg_planner(true)
+            .count()
+            .await
+            .unwrap();
+        assert_eq!(n, m, "{what}: {name}: rows");
+        if ours.len() < all {
+            pruning += 1;
+        }
+    }
+    pruning
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_live_files_plan_what_icebergs_planner_plans() {
+    for layout in [
+        Layout::Month,
+        Layout::TenantMonth,
+        Layout::tenant_buckets(4).unwrap(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CatalogConfig::local(dir.path());
+        let table = SalesHistory::ensure_with(
+            &config,
+            "plans",
+            TableOptions::default()
+                .embedding_dimension(DIM)
+                .layout(layout),
+        )
+        .await
+        .unwrap();
+        table.append(rows(0)).await.unwrap();
+        table.append(rows(1)).await.unwrap();
+        let pruning = same_plans(&table, &layout.to_string()).await;
+        // Bucket files mix tenants, so only the bucket partition value tells them apart.
+        assert!(pruning >= 5, "{layout}: {pruning} filters pruned a file");
+        if let Layout::TenantBucketMonth { .. } = layout {
+            let plan = table.scan().tenant("tenant-003").plan().await.unwrap();
+            let all = table.scan().plan().await.unwrap();
+            assert!(
+                plan.files.len() * 2 < all.files.len(),
+                "{} of {} files",
+                plan.files.len(),
+                all.files.len()
+            );
+        }
+    }
+    // A table whose layout evolved: files of two specs, each pruned under its own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::ensure_with(
+        &config,
+        "evolved",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .unwrap();
+    table.append(rows(0)).await.unwrap();
+    table
+        .evolve_layout(Layout::tenant_buckets(4).unwrap())
+        .await
+        .unwrap();
+    table.append(rows(1)).await.unwrap();
+    let plan = table.scan().plan().await.unwrap();
+    let specs: BTreeSet<Option<i32>> = plan.files.iter().map(|f| f.partition_spec_id).collect();
+    assert_eq!(specs, BTreeSet::from([Some(0), Some(1)]));
+    let pruning = same_plans(&table, "evolved").await;
+    assert!(pruning >= 5, "evolved: {pruning} filters pruned a file");
+}
+
+/// Manifests (not manifest lists) in a table's metadata directory.
+fn manifests(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".avro") && !name.starts_with("snap-") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// The plan after a commit reads only the manifest the commit wrote: the earlier ones are
+/// kept (moved away on disk, the handle still plans; a fresh handle cannot), once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_after_a_commit_reads_only_the_new_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::ensure_with(
+        &config,
+        "kept",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .unwrap();
+    table.append(rows(0)).await.unwrap();
+    let first = table.scan().plan().await.unwrap().files.len();
+    let cache = &table.shared.live_files;
+    let kept = cache.bytes();
+    assert!(kept > 0);
+    let old = manifests(dir.path());
+    assert!(!old.is_empty());
+    table.append(rows(1)).await.unwrap();
+    for m in &old {
+        std::fs::rename(m, m.with_extension("away")).unwrap();
+    }
+    let second = table.scan().plan().await;
+    let fresh = SalesHistory::open(&config, "kept").await.unwrap();
+    let fresh_plan = fresh.scan().plan().await;
+    for m in &old {
+        std::fs::rename(m.with_extension("away"), m).unwrap();
+    }
+    assert_eq!(second.unwrap().files.len(), first * 2);
+    assert!(fresh_plan.is_err(), "the moved manifests were needed");
+    // The first manifest's entries are held once, not once per snapshot.
+    let grown = cache.bytes() - kept;
+    assert!(
+        grown <= kept + kept / 2,
+        "kept {kept} bytes, then {grown} more"
+    );
+}
+
+/// A filtered scan keeps the footers (and page indexes) it parsed: the same scan again reads
+/// only column data, and returns the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_scan_again_reads_no_footer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::ensure_with(
+        &config,
+        "footers",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .unwrap();
+    table.append(rows(0)).await.unwrap();
+    let scan = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
+    let (first, m1) = scan().to_batches_with_metrics().await.unwrap();
+    let (again, m2) = scan().to_batches_with_metrics().await.unwrap();
+    let ids = |batches: &[arrow_array::RecordBatch]| {
+        use arrow_array::cast::AsArray;
+        let mut ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&first), ids(&again));
+    assert_eq!(ids(&first).len(), 36);
+    assert_eq!(m1.files_read, m2.files_read);
+    assert!(
+        m2.requests + m1.files_read * 2 <= m1.requests && m2.bytes_read < m1.bytes_read,
+        "first: {} requests, {} bytes; again: {} requests, {} bytes",
+        m1.requests,
+        m1.bytes_read,
+        m2.requests,
+        m2.bytes_read
+    );
+    // A fresh handle reads them again.
+    let fresh = SalesHistory::open(&config, "footers").await.unwrap();
+    let (_, m3) = fresh
+        .scan()
+        .filter(ScanFilter::new().tenant("tenant-003"))
+        .to_batches_with_metrics()
+        .await
+        .unwrap();
+    assert_eq!(m3.requests, m1.requests);
+}
