@@ -31,7 +31,8 @@
 //! machine and the task's work fall on all of them alike; the pyiceberg variants run after
 //! them (and after `--beside-writer`), in one Python process, also taking turns. Every `--every` commits (and after the last), per
 //! variant: commit p50/p99 over that window, a tenant-month `plan()` and `count()` (fresh
-//! reads: the catalog is read first; upper median of `--reps`), the current metadata.json's
+//! reads: the catalog is read first; upper median of `--reps`) and the same plan by a fresh
+//! handle (`plan_first_ms`: every manifest from storage), the current metadata.json's
 //! bytes, the metadata directory's files and bytes, live data files (a full scan's plan),
 //! manifests in the current snapshot (its manifest list read) and snapshots in the metadata.
 //! The process's peak RSS is taken per quarter of the run (VmHWM, reset at each quarter

@@ -136,7 +136,7 @@ pub fn targets(
                 (false, "merge: plan ≤ ⅕ of nomerge at the same commit"),
                 (
                     true,
-                    "merge: first plan after the commit (manifests from storage) ≤ ⅕ of nomerge's",
+                    "merge: first plan by a fresh reader (manifests from storage) ≤ ⅕ of nomerge's",
                 ),
             ] {
                 let (m, nm) = (find(Variant::Merge, first), find(Variant::NoMerge, first));

@@ -158,17 +158,20 @@ pub(crate) async fn read_file(
 ) -> Result<bool> {
     let counters = plan.counters.clone();
     Counters::add(&counters.files_read, 1);
-    let reader = plan
-        .file_io
-        .new_input(&file.path)
-        .or_ours()?
-        .reader()
-        .await
-        .or_ours()?;
+    // The storage layer's reader, opened on the first read through it: a local file whose
+    // footer is kept is read with positioned reads alone (opening one costs a stat and an
+    // operator per file, which small files of a tenant layout paid on every scan).
+    let reader = tokio::sync::OnceCell::new();
     let fetch = |range: Range<u64>| {
         Counters::add(&counters.bytes_read, range.end - range.start);
         Counters::add(&counters.requests, 1);
-        reader.read(range)
+        let (reader, io, path) = (&reader, &plan.file_io, &file.path);
+        async move {
+            let reader = reader
+                .get_or_try_init(|| async move { io.new_input(path)?.reader().await })
+                .await?;
+            reader.read(range).await
+        }
     };
     let size = file.size;
     let bad = |why: &str| {
@@ -447,53 +450,62 @@ pub(crate) async fn read_file(
         } else {
             merge(turn.ranges, COALESCE_BYTES)
         };
-        let fetched = match local {
-            // Local files with positioned reads on the blocking pool (a whole file in one
-            // read): several times faster than the storage layer's chunked reads.
-            Some(path) => {
+        // Local files are read with positioned reads on the blocking pool (a whole file in one
+        // read: several times faster than the storage layer's chunked reads), in the task
+        // that decodes them (one hop to the pool per turn, not two); others through storage.
+        let fetched = match &local {
+            Some(_) => {
                 Counters::add(&counters.bytes_read, span(&ranges));
                 Counters::add(&counters.requests, ranges.len() as u64);
-                let wanted = ranges.clone();
-                tokio::task::spawn_blocking(move || read_ranges(&path, &wanted))
-                    .await
-                    .map_err(|e| Error::config("scan", format!("a file read task failed: {e}")))?
-                    .map_err(|source| Error::Io {
-                        path: file.path.clone(),
-                        source,
-                    })?
+                None
             }
-            None => try_join_all(ranges.iter().map(|r| fetch(r.clone())))
-                .await
-                .or_ours()?,
+            None => Some(
+                try_join_all(ranges.iter().map(|r| fetch(r.clone())))
+                    .await
+                    .or_ours()?,
+            ),
         };
-        let mut parts: Vec<(u64, bytes::Bytes)> =
-            ranges.iter().map(|r| r.start).zip(fetched).collect();
         // A filtered turn of a file without a parsed offset index has the decoder parse the
         // footer from the bytes: a kept footer's bytes are read once for it.
         if tail.is_none() && filtered && metadata.offset_index().is_none() {
             tail = Some(fetch(size - footer_len as u64..size).await.or_ours()?);
         }
-        // The footer's bytes (a kept footer is used parsed: nothing else reads its bytes).
-        if let Some(tail) = &tail {
-            let tail_start = size - tail.len() as u64;
-            if !parts
-                .iter()
-                .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
-            {
-                parts.push((tail_start, tail.clone()));
-            }
-        }
-        let data = SparseFile::new(size, parts);
-
-        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        let reader_meta = if filtered && metadata.offset_index().is_none() {
-            // One turn of a filtered read: the offset index comes with the turn's bytes.
-            let options = options.with_offset_index_policy(PageIndexPolicy::Optional);
-            ArrowReaderMetadata::load(&data, options)?
-        } else {
-            // The page index, when one was read, is already in `metadata`.
-            ArrowReaderMetadata::try_new(metadata.clone(), options)?
-        };
+        let tail_part = tail.clone();
+        let path = file.path.clone();
+        // The turn's bytes in a sparse buffer, and the reader metadata over them.
+        let assemble =
+            move |metadata: &Arc<ParquetMetaData>| -> Result<(SparseFile, ArrowReaderMetadata)> {
+                let fetched = match (fetched, &local) {
+                    (Some(f), _) => f,
+                    (None, Some(local)) => {
+                        read_ranges(local, &ranges).map_err(|source| Error::Io { path, source })?
+                    }
+                    (None, None) => Vec::new(),
+                };
+                let mut parts: Vec<(u64, bytes::Bytes)> =
+                    ranges.iter().map(|r| r.start).zip(fetched).collect();
+                // The footer's bytes (a kept footer is used parsed: nothing else reads its bytes).
+                if let Some(tail) = tail_part {
+                    let tail_start = size - tail.len() as u64;
+                    if !parts
+                        .iter()
+                        .any(|(o, b)| *o <= tail_start && o + b.len() as u64 >= size)
+                    {
+                        parts.push((tail_start, tail));
+                    }
+                }
+                let data = SparseFile::new(size, parts);
+                let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+                let reader_meta = if filtered && metadata.offset_index().is_none() {
+                    // One turn of a filtered read: the offset index comes with the turn's bytes.
+                    let options = options.with_offset_index_policy(PageIndexPolicy::Optional);
+                    ArrowReaderMetadata::load(&data, options)?
+                } else {
+                    // The page index, when one was read, is already in `metadata`.
+                    ArrowReaderMetadata::try_new(metadata.clone(), options)?
+                };
+                Ok((data, reader_meta))
+            };
         let (plan2, tx, files, descr, filter_cols, filter, metadata) = (
             plan.clone(),
             tx.clone(),
@@ -524,6 +536,7 @@ pub(crate) async fn read_file(
         };
         let decoded = tokio::task::spawn_blocking(move || {
             let plan = plan2;
+            let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
