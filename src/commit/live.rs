@@ -27,51 +27,71 @@ pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
     }
 }
 
-/// Every live data file of `snapshot` of `table`.
+/// Every live data file of `snapshot` of `table` (read from storage, nothing kept).
 pub(crate) async fn live_in(
     table: &Table,
     current: &iceberg::spec::SnapshotRef,
 ) -> Result<Vec<Live>> {
-    Ok(live_and_deletes_in(table, current).await?.0)
+    let files = read_snapshot(table, current, None).await?;
+    Ok(files
+        .iter()
+        .map(|(spec_id, file)| Live {
+            spec_id,
+            file: file.clone(),
+        })
+        .collect())
 }
 
-/// Every live data file of `snapshot` of `table`, and whether it has live row-level delete
-/// files ([`lists_delete_files`]), from one read of its manifest list.
-async fn live_and_deletes_in(
+/// The live data files of `snapshot`, manifest by manifest, and whether it has live row-level
+/// delete files ([`lists_delete_files`]), from one read of its manifest list. Manifests held
+/// in `kept` are not read; those read are put there.
+async fn read_snapshot(
     table: &Table,
-    current: &iceberg::spec::SnapshotRef,
-) -> Result<(Vec<Live>, bool)> {
-    let list = table.manifest_list_reader(current).load().await.or_ours()?;
+    snapshot: &iceberg::spec::SnapshotRef,
+    kept: Option<&ByteLru<String, Arc<ManifestFiles>>>,
+) -> Result<SnapshotFiles> {
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .or_ours()?;
     let has_deletes = lists_delete_files(list.entries());
     let io = table.file_io().clone();
-    let manifests: Vec<_> = list
+    let data: Vec<_> = list
         .consume_entries()
         .into_iter()
         .filter(|m| m.content == ManifestContentType::Data)
         .collect();
-    let per_manifest: Vec<Vec<Live>> = futures::stream::iter(manifests)
+    let manifests: Vec<Arc<ManifestFiles>> = futures::stream::iter(data)
         .map(|m| {
             let io = io.clone();
             async move {
+                if let Some(held) = kept.and_then(|k| k.get(m.manifest_path.as_str())) {
+                    return Ok::<_, crate::Error>(held);
+                }
                 let manifest = m.load_manifest(&io).await.or_ours()?;
                 let spec_id = manifest.metadata().partition_spec().spec_id();
-                Ok::<_, crate::Error>(
-                    manifest
-                        .entries()
-                        .iter()
-                        .filter(|e| e.is_alive())
-                        .map(|e| Live {
-                            spec_id,
-                            file: e.data_file().clone(),
-                        })
-                        .collect(),
-                )
+                let files: Vec<DataFile> = manifest
+                    .entries()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .map(|e| e.data_file().clone())
+                    .collect();
+                let read = Arc::new(ManifestFiles { spec_id, files });
+                if let Some(kept) = kept {
+                    let bytes = read.files.iter().map(entry_bytes).sum::<usize>() + 128;
+                    kept.put(m.manifest_path.clone(), read.clone(), bytes);
+                }
+                Ok(read)
             }
         })
         .buffered(MANIFEST_CONCURRENCY)
         .try_collect()
         .await?;
-    Ok((per_manifest.into_iter().flatten().collect(), has_deletes))
+    Ok(SnapshotFiles {
+        manifests,
+        has_deletes,
+    })
 }
 
 /// Whether a manifest list has live row-level delete files (merge-on-read deletes written by
@@ -195,47 +215,7 @@ impl LiveCache {
         if let Some(kept) = self.kept(id) {
             return Ok(kept);
         }
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .or_ours()?;
-        let has_deletes = lists_delete_files(list.entries());
-        let io = table.file_io().clone();
-        let data: Vec<_> = list
-            .consume_entries()
-            .into_iter()
-            .filter(|m| m.content == ManifestContentType::Data)
-            .collect();
-        let manifests: Vec<Arc<ManifestFiles>> = futures::stream::iter(data)
-            .map(|m| {
-                let io = io.clone();
-                async move {
-                    if let Some(kept) = self.manifests.get(m.manifest_path.as_str()) {
-                        return Ok::<_, crate::Error>(kept);
-                    }
-                    let manifest = m.load_manifest(&io).await.or_ours()?;
-                    let spec_id = manifest.metadata().partition_spec().spec_id();
-                    let files: Vec<DataFile> = manifest
-                        .entries()
-                        .iter()
-                        .filter(|e| e.is_alive())
-                        .map(|e| e.data_file().clone())
-                        .collect();
-                    let bytes = files.iter().map(entry_bytes).sum::<usize>() + 128;
-                    let kept = Arc::new(ManifestFiles { spec_id, files });
-                    self.manifests
-                        .put(m.manifest_path.clone(), kept.clone(), bytes);
-                    Ok(kept)
-                }
-            })
-            .buffered(MANIFEST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let files = Arc::new(SnapshotFiles {
-            manifests,
-            has_deletes,
-        });
+        let files = Arc::new(read_snapshot(table, snapshot, Some(&self.manifests)).await?);
         if let Ok(mut kept) = self.snapshots.lock()
             && kept.iter().all(|(s, _)| *s != id)
         {
