@@ -295,6 +295,18 @@ fn progress(row: &Row, elapsed: Duration) -> String {
     )
 }
 
+/// How long `table` takes to plan the tenant-month scan, in ms.
+async fn tenant_month_plan_ms(table: &SalesHistory, settings: &Settings) -> Res<f64> {
+    let t = Instant::now();
+    table
+        .scan()
+        .tenant(TENANT)
+        .sold_between(settings.month_start, settings.month_end)
+        .plan()
+        .await?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
 /// The measurements of one variant after `commits` commits.
 async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row> {
     let ms = |&(s, e): &(Instant, Instant)| (e - s).as_secs_f64() * 1e3;
@@ -332,25 +344,11 @@ async fn checkpoint(settings: &Settings, o: &mut Ours, commits: u64) -> Res<Row>
         crate::STAGE,
     )
     .await?;
-    let t = Instant::now();
-    fresh
-        .scan()
-        .tenant(TENANT)
-        .sold_between(settings.month_start, settings.month_end)
-        .plan()
-        .await?;
-    let plan_first_ms = t.elapsed().as_secs_f64() * 1e3;
+    let plan_first_ms = tenant_month_plan_ms(&fresh, settings).await?;
     drop(fresh);
     let (mut plans, mut counts, mut count_rows) = (Vec::new(), Vec::new(), 0);
     for _ in 0..settings.reps {
-        let t = Instant::now();
-        table
-            .scan()
-            .tenant(TENANT)
-            .sold_between(settings.month_start, settings.month_end)
-            .plan()
-            .await?;
-        plans.push(t.elapsed().as_secs_f64() * 1e3);
+        plans.push(tenant_month_plan_ms(table, settings).await?);
         let t = Instant::now();
         count_rows = table
             .scan()

@@ -28,7 +28,7 @@ pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
 }
 
 /// Every live data file of `snapshot` of `table` (read from storage, nothing kept).
-pub(crate) async fn live_in(
+async fn live_in(
     table: &Table,
     current: &iceberg::spec::SnapshotRef,
 ) -> Result<Vec<Live>> {

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::position::Positions;
 use crate::table::SalesHistory;
 
-pub(crate) use live::{Live, LiveCache, live, live_in, refuse_delete_files};
+pub(crate) use live::{Live, LiveCache, live, refuse_delete_files};
 pub use merge::{
     MANIFEST_MERGE_ENABLED_PROPERTY, MANIFEST_MIN_COUNT_TO_MERGE_PROPERTY,
     MANIFEST_TARGET_SIZE_BYTES_PROPERTY,

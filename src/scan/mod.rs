@@ -449,11 +449,11 @@ impl Scan {
             tasks.retain(|t| only.contains(&t.path));
         }
         metrics.files_planned = tasks.len() as u64;
-        metrics.data_files_in_snapshot = match total_data_files(&table, id) {
-            Some(n) => n,
-            None if kept.is_some() => kept.as_ref().map_or(0, |k| k.len() as u64),
-            None if predicate.is_none() && !resolved.matches_nothing => tasks.len() as u64,
-            None => {
+        metrics.data_files_in_snapshot = match (total_data_files(&table, id), &kept) {
+            (Some(n), _) => n,
+            (None, Some(live)) => live.len() as u64,
+            (None, None) if predicate.is_none() && !resolved.matches_nothing => tasks.len() as u64,
+            (None, None) => {
                 let all = table
                     .scan()
                     .snapshot_id(id)
@@ -494,7 +494,8 @@ impl Scan {
         let output = self.output_columns()?;
         let planned = self.plan_tasks(output).await?;
         // iceberg 0.10.1's planner leaves `FileScanTask::partition_spec` unset: with one spec
-        // every file has it; with several (an evolved layout) the snapshot's manifests say.
+        // every file has it; with several (an evolved layout) the snapshot's manifests, as the
+        // handle keeps them, say.
         let metadata = planned.table.metadata();
         let specs: std::collections::HashMap<String, i32> = match (
             metadata.partition_specs_iter().len(),
@@ -502,10 +503,14 @@ impl Scan {
         ) {
             (n, Some(id)) if n > 1 && planned.tasks.iter().any(|t| t.spec_id.is_none()) => {
                 match metadata.snapshot_by_id(id) {
-                    Some(snapshot) => crate::commit::live_in(&planned.table, snapshot)
+                    Some(snapshot) => self
+                        .table
+                        .shared
+                        .live_files
+                        .snapshot_files(&planned.table, snapshot)
                         .await?
-                        .into_iter()
-                        .map(|l| (l.file.file_path().to_string(), l.spec_id))
+                        .iter()
+                        .map(|(spec_id, f)| (f.file_path().to_string(), spec_id))
                         .collect(),
                     None => Default::default(),
                 }

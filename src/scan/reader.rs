@@ -51,12 +51,11 @@ pub(crate) struct ReadPlan {
     /// Which decoder reads the `embedding` column.
     pub(crate) decode: Mode,
     pub(crate) counters: Arc<Counters>,
-    /// Where reads keep the footers (with page index) they parse: a handle's.
+    /// Where reads keep the footers they parse (with the page index once read): a handle's.
     pub(crate) footers: Option<Arc<FooterCache>>,
 }
 
-/// A data file's parsed footer with its page index, kept for filtered reads and reads of rows
-/// by position.
+/// A data file's parsed footer, with its page index once a read needed it.
 #[derive(Clone)]
 pub(crate) struct Footer {
     metadata: Arc<ParquetMetaData>,
@@ -66,8 +65,8 @@ pub(crate) struct Footer {
     size: u64,
 }
 
-/// Parsed footers (metadata and page index) of the data files a handle read with a page
-/// index (tenant and time filters, rows by position), by path, least recently used evicted
+/// Parsed footers of the data files a handle read (with the page index once a tenant or time
+/// filter or a read of rows by position needed it), by path, least recently used evicted
 /// beyond a byte cap.
 ///
 /// A similarity search reads its `k × refine` candidates back from their data files, one or
