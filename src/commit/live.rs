@@ -28,10 +28,7 @@ pub(crate) async fn live(table: &Table) -> Result<Vec<Live>> {
 }
 
 /// Every live data file of `snapshot` of `table` (read from storage, nothing kept).
-async fn live_in(
-    table: &Table,
-    current: &iceberg::spec::SnapshotRef,
-) -> Result<Vec<Live>> {
+async fn live_in(table: &Table, current: &iceberg::spec::SnapshotRef) -> Result<Vec<Live>> {
     let files = read_snapshot(table, current, None).await?;
     Ok(files
         .iter()
