@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
@@ -537,13 +538,37 @@ impl SalesHistory {
     }
 
     /// Reloads the table from the catalog (to see other writers' commits) and re-checks drift.
+    ///
+    /// The catalog is asked first where the table's metadata is (one SQLite row or one
+    /// `GetTable`). Still where this handle has it: nothing is read, since a metadata file
+    /// never changes once written. Elsewhere: that file is read. Where the catalog cannot say
+    /// (a custom catalog) or the question fails, the table is loaded through the catalog.
     pub async fn refresh(&self) -> Result<()> {
-        let table = self
-            .shared
-            .catalog
-            .load_table(&self.shared.ident)
-            .await
-            .or_ours()?;
+        let held = self.current();
+        let probed = self.swap().current_location(&self.shared.ident).await;
+        let read = match probed {
+            Some(location) if held.metadata_location() == Some(location.as_str()) => {
+                self.lock_cached().seen_at = Instant::now();
+                return Ok(());
+            }
+            Some(location) => match TableMetadata::read_from(held.file_io(), &location).await {
+                Ok(metadata) => Some(crate::commit::table_at(&held, metadata, location)?),
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the probed metadata failed; loading the table");
+                    None
+                }
+            },
+            None => None,
+        };
+        let table = match read {
+            Some(table) => table,
+            None => self
+                .shared
+                .catalog
+                .load_table(&self.shared.ident)
+                .await
+                .or_ours()?,
+        };
         let differences = schema::drift(table.metadata());
         if !differences.is_empty() {
             return Err(Error::SchemaDrift {

@@ -48,6 +48,7 @@ pub use merge::{
 pub(crate) use owned::Owned;
 pub(crate) use retry::RetryPolicy;
 pub use stage::METADATA_DELETE_AFTER_COMMIT_PROPERTY;
+pub(crate) use stage::table_at;
 
 /// What one committed append added.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -344,3 +344,13 @@ async fn vector_index_on_glue_and_s3() {
         removed.deleted_files
     );
 }
+
+/// On Glue, a refresh asks `GetTable` where the metadata is and reads it only when it moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_on_glue_reads_metadata_only_when_the_table_moved() {
+    crate::support::refresh_reads_metadata_only_when_the_catalog_moved(
+        &moto().fresh("refresh-probe"),
+        "refreshprobe",
+    )
+    .await;
+}

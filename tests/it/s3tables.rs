@@ -497,3 +497,11 @@ async fn layout_evolve_and_migration_on_s3_tables() {
     assert_eq!(table.scan().count().await.unwrap(), 100);
     assert_eq!(table.scan().tenant(tenant).count().await.unwrap(), want);
 }
+
+/// On S3 Tables, a refresh asks `GetTable` where the metadata is and reads it only when it
+/// moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_on_s3_tables_reads_metadata_only_when_the_table_moved() {
+    let config: CatalogConfig = fresh("refresh-probe").await.into();
+    crate::support::refresh_reads_metadata_only_when_the_catalog_moved(&config, "probe").await;
+}

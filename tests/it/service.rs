@@ -359,3 +359,15 @@ async fn replicas_starting_together_on_a_new_stage_all_succeed_on_s3_tables() {
     };
     check_cold_start(&config, 4, &times, "S3 Tables (moto)").await;
 }
+
+/// On the local catalog, a refresh reads one SQLite row, and `metadata.json` only when the
+/// row moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reads_metadata_only_when_the_local_catalog_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::refresh_reads_metadata_only_when_the_catalog_moved(
+        &CatalogConfig::local(dir.path()),
+        "probe",
+    )
+    .await;
+}

@@ -268,3 +268,59 @@ pub fn example(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A refresh asks the catalog where the metadata is before it reads anything: with the
+/// catalog still at the version a reader holds, the reader's reads reload nothing (shown by
+/// the current metadata file being unreadable while they succeed, where opening the table
+/// fails), and another writer's commit is still seen by the next read.
+pub async fn refresh_reads_metadata_only_when_the_catalog_moved(
+    config: &CatalogConfig,
+    stage: &str,
+) {
+    let options = TableOptions::default().embedding_dimension(DIM);
+    let writer = SalesHistory::ensure_with(config, stage, options.clone())
+        .await
+        .expect("ensure");
+    writer.append(sample(7, DIM, 1)).await.expect("append");
+    let reader = SalesHistory::open(config, stage).await.expect("open");
+    assert_eq!(reader.scan().count().await.expect("count"), 7);
+
+    let held = reader.iceberg_table();
+    let location = held.metadata_location().expect("a location").to_string();
+    let io = held.file_io().clone();
+    let bytes = io
+        .new_input(&location)
+        .expect("input")
+        .read()
+        .await
+        .expect("read metadata");
+    let output = io.new_output(&location).expect("output");
+    output
+        .write(bytes::Bytes::from_static(b"{ not metadata"))
+        .await
+        .expect("overwrite metadata");
+    // Reads under `Freshness::Latest` refresh first; the catalog has not moved.
+    let counted = reader.scan().count().await;
+    let refreshed = reader.refresh().await;
+    let opened = SalesHistory::open(config, stage).await;
+    io.new_output(&location)
+        .expect("output")
+        .write(bytes)
+        .await
+        .expect("restore metadata");
+    assert_eq!(counted.expect("a read with an unchanged catalog"), 7);
+    refreshed.expect("a refresh with an unchanged catalog");
+    assert!(
+        opened.is_err(),
+        "opening must read the (unreadable) metadata file, so the reads above did not"
+    );
+
+    // Another writer commits: the next read of the reader sees it.
+    writer.append(sample(5, DIM, 2)).await.expect("append");
+    assert_eq!(reader.scan().count().await.expect("count"), 12);
+    assert_eq!(
+        reader.iceberg_table().metadata_location(),
+        writer.iceberg_table().metadata_location()
+    );
+    assert_eq!(reader.snapshots().await.expect("snapshots").len(), 2);
+}

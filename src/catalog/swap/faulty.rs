@@ -124,6 +124,10 @@ impl MetadataSwap for FaultySwap {
         }
     }
 
+    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+        self.inner.current_location(ident).await
+    }
+
     async fn swap(&self, proposal: Proposal<'_>) -> Result<Swapped, SwapError> {
         let fault = self
             .faults

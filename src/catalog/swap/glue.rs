@@ -36,6 +36,22 @@ impl GlueSwap {
 
 #[async_trait]
 impl MetadataSwap for GlueSwap {
+    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+        let client = self.client.get_or_init(|| self.config.glue_client()).await;
+        let got = client
+            .get_table()
+            .set_catalog_id(self.config.catalog_id.clone())
+            .database_name(ident.namespace().join("."))
+            .name(ident.name())
+            .send()
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(error = %e, "probing Glue failed; the table is loaded");
+            })
+            .ok()?;
+        got.table()?.parameters()?.get("metadata_location").cloned()
+    }
+
     async fn swap(&self, proposal: Proposal<'_>) -> Result<Swapped, SwapError> {
         use aws_sdk_glue::operation::update_table::UpdateTableError;
         use aws_sdk_glue::types::TableInput;

@@ -137,6 +137,18 @@ pub(crate) trait MetadataSwap: Send + Sync + std::fmt::Debug {
 
     /// Performs the proposal if the table is still where the attempt read it.
     async fn swap(&self, proposal: Proposal<'_>) -> Result<Swapped, SwapError>;
+
+    /// Where the catalog has the table's metadata now, asked more cheaply than loading the
+    /// table: one row (SQLite) or one `GetTable` (Glue, S3 Tables), no `metadata.json` read or
+    /// parsed. `None`: this catalog cannot say, or the probe failed; the caller loads the table
+    /// (and meets any real error there, classified as every load is).
+    ///
+    /// [`SalesHistory::refresh`](crate::SalesHistory::refresh) uses it: a metadata file never
+    /// changes once written, so a catalog still at the location a handle holds means nothing
+    /// to reload, and a new location is read directly.
+    async fn current_location(&self, _ident: &TableIdent) -> Option<String> {
+        None
+    }
 }
 
 /// The swap of a catalog configuration.

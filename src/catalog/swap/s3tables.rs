@@ -37,6 +37,25 @@ impl MetadataSwap for S3TablesSwap {
         false
     }
 
+    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+        let client = self
+            .client
+            .get_or_init(|| self.config.s3tables_client())
+            .await;
+        let got = client
+            .get_table()
+            .table_bucket_arn(&self.config.table_bucket_arn)
+            .namespace(ident.namespace().join("."))
+            .name(ident.name())
+            .send()
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(error = %e, "probing S3 Tables failed; the table is loaded");
+            })
+            .ok()?;
+        got.metadata_location().map(str::to_string)
+    }
+
     async fn swap(&self, proposal: Proposal<'_>) -> Result<Swapped, SwapError> {
         use aws_sdk_s3tables::operation::update_table_metadata_location::UpdateTableMetadataLocationError;
         let Proposal::Location {

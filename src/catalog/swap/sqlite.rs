@@ -59,10 +59,53 @@ impl SqliteSwap {
     }
 }
 
+/// The swap's connection, opened on first use.
+async fn connection<'a>(
+    swap: &SqliteSwap,
+    guard: &'a mut Option<sqlx::SqliteConnection>,
+) -> Result<&'a mut sqlx::SqliteConnection, SwapError> {
+    use sqlx::ConnectOptions;
+    Ok(match guard {
+        Some(c) => c,
+        None => guard.insert(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&swap.path)
+                .create_if_missing(false)
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Persist)
+                .connect()
+                .await
+                .map_err(|e| swap.failed("opening", e))?,
+        ),
+    })
+}
+
 #[async_trait]
 impl MetadataSwap for SqliteSwap {
+    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+        use sqlx::Row;
+        let mut guard = self.conn.lock().await;
+        let conn = connection(self, &mut guard).await.ok()?;
+        let row = sqlx::query(
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
+        )
+        .bind(LOCAL_CATALOG_NAME)
+        .bind(ident.namespace().join("."))
+        .bind(ident.name())
+        .fetch_optional(&mut *conn)
+        .await;
+        match row {
+            Ok(row) => row?.try_get::<Option<String>, _>(0).ok().flatten(),
+            Err(e) => {
+                tracing::debug!(error = %e, "probing the local catalog failed; the table is loaded");
+                *guard = None;
+                None
+            }
+        }
+    }
+
     async fn swap(&self, proposal: Proposal<'_>) -> Result<Swapped, SwapError> {
-        use sqlx::ConnectOptions;
         let Proposal::Location {
             ident,
             expected,
@@ -74,19 +117,7 @@ impl MetadataSwap for SqliteSwap {
             )));
         };
         let mut guard = self.conn.lock().await;
-        let conn = match &mut *guard {
-            Some(c) => c,
-            None => guard.insert(
-                sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(&self.path)
-                    .create_if_missing(false)
-                    .busy_timeout(std::time::Duration::from_secs(5))
-                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Persist)
-                    .connect()
-                    .await
-                    .map_err(|e| self.failed("opening", e))?,
-            ),
-        };
+        let conn = connection(self, &mut guard).await?;
         let result = sqlx::query(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
