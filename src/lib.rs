@@ -128,3 +128,10 @@ pub use verify::{Check, VerifyReport};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The cores this process may use (`std::thread::available_parallelism`, at least 1), asked
+/// once: on Linux each ask reads the cgroup files, which costs more than planning a small scan.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}

@@ -247,7 +247,7 @@ impl IndexEmbeddings {
             report.duration = start.elapsed();
             return Ok(report);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::cores();
 
         // A codebook: the previous one, or trained on a sample spread over the live files.
         let (book, trained_on_rows) = match book {

@@ -285,7 +285,7 @@ pub(crate) async fn search(
             failed: None,
         })
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::cores();
     loop {
         // This round's lists per segment (empty lists skipped without a read).
         let mut reads: Vec<(usize, u32, std::ops::Range<u64>)> = Vec::new();

@@ -498,6 +498,8 @@ impl Resolved {
                 };
                 tests.push((pos, test));
             }
+            // Integer comparisons before string ones: most files fail the cheaper test.
+            tests.sort_by_key(|(_, t)| matches!(t, PartitionTest::Tenants(_)));
             specs.push((spec.spec_id(), tests));
         }
         Pruner {

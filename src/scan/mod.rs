@@ -395,14 +395,18 @@ impl Scan {
         read.sort();
         read.dedup();
         let predicate = resolved.predicate();
-        let mut builder = table
-            .scan()
-            .snapshot_id(id)
-            .select(read.iter().map(|c| c.name()));
-        if let Some(p) = predicate.clone() {
-            builder = builder.with_filter(p);
-        }
-        let scan = builder.build().or_ours()?;
+        // iceberg's scan: built only when its planner or reader is needed (building one
+        // costs more than planning from kept manifests).
+        let iceberg_scan = || {
+            let mut builder = table
+                .scan()
+                .snapshot_id(id)
+                .select(read.iter().map(|c| c.name()));
+            if let Some(p) = predicate.clone() {
+                builder = builder.with_filter(p);
+            }
+            builder.build().or_ours()
+        };
         // The snapshot's live files kept by the handle, pruned here (no delete files: those
         // need iceberg's planner and reader).
         let kept = match (resolved.matches_nothing, self.iceberg_planner) {
@@ -435,7 +439,7 @@ impl Scan {
                     })
                     .collect()
             }
-            (None, false) => scan
+            (None, false) => iceberg_scan()?
                 .plan_files()
                 .await
                 .or_ours()?
@@ -443,6 +447,11 @@ impl Scan {
                 .try_collect()
                 .await
                 .or_ours()?,
+        };
+        // iceberg's reader reads the scan when a file needs it (delete files, not Parquet).
+        let scan = match tasks.iter().any(|t| !t.own_readable) {
+            true => Some(iceberg_scan()?),
+            false => None,
         };
         tasks.sort_by(|a, b| a.path.cmp(&b.path));
         if let Some(only) = &self.only_files {
@@ -480,7 +489,7 @@ impl Scan {
         let filter = (!resolved.is_trivial()).then_some(resolved);
         Ok(Planned {
             table,
-            scan: Some(scan),
+            scan,
             tasks,
             metrics,
             filter,
@@ -579,7 +588,7 @@ impl Scan {
                         rows: None,
                     })
                     .collect();
-                let default = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+                let default = crate::cores() * 2;
                 let workers = match self.limit {
                     Some(_) => 1,
                     None => self.concurrency.unwrap_or(default),
