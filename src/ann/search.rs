@@ -192,8 +192,7 @@ pub(crate) async fn search(
     // manifest entries): the files of a scan with this filter, without planning one per query.
     let pruner = resolved.pruner(version.metadata());
     let files: Vec<(&str, u64)> = live
-        .iter()
-        .filter(|(spec, f)| pruner.may_match(*spec, f))
+        .matching(&pruner)
         .map(|(_, f)| (f.file_path(), f.file_size_in_bytes()))
         .collect();
     metrics.files_planned = files.len();

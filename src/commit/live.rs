@@ -74,9 +74,33 @@ async fn read_snapshot(
                     .filter(|e| e.is_alive())
                     .map(|e| e.data_file().clone())
                     .collect();
-                let read = Arc::new(ManifestFiles { spec_id, files });
+                // Each file's month partition, when the spec has one: a scan's month test
+                // reads these few bytes instead of every file's partition struct.
+                let spec = manifest.metadata().partition_spec();
+                let month_at = spec.fields().iter().position(|f| {
+                    f.transform == iceberg::spec::Transform::Month
+                        && f.source_id == crate::Column::SoldDate.field_id()
+                });
+                let months = files
+                    .iter()
+                    .map(
+                        |f| match month_at.and_then(|at| f.partition().fields().get(at)) {
+                            Some(Some(iceberg::spec::Literal::Primitive(
+                                iceberg::spec::PrimitiveLiteral::Int(m),
+                            ))) => Some(*m),
+                            _ => None,
+                        },
+                    )
+                    .collect();
+                let read = Arc::new(ManifestFiles {
+                    spec_id,
+                    files,
+                    months,
+                });
                 if let Some(kept) = kept {
-                    let bytes = read.files.iter().map(entry_bytes).sum::<usize>() + 128;
+                    let bytes = read.files.iter().map(entry_bytes).sum::<usize>()
+                        + read.months.len() * std::mem::size_of::<Option<i32>>()
+                        + 128;
                     kept.put(m.manifest_path.clone(), read.clone(), bytes);
                 }
                 Ok(read)
@@ -129,6 +153,9 @@ pub(crate) async fn refuse_delete_files(table: &Table, operation: &str) -> Resul
 pub(crate) struct ManifestFiles {
     pub(crate) spec_id: i32,
     pub(crate) files: Vec<DataFile>,
+    /// Each file's `month(sold_date)` partition value (months since 1970-01), when its spec
+    /// has that field.
+    months: Vec<Option<i32>>,
 }
 
 /// A snapshot's live data files, manifest by manifest (shared with the other snapshots that
@@ -147,6 +174,23 @@ impl SnapshotFiles {
         self.manifests
             .iter()
             .flat_map(|m| m.files.iter().map(move |f| (m.spec_id, f)))
+    }
+
+    /// The live data files `pruner` keeps, with their partition spec ids: the month partition
+    /// value (kept side by side) is tested first, then the file's entry.
+    pub(crate) fn matching<'a, 'p, 'f>(
+        &'a self,
+        pruner: &'p crate::scan::Pruner<'f>,
+    ) -> impl Iterator<Item = (i32, &'a DataFile)> + use<'a, 'p, 'f> {
+        self.manifests.iter().flat_map(move |m| {
+            m.files
+                .iter()
+                .zip(&m.months)
+                .filter(move |(f, month)| {
+                    pruner.month_may_match(**month) && pruner.may_match(m.spec_id, f)
+                })
+                .map(move |(f, _)| (m.spec_id, f))
+        })
     }
 
     /// How many live data files.

@@ -448,23 +448,24 @@ impl Resolved {
             .iter()
             .find(|(c, _)| *c == Column::TenantId)
             .map(|(_, v)| v);
+        // Months [first, last] that hold a row of [lo, hi).
+        let months = (self.sold != (None, None)).then(|| {
+            (
+                self.sold.0.map(|l| Month::of_micros(l).ordinal()),
+                self.sold
+                    .1
+                    .map(|h| Month::of_micros(h.saturating_sub(1)).ordinal()),
+            )
+        });
         let mut specs = Vec::new();
         for spec in metadata.partition_specs_iter() {
             let mut tests = Vec::new();
             for (pos, field) in spec.fields().iter().enumerate() {
                 let test = match (&field.transform, field.source_id) {
-                    (Transform::Month, id) if id == Column::SoldDate.field_id() => {
-                        if self.sold == (None, None) {
-                            continue;
-                        }
-                        // Months [first, last] that hold a row of [lo, hi).
-                        let first = self.sold.0.map(|l| Month::of_micros(l).ordinal());
-                        let last = self
-                            .sold
-                            .1
-                            .map(|h| Month::of_micros(h.saturating_sub(1)).ordinal());
-                        PartitionTest::Months(first, last)
-                    }
+                    (Transform::Month, id) if id == Column::SoldDate.field_id() => match months {
+                        Some((first, last)) => PartitionTest::Months(first, last),
+                        None => continue,
+                    },
                     (Transform::Identity, id) if id == Column::TenantId.field_id() => match tenants
                     {
                         Some(values) => PartitionTest::Tenants(values.clone()),
@@ -505,6 +506,7 @@ impl Resolved {
         Pruner {
             filter: self,
             specs,
+            months,
         }
     }
 
@@ -880,9 +882,23 @@ enum PartitionTest {
 pub(crate) struct Pruner<'a> {
     filter: &'a Resolved,
     specs: Vec<(i32, Vec<(usize, PartitionTest)>)>,
+    /// The filter's months `[first, last]`, when it bounds the time.
+    months: Option<(Option<i32>, Option<i32>)>,
 }
 
 impl Pruner<'_> {
+    /// Whether a file whose `month(sold_date)` partition value is `month` may hold a matching
+    /// row by that value alone (`true` without one): the cheap first test of a plan, on the
+    /// values a handle keeps side by side with its live files.
+    pub(crate) fn month_may_match(&self, month: Option<i32>) -> bool {
+        match (self.months, month) {
+            (Some((first, last)), Some(m)) => {
+                first.is_none_or(|f| m >= f) && last.is_none_or(|l| m <= l)
+            }
+            _ => true,
+        }
+    }
+
     /// Whether some row of `file`, written under spec `spec_id`, may match.
     pub(crate) fn may_match(&self, spec_id: i32, file: &iceberg::spec::DataFile) -> bool {
         use iceberg::spec::{Literal, PrimitiveLiteral as P};

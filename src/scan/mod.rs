@@ -25,8 +25,8 @@ use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 
 pub use embedding::{EMBEDDING_DECODE_ENV, EmbeddingDecoder};
-pub(crate) use filter::Resolved;
 pub use filter::ScanFilter;
+pub(crate) use filter::{Pruner, Resolved};
 use metrics::Counters;
 pub use metrics::ScanMetrics;
 pub use partial::PartialSaleRecord;
@@ -428,8 +428,7 @@ impl Scan {
             (_, true) => Vec::new(),
             (Some(live), false) => {
                 let pruner = resolved.pruner(table.metadata());
-                live.iter()
-                    .filter(|(spec, f)| pruner.may_match(*spec, f))
+                live.matching(&pruner)
                     .map(|(spec, f)| PlanFile {
                         path: f.file_path().to_string(),
                         size: f.file_size_in_bytes(),
