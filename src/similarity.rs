@@ -309,7 +309,7 @@ pub(crate) async fn exact_top(
     scan: crate::scan::Scan,
     q_norm: f64,
 ) -> Result<(Vec<(SimilarSale, TieKey)>, usize)> {
-    let tasks = s.parallelism.unwrap_or_else(|| crate::cores());
+    let tasks = s.parallelism.unwrap_or_else(crate::cores);
     let mut stream = scan.execute().await?;
     let files = stream.metrics().files_planned as usize;
     let query = std::sync::Arc::new(s.query.clone());

@@ -161,7 +161,7 @@ impl Append {
             });
         }
         // 3. Write one set of files per month.
-        let tasks = self.parallelism.unwrap_or_else(|| crate::cores());
+        let tasks = self.parallelism.unwrap_or_else(crate::cores);
         let mut change = Change::new(table, ChangeKind::Append, commit_id);
         let base = table.current();
         change.written_spec_id = Some(base.metadata().default_partition_spec_id());

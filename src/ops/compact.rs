@@ -538,7 +538,7 @@ async fn rewrite_bins(
     created: &mut Vec<String>,
 ) -> Result<Vec<DataFile>> {
     let parallel = parallel
-        .unwrap_or_else(|| crate::cores())
+        .unwrap_or_else(crate::cores)
         .clamp(1, bins.len().max(1));
     // Boxed: the futures borrow `bins`, and a plain `map` closure's future is not provably
     // `Send` for every lifetime (rustc's higher-ranked auto-trait limitation).

@@ -278,7 +278,7 @@ pub async fn refresh_reads_metadata_only_when_the_catalog_moved(
     stage: &str,
 ) {
     let options = TableOptions::default().embedding_dimension(DIM);
-    let writer = SalesHistory::ensure_with(config, stage, options.clone())
+    let writer = SalesHistory::ensure_with(config, stage, options)
         .await
         .expect("ensure");
     writer.append(sample(7, DIM, 1)).await.expect("append");
