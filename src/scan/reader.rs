@@ -680,41 +680,22 @@ fn read_ranges(
 ) -> std::io::Result<Vec<bytes::Bytes>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
-    // Ranges closer than this are read as one (a small file's column chunks are adjacent):
-    // one allocation and one read instead of one per column.
-    const GAP: u64 = 16 << 10;
-    let mut order: Vec<usize> = (0..ranges.len()).collect();
-    order.sort_by_key(|&i| ranges[i].start);
-    let mut out = vec![bytes::Bytes::new(); ranges.len()];
-    let mut at = 0;
-    while at < order.len() {
-        let start = ranges[order[at]].start;
-        let mut end = ranges[order[at]].end;
-        let mut next = at + 1;
-        while next < order.len() && ranges[order[next]].start <= end.saturating_add(GAP) {
-            end = end.max(ranges[order[next]].end);
-            next += 1;
-        }
-        let len = end.saturating_sub(start);
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.seek(SeekFrom::Start(start))?;
-        (&mut file).take(len).read_to_end(&mut buf)?;
-        if buf.len() as u64 != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("bytes {start}..{end} are past the end of the file"),
-            ));
-        }
-        let span = bytes::Bytes::from(buf);
-        for &i in &order[at..next] {
-            let r = &ranges[i];
-            let from = usize::try_from(r.start - start).unwrap_or(usize::MAX);
-            let to = usize::try_from(r.end.max(r.start) - start).unwrap_or(usize::MAX);
-            out[i] = span.slice(from.min(span.len())..to.min(span.len()));
-        }
-        at = next;
-    }
-    Ok(out)
+    ranges
+        .iter()
+        .map(|r| {
+            let len = r.end - r.start;
+            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            file.seek(SeekFrom::Start(r.start))?;
+            (&mut file).take(len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("bytes {}..{} are past the end of the file", r.start, r.end),
+                ));
+            }
+            Ok(bytes::Bytes::from(buf))
+        })
+        .collect()
 }
 
 /// A file of which only some byte ranges were fetched: the decoder's view of a partial read.
@@ -1254,37 +1235,5 @@ mod footer_tests {
         assert!(one.bytes() <= bytes + bytes / 2);
         assert!(one.get(c.as_str()).is_some_and(|f| f.size == c_size));
         assert!(one.get(b.as_str()).is_none());
-    }
-}
-
-#[cfg(test)]
-mod read_ranges_tests {
-    use super::read_ranges;
-
-    /// Ranges read as merged spans give each range exactly its own bytes, whatever their
-    /// order, overlaps, adjacency and gaps; a range past the end is an error.
-    #[test]
-    fn merged_reads_give_each_range_its_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let ranges = [
-            150_000..150_100, // far from the others: a span of its own
-            10..20,
-            20..4_000,      // adjacent to the previous one
-            100..300,       // inside an earlier one
-            9_000..9_001,   // a gap below the merge distance
-            50_000..50_000, // empty
-            60_000..199_999,
-            0..200_000,
-        ];
-        let got = read_ranges(&path, &ranges).unwrap();
-        assert_eq!(got.len(), ranges.len());
-        for (r, b) in ranges.iter().zip(&got) {
-            assert_eq!(&b[..], &data[r.start as usize..r.end as usize], "{r:?}");
-        }
-        let err = read_ranges(&path, &[10..20, 199_990..200_010]).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
