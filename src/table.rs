@@ -140,6 +140,32 @@ pub enum Freshness {
     Cached,
 }
 
+/// Reads and parses a metadata file, the parsing on the blocking pool: a table that keeps
+/// thousands of snapshots has a metadata file of megabytes, tens of milliseconds of JSON
+/// (iceberg's `TableMetadata::read_from` parses in the calling task; it still reads the
+/// gzip-compressed files other engines may write).
+async fn read_metadata(io: &iceberg::io::FileIO, location: &str) -> iceberg::Result<TableMetadata> {
+    let bytes = io.new_input(location)?.read().await?;
+    if bytes.starts_with(&[0x1F, 0x8B]) {
+        return TableMetadata::read_from(io, location).await;
+    }
+    tokio::task::spawn_blocking(move || serde_json::from_slice::<TableMetadata>(&bytes))
+        .await
+        .map_err(|e| {
+            iceberg::Error::new(
+                ErrorKind::Unexpected,
+                format!("the metadata parsing task failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            iceberg::Error::new(
+                ErrorKind::DataInvalid,
+                "the metadata file is not table metadata",
+            )
+            .with_source(e)
+        })
+}
+
 /// A handle on `pricing_intelligence_{stage}.sales_history`.
 ///
 /// Cheap to clone (the state is shared), `Send + Sync`, and every operation's builder owns
@@ -551,7 +577,7 @@ impl SalesHistory {
                 self.lock_cached().seen_at = Instant::now();
                 return Ok(());
             }
-            Some(location) => match TableMetadata::read_from(held.file_io(), &location).await {
+            Some(location) => match read_metadata(held.file_io(), &location).await {
                 Ok(metadata) => Some(crate::commit::table_at(&held, metadata, location)?),
                 Err(e) => {
                     tracing::debug!(error = %e, "reading the probed metadata failed; loading the table");
