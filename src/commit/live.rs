@@ -176,8 +176,8 @@ impl SnapshotFiles {
             .flat_map(|m| m.files.iter().map(move |f| (m.spec_id, f)))
     }
 
-    /// The live data files `pruner` keeps, with their partition spec ids: the month partition
-    /// value (kept side by side) is tested first, then the file's entry.
+    /// The live data files `pruner` keeps, with their partition spec ids (each file tested with
+    /// its month partition value kept side by side).
     pub(crate) fn matching<'a, 'p, 'f>(
         &'a self,
         pruner: &'p crate::scan::Pruner<'f>,
@@ -186,9 +186,7 @@ impl SnapshotFiles {
             m.files
                 .iter()
                 .zip(&m.months)
-                .filter(move |(f, month)| {
-                    pruner.month_may_match(**month) && pruner.may_match(m.spec_id, f)
-                })
+                .filter(move |(f, month)| pruner.may_match(m.spec_id, **month, f))
                 .map(move |(f, _)| (m.spec_id, f))
         })
     }

@@ -462,10 +462,6 @@ impl Resolved {
             let mut tests = Vec::new();
             for (pos, field) in spec.fields().iter().enumerate() {
                 let test = match (&field.transform, field.source_id) {
-                    (Transform::Month, id) if id == Column::SoldDate.field_id() => match months {
-                        Some((first, last)) => PartitionTest::Months(first, last),
-                        None => continue,
-                    },
                     (Transform::Identity, id) if id == Column::TenantId.field_id() => match tenants
                     {
                         Some(values) => PartitionTest::Tenants(values.clone()),
@@ -499,8 +495,6 @@ impl Resolved {
                 };
                 tests.push((pos, test));
             }
-            // Integer comparisons before string ones: most files fail the cheaper test.
-            tests.sort_by_key(|(_, t)| matches!(t, PartitionTest::Tenants(_)));
             specs.push((spec.spec_id(), tests));
         }
         Pruner {
@@ -862,11 +856,10 @@ mod tests {
     }
 }
 
-/// A test of one partition field's value.
+/// A test of one tenant partition field's value (the month is tested on the value kept beside
+/// each file: [`Pruner::may_match`]).
 #[derive(Debug)]
 enum PartitionTest {
-    /// `month(sold_date)` within `[first, last]` (months since 1970-01; `None`: unbounded).
-    Months(Option<i32>, Option<i32>),
     /// `identity(tenant_id)` one of these.
     Tenants(Vec<String>),
     /// `bucket(N, tenant_id)` one of these buckets.
@@ -882,27 +875,28 @@ enum PartitionTest {
 pub(crate) struct Pruner<'a> {
     filter: &'a Resolved,
     specs: Vec<(i32, Vec<(usize, PartitionTest)>)>,
-    /// The filter's months `[first, last]`, when it bounds the time.
+    /// The filter's months `[first, last]` (months since 1970-01; `None`: unbounded), when it
+    /// bounds the time.
     months: Option<(Option<i32>, Option<i32>)>,
 }
 
 impl Pruner<'_> {
-    /// Whether a file whose `month(sold_date)` partition value is `month` may hold a matching
-    /// row by that value alone (`true` without one): the cheap first test of a plan, on the
-    /// values a handle keeps side by side with its live files.
-    pub(crate) fn month_may_match(&self, month: Option<i32>) -> bool {
-        match (self.months, month) {
-            (Some((first, last)), Some(m)) => {
-                first.is_none_or(|f| m >= f) && last.is_none_or(|l| m <= l)
-            }
-            _ => true,
-        }
-    }
-
-    /// Whether some row of `file`, written under spec `spec_id`, may match.
-    pub(crate) fn may_match(&self, spec_id: i32, file: &iceberg::spec::DataFile) -> bool {
+    /// Whether some row of `file`, written under spec `spec_id` with `month` as its
+    /// `month(sold_date)` partition value (`None`: its spec has none), may match.
+    pub(crate) fn may_match(
+        &self,
+        spec_id: i32,
+        month: Option<i32>,
+        file: &iceberg::spec::DataFile,
+    ) -> bool {
         use iceberg::spec::{Literal, PrimitiveLiteral as P};
-        // The partition value first: a comparison, where the bounds are map lookups.
+        // The month first, from the value kept beside the file (its entry is not touched),
+        // then the tenant partition value: comparisons, where the bounds are map lookups.
+        if let (Some((first, last)), Some(m)) = (self.months, month)
+            && !(first.is_none_or(|f| m >= f) && last.is_none_or(|l| m <= l))
+        {
+            return false;
+        }
         let Some((_, tests)) = self.specs.iter().find(|(id, _)| *id == spec_id) else {
             return self.filter.file_may_match(file);
         };
@@ -912,9 +906,6 @@ impl Pruner<'_> {
                 return true;
             };
             match (test, value) {
-                (PartitionTest::Months(first, last), P::Int(m)) => {
-                    first.is_none_or(|f| *m >= f) && last.is_none_or(|l| *m <= l)
-                }
                 (PartitionTest::Tenants(t), P::String(v)) => t.iter().any(|t| t == v),
                 (PartitionTest::Buckets(b), P::Int(v)) => b.contains(v),
                 _ => true,

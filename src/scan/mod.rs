@@ -407,6 +407,7 @@ impl Scan {
             }
             builder.build().or_ours()
         };
+        let mut built = None;
         // The snapshot's live files kept by the handle, pruned here (no delete files: those
         // need iceberg's planner and reader).
         let kept = match (resolved.matches_nothing, self.iceberg_planner) {
@@ -438,19 +439,25 @@ impl Scan {
                     })
                     .collect()
             }
-            (None, false) => iceberg_scan()?
-                .plan_files()
-                .await
-                .or_ours()?
-                .map_ok(|t| PlanFile::of_task(&t))
-                .try_collect()
-                .await
-                .or_ours()?,
+            (None, false) => {
+                let scan = iceberg_scan()?;
+                let tasks = scan
+                    .plan_files()
+                    .await
+                    .or_ours()?
+                    .map_ok(|t| PlanFile::of_task(&t))
+                    .try_collect()
+                    .await
+                    .or_ours()?;
+                built = Some(scan);
+                tasks
+            }
         };
         // iceberg's reader reads the scan when a file needs it (delete files, not Parquet).
-        let scan = match tasks.iter().any(|t| !t.own_readable) {
-            true => Some(iceberg_scan()?),
-            false => None,
+        let scan = match (tasks.iter().any(|t| !t.own_readable), built) {
+            (true, Some(scan)) => Some(scan),
+            (true, None) => Some(iceberg_scan()?),
+            (false, _) => None,
         };
         tasks.sort_by(|a, b| a.path.cmp(&b.path));
         if let Some(only) = &self.only_files {

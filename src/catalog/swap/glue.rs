@@ -32,18 +32,31 @@ impl GlueSwap {
             client: tokio::sync::OnceCell::new(),
         }
     }
-}
 
-#[async_trait]
-impl MetadataSwap for GlueSwap {
-    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+    /// `GetTable` of the table: the probe's and the swap's one read.
+    async fn get_table(
+        &self,
+        ident: &iceberg::TableIdent,
+    ) -> Result<
+        aws_sdk_glue::operation::get_table::GetTableOutput,
+        aws_sdk_glue::error::SdkError<aws_sdk_glue::operation::get_table::GetTableError>,
+    > {
         let client = self.client.get_or_init(|| self.config.glue_client()).await;
-        let got = client
+        client
             .get_table()
             .set_catalog_id(self.config.catalog_id.clone())
             .database_name(ident.namespace().join("."))
             .name(ident.name())
             .send()
+            .await
+    }
+}
+
+#[async_trait]
+impl MetadataSwap for GlueSwap {
+    async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
+        let got = self
+            .get_table(ident)
             .await
             .inspect_err(|e| {
                 tracing::debug!(error = %e, "probing Glue failed; the table is loaded");
@@ -69,12 +82,8 @@ impl MetadataSwap for GlueSwap {
         let client = self.client.get_or_init(|| self.config.glue_client()).await;
         let database = ident.namespace().join(".");
         let name = ident.name();
-        let got = client
-            .get_table()
-            .set_catalog_id(self.config.catalog_id.clone())
-            .database_name(&database)
-            .name(name)
-            .send()
+        let got = self
+            .get_table(ident)
             .await
             .map_err(|e| read_failed(format!("Glue GetTable {database}.{name}"), e))?;
         let current = got.table().ok_or_else(|| {

@@ -29,6 +29,27 @@ impl S3TablesSwap {
             client: tokio::sync::OnceCell::new(),
         }
     }
+
+    /// `GetTable` of the table: the probe's and the swap's one read.
+    async fn get_table(
+        &self,
+        ident: &iceberg::TableIdent,
+    ) -> Result<
+        aws_sdk_s3tables::operation::get_table::GetTableOutput,
+        aws_sdk_s3tables::error::SdkError<aws_sdk_s3tables::operation::get_table::GetTableError>,
+    > {
+        let client = self
+            .client
+            .get_or_init(|| self.config.s3tables_client())
+            .await;
+        client
+            .get_table()
+            .table_bucket_arn(&self.config.table_bucket_arn)
+            .namespace(ident.namespace().join("."))
+            .name(ident.name())
+            .send()
+            .await
+    }
 }
 
 #[async_trait]
@@ -38,16 +59,8 @@ impl MetadataSwap for S3TablesSwap {
     }
 
     async fn current_location(&self, ident: &iceberg::TableIdent) -> Option<String> {
-        let client = self
-            .client
-            .get_or_init(|| self.config.s3tables_client())
-            .await;
-        let got = client
-            .get_table()
-            .table_bucket_arn(&self.config.table_bucket_arn)
-            .namespace(ident.namespace().join("."))
-            .name(ident.name())
-            .send()
+        let got = self
+            .get_table(ident)
             .await
             .inspect_err(|e| {
                 tracing::debug!(error = %e, "probing S3 Tables failed; the table is loaded");
@@ -74,12 +87,8 @@ impl MetadataSwap for S3TablesSwap {
             .await;
         let namespace = ident.namespace().join(".");
         let name = ident.name();
-        let got = client
-            .get_table()
-            .table_bucket_arn(&self.config.table_bucket_arn)
-            .namespace(&namespace)
-            .name(name)
-            .send()
+        let got = self
+            .get_table(ident)
             .await
             .map_err(|e| read_failed(format!("S3 Tables GetTable {namespace}.{name}"), e))?;
         let at = got.metadata_location();
