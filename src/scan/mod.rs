@@ -798,7 +798,7 @@ async fn read_ranges_of(
 /// Runs one file reader and collects its batches.
 async fn collect_file(plan: Arc<ReadPlan>, file: PlannedFile) -> Result<Vec<RecordBatch>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let reading = reader::read_file(plan, &file, tx);
+    let reading = reader::read_file(plan, &file, tx, None);
     let collecting = async {
         let mut out = Vec::new();
         while let Some(batch) = rx.recv().await {

@@ -30,6 +30,9 @@ use crate::schema::Column;
 const COALESCE_BYTES: u64 = 1 << 20;
 /// The same for local files, where a positioned read costs little.
 const COALESCE_LOCAL_BYTES: u64 = 16 << 10;
+/// A turn of a reader on the blocking pool fetching at most this many bytes is decoded in
+/// that reader (see [`read_file`]): a small file's turn, whose decoded batches are small too.
+const INLINE_TURN_BYTES: u64 = 4 << 20;
 /// First read of a file: enough for the footer of our files in one request.
 const FOOTER_PREFETCH: u64 = 16 * 1024;
 /// Length of the Parquet footer tail (metadata length + magic).
@@ -63,7 +66,14 @@ pub(crate) struct Footer {
     len: usize,
     /// The file's size (a kept footer serves only the file it was read from).
     size: u64,
+    /// The reader metadata over `metadata` (its Arrow schema and field levels), made by the
+    /// first read that needs it: converting the schema cost a small file's read ~4%.
+    reader: Arc<std::sync::OnceLock<ArrowReaderMetadata>>,
 }
+
+/// Bytes counted for a kept footer's reader metadata (its Arrow schema and field levels)
+/// per column of the file.
+const READER_METADATA_BYTES_PER_COLUMN: usize = 256;
 
 /// Parsed footers of the data files a handle read (with the page index once a tenant or time
 /// filter or a read of rows by position needed it), by path, least recently used evicted
@@ -150,10 +160,17 @@ fn positions(cols: &[Column], files: &FileColumns) -> (Vec<usize>, Vec<(Column, 
 /// The footer and then only the byte ranges of the needed column chunks (projection and
 /// filter columns, row groups kept by the statistics) are fetched through the table's
 /// `FileIO`; decoding runs on tokio's blocking pool.
+///
+/// `inline`: the caller runs on tokio's blocking pool (a reader of local files), so a small
+/// turn is decoded right here, its batches sent after it (small ones gathered in `Pending`
+/// with other files' first), instead of one hand-off to the pool and back per file (what a
+/// month of small files of a tenant layout paid in thread wake-ups). A larger turn still
+/// decodes on the pool, streaming its batches.
 pub(crate) async fn read_file(
     plan: Arc<ReadPlan>,
     file: &PlannedFile,
     tx: Sender<Result<RecordBatch>>,
+    mut inline: Option<&mut Pending>,
 ) -> Result<bool> {
     let counters = plan.counters.clone();
     Counters::add(&counters.files_read, 1);
@@ -192,11 +209,15 @@ pub(crate) async fn read_file(
         if let Some(footers) = footers
             && (cached.is_none() || (!cached_with_index && metadata.offset_index().is_some()))
         {
-            let bytes = metadata.memory_size() + file.path.len();
+            let bytes = metadata.memory_size()
+                + file.path.len()
+                + metadata.file_metadata().schema_descr().num_columns()
+                    * READER_METADATA_BYTES_PER_COLUMN;
             let footer = Footer {
                 metadata: metadata.clone(),
                 len: footer_len,
                 size,
+                reader: Arc::default(),
             };
             footers.put(file.path.clone(), footer, bytes);
         }
@@ -424,6 +445,7 @@ pub(crate) async fn read_file(
         }
     };
     let whole_file_turn = turns.len() == 1;
+    let local = local_path(&file.path);
     let mut rows_sent = 0usize;
     for turn in turns {
         let limit = match plan.limit {
@@ -441,7 +463,6 @@ pub(crate) async fn read_file(
         let whole_file = whole_file_turn
             && turn.selection.is_none()
             && span(&turn.ranges) + footer_len as u64 >= size / 2;
-        let local = local_path(&file.path);
         let ranges: Vec<Range<u64>> = if whole_file {
             std::iter::once(0..size).collect()
         } else if local.is_some() {
@@ -449,6 +470,7 @@ pub(crate) async fn read_file(
         } else {
             merge(turn.ranges, COALESCE_BYTES)
         };
+        let decode_here = inline.is_some() && span(&ranges) <= INLINE_TURN_BYTES;
         // Local files are read with positioned reads on the blocking pool (a whole file in one
         // read: several times faster than the storage layer's chunked reads), in the task
         // that decodes them (one hop to the pool per turn, not two); others through storage.
@@ -471,6 +493,12 @@ pub(crate) async fn read_file(
         }
         let tail_part = tail.clone();
         let path = file.path.clone();
+        let local = local.clone();
+        // The kept footer's reader metadata, when this turn reads with that footer.
+        let memo = cached
+            .as_ref()
+            .filter(|f| Arc::ptr_eq(&f.metadata, &metadata))
+            .map(|f| f.reader.clone());
         // The turn's bytes in a sparse buffer, and the reader metadata over them.
         let assemble =
             move |metadata: &Arc<ParquetMetaData>| -> Result<(SparseFile, ArrowReaderMetadata)> {
@@ -499,15 +527,20 @@ pub(crate) async fn read_file(
                     // One turn of a filtered read: the offset index comes with the turn's bytes.
                     let options = options.with_offset_index_policy(PageIndexPolicy::Optional);
                     ArrowReaderMetadata::load(&data, options)?
+                } else if let Some(kept) = memo.as_ref().and_then(|m| m.get()) {
+                    kept.clone()
                 } else {
                     // The page index, when one was read, is already in `metadata`.
-                    ArrowReaderMetadata::try_new(metadata.clone(), options)?
+                    let made = ArrowReaderMetadata::try_new(metadata.clone(), options)?;
+                    if let Some(memo) = memo {
+                        let _ = memo.set(made.clone());
+                    }
+                    made
                 };
                 Ok((data, reader_meta))
             };
-        let (plan2, tx, files, descr, filter_cols, filter, metadata) = (
+        let (plan2, files, descr, filter_cols, filter, metadata) = (
             plan.clone(),
-            tx.clone(),
             files.clone(),
             descr.clone(),
             filter_cols.clone(),
@@ -533,7 +566,8 @@ pub(crate) async fn read_file(
             }
             _ => None,
         };
-        let decoded = tokio::task::spawn_blocking(move || {
+        // Decodes the turn, handing each batch to `emit` (false: the receiver is gone).
+        let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool| {
             let plan = plan2;
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
@@ -572,7 +606,7 @@ pub(crate) async fn read_file(
                             &descr,
                             &files,
                             Arc::new(list),
-                            &tx,
+                            emit,
                         );
                     }
                     None => Counters::add(&plan.counters.embedding_fallbacks, 1),
@@ -608,14 +642,32 @@ pub(crate) async fn read_file(
             for batch in batches {
                 let batch = conform_batch(&plan, &pos, &batch?, None)?;
                 rows += batch.num_rows();
-                if tx.blocking_send(Ok(batch)).is_err() {
+                if !emit(batch) {
                     return Ok((false, rows));
                 }
             }
             Ok::<_, Error>((true, rows))
-        })
-        .await
-        .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))??;
+        };
+        let decoded = if let Some(pending) = inline.as_deref_mut().filter(|_| decode_here) {
+            let mut out = Vec::new();
+            let decoded = decode(&mut |batch| {
+                out.push(batch);
+                true
+            })?;
+            for batch in out {
+                if !pending.push(batch, &plan, &tx).await? {
+                    return Ok(false);
+                }
+            }
+            decoded
+        } else {
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                decode(&mut |batch| tx.blocking_send(Ok(batch)).is_ok())
+            })
+            .await
+            .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))??
+        };
         rows_sent += decoded.1;
         if !decoded.0 {
             return Ok(false);
@@ -623,6 +675,61 @@ pub(crate) async fn read_file(
     }
     drop(reader);
     Ok(true)
+}
+
+/// A reader's small batches of several files, sent as one (fewer sends, fewer wake-ups of
+/// the consumer): at most a batch's rows and [`PENDING_BYTES`].
+#[derive(Default)]
+pub(crate) struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// Bytes of decoded batches a [`Pending`] gathers before it sends them; a batch this large
+/// or larger is sent on its own, not copied.
+const PENDING_BYTES: usize = 1 << 20;
+
+impl Pending {
+    /// Gathers `batch` (sending what is gathered once full); `Ok(false)` when the receiver is
+    /// gone.
+    async fn push(
+        &mut self,
+        batch: RecordBatch,
+        plan: &ReadPlan,
+        tx: &Sender<Result<RecordBatch>>,
+    ) -> Result<bool> {
+        let bytes = batch.get_array_memory_size();
+        if bytes >= PENDING_BYTES / 4 {
+            return Ok(tx.send(Ok(batch)).await.is_ok());
+        }
+        self.rows += batch.num_rows();
+        self.bytes += bytes;
+        self.batches.push(batch);
+        if self.rows >= plan.batch_size || self.bytes >= PENDING_BYTES {
+            return self.flush(plan, tx).await;
+        }
+        Ok(true)
+    }
+
+    /// Sends what is gathered, as one batch; `Ok(false)` when the receiver is gone.
+    pub(crate) async fn flush(
+        &mut self,
+        plan: &ReadPlan,
+        tx: &Sender<Result<RecordBatch>>,
+    ) -> Result<bool> {
+        let batches = std::mem::take(&mut self.batches);
+        (self.rows, self.bytes) = (0, 0);
+        let batch = match batches.len() {
+            0 => return Ok(true),
+            1 => batches.into_iter().next(),
+            _ => Some(arrow_select::concat::concat_batches(&plan.schema, &batches)?),
+        };
+        Ok(match batch {
+            Some(batch) => tx.send(Ok(batch)).await.is_ok(),
+            None => true,
+        })
+    }
 }
 
 /// One fetch-and-decode turn of a file reader.
@@ -764,7 +871,7 @@ impl parquet::file::reader::ChunkReader for SparseFile {
 }
 
 /// The local path of a `file:` URL (`None` for object stores).
-fn local_path(location: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn local_path(location: &str) -> Option<std::path::PathBuf> {
     if !location.starts_with("file:") {
         return None;
     }
@@ -1021,7 +1128,7 @@ fn send_with_embedding(
     descr: &SchemaDescriptor,
     files: &FileColumns,
     list: ArrayRef,
-    tx: &Sender<Result<RecordBatch>>,
+    emit: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<(bool, usize)> {
     let Turned {
         data,
@@ -1074,7 +1181,7 @@ fn send_with_embedding(
         }
         let out = conform_batch(plan, &pos, &batch, Some(embedding))?;
         rows_out += out.num_rows();
-        Ok(tx.blocking_send(Ok(out)).is_ok())
+        Ok(emit(out))
     };
     if roots.is_empty() {
         let step = plan.batch_size.max(1);

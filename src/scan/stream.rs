@@ -25,18 +25,37 @@ pub(super) fn spawn_readers(
 ) -> BatchStream {
     let workers = workers.clamp(1, files.len().max(1));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(workers * 2);
+    // Local files are read with positioned reads and decoded on the blocking pool anyway: the
+    // readers themselves live there, one thread each, and decode small files where they are
+    // (`read_file`'s `inline`). A reader on a worker thread instead hands every file to the
+    // pool and waits to be woken (~100 µs a file on this crate's 2-core benchmark VM; a month
+    // across tenants on a tenant layout is hundreds of small files). `Handle::block_on` on a
+    // pool thread needs the multi-thread runtime to drive I/O; a current-thread runtime keeps
+    // the readers on its thread.
+    let handle = tokio::runtime::Handle::current();
+    let on_pool = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        && files.iter().all(|f| f.path.starts_with("file:"));
     let queue = Arc::new(Mutex::new(VecDeque::from(files)));
     let mut set = JoinSet::new();
     for _ in 0..workers {
         let (tx, queue, plan) = (tx.clone(), queue.clone(), plan.clone());
-        set.spawn(async move {
+        let worker = async move {
+            let mut pending = on_pool.then(reader::Pending::default);
             loop {
                 let next = queue
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .pop_front();
-                let Some(file) = next else { break };
-                match reader::read_file(plan.clone(), &file, tx.clone()).await {
+                let read = match next {
+                    Some(file) => {
+                        reader::read_file(plan.clone(), &file, tx.clone(), pending.as_mut()).await
+                    }
+                    None => match pending.as_mut() {
+                        Some(pending) => pending.flush(&plan, &tx).await.map(|_| false),
+                        None => Ok(false),
+                    },
+                };
+                match read {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -45,7 +64,14 @@ pub(super) fn spawn_readers(
                     }
                 }
             }
-        });
+        };
+        if on_pool {
+            // Stops at its next file or batch once the stream is dropped (the receiver gone).
+            let handle = handle.clone();
+            set.spawn_blocking(move || handle.block_on(worker));
+        } else {
+            set.spawn(worker);
+        }
     }
     drop(tx);
     // The JoinSet lives in the stream: dropping the stream aborts the readers.
