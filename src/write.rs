@@ -24,7 +24,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::layout::{Layout, PartitionValue};
-use crate::parquet_props::writer_properties;
+use crate::parquet_props::{DICTIONARY_MIN_ROWS, file_properties};
 
 /// Rows handed to the Parquet writer at a time (compact copies made with `take`).
 const CHUNK_ROWS: usize = 1024;
@@ -52,8 +52,9 @@ struct Setup {
     schema: iceberg::spec::SchemaRef,
     layout: Layout,
     table_schema: ArrowSchemaRef,
-    rolling:
-        RollingFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>,
+    rolling: Rolling,
+    /// The same for a file of fewer than [`DICTIONARY_MIN_ROWS`] rows (no dictionaries).
+    rolling_small: Rolling,
     order: Option<(i64, Arc<Vec<crate::sort::SortKey>>)>,
 }
 
@@ -69,7 +70,8 @@ impl Setup {
                 crate::layout::describe_spec(&spec, &schema)
             ),
         })?;
-        let props = writer_properties(metadata.properties())?;
+        let props = file_properties(metadata.properties(), DICTIONARY_MIN_ROWS)?;
+        let props_small = file_properties(metadata.properties(), 0)?;
         // Batches are validated against our layout; the files are written with the table's
         // own schema, which may be laxer (an adopted Athena table: optional columns and list
         // element).
@@ -83,28 +85,34 @@ impl Setup {
             Some(uuid::Uuid::new_v4().simple().to_string()),
             DataFileFormat::Parquet,
         );
-        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-            ParquetWriterBuilder::new(props, schema.clone()),
-            table.file_io().clone(),
-            locations,
-            names,
-        );
+        let rolling = |props| {
+            RollingFileWriterBuilder::new_with_default_file_size(
+                ParquetWriterBuilder::new(props, schema.clone()),
+                table.file_io().clone(),
+                locations.clone(),
+                names.clone(),
+            )
+        };
+        let (rolling, rolling_small) = (rolling(props), rolling(props_small));
         Ok(Setup {
             spec,
             schema,
             layout,
             table_schema,
             rolling,
+            rolling_small,
             order: crate::sort::keys(metadata).map(|(id, keys)| (id, Arc::new(keys))),
         })
     }
 
-    /// A data-file writer builder (each task or stream its own).
-    fn builder(
-        &self,
-    ) -> DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>
-    {
-        DataFileWriterBuilder::new(self.rolling.clone())
+    /// A data-file writer builder (each task or stream its own) for files of about `rows`
+    /// rows.
+    fn builder(&self, rows: usize) -> Builder {
+        DataFileWriterBuilder::new(if rows < DICTIONARY_MIN_ROWS {
+            self.rolling_small.clone()
+        } else {
+            self.rolling.clone()
+        })
     }
 
     /// A partition key of the default spec (its value filled in per partition).
@@ -139,7 +147,8 @@ async fn write_with(
     for _ in 0..tasks {
         let task = MonthTask {
             queue: queue.clone(),
-            builder: setup.builder(),
+            builder: setup.builder(DICTIONARY_MIN_ROWS),
+            small_builder: setup.builder(0),
             batches: batches.to_vec(),
             table_schema: setup.table_schema.clone(),
             key: setup.key(),
@@ -179,12 +188,17 @@ pub(crate) struct PartitionStream {
 
 impl PartitionStream {
     /// A writer for `partition` (a value of the table's default spec), file names starting
-    /// with `prefix`.
-    pub(crate) async fn open(table: &Table, partition: &Struct, prefix: &str) -> Result<Self> {
+    /// with `prefix`, of about `rows` rows in all.
+    pub(crate) async fn open(
+        table: &Table,
+        partition: &Struct,
+        prefix: &str,
+        rows: usize,
+    ) -> Result<Self> {
         let ledger = Ledger::default();
         let setup = Setup::of(table, prefix, &ledger)?;
         let key = setup.key().copy_with_data(partition.clone());
-        let writer = setup.builder().build(Some(key)).await.or_ours()?;
+        let writer = setup.builder(rows).build(Some(key)).await.or_ours()?;
         Ok(PartitionStream {
             setup,
             writer,
@@ -293,6 +307,12 @@ fn spread(mut work: Vec<MonthWork>, tasks: usize) -> Vec<MonthWork> {
     work
 }
 
+type Builder =
+    DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+
+type Rolling =
+    RollingFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+
 type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
 
 /// One encoding task: takes months off the shared queue (largest first) and writes each with
@@ -302,8 +322,9 @@ type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, Defaul
 /// encoded; at most one close is pending per task.
 struct MonthTask {
     queue: Arc<Mutex<VecDeque<MonthWork>>>,
-    builder:
-        DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>,
+    builder: Builder,
+    /// For a partition of fewer than [`DICTIONARY_MIN_ROWS`] rows.
+    small_builder: Builder,
     batches: Vec<RecordBatch>,
     table_schema: ArrowSchemaRef,
     key: PartitionKey,
@@ -353,7 +374,12 @@ impl MonthTask {
     /// NaN-count visitor rescans a sliced list column's whole parent values).
     async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
         let key = self.key.copy_with_data(work.month.to_struct());
-        let mut writer = self.builder.build(Some(key)).await.or_ours()?;
+        let builder = if work.rows < DICTIONARY_MIN_ROWS {
+            &self.small_builder
+        } else {
+            &self.builder
+        };
+        let mut writer = builder.build(Some(key)).await.or_ours()?;
         match &self.order {
             // Rows of one batch: `take` in sorted order.
             Some(keys) if work.parts.len() == 1 => {

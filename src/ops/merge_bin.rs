@@ -47,7 +47,9 @@ pub(crate) async fn merge_bin(
     window: Option<u64>,
     prefix: &str,
 ) -> (Vec<String>, Result<Vec<DataFile>>) {
-    let mut out = match PartitionStream::open(table, partition, prefix).await {
+    let rows = files.iter().map(|f| f.record_count()).sum::<u64>();
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    let mut out = match PartitionStream::open(table, partition, prefix, rows).await {
         Ok(w) => w,
         Err(e) => return (Vec::new(), Err(e)),
     };

@@ -5,8 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use arrow_array::cast::AsArray;
+
 use sales_history::{
-    CatalogConfig, Error, Layout, SaleRecord, SalesHistory, ScanFilter, TableOptions,
+    CatalogConfig, Column, Error, Layout, SaleRecord, SalesHistory, ScanFilter, TableOptions,
 };
 
 use crate::scan::{check_random_filters, random_filter_rows};
@@ -307,6 +309,53 @@ async fn a_new_table_with_a_tenant_layout() {
     // Reopening accepts the layout; ensure again changes nothing.
     SalesHistory::open(&config, "tenants").await.expect("open");
     check_random_filters(&table, &rows, 13, 20, |scan| scan).await;
+
+    // Without embeddings, many small files: readers on the blocking pool gather several
+    // files' rows into one batch. Every row comes back once, with its values.
+    let columns: Vec<Column> = Column::ALL
+        .into_iter()
+        .filter(|c| *c != Column::Embedding)
+        .collect();
+    let (batches, metrics) = table
+        .scan()
+        .select(columns)
+        .to_batches_with_metrics()
+        .await
+        .unwrap();
+    assert!(
+        metrics.files_read > 10 && (batches.len() as u64) < metrics.files_read,
+        "{} batches from {} files",
+        batches.len(),
+        metrics.files_read
+    );
+    let mut got: Vec<(String, String, i64)> = Vec::new();
+    for b in &batches {
+        let ids = b.column(0).as_string::<i32>();
+        let tenants = b.column(1).as_string::<i32>();
+        let dates = b
+            .column(Column::SoldDate.index())
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            got.push((
+                ids.value(i).to_string(),
+                tenants.value(i).to_string(),
+                dates.value(i),
+            ));
+        }
+    }
+    let mut want: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.product_id.clone(),
+                r.tenant_id.clone(),
+                r.sold_date.timestamp_micros(),
+            )
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[tokio::test]

@@ -210,6 +210,59 @@ async fn data_files_are_snappy_and_in_month_directories() {
     }
 }
 
+/// A file of fewer than `DICTIONARY_MIN_ROWS` rows (a small partition's) has no dictionary
+/// pages; a larger one keeps them on its string columns. Both read back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_are_written_without_dictionaries() {
+    let t = local_table(DIM).await;
+    // ~8 rows a month: every file far below the threshold.
+    let small = sample(200, DIM, 9);
+    // One month with the threshold's rows: one file at it.
+    let mut big = sample(sales_history::DICTIONARY_MIN_ROWS, DIM, 10);
+    let month = Utc.with_ymd_and_hms(2023, 6, 15, 12, 0, 0).unwrap();
+    for r in &mut big {
+        r.sold_date = month;
+        r.season = Some(sales_history::Season::of(month));
+    }
+    t.table.append(small.clone()).await.expect("append");
+    t.table.append(big.clone()).await.expect("append");
+    let (mut small_files, mut big_files) = (0, 0);
+    for (f, _) in tree(t.dir.path()) {
+        if !f.ends_with(".parquet") {
+            continue;
+        }
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(t.dir.path().join(&f)).unwrap()).unwrap();
+        let meta = reader.metadata();
+        let rows = meta.file_metadata().num_rows() as usize;
+        let with_dictionary: Vec<String> = meta
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .filter(|c| c.dictionary_page_offset().is_some())
+            .map(|c| c.column_path().string())
+            .collect();
+        if rows < sales_history::DICTIONARY_MIN_ROWS {
+            small_files += 1;
+            assert!(
+                with_dictionary.is_empty(),
+                "{f} ({rows} rows): {with_dictionary:?}"
+            );
+        } else {
+            big_files += 1;
+            assert!(
+                with_dictionary.iter().any(|c| c == "category"),
+                "{f} ({rows} rows): {with_dictionary:?}"
+            );
+        }
+    }
+    assert!(small_files >= 20, "{small_files}");
+    assert_eq!(big_files, 1);
+    let mut want = small;
+    want.extend(big);
+    assert_eq!(sort(t.table.scan().to_records().await.unwrap()), sort(want));
+}
+
 #[tokio::test]
 async fn scan_filters_equal_an_in_memory_filter() {
     let t = local_table(DIM).await;
