@@ -87,9 +87,11 @@ const READER_METADATA_BYTES_PER_COLUMN: usize = 256;
 /// parsing, before its pages. Data files never change (a new file gets a new name).
 pub(crate) type FooterCache = crate::lru::ByteLru<String, Footer>;
 
-/// Default byte cap of a handle's [`FooterCache`]: 64 MiB, about 3,000 footers of the
-/// crate's month files (their page index included).
-pub(crate) const DEFAULT_FOOTER_CACHE_BYTES: u64 = 64 << 20;
+/// Default byte cap of a handle's [`FooterCache`]: 96 MiB, about 4,000 footers of the
+/// crate's month files (their page index and reader metadata included), or the 4,800 small
+/// files of two years of 200 tenants under a tenant layout (at 64 MiB, once each footer also
+/// kept its reader metadata, a full scan of those evicted every footer before its next use).
+pub(crate) const DEFAULT_FOOTER_CACHE_BYTES: u64 = 96 << 20;
 
 /// A data file to read.
 #[derive(Debug, Clone)]
