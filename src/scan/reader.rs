@@ -539,11 +539,23 @@ pub(crate) async fn read_file(
                     kept.clone()
                 } else {
                     // The page index, when one was read, is already in `metadata`.
-                    let made = ArrowReaderMetadata::try_new(metadata.clone(), options)?;
-                    if let Some(memo) = memo {
-                        let _ = memo.set(made.clone());
+                    let made = ArrowReaderMetadata::try_new(metadata.clone(), options.clone())?;
+                    match memo {
+                        Some(memo) => {
+                            // Kept, so made once per file: over the same schema without field
+                            // metadata (the field ids, which batches get back from the output
+                            // schema), which the reader builder clones per column and read.
+                            let bare = Arc::new(without_field_metadata(made.schema()));
+                            let made = ArrowReaderMetadata::try_new(
+                                metadata.clone(),
+                                options.with_schema(bare),
+                            )
+                            .unwrap_or(made);
+                            let _ = memo.set(made.clone());
+                            made
+                        }
+                        None => made,
                     }
-                    made
                 };
                 Ok((data, reader_meta))
             };
@@ -879,6 +891,29 @@ impl parquet::file::reader::ChunkReader for SparseFile {
         }
         Ok(bytes::Bytes::from(buf))
     }
+}
+
+/// `schema` with no field metadata at any depth.
+fn without_field_metadata(schema: &arrow_schema::Schema) -> arrow_schema::Schema {
+    use arrow_schema::{DataType, Field};
+    fn bare(field: &Field) -> Field {
+        let data_type = match field.data_type() {
+            DataType::List(inner) => DataType::List(Arc::new(bare(inner))),
+            DataType::LargeList(inner) => DataType::LargeList(Arc::new(bare(inner))),
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|f| Arc::new(bare(f))).collect())
+            }
+            other => other.clone(),
+        };
+        Field::new(field.name(), data_type, field.is_nullable())
+    }
+    arrow_schema::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Arc::new(bare(f)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The local path of a `file:` URL (`None` for object stores).
