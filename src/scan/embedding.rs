@@ -136,6 +136,32 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     if let Some(selection) = selection {
         return decode_selected(data, metadata, row_groups, leaf, field, selection);
     }
+    let Some(chunks) = decode_chunks(data, metadata, row_groups, leaf, field, usize::MAX)? else {
+        return Ok(None);
+    };
+    let refs: Vec<&dyn arrow_array::Array> = chunks.iter().map(|c| c as _).collect();
+    match refs.len() {
+        1 => Ok(chunks.into_iter().next()),
+        _ => {
+            let all = arrow_select::concat::concat(&refs)?;
+            Ok(all.as_any().downcast_ref::<ListArray>().cloned())
+        }
+    }
+}
+
+/// [`decode`] without a selection, as arrays of `chunk_rows` rows each (the last one fewer):
+/// each its own allocation, small enough for the allocator to reuse (a compacted file's one
+/// row group of 13,000 1024-dim rows decoded into one 109 MB buffer was a fresh mapping,
+/// faulted in page by page, on every scan).
+pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
+    data: &R,
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    leaf: usize,
+    field: &FieldRef,
+    chunk_rows: usize,
+) -> Result<Option<Vec<ListArray>>> {
+    let chunk_rows = chunk_rows.max(1);
     let Some((element, shape)) = readable(metadata, leaf, field) else {
         return Ok(None);
     };
@@ -150,27 +176,50 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     if i32::try_from(levels).is_err() {
         return Ok(None);
     }
-    let mut out = Out::with_capacity(rows, levels);
+    // Values per row (exact for fixed-length embeddings), for each chunk's capacity.
+    let per_row = levels.div_ceil(rows.max(1));
+    // A chunk's last page may run past its rows (moved to the next chunk): an eighth more
+    // room when the turn is cut in chunks; exact when it is one.
+    let chunked = chunk_rows < rows;
+    let capacity = |n: usize| {
+        let n = if chunked { n.saturating_add(n / 8) } else { n };
+        (n, n.saturating_mul(per_row))
+    };
+    let first = capacity(chunk_rows.min(rows));
+    let mut out = Out::with_capacity(first.0, first.1);
+    let mut done: Vec<ListArray> = Vec::new();
+    let mut rows_done = 0usize;
     let reader = Arc::new(data.clone());
     for &rg in row_groups {
         let group = metadata.row_group(rg);
         let chunk = group.column(leaf);
         let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
         let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
-        let rows_before = out.rows;
+        let rows_before = rows_done + out.rows;
         while let Some(page) = pages.get_next_page()? {
             if !out.page(shape, page)? {
                 return Ok(None);
             }
+            // Rows past the chunk's have started: the chunk's rows are complete.
+            while out.rows > chunk_rows {
+                let left = rows.saturating_sub(rows_done + chunk_rows);
+                let (room, values) = capacity(chunk_rows.min(left));
+                let rest = out.split_off(chunk_rows, room, values)?;
+                rows_done += chunk_rows;
+                done.push(std::mem::replace(&mut out, rest).finish(element.clone())?);
+            }
         }
-        if out.rows - rows_before != group_rows {
+        if rows_done + out.rows - rows_before != group_rows {
             return Err(corrupt(format!(
                 "row group {rg} holds {group_rows} rows, its embedding pages {}",
-                out.rows - rows_before
+                rows_done + out.rows - rows_before
             )));
         }
     }
-    out.finish(element).map(Some)
+    if out.rows > 0 || done.is_empty() {
+        done.push(out.finish(element)?);
+    }
+    Ok(Some(done))
 }
 
 /// The list's element field and the column's shape, when this decoder reads it.
@@ -532,6 +581,30 @@ impl Out {
             }
         }
         Ok(Some(present))
+    }
+
+    /// Moves the rows from `keep` on (started, the last maybe still open) into a new `Out`
+    /// with room for `rows` rows and `values` values.
+    fn split_off(&mut self, keep: usize, rows: usize, values: usize) -> Result<Out> {
+        let cut = usize::try_from(self.offsets[keep]).map_err(|_| corrupt("offset".into()))?;
+        let mut rest = Out::with_capacity(rows, values.max(self.values.len() - cut));
+        rest.offsets.clear();
+        rest.offsets
+            .extend(self.offsets[keep..].iter().map(|o| o - self.offsets[keep]));
+        rest.values.extend_from_slice(&self.values[cut..]);
+        rest.rows = self.rows - keep;
+        if let Some(nulls) = self.nulls.as_mut() {
+            let mut tail = BooleanBufferBuilder::new(rows.max(rest.rows));
+            for i in keep..self.rows {
+                tail.append(nulls.get_bit(i));
+            }
+            nulls.truncate(keep);
+            rest.nulls = Some(tail);
+        }
+        self.offsets.truncate(keep);
+        self.values.truncate(cut);
+        self.rows = keep;
+        Ok(rest)
     }
 
     fn finish(mut self, element: FieldRef) -> Result<ListArray> {

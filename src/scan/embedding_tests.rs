@@ -149,6 +149,18 @@ fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
     decode(file, &meta, row_groups, 1, &field, None).unwrap()
 }
 
+fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(file)
+        .unwrap();
+    let schema = ParquetRecordBatchReaderBuilder::try_new(file.clone())
+        .unwrap()
+        .schema()
+        .clone();
+    let field = Arc::new(schema.field(1).clone());
+    decode_chunks(file, &meta, row_groups, 1, &field, chunk).unwrap()
+}
+
 fn groups_of(file: &Bytes) -> usize {
     ParquetRecordBatchReaderBuilder::try_new(file.clone())
         .unwrap()
@@ -179,6 +191,21 @@ fn random_files_decode_as_parquet_rs_does() {
             );
             assert_eq!(ours.data_type(), theirs.data_type(), "{case:?}");
             assert_eq!(ours.null_count(), theirs.null_count(), "{case:?}");
+            // In chunks of a random row count: each chunk that many rows but the last, and
+            // together the same lists.
+            let chunk = 1 + (rng.next() % 40) as usize;
+            let chunks = ours_in_chunks(&file, &rgs, chunk)
+                .unwrap_or_else(|| panic!("round {round}: {case:?} fell back in chunks"));
+            let (last, full) = chunks.split_last().expect("at least one chunk");
+            assert!(full.iter().all(|c| c.len() == chunk), "{case:?}, {chunk}");
+            assert!(last.len() <= chunk && (last.len() > 0 || full.is_empty()));
+            let refs: Vec<&dyn Array> = chunks.iter().map(|c| c as _).collect();
+            let joined = arrow_select::concat::concat(&refs).unwrap();
+            assert!(
+                same_lists(joined.as_any().downcast_ref().unwrap(), &theirs),
+                "round {round}, row groups {rgs:?}, chunks of {chunk}: {case:?}"
+            );
+            assert_eq!(joined.null_count(), theirs.null_count(), "{case:?}");
             checked += 1;
         }
     }

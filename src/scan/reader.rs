@@ -593,14 +593,28 @@ pub(crate) async fn read_file(
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
-                match embedding::decode(
-                    &data,
-                    &metadata,
-                    &turn.row_groups,
-                    leaf,
-                    &field,
-                    selection,
-                )? {
+                // Without a page selection, in arrays of a batch's rows (each batch's own
+                // allocation, as parquet-rs's reader makes them).
+                let decoded = match selection {
+                    Some(_) => embedding::decode(
+                        &data,
+                        &metadata,
+                        &turn.row_groups,
+                        leaf,
+                        &field,
+                        selection,
+                    )?
+                    .map(|list| vec![list]),
+                    None => embedding::decode_chunks(
+                        &data,
+                        &metadata,
+                        &turn.row_groups,
+                        leaf,
+                        &field,
+                        plan.batch_size,
+                    )?,
+                };
+                match decoded {
                     Some(list) => {
                         if plan.decode == Mode::Verify {
                             verify(
@@ -625,7 +639,7 @@ pub(crate) async fn read_file(
                             },
                             &descr,
                             &files,
-                            Arc::new(list),
+                            Lists::new(list),
                             emit,
                         );
                     }
@@ -1182,9 +1196,10 @@ fn send_with_embedding(
     turn: Turned<'_>,
     descr: &SchemaDescriptor,
     files: &FileColumns,
-    list: ArrayRef,
+    mut list: Lists,
     emit: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<(bool, usize)> {
+    let total = list.len();
     let Turned {
         data,
         reader_meta,
@@ -1212,12 +1227,12 @@ fn send_with_embedding(
     // One output batch: `batch`'s columns and the next `n` rows of `list`, less the rows
     // the row filter rejects.
     let mut send = |batch: &RecordBatch, n: usize, sent: &mut usize| -> Result<bool> {
-        if *sent + n > list.len() {
+        if *sent + n > total {
             return Err(Error::Parquet(parquet::errors::ParquetError::General(
                 "the embedding column holds fewer rows than the other columns".into(),
             )));
         }
-        let mut embedding = list.slice(*sent, n);
+        let mut embedding = list.take(n)?;
         *sent += n;
         let mut batch = batch.clone();
         if let Some((f, _)) = &filter {
@@ -1240,8 +1255,8 @@ fn send_with_embedding(
     };
     if roots.is_empty() {
         let step = plan.batch_size.max(1);
-        while sent < list.len() {
-            let n = step.min(list.len() - sent);
+        while sent < total {
+            let n = step.min(total - sent);
             if !send(&empty, n, &mut sent)? {
                 return Ok((false, rows_out));
             }
@@ -1261,12 +1276,71 @@ fn send_with_embedding(
             return Ok((false, rows_out));
         }
     }
-    if sent != list.len() {
+    if sent != total {
         return Err(Error::Parquet(parquet::errors::ParquetError::General(
             "the embedding column holds more rows than the other columns".into(),
         )));
     }
     Ok((true, rows_out))
+}
+
+/// A turn's decoded `embedding` column, as consecutive arrays, handed out in rows.
+struct Lists {
+    arrays: std::collections::VecDeque<arrow_array::ListArray>,
+    /// Rows of the first array already handed out.
+    at: usize,
+    len: usize,
+}
+
+impl Lists {
+    fn new(arrays: Vec<arrow_array::ListArray>) -> Self {
+        let len = arrays.iter().map(|a| a.len()).sum();
+        Lists {
+            arrays: arrays.into(),
+            at: 0,
+            len,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The next `n` rows: a slice when one array holds them (batches and arrays are cut
+    /// alike), else the pieces concatenated.
+    fn take(&mut self, n: usize) -> Result<ArrayRef> {
+        let mut pieces: Vec<ArrayRef> = Vec::new();
+        let mut want = n;
+        while want > 0 {
+            let Some(front) = self.arrays.front() else {
+                return Err(Error::Parquet(parquet::errors::ParquetError::General(
+                    "the embedding column holds fewer rows than the other columns".into(),
+                )));
+            };
+            let take = want.min(front.len() - self.at);
+            pieces.push(Arc::new(front.slice(self.at, take)));
+            self.at += take;
+            want -= take;
+            if self.at == front.len() {
+                self.arrays.pop_front();
+                self.at = 0;
+            }
+        }
+        match pieces.len() {
+            0 => Ok(arrow_array::new_empty_array(
+                &self
+                    .arrays
+                    .front()
+                    .map(|a| a.data_type().clone())
+                    .unwrap_or(arrow_schema::DataType::Null),
+            )),
+            1 => Ok(pieces.swap_remove(0)),
+            _ => {
+                let refs: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+                Ok(arrow_select::concat::concat(&refs)?)
+            }
+        }
+    }
 }
 
 /// One turn's bytes and what to read of them, for [`send_with_embedding`].
@@ -1288,7 +1362,7 @@ fn verify(
     selection: Option<&RowSelection>,
     descr: &SchemaDescriptor,
     files: &FileColumns,
-    ours: &arrow_array::ListArray,
+    ours: &[arrow_array::ListArray],
 ) -> Result<()> {
     let Some(root) = files.root(Column::Embedding) else {
         return Ok(());
@@ -1305,6 +1379,11 @@ fn verify(
         .map(|b| b.map(|b| b.column(0).clone()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let refs: Vec<&dyn arrow_array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    let ours_refs: Vec<&dyn arrow_array::Array> = ours.iter().map(|a| a as _).collect();
+    let ours = arrow_select::concat::concat(&ours_refs)?;
+    let Some(ours) = ours.as_any().downcast_ref::<arrow_array::ListArray>() else {
+        return Err(Error::internal("the embedding decoder made no list"));
+    };
     let same = if refs.is_empty() {
         ours.is_empty()
     } else {
