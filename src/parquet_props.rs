@@ -149,17 +149,21 @@ pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<Write
     Ok(properties_builder(props)?.build())
 }
 
-/// The writer properties for a file of `rows` rows: [`writer_properties`], without
-/// dictionaries below [`DICTIONARY_MIN_ROWS`].
+/// Whether a file of `rows` rows is written with dictionary pages ([`DICTIONARY_MIN_ROWS`]).
+pub(crate) fn dictionaries(rows: usize) -> bool {
+    rows >= DICTIONARY_MIN_ROWS
+}
+
+/// [`writer_properties`], without any dictionary unless `dictionaries`.
 pub(crate) fn file_properties(
     props: &HashMap<String, String>,
-    rows: usize,
+    dictionaries: bool,
 ) -> Result<WriterProperties> {
     let builder = properties_builder(props)?;
-    Ok(if rows < DICTIONARY_MIN_ROWS {
-        builder.set_dictionary_enabled(false).build()
-    } else {
+    Ok(if dictionaries {
         builder.build()
+    } else {
+        builder.set_dictionary_enabled(false).build()
     })
 }
 

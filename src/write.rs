@@ -24,7 +24,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::layout::{Layout, PartitionValue};
-use crate::parquet_props::{DICTIONARY_MIN_ROWS, file_properties};
+use crate::parquet_props::{dictionaries, file_properties};
 
 /// Rows handed to the Parquet writer at a time (compact copies made with `take`).
 const CHUNK_ROWS: usize = 1024;
@@ -52,9 +52,7 @@ struct Setup {
     schema: iceberg::spec::SchemaRef,
     layout: Layout,
     table_schema: ArrowSchemaRef,
-    rolling: Rolling,
-    /// The same for a file of fewer than [`DICTIONARY_MIN_ROWS`] rows (no dictionaries).
-    rolling_small: Rolling,
+    rollings: Rollings,
     order: Option<(i64, Arc<Vec<crate::sort::SortKey>>)>,
 }
 
@@ -70,8 +68,8 @@ impl Setup {
                 crate::layout::describe_spec(&spec, &schema)
             ),
         })?;
-        let props = file_properties(metadata.properties(), DICTIONARY_MIN_ROWS)?;
-        let props_small = file_properties(metadata.properties(), 0)?;
+        let props = file_properties(metadata.properties(), true)?;
+        let props_small = file_properties(metadata.properties(), false)?;
         // Batches are validated against our layout; the files are written with the table's
         // own schema, which may be laxer (an adopted Athena table: optional columns and list
         // element).
@@ -93,25 +91,17 @@ impl Setup {
                 names.clone(),
             )
         };
-        let (rolling, rolling_small) = (rolling(props), rolling(props_small));
+        let rollings = Rollings {
+            with_dictionaries: rolling(props),
+            without: rolling(props_small),
+        };
         Ok(Setup {
             spec,
             schema,
             layout,
             table_schema,
-            rolling,
-            rolling_small,
+            rollings,
             order: crate::sort::keys(metadata).map(|(id, keys)| (id, Arc::new(keys))),
-        })
-    }
-
-    /// A data-file writer builder (each task or stream its own) for files of about `rows`
-    /// rows.
-    fn builder(&self, rows: usize) -> Builder {
-        DataFileWriterBuilder::new(if rows < DICTIONARY_MIN_ROWS {
-            self.rolling_small.clone()
-        } else {
-            self.rolling.clone()
         })
     }
 
@@ -147,8 +137,7 @@ async fn write_with(
     for _ in 0..tasks {
         let task = MonthTask {
             queue: queue.clone(),
-            builder: setup.builder(DICTIONARY_MIN_ROWS),
-            small_builder: setup.builder(0),
+            rollings: setup.rollings.clone(),
             batches: batches.to_vec(),
             table_schema: setup.table_schema.clone(),
             key: setup.key(),
@@ -198,7 +187,12 @@ impl PartitionStream {
         let ledger = Ledger::default();
         let setup = Setup::of(table, prefix, &ledger)?;
         let key = setup.key().copy_with_data(partition.clone());
-        let writer = setup.builder(rows).build(Some(key)).await.or_ours()?;
+        let writer = setup
+            .rollings
+            .builder(rows)
+            .build(Some(key))
+            .await
+            .or_ours()?;
         Ok(PartitionStream {
             setup,
             writer,
@@ -307,11 +301,32 @@ fn spread(mut work: Vec<MonthWork>, tasks: usize) -> Vec<MonthWork> {
     work
 }
 
-type Builder =
-    DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
-
 type Rolling =
     RollingFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+
+/// The file builders of one write (codec, `write.parquet.*`, names, directories): with
+/// dictionary pages, and without for small files (`parquet_props::dictionaries`).
+#[derive(Clone)]
+struct Rollings {
+    with_dictionaries: Rolling,
+    without: Rolling,
+}
+
+impl Rollings {
+    /// A data-file writer builder (each task or stream its own) for a file of about `rows`
+    /// rows.
+    fn builder(
+        &self,
+        rows: usize,
+    ) -> DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>
+    {
+        DataFileWriterBuilder::new(if dictionaries(rows) {
+            self.with_dictionaries.clone()
+        } else {
+            self.without.clone()
+        })
+    }
+}
 
 type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
 
@@ -322,9 +337,7 @@ type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, Defaul
 /// encoded; at most one close is pending per task.
 struct MonthTask {
     queue: Arc<Mutex<VecDeque<MonthWork>>>,
-    builder: Builder,
-    /// For a partition of fewer than [`DICTIONARY_MIN_ROWS`] rows.
-    small_builder: Builder,
+    rollings: Rollings,
     batches: Vec<RecordBatch>,
     table_schema: ArrowSchemaRef,
     key: PartitionKey,
@@ -374,12 +387,12 @@ impl MonthTask {
     /// NaN-count visitor rescans a sliced list column's whole parent values).
     async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
         let key = self.key.copy_with_data(work.month.to_struct());
-        let builder = if work.rows < DICTIONARY_MIN_ROWS {
-            &self.small_builder
-        } else {
-            &self.builder
-        };
-        let mut writer = builder.build(Some(key)).await.or_ours()?;
+        let mut writer = self
+            .rollings
+            .builder(work.rows)
+            .build(Some(key))
+            .await
+            .or_ours()?;
         match &self.order {
             // Rows of one batch: `take` in sorted order.
             Some(keys) if work.parts.len() == 1 => {

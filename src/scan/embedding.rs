@@ -136,17 +136,11 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     if let Some(selection) = selection {
         return decode_selected(data, metadata, row_groups, leaf, field, selection);
     }
-    let Some(chunks) = decode_chunks(data, metadata, row_groups, leaf, field, usize::MAX)? else {
-        return Ok(None);
-    };
-    let refs: Vec<&dyn arrow_array::Array> = chunks.iter().map(|c| c as _).collect();
-    match refs.len() {
-        1 => Ok(chunks.into_iter().next()),
-        _ => {
-            let all = arrow_select::concat::concat(&refs)?;
-            Ok(all.as_any().downcast_ref::<ListArray>().cloned())
-        }
-    }
+    // One chunk of every row.
+    Ok(
+        decode_chunks(data, metadata, row_groups, leaf, field, usize::MAX)?
+            .and_then(|chunks| chunks.into_iter().next()),
+    )
 }
 
 /// [`decode`] without a selection, as arrays of `chunk_rows` rows each (the last one fewer):

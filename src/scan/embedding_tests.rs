@@ -137,27 +137,26 @@ fn theirs(file: &Bytes, row_groups: &[usize]) -> ListArray {
     theirs_with(file, row_groups, None)
 }
 
-fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
+/// The file's metadata (with its page index, when one was written) and `embedding` field.
+fn parsed(file: &Bytes) -> (ParquetMetaData, FieldRef) {
     let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
         .parse_and_finish(file)
         .unwrap();
     let schema = ParquetRecordBatchReaderBuilder::try_new(file.clone())
         .unwrap()
         .schema()
         .clone();
-    let field = Arc::new(schema.field(1).clone());
+    (meta, Arc::new(schema.field(1).clone()))
+}
+
+fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
+    let (meta, field) = parsed(file);
     decode(file, &meta, row_groups, 1, &field, None).unwrap()
 }
 
 fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(file)
-        .unwrap();
-    let schema = ParquetRecordBatchReaderBuilder::try_new(file.clone())
-        .unwrap()
-        .schema()
-        .clone();
-    let field = Arc::new(schema.field(1).clone());
+    let (meta, field) = parsed(file);
     decode_chunks(file, &meta, row_groups, 1, &field, chunk).unwrap()
 }
 
@@ -246,19 +245,11 @@ fn ours_selected(
     row_groups: &[usize],
     selection: &RowSelection,
 ) -> Option<ListArray> {
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
-        .parse_and_finish(file)
-        .unwrap();
+    let (meta, field) = parsed(file);
     assert!(
         meta.offset_index().is_some(),
         "the writer wrote no offset index"
     );
-    let schema = ParquetRecordBatchReaderBuilder::try_new(file.clone())
-        .unwrap()
-        .schema()
-        .clone();
-    let field = Arc::new(schema.field(1).clone());
     decode(file, &meta, row_groups, 1, &field, Some(selection)).unwrap()
 }
 

@@ -639,7 +639,7 @@ pub(crate) async fn read_file(
                             },
                             &descr,
                             &files,
-                            Lists::new(list),
+                            Lists::new(list, &field),
                             emit,
                         );
                     }
@@ -1287,16 +1287,19 @@ fn send_with_embedding(
 /// A turn's decoded `embedding` column, as consecutive arrays, handed out in rows.
 struct Lists {
     arrays: std::collections::VecDeque<arrow_array::ListArray>,
+    data_type: arrow_schema::DataType,
     /// Rows of the first array already handed out.
     at: usize,
     len: usize,
 }
 
 impl Lists {
-    fn new(arrays: Vec<arrow_array::ListArray>) -> Self {
+    /// `arrays` of `field`'s type.
+    fn new(arrays: Vec<arrow_array::ListArray>, field: &arrow_schema::Field) -> Self {
         let len = arrays.iter().map(|a| a.len()).sum();
         Lists {
             arrays: arrays.into(),
+            data_type: field.data_type().clone(),
             at: 0,
             len,
         }
@@ -1327,13 +1330,7 @@ impl Lists {
             }
         }
         match pieces.len() {
-            0 => Ok(arrow_array::new_empty_array(
-                &self
-                    .arrays
-                    .front()
-                    .map(|a| a.data_type().clone())
-                    .unwrap_or(arrow_schema::DataType::Null),
-            )),
+            0 => Ok(arrow_array::new_empty_array(&self.data_type)),
             1 => Ok(pieces.swap_remove(0)),
             _ => {
                 let refs: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
