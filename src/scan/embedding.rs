@@ -125,6 +125,7 @@ impl Shape {
 ///
 /// `data` must hold the row groups' column chunks of that leaf (with a selection: the pages
 /// holding selected rows).
+#[cfg(test)]
 pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
@@ -133,29 +134,38 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     field: &FieldRef,
     selection: Option<&RowSelection>,
 ) -> Result<Option<ListArray>> {
-    if let Some(selection) = selection {
-        return decode_selected(data, metadata, row_groups, leaf, field, selection);
-    }
     // One chunk of every row.
-    Ok(
-        decode_chunks(data, metadata, row_groups, leaf, field, usize::MAX)?
-            .and_then(|chunks| chunks.into_iter().next()),
-    )
+    Ok(decode_chunks(
+        data,
+        metadata,
+        row_groups,
+        leaf,
+        field,
+        selection,
+        usize::MAX,
+    )?
+    .and_then(|chunks| chunks.into_iter().next()))
 }
 
-/// [`decode`] without a selection, as arrays of `chunk_rows` rows each (the last one fewer):
-/// each its own allocation, small enough for the allocator to reuse (a compacted file's one
-/// row group of 13,000 1024-dim rows decoded into one 109 MB buffer was a fresh mapping,
-/// faulted in page by page, on every scan).
+/// [`decode`] as arrays of `chunk_rows` rows each (the last one fewer): each its own
+/// allocation, small enough for the allocator to reuse (a compacted file's one row group of
+/// 13,000 1024-dim rows decoded into one 109 MB buffer was a fresh mapping, faulted in page
+/// by page, on every scan). A selection that keeps some rows of a page (not whole pages, as
+/// a row range of a large row group does) gives one array.
 pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
     row_groups: &[usize],
     leaf: usize,
     field: &FieldRef,
+    selection: Option<&RowSelection>,
     chunk_rows: usize,
 ) -> Result<Option<Vec<ListArray>>> {
-    let chunk_rows = chunk_rows.max(1);
+    if let Some(selection) = selection {
+        return decode_selected(
+            data, metadata, row_groups, leaf, field, selection, chunk_rows,
+        );
+    }
     let Some((element, shape)) = readable(metadata, leaf, field) else {
         return Ok(None);
     };
@@ -170,50 +180,100 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     if i32::try_from(levels).is_err() {
         return Ok(None);
     }
-    // Values per row (exact for fixed-length embeddings), for each chunk's capacity.
-    let per_row = levels.div_ceil(rows.max(1));
-    // A chunk's last page may run past its rows (moved to the next chunk): an eighth more
-    // room when the turn is cut in chunks; exact when it is one.
-    let chunked = chunk_rows < rows;
-    let capacity = |n: usize| {
-        let n = if chunked { n.saturating_add(n / 8) } else { n };
-        (n, n.saturating_mul(per_row))
-    };
-    let first = capacity(chunk_rows.min(rows));
-    let mut out = Out::with_capacity(first.0, first.1);
-    let mut done: Vec<ListArray> = Vec::new();
-    let mut rows_done = 0usize;
+    let mut out = Chunks::new(element, rows, levels, chunk_rows);
     let reader = Arc::new(data.clone());
     for &rg in row_groups {
         let group = metadata.row_group(rg);
         let chunk = group.column(leaf);
         let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
         let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
-        let rows_before = rows_done + out.rows;
+        let rows_before = out.rows();
         while let Some(page) = pages.get_next_page()? {
             if !out.page(shape, page)? {
                 return Ok(None);
             }
-            // Rows past the chunk's have started: the chunk's rows are complete.
-            while out.rows > chunk_rows {
-                let left = rows.saturating_sub(rows_done + chunk_rows);
-                let (room, values) = capacity(chunk_rows.min(left));
-                let rest = out.split_off(chunk_rows, room, values)?;
-                rows_done += chunk_rows;
-                done.push(std::mem::replace(&mut out, rest).finish(element.clone())?);
-            }
         }
-        if rows_done + out.rows - rows_before != group_rows {
+        if out.rows() - rows_before != group_rows {
             return Err(corrupt(format!(
                 "row group {rg} holds {group_rows} rows, its embedding pages {}",
-                rows_done + out.rows - rows_before
+                out.rows() - rows_before
             )));
         }
     }
-    if out.rows > 0 || done.is_empty() {
-        done.push(out.finish(element)?);
+    out.finish().map(Some)
+}
+
+/// Decoded pages cut into arrays of `chunk_rows` rows as they come.
+struct Chunks {
+    out: Out,
+    done: Vec<ListArray>,
+    element: FieldRef,
+    chunk_rows: usize,
+    /// Rows of the whole read, and values per row (exact for fixed-length embeddings), for
+    /// each chunk's capacity.
+    rows: usize,
+    per_row: usize,
+    /// Rows in `done`.
+    rows_done: usize,
+}
+
+impl Chunks {
+    /// For a read of `rows` rows and `levels` levels.
+    fn new(element: FieldRef, rows: usize, levels: usize, chunk_rows: usize) -> Chunks {
+        let mut chunks = Chunks {
+            out: Out::with_capacity(0, 0),
+            done: Vec::new(),
+            element,
+            chunk_rows: chunk_rows.max(1),
+            rows,
+            per_row: levels.div_ceil(rows.max(1)),
+            rows_done: 0,
+        };
+        let (room, values) = chunks.capacity(chunks.chunk_rows.min(rows));
+        chunks.out = Out::with_capacity(room, values);
+        chunks
     }
-    Ok(Some(done))
+
+    /// Room for a chunk of `n` rows: an eighth more when the read is cut in chunks (a
+    /// chunk's last page may run past its rows, which move to the next chunk); exact when it
+    /// is one.
+    fn capacity(&self, n: usize) -> (usize, usize) {
+        let n = if self.chunk_rows < self.rows {
+            n.saturating_add(n / 8)
+        } else {
+            n
+        };
+        (n, n.saturating_mul(self.per_row))
+    }
+
+    /// Rows started so far.
+    fn rows(&self) -> usize {
+        self.rows_done + self.out.rows
+    }
+
+    /// Decodes one page; `Ok(false)` when it is not one this decoder reads.
+    fn page(&mut self, shape: Shape, page: Page) -> Result<bool> {
+        if !self.out.page(shape, page)? {
+            return Ok(false);
+        }
+        // Rows past the chunk's have started: the chunk's rows are complete.
+        while self.out.rows > self.chunk_rows {
+            let left = self.rows.saturating_sub(self.rows_done + self.chunk_rows);
+            let (room, values) = self.capacity(self.chunk_rows.min(left));
+            let rest = self.out.split_off(self.chunk_rows, room, values)?;
+            self.rows_done += self.chunk_rows;
+            let full = std::mem::replace(&mut self.out, rest);
+            self.done.push(full.finish(self.element.clone())?);
+        }
+        Ok(true)
+    }
+
+    fn finish(mut self) -> Result<Vec<ListArray>> {
+        if self.out.rows > 0 || self.done.is_empty() {
+            self.done.push(self.out.finish(self.element)?);
+        }
+        Ok(self.done)
+    }
 }
 
 /// The list's element field and the column's shape, when this decoder reads it.
@@ -241,7 +301,7 @@ struct PagePlan {
     wanted: Vec<Range<usize>>,
 }
 
-/// [`decode`] with a row selection.
+/// [`decode_chunks`] with a row selection.
 fn decode_selected<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
@@ -249,7 +309,8 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
     leaf: usize,
     field: &FieldRef,
     selection: &RowSelection,
-) -> Result<Option<ListArray>> {
+    chunk_rows: usize,
+) -> Result<Option<Vec<ListArray>>> {
     let Some((element, shape)) = readable(metadata, leaf, field) else {
         return Ok(None);
     };
@@ -327,7 +388,14 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
     if i32::try_from(read_levels).is_err() {
         return Ok(None);
     }
-    let mut out = Out::with_capacity(read_rows, read_levels);
+    // Whole pages selected (a row range of a large row group): in chunks, nothing to take.
+    let whole = plans
+        .iter()
+        .flat_map(|(_, _, pages)| pages)
+        .flatten()
+        .all(|p| p.wanted.len() == 1 && p.wanted[0] == p.rows);
+    let chunk_rows = if whole { chunk_rows } else { usize::MAX };
+    let mut out = Chunks::new(element, read_rows, read_levels, chunk_rows);
     let mut keep: Vec<Range<usize>> = Vec::new();
     let reader = Arc::new(data.clone());
     for (rg, locations, pages) in plans {
@@ -350,15 +418,15 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
                     plan.rows
                 )));
             };
-            let before = out.rows;
+            let before = out.rows();
             if !out.page(shape, page)? {
                 return Ok(None);
             }
-            if out.rows - before != plan.rows.len() {
+            if out.rows() - before != plan.rows.len() {
                 return Err(corrupt(format!(
                     "row group {rg}: a page of rows {:?} holds {} rows",
                     plan.rows,
-                    out.rows - before
+                    out.rows() - before
                 )));
             }
             keep.extend(
@@ -368,10 +436,16 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
             );
         }
     }
-    let list = out.finish(element)?;
+    if whole {
+        return out.finish().map(Some);
+    }
+    // One chunk: the selected rows taken from it.
+    let Some(list) = out.finish()?.into_iter().next() else {
+        return Err(Error::internal("a decode without chunks gave no array"));
+    };
     let kept: usize = keep.iter().map(|r| r.len()).sum();
     if kept == list.len() {
-        return Ok(Some(list));
+        return Ok(Some(vec![list]));
     }
     let mut mask = BooleanBufferBuilder::new(list.len());
     let mut next = 0;
@@ -387,7 +461,7 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
         .as_any()
         .downcast_ref::<ListArray>()
         .cloned()
-        .map(Some)
+        .map(|list| Some(vec![list]))
         .ok_or_else(|| Error::internal("filtering a list array did not return a list array"))
 }
 
@@ -602,7 +676,10 @@ impl Out {
     }
 
     fn finish(mut self, element: FieldRef) -> Result<ListArray> {
-        self.offsets.push(offset(self.values.len())?);
+        // `rows` rows have `rows` start offsets (the first one 0 even with no row); the end.
+        if self.rows > 0 {
+            self.offsets.push(offset(self.values.len())?);
+        }
         let values = arrow_array::Float64Array::new(ScalarBuffer::from(self.values), None);
         let nulls = self.nulls.map(|mut n| NullBuffer::new(n.finish()));
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));

@@ -157,7 +157,7 @@ fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
 
 fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
     let (meta, field) = parsed(file);
-    decode_chunks(file, &meta, row_groups, 1, &field, chunk).unwrap()
+    decode_chunks(file, &meta, row_groups, 1, &field, None, chunk).unwrap()
 }
 
 fn groups_of(file: &Bytes) -> usize {
@@ -310,10 +310,59 @@ fn random_selections_decode_as_parquet_rs_does() {
                 "round {round}, row groups {rgs:?}, {selection:?}: {case:?}"
             );
             assert_eq!(ours.null_count(), theirs.null_count(), "{case:?}");
+            // Whole pages (a row range of a large row group) decode in chunks.
+            let pages = whole_pages(&mut rng, &file, &rgs);
+            let chunk = 1 + rng.below(200) as usize;
+            let (meta, field) = parsed(&file);
+            let chunks = decode_chunks(&file, &meta, &rgs, 1, &field, Some(&pages), chunk)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: {case:?} fell back"));
+            let theirs = theirs_with(&file, &rgs, Some(&pages));
+            let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            assert!(
+                lens.iter().rev().skip(1).all(|n| *n == chunk)
+                    && lens
+                        .last()
+                        .is_some_and(|n| *n <= chunk && (*n > 0 || lens.len() == 1)),
+                "round {round}: chunks of {lens:?} for {chunk} rows each"
+            );
+            let joined: Vec<&dyn Array> = chunks.iter().map(|c| c as &dyn Array).collect();
+            let joined = arrow_select::concat::concat(&joined).unwrap();
+            let joined = joined.as_any().downcast_ref::<ListArray>().unwrap();
+            assert!(
+                same_lists(joined, &theirs),
+                "round {round}, whole pages {pages:?} in chunks of {chunk}: {case:?}"
+            );
             checked += 1;
         }
     }
     assert!(checked >= 120);
+}
+
+/// A selection of random whole pages of the embedding column of `row_groups`.
+fn whole_pages(rng: &mut Rng, file: &Bytes, row_groups: &[usize]) -> RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let (meta, _) = parsed(file);
+    let index = meta
+        .offset_index()
+        .expect("the writer wrote no offset index");
+    let mut selectors = Vec::new();
+    for &rg in row_groups {
+        let rows = meta.row_group(rg).num_rows() as usize;
+        let pages = index[rg][1].page_locations();
+        for (i, page) in pages.iter().enumerate() {
+            let start = page.first_row_index as usize;
+            let end = pages
+                .get(i + 1)
+                .map_or(rows, |n| n.first_row_index as usize);
+            selectors.push(if rng.below(2) == 0 {
+                RowSelector::select(end - start)
+            } else {
+                RowSelector::skip(end - start)
+            });
+        }
+    }
+    RowSelection::from(selectors)
 }
 
 #[test]

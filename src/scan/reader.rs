@@ -373,50 +373,109 @@ pub(crate) async fn read_file(
         });
     }
 
+    // A row group whose needed chunks exceed the budget (a compacted file's one 65 MB group,
+    // another engine's 512 MiB one) is read in row ranges through the offset index (below):
+    // as a selection of all its rows, with the page index read for it if it was not.
+    if selected.is_none()
+        && kept.iter().any(|&rg| {
+            span(&needed_ranges(&metadata, &[rg], &needed_roots, false)) > plan.read_buffer
+        })
+    {
+        if !index_read && let Some(index_start) = page_index_start(&metadata) {
+            index_read = true;
+            let index_bytes = fetch(index_start..size).await.or_ours()?;
+            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
+                metadata = Arc::new(with_index);
+                keep(&metadata, footer_len);
+            }
+        }
+        if let Some(index) = metadata.offset_index() {
+            let pages_total = kept
+                .iter()
+                .filter_map(|rg| index.get(*rg))
+                .flat_map(|cols| cols.iter().map(|c| c.page_locations().len() as u64))
+                .sum();
+            let ranges: Vec<Vec<Range<usize>>> = kept
+                .iter()
+                .map(|&rg| std::iter::once(0..group_rows(&metadata, rg)).collect())
+                .collect();
+            selected = Some(PageSelection {
+                rows_selected: ranges.iter().flatten().map(|r| r.len()).sum(),
+                ranges,
+                pages_total,
+            });
+        }
+    }
+
     // What to fetch and decode, in turns of whole row groups, at most `read_buffer` bytes of
     // them per turn (a row group larger than that alone), so a large file (a compacted
     // 128 MiB one, another engine's 512 MiB one) never sits in memory whole: with a page
-    // selection, the selected pages of the groups that have any; else the needed chunks.
+    // selection, the selected pages of the groups that have any, a group larger than the
+    // budget in row ranges of about the budget; else the needed chunks.
     let filtered = filter.is_some();
     let turns: Vec<Turn> = match selected {
         Some(pages) => {
-            let groups: Vec<(usize, Vec<Range<u64>>, u64)> = kept
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| !pages.ranges[*k].is_empty())
-                .map(|(k, &rg)| {
-                    let (ranges, n) = pages.group_byte_ranges(&metadata, k, rg, &needed_roots);
-                    (k, ranges, n)
-                })
-                .collect();
-            let pages_read: u64 = groups.iter().map(|g| g.2).sum();
+            // Per group with selected rows: (k, its selected row ranges, their byte ranges,
+            // alone in its turn: a row range of a group cut by the budget).
+            let mut parts: Vec<(usize, Vec<Range<usize>>, Vec<Range<u64>>, bool)> = Vec::new();
+            let mut pages_read = 0u64;
+            for (k, &rg) in kept.iter().enumerate() {
+                let rows = &pages.ranges[k];
+                if rows.is_empty() {
+                    continue;
+                }
+                let (ranges, n) = page_byte_ranges(&metadata, rg, rows, &needed_roots);
+                pages_read += n;
+                let cuts = match span(&ranges) > plan.read_buffer {
+                    true => row_cuts(&metadata, rg, &needed_roots, plan.read_buffer),
+                    false => Vec::new(),
+                };
+                if cuts.len() < 2 {
+                    parts.push((k, rows.clone(), ranges, false));
+                    continue;
+                }
+                for cut in cuts {
+                    let piece = intersect_ranges(rows, std::slice::from_ref(&cut));
+                    if !piece.is_empty() {
+                        let (ranges, _) = page_byte_ranges(&metadata, rg, &piece, &needed_roots);
+                        parts.push((k, piece, ranges, true));
+                    }
+                }
+            }
             Counters::add(
                 &counters.pages_skipped,
                 pages.pages_total.saturating_sub(pages_read),
             );
-            let sizes: Vec<u64> = groups.iter().map(|g| span(&g.1)).collect();
+            let sizes: Vec<u64> = parts
+                .iter()
+                .map(|p| if p.3 { u64::MAX } else { span(&p.2) })
+                .collect();
+            let mut last_group = None;
             budget_runs(&sizes, plan.read_buffer)
                 .into_iter()
                 .map(|run| {
-                    let run = &groups[run];
-                    let row_groups: Vec<usize> = run.iter().map(|g| kept[g.0]).collect();
+                    let run = &parts[run];
+                    let row_groups: Vec<usize> = run.iter().map(|p| kept[p.0]).collect();
+                    // A group's later row ranges are not counted again as row groups read.
+                    let new_groups = row_groups.len()
+                        - usize::from(
+                            last_group.is_some() && last_group == row_groups.first().copied(),
+                        );
+                    last_group = row_groups.last().copied();
                     let mut rows = Vec::new();
                     let mut offset = 0;
-                    for (k, _, _) in run {
-                        rows.extend(
-                            pages.ranges[*k]
-                                .iter()
-                                .map(|r| r.start + offset..r.end + offset),
-                        );
+                    for (k, piece, _, _) in run {
+                        rows.extend(piece.iter().map(|r| r.start + offset..r.end + offset));
                         offset += group_rows(&metadata, kept[*k]);
                     }
                     Turn {
+                        new_groups,
                         row_groups,
                         selection: Some(RowSelection::from_consecutive_ranges(
                             rows.into_iter(),
                             offset,
                         )),
-                        ranges: run.iter().flat_map(|g| g.1.iter().cloned()).collect(),
+                        ranges: run.iter().flat_map(|p| p.2.iter().cloned()).collect(),
                     }
                 })
                 .collect()
@@ -444,6 +503,7 @@ pub(crate) async fn read_file(
                 .map(|run| {
                     let row_groups = kept[run].to_vec();
                     Turn {
+                        new_groups: row_groups.len(),
                         ranges: needed_ranges(&metadata, &row_groups, &needed_roots, offset_index),
                         row_groups,
                         selection: None,
@@ -464,7 +524,7 @@ pub(crate) async fn read_file(
         if tx.is_closed() {
             return Ok(false);
         }
-        Counters::add(&counters.row_groups_read, turn.row_groups.len() as u64);
+        Counters::add(&counters.row_groups_read, turn.new_groups as u64);
         // Fetch what the decoder will touch: the whole file when that is most of it, else
         // the needed column chunks (and their offset indexes), or only the selected pages,
         // placed in a sparse buffer.
@@ -593,27 +653,17 @@ pub(crate) async fn read_file(
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
-                // Without a page selection, in arrays of a batch's rows (each batch's own
-                // allocation, as parquet-rs's reader makes them).
-                let decoded = match selection {
-                    Some(_) => embedding::decode(
-                        &data,
-                        &metadata,
-                        &turn.row_groups,
-                        leaf,
-                        &field,
-                        selection,
-                    )?
-                    .map(|list| vec![list]),
-                    None => embedding::decode_chunks(
-                        &data,
-                        &metadata,
-                        &turn.row_groups,
-                        leaf,
-                        &field,
-                        plan.batch_size,
-                    )?,
-                };
+                // In arrays of a batch's rows (each batch's own allocation, as parquet-rs's
+                // reader makes them).
+                let decoded = embedding::decode_chunks(
+                    &data,
+                    &metadata,
+                    &turn.row_groups,
+                    leaf,
+                    &field,
+                    selection,
+                    plan.batch_size,
+                )?;
                 match decoded {
                     Some(list) => {
                         if plan.decode == Mode::Verify {
@@ -772,6 +822,8 @@ impl Pending {
 /// One fetch-and-decode turn of a file reader.
 struct Turn {
     row_groups: Vec<usize>,
+    /// Row groups this turn reads first (a row range of a group read before: none).
+    new_groups: usize,
     selection: Option<RowSelection>,
     ranges: Vec<Range<u64>>,
 }
@@ -1056,64 +1108,124 @@ fn select_pages(
     })
 }
 
-impl PageSelection {
-    /// Byte ranges of the pages (and dictionary pages) of `roots`' columns in row group `rg`
-    /// (the `k`-th kept one) that hold selected rows, with the number of pages they cover.
-    fn group_byte_ranges(
-        &self,
-        metadata: &ParquetMetaData,
-        k: usize,
-        rg: usize,
-        roots: &[usize],
-    ) -> (Vec<Range<u64>>, u64) {
-        let descr = metadata.file_metadata().schema_descr();
-        let offsets = metadata.offset_index();
-        let mut out = Vec::new();
-        let mut pages = 0u64;
-        let group = metadata.row_group(rg);
-        let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
-        for (leaf, chunk) in group.columns().iter().enumerate() {
-            if !roots.contains(&descr.get_column_root_idx(leaf)) {
-                continue;
-            }
-            let (chunk_start, chunk_len) = chunk.byte_range();
-            let Some(locations) = offsets
-                .and_then(|o| o.get(rg))
-                .and_then(|o| o.get(leaf))
-                .map(|o| o.page_locations())
-                .filter(|l| !l.is_empty())
-            else {
-                out.push(chunk_start..chunk_start + chunk_len);
-                continue;
-            };
-            // The dictionary page (if any) precedes the first data page.
-            let first = locations[0].offset.max(0) as u64;
-            if first > chunk_start {
-                out.push(chunk_start..first);
-            }
-            // parquet-rs reads a repeated column (the embedding list) one page past a
-            // selected one to find where the last selected record ends: that page is fetched
-            // too, or it would parse bytes that were never read.
-            let repeated = descr.column(leaf).max_rep_level() > 0;
-            let mut after_selected = false;
-            for (i, loc) in locations.iter().enumerate() {
-                let start = loc.first_row_index.max(0) as usize;
-                let end = locations
-                    .get(i + 1)
-                    .map_or(rows, |n| n.first_row_index.max(0) as usize);
-                let selected = self.ranges[k]
-                    .iter()
-                    .any(|r| r.start < end && start < r.end);
-                if selected || (repeated && after_selected) {
-                    let o = loc.offset.max(0) as u64;
-                    out.push(o..o + loc.compressed_page_size.max(0) as u64);
-                    pages += 1;
-                }
-                after_selected = selected;
-            }
+/// Byte ranges of the pages (and dictionary pages) of `roots`' columns in row group `rg`
+/// that hold rows of `selected` (group-relative), with the number of pages they cover.
+fn page_byte_ranges(
+    metadata: &ParquetMetaData,
+    rg: usize,
+    selected: &[Range<usize>],
+    roots: &[usize],
+) -> (Vec<Range<u64>>, u64) {
+    let descr = metadata.file_metadata().schema_descr();
+    let offsets = metadata.offset_index();
+    let mut out = Vec::new();
+    let mut pages = 0u64;
+    let group = metadata.row_group(rg);
+    let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
+    for (leaf, chunk) in group.columns().iter().enumerate() {
+        if !roots.contains(&descr.get_column_root_idx(leaf)) {
+            continue;
         }
-        (out, pages)
+        let (chunk_start, chunk_len) = chunk.byte_range();
+        let Some(locations) = offsets
+            .and_then(|o| o.get(rg))
+            .and_then(|o| o.get(leaf))
+            .map(|o| o.page_locations())
+            .filter(|l| !l.is_empty())
+        else {
+            out.push(chunk_start..chunk_start + chunk_len);
+            continue;
+        };
+        // The dictionary page (if any) precedes the first data page.
+        let first = locations[0].offset.max(0) as u64;
+        if first > chunk_start {
+            out.push(chunk_start..first);
+        }
+        // parquet-rs reads a repeated column (the embedding list) one page past a
+        // selected one to find where the last selected record ends: that page is fetched
+        // too, or it would parse bytes that were never read.
+        let repeated = descr.column(leaf).max_rep_level() > 0;
+        let mut after_selected = false;
+        for (i, loc) in locations.iter().enumerate() {
+            let start = loc.first_row_index.max(0) as usize;
+            let end = locations
+                .get(i + 1)
+                .map_or(rows, |n| n.first_row_index.max(0) as usize);
+            let hit = selected.iter().any(|r| r.start < end && start < r.end);
+            if hit || (repeated && after_selected) {
+                let o = loc.offset.max(0) as u64;
+                out.push(o..o + loc.compressed_page_size.max(0) as u64);
+                pages += 1;
+            }
+            after_selected = hit;
+        }
     }
+    (out, pages)
+}
+
+/// Row ranges covering row group `rg` whose pages of `roots`' columns come to about `budget`
+/// bytes each (at least one page of the largest column), cut where that column's pages
+/// start: how a group larger than the read budget is read. Empty without an offset index.
+fn row_cuts(
+    metadata: &ParquetMetaData,
+    rg: usize,
+    roots: &[usize],
+    budget: u64,
+) -> Vec<Range<usize>> {
+    let descr = metadata.file_metadata().schema_descr();
+    let group = metadata.row_group(rg);
+    let rows = group_rows(metadata, rg);
+    let needed: Vec<usize> = (0..group.num_columns())
+        .filter(|&leaf| roots.contains(&descr.get_column_root_idx(leaf)))
+        .collect();
+    let bytes = |leaf: usize| group.column(leaf).byte_range().1;
+    let Some(&largest) = needed.iter().max_by_key(|&&leaf| bytes(leaf)) else {
+        return Vec::new();
+    };
+    let Some(locations) = metadata
+        .offset_index()
+        .and_then(|o| o.get(rg))
+        .and_then(|o| o.get(largest))
+        .map(|o| o.page_locations())
+    else {
+        return Vec::new();
+    };
+    // The other columns' bytes, spread evenly over the rows; dictionary pages, which every
+    // range reads, leave the pages less of the budget (at least half).
+    let others: u64 = needed
+        .iter()
+        .filter(|&&leaf| leaf != largest)
+        .map(|&leaf| bytes(leaf))
+        .sum();
+    let per_row = others as f64 / rows.max(1) as f64;
+    let dictionaries: u64 = needed
+        .iter()
+        .map(|&leaf| {
+            let chunk = group.column(leaf);
+            let first_data = chunk.data_page_offset().max(0) as u64;
+            first_data.saturating_sub(chunk.byte_range().0)
+        })
+        .sum();
+    let budget = budget.saturating_sub(dictionaries).max(budget / 2);
+    let mut cuts = Vec::new();
+    let (mut start, mut acc) = (0usize, 0f64);
+    for (i, loc) in locations.iter().enumerate() {
+        let first = usize::try_from(loc.first_row_index).unwrap_or(0).min(rows);
+        let end = locations.get(i + 1).map_or(rows, |n| {
+            usize::try_from(n.first_row_index).unwrap_or(rows).min(rows)
+        });
+        let page =
+            loc.compressed_page_size.max(0) as f64 + per_row * end.saturating_sub(first) as f64;
+        if first > start && acc + page > budget as f64 {
+            cuts.push(start..first);
+            (start, acc) = (first, 0.0);
+        }
+        acc += page;
+    }
+    if start < rows {
+        cuts.push(start..rows);
+    }
+    cuts
 }
 
 /// The intersection of two sorted lists of disjoint ranges.

@@ -539,8 +539,9 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
         .expect("scan");
     assert_eq!(
         m.requests,
-        footer_reads + m.row_groups_read,
-        "footer + one read per row group: {m:?}"
+        footer_reads + 1 + m.row_groups_read,
+        "the page index (to cut a row group larger than the budget into row ranges, here of \
+         one page each: not cut) + one read per row group: {m:?}"
     );
     assert_eq!(sorted(turns), sorted(rows.clone()));
 
@@ -597,8 +598,8 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
     assert_eq!(mp.row_groups_read, m.row_groups_read, "{mp:?}");
     assert_eq!(
         mp.requests,
-        footer_reads + 1 + mp.row_groups_read,
-        "footer + page index + one read per row group: {mp:?}"
+        footer_reads + mp.row_groups_read,
+        "one read per row group (footer and page index kept from the scans before): {mp:?}"
     );
     let (_, mp1) = table
         .scan()
@@ -614,4 +615,91 @@ async fn files_are_read_a_bounded_number_of_row_groups_at_a_time() {
     );
 
     check_random_filters(&table, &rows, 5, 20, |scan| scan.read_buffer_bytes(1)).await;
+}
+
+/// A row group larger than the read budget (a compacted file's one group) is read in row
+/// ranges cut where its largest column's pages start: the same rows, the group counted once,
+/// a read per range, this crate's embedding decoder on each, and filters, projections and
+/// limits exact over the ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_group_larger_than_the_budget_is_read_in_row_ranges() {
+    use sales_history::sample::{SampleConfig, SampleGenerator};
+
+    // Embeddings most of the bytes, as in a real table (the dictionary pages every range
+    // reads are then a small share).
+    const DIM: usize = 256;
+    let t = local_table(DIM).await;
+    let table = &t.table;
+    let rows = SampleGenerator::new(
+        SampleConfig::default()
+            .seed(41)
+            .months(1)
+            .tenants(5)
+            .embedding_dimension(DIM),
+    )
+    .take_records(1500);
+    table.append(rows.clone()).await.expect("append");
+    let records = |batches: &[arrow_array::RecordBatch]| -> Vec<SaleRecord> {
+        batches
+            .iter()
+            .flat_map(|b| SaleRecord::from_record_batch(b).expect("records"))
+            .collect()
+    };
+
+    let (batches, whole) = table.scan().to_batches_with_metrics().await.expect("scan");
+    assert_eq!(
+        (whole.files_read, whole.row_groups_read),
+        (1, 1),
+        "{whole:?}"
+    );
+    assert_eq!(sorted(records(&batches)), sorted(rows.clone()));
+
+    // About a quarter of the group per turn.
+    let budget = whole.bytes_read / 4;
+    let (batches, cut) = table
+        .scan()
+        .read_buffer_bytes(budget)
+        .batch_size(100)
+        .to_batches_with_metrics()
+        .await
+        .expect("scan");
+    assert_eq!(sorted(records(&batches)), sorted(rows.clone()));
+    assert!(batches.iter().all(|b| b.num_rows() <= 100));
+    assert_eq!(
+        cut.row_groups_read, 1,
+        "one group, however many ranges: {cut:?}"
+    );
+    // A turn per range, each through this crate's embedding decoder; the page index read
+    // (the footer is kept from the scan before), then each range's pages.
+    let ranges = cut.embedding_fast_reads;
+    assert!((4..=7).contains(&ranges), "{ranges} ranges: {cut:?}");
+    assert_eq!(cut.embedding_fallbacks, 0, "{cut:?}");
+    assert!(cut.requests > ranges, "{cut:?}");
+    // Each range reads the dictionary pages, and the embedding page after its last (which
+    // parquet-rs's reader looks at to end a list column's last row): far from the group
+    // read again per range.
+    assert!(
+        cut.bytes_read < whole.bytes_read + whole.bytes_read / 2,
+        "{} bytes in ranges, {} whole",
+        cut.bytes_read,
+        whole.bytes_read
+    );
+
+    let (limited, m) = table
+        .scan()
+        .read_buffer_bytes(budget)
+        .limit(70)
+        .to_batches_with_metrics()
+        .await
+        .expect("scan");
+    assert_eq!(records(&limited).len(), 70);
+    assert_eq!(
+        m.embedding_fast_reads + m.embedding_fallbacks,
+        1,
+        "one turn: the first range holds the rows: {m:?}"
+    );
+
+    let matched =
+        check_random_filters(table, &rows, 43, 20, |scan| scan.read_buffer_bytes(budget)).await;
+    assert!(matched > 5, "{matched} filters matched rows");
 }
