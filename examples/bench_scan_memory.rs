@@ -125,8 +125,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sizes.join(", "),
         args.runs
     );
+    let default = format!(
+        "default read buffer ({} MiB)",
+        DEFAULT_READ_BUFFER_BYTES >> 20
+    );
     let settings = [
-        ("default read buffer (64 MiB)", DEFAULT_READ_BUFFER_BYTES),
+        (default.as_str(), DEFAULT_READ_BUFFER_BYTES),
+        ("64 MiB read buffer", 64 << 20),
         ("whole files", u64::MAX),
     ];
     let mut results = vec![(Vec::new(), Vec::new(), 0); settings.len()];

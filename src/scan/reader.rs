@@ -56,6 +56,11 @@ pub(crate) struct ReadPlan {
     pub(crate) counters: Arc<Counters>,
     /// Where reads keep the footers they parse (with the page index once read): a handle's.
     pub(crate) footers: Option<Arc<FooterCache>>,
+    /// Turns decoded at once across the scan's readers, when a file's turns may be decoded
+    /// side by side (its batches then arrive in no fixed order): a scan of fewer files than
+    /// readers (three compacted files) keeps every reader's share of the cores busy. `None`:
+    /// one turn at a time, batches in file order (a rewrite's input, rows by position).
+    pub(crate) turn_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A data file's parsed footer, with its page index once a read needed it.
@@ -515,6 +520,12 @@ pub(crate) async fn read_file(
     let whole_file_turn = turns.len() == 1;
     let local = local_path(&file.path);
     let mut rows_sent = 0usize;
+    // Turns decoding on the blocking pool, each with its permit (with `turn_permits`).
+    let permits = plan
+        .turn_permits
+        .clone()
+        .filter(|_| inline.is_none() && plan.limit.is_none() && turns.len() > 1);
+    let mut running = std::collections::VecDeque::new();
     for turn in turns {
         let limit = match plan.limit {
             Some(l) if rows_sent >= l => break,
@@ -524,6 +535,13 @@ pub(crate) async fn read_file(
         if tx.is_closed() {
             return Ok(false);
         }
+        // Before the turn's bytes are fetched, so fetched bytes stay within the permits.
+        let permit = match &permits {
+            Some(permits) => Some(permits.clone().acquire_owned().await.map_err(|_| {
+                Error::internal("the scan's turn permits were closed while it read")
+            })?),
+            None => None,
+        };
         Counters::add(&counters.row_groups_read, turn.new_groups as u64);
         // Fetch what the decoder will touch: the whole file when that is most of it, else
         // the needed column chunks (and their offset indexes), or only the selected pages,
@@ -746,19 +764,35 @@ pub(crate) async fn read_file(
             decoded
         } else {
             let tx = tx.clone();
-            tokio::task::spawn_blocking(move || {
-                decode(&mut |batch| tx.blocking_send(Ok(batch)).is_ok())
-            })
-            .await
-            .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))??
+            let task = tokio::task::spawn_blocking(move || {
+                let decoded = decode(&mut |batch| tx.blocking_send(Ok(batch)).is_ok());
+                drop(permit);
+                decoded
+            });
+            if permits.is_some() {
+                // Decodes beside this file's other turns; awaited below.
+                running.push_back(task);
+                continue;
+            }
+            joined(task).await?
         };
         rows_sent += decoded.1;
         if !decoded.0 {
             return Ok(false);
         }
     }
+    let mut open = true;
+    for task in running {
+        open &= joined(task).await?.0;
+    }
     drop(reader);
-    Ok(true)
+    Ok(open)
+}
+
+/// The outcome of a turn decoded on the blocking pool.
+async fn joined(task: tokio::task::JoinHandle<Result<(bool, usize)>>) -> Result<(bool, usize)> {
+    task.await
+        .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))?
 }
 
 /// A reader's small batches of several files, sent as one (fewer sends, fewer wake-ups of
