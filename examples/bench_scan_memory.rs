@@ -87,8 +87,8 @@ async fn prepare(dir: &std::path::Path, rows: usize) -> anyhow::Result<SalesHist
 /// One full scan: (ms, peak RSS above the RSS before it in MB, storage reads).
 async fn scan(table: &SalesHistory, read_buffer: u64) -> anyhow::Result<(f64, u64, u64)> {
     ensure!(
-        host::reset_peak(),
-        "cannot reset the peak RSS (/proc/self/clear_refs)"
+        host::trim_heap() && host::reset_peak(),
+        "cannot trim the heap (glibc malloc_trim) or reset the peak RSS (/proc/self/clear_refs)"
     );
     let before = proc_status_kb("VmRSS:").context("no VmRSS in /proc/self/status")? / 1024;
     let start = Instant::now();

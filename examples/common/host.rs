@@ -86,6 +86,26 @@ pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Hands the allocator's free memory back to the kernel (glibc's `malloc_trim`), so a run's
+/// peak RSS is not hidden by memory an earlier run freed but the process kept; false where
+/// there is no such call.
+pub fn trim_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes a byte count and touches only the allocator's own
+        // free lists; it is safe to call at any time from any thread.
+        unsafe { malloc_trim(0) };
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Removes `dir` (if it exists) and runs `sync`, so that the next timed run starts with no
 /// dirty pages of the previous one.
 pub fn settle(dir: &Path) {
