@@ -297,7 +297,9 @@ impl Scan {
         self
     }
 
-    /// Data files read at once (default: twice the available cores).
+    /// Data files read at once, and turns (see [`read_buffer_bytes`](Self::read_buffer_bytes))
+    /// decoded at once across them: a scan of fewer files than this decodes several turns
+    /// of one file side by side (default: twice the available cores).
     pub fn concurrency(mut self, files: usize) -> Self {
         self.concurrency = Some(files.max(1));
         self

@@ -420,9 +420,7 @@ pub(crate) async fn read_file(
     let filtered = filter.is_some();
     let turns: Vec<Turn> = match selected {
         Some(pages) => {
-            // Per group with selected rows: (k, its selected row ranges, their byte ranges,
-            // alone in its turn: a row range of a group cut by the budget).
-            let mut parts: Vec<(usize, Vec<Range<usize>>, Vec<Range<u64>>, bool)> = Vec::new();
+            let mut parts: Vec<Part> = Vec::new();
             let mut pages_read = 0u64;
             for (k, &rg) in kept.iter().enumerate() {
                 let rows = &pages.ranges[k];
@@ -436,14 +434,24 @@ pub(crate) async fn read_file(
                     false => Vec::new(),
                 };
                 if cuts.len() < 2 {
-                    parts.push((k, rows.clone(), ranges, false));
+                    parts.push(Part {
+                        k,
+                        rows: rows.clone(),
+                        ranges,
+                        alone: false,
+                    });
                     continue;
                 }
                 for cut in cuts {
                     let piece = intersect_ranges(rows, std::slice::from_ref(&cut));
                     if !piece.is_empty() {
                         let (ranges, _) = page_byte_ranges(&metadata, rg, &piece, &needed_roots);
-                        parts.push((k, piece, ranges, true));
+                        parts.push(Part {
+                            k,
+                            rows: piece,
+                            ranges,
+                            alone: true,
+                        });
                     }
                 }
             }
@@ -453,14 +461,14 @@ pub(crate) async fn read_file(
             );
             let sizes: Vec<u64> = parts
                 .iter()
-                .map(|p| if p.3 { u64::MAX } else { span(&p.2) })
+                .map(|p| if p.alone { u64::MAX } else { span(&p.ranges) })
                 .collect();
             let mut last_group = None;
             budget_runs(&sizes, plan.read_buffer)
                 .into_iter()
                 .map(|run| {
                     let run = &parts[run];
-                    let row_groups: Vec<usize> = run.iter().map(|p| kept[p.0]).collect();
+                    let row_groups: Vec<usize> = run.iter().map(|p| kept[p.k]).collect();
                     // A group's later row ranges are not counted again as row groups read.
                     let new_groups = row_groups.len()
                         - usize::from(
@@ -469,9 +477,9 @@ pub(crate) async fn read_file(
                     last_group = row_groups.last().copied();
                     let mut rows = Vec::new();
                     let mut offset = 0;
-                    for (k, piece, _, _) in run {
-                        rows.extend(piece.iter().map(|r| r.start + offset..r.end + offset));
-                        offset += group_rows(&metadata, kept[*k]);
+                    for part in run {
+                        rows.extend(part.rows.iter().map(|r| r.start + offset..r.end + offset));
+                        offset += group_rows(&metadata, kept[part.k]);
                     }
                     Turn {
                         new_groups,
@@ -480,7 +488,7 @@ pub(crate) async fn read_file(
                             rows.into_iter(),
                             offset,
                         )),
-                        ranges: run.iter().flat_map(|p| p.2.iter().cloned()).collect(),
+                        ranges: run.iter().flat_map(|p| p.ranges.iter().cloned()).collect(),
                     }
                 })
                 .collect()
@@ -851,6 +859,18 @@ impl Pending {
             None => true,
         })
     }
+}
+
+/// Selected rows of one row group to read in a turn (with others, unless `alone`).
+struct Part {
+    /// Index into the kept row groups.
+    k: usize,
+    /// Group-relative row ranges.
+    rows: Vec<Range<usize>>,
+    /// Byte ranges of their pages.
+    ranges: Vec<Range<u64>>,
+    /// A row range of a group cut by the read budget: a turn of its own.
+    alone: bool,
 }
 
 /// One fetch-and-decode turn of a file reader.
