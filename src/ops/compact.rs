@@ -389,7 +389,7 @@ pub(crate) fn target_of(metadata: &TableMetadata) -> Result<u64> {
 }
 
 /// Small files of one partition to write as one file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Bin {
     partition: Struct,
     files: Vec<DataFile>,
@@ -540,16 +540,39 @@ async fn rewrite_bins(
     let parallel = parallel
         .unwrap_or_else(crate::cores)
         .clamp(1, bins.len().max(1));
-    // Boxed: the futures borrow `bins`, and a plain `map` closure's future is not provably
-    // `Send` for every lifetime (rustc's higher-ranked auto-trait limitation).
-    let work: Vec<futures::future::BoxFuture<'_, _>> = bins
+    // Each bin is its own task: the writer encodes inside its `write` calls, so bins polled
+    // together in this task took turns on one thread (a compaction used about one core).
+    // Dropping the compaction aborts them.
+    let work: Vec<_> = bins
         .iter()
-        .map(|bin| match merge {
-            Some(window) => {
-                super::merge_bin::merge_bin(base, &bin.partition, &bin.files, window, commit_id)
-                    .boxed()
+        .map(|bin| {
+            let (base, bin, commit_id) = (base.clone(), bin.clone(), commit_id.to_string());
+            let mut task = AbortOnDrop(tokio::spawn(async move {
+                match merge {
+                    Some(window) => {
+                        super::merge_bin::merge_bin(
+                            &base,
+                            &bin.partition,
+                            &bin.files,
+                            window,
+                            &commit_id,
+                        )
+                        .await
+                    }
+                    None => rewrite_bin(&base, &bin, &commit_id).await,
+                }
+            }));
+            async move {
+                match (&mut task.0).await {
+                    Ok(done) => done,
+                    Err(e) => (
+                        Vec::new(),
+                        Err(Error::internal(format!(
+                            "a compaction bin's task failed: {e}"
+                        ))),
+                    ),
+                }
             }
-            None => rewrite_bin(base, bin, commit_id).boxed(),
         })
         .collect();
     let mut rewrites = futures::stream::iter(work).buffer_unordered(parallel);
@@ -572,6 +595,15 @@ async fn rewrite_bins(
 
 /// Reads one migration bin's files whole and writes their rows regrouped by the default spec;
 /// the paths created go with the result (also on failure).
+/// A task aborted when its handle is dropped (a compaction dropped mid-way stops its bins).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn rewrite_bin(
     base: &iceberg::table::Table,
     bin: &Bin,

@@ -381,6 +381,57 @@ async fn two_compactions_at_once_one_wins_the_other_leaves_nothing_behind() {
     );
 }
 
+/// A compaction dropped mid-way stops its bins' tasks (each bin is its own task): nothing is
+/// written once it is gone, and the table is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_compaction_stops_writing() {
+    use sales_history::sample::{SampleConfig, SampleGenerator};
+    const DIM: usize = 256;
+    // One month: one bin of 6,000 rows, whose merge takes a while in a debug build.
+    let t = local_table(DIM).await;
+    let mut rows_in = SampleGenerator::new(
+        SampleConfig::default()
+            .seed(900)
+            .months(1)
+            .embedding_dimension(DIM),
+    );
+    for _ in 0..12 {
+        t.table
+            .append(rows_in.take_records(500))
+            .await
+            .expect("append");
+    }
+    let before = rows(&t.table, None).await;
+    let snapshot = t.table.current_snapshot_id();
+    // Dropped once the bin is being written: the planning takes what a dry run takes.
+    let started = std::time::Instant::now();
+    t.table.compact().dry_run(true).await.expect("dry run");
+    let planning = started.elapsed();
+    let run = tokio::time::timeout(
+        planning + std::time::Duration::from_millis(150),
+        t.table.compact().into_future(),
+    )
+    .await;
+    assert!(
+        run.is_err(),
+        "the compaction finished before it was dropped"
+    );
+    let data = t.dir.path();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let settled = crate::support::tree(data);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        crate::support::tree(data),
+        settled,
+        "files were written after the compaction was dropped"
+    );
+    assert_eq!(t.table.current_snapshot_id(), snapshot);
+    assert!(rows(&t.table, None).await == before);
+    // And a compaction run to its end afterwards keeps every row.
+    t.table.compact().await.expect("compact");
+    assert!(rows(&t.table, None).await == before);
+}
+
 #[tokio::test]
 async fn a_custom_catalog_gets_a_clear_unsupported_error() {
     let t = local_table(DIM).await;
