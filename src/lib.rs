@@ -68,6 +68,7 @@ mod sort;
 #[cfg(feature = "sql")]
 mod sql;
 mod table;
+mod tasks;
 mod verify;
 mod write;
 

@@ -25,6 +25,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::layout::{Layout, PartitionValue};
 use crate::parquet_props::{dictionaries, file_properties};
+use crate::tasks::AbortOnDrop;
 
 /// Rows handed to the Parquet writer at a time (compact copies made with `take`).
 const CHUNK_ROWS: usize = 1024;
@@ -167,13 +168,25 @@ async fn write_with(
 }
 
 /// Writes rows of ONE partition of the default spec as they come, in the order given (the
-/// caller brings them sorted): a compaction's merge. The current row group is all it holds;
-/// every path it creates is in [`created`](Self::created), whatever the outcome.
+/// caller brings them sorted): a compaction's merge. The current row group and a few batches
+/// on their way to it are all it holds; every path it creates is in the result, whatever the
+/// outcome.
+///
+/// The encoding runs in a task of its own, fed through a channel of [`WRITE_AHEAD_BATCHES`]:
+/// the writer encodes (byte-stream split, Snappy, the row group's buffers) inside its `write`
+/// calls, so a caller merging rows and encoding them in one task used one core for both.
 pub(crate) struct PartitionStream {
     setup: Setup,
-    writer: MonthWriter,
     ledger: Ledger,
+    /// Batches to the writer task; `None` once closed.
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    /// The writer task: its files once the channel closes, or its first error.
+    writer: Option<AbortOnDrop<Result<Vec<DataFile>>>>,
 }
+
+/// Batches a [`PartitionStream`] lets wait for its writer task (each at most a merge chunk:
+/// 1,024 rows, ~8 MiB with 1024-dim embeddings).
+const WRITE_AHEAD_BATCHES: usize = 2;
 
 impl PartitionStream {
     /// A writer for `partition` (a value of the table's default spec), file names starting
@@ -187,16 +200,24 @@ impl PartitionStream {
         let ledger = Ledger::default();
         let setup = Setup::of(table, prefix, &ledger)?;
         let key = setup.key().copy_with_data(partition.clone());
-        let writer = setup
+        let mut writer = setup
             .rollings
             .builder(rows)
             .build(Some(key))
             .await
             .or_ours()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(WRITE_AHEAD_BATCHES);
+        let task = AbortOnDrop(tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                writer.write(batch).await.or_ours()?;
+            }
+            writer.close().await.or_ours()
+        }));
         Ok(PartitionStream {
             setup,
-            writer,
             ledger,
+            batches: Some(tx),
+            writer: Some(task),
         })
     }
 
@@ -206,23 +227,55 @@ impl PartitionStream {
         self.setup.order.clone()
     }
 
-    /// Appends `batch` (our layout) to the partition's file.
+    /// Appends `batch` (our layout) to the partition's file: hands it to the writer task,
+    /// waiting while [`WRITE_AHEAD_BATCHES`] are still on their way.
     pub(crate) async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = in_table_schema(&self.setup.table_schema, batch)?;
-        self.writer.write(batch).await.or_ours()
+        let sent = match &self.batches {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer task stopped: it failed on an earlier batch.
+        self.batches = None;
+        Err(match self.finish_writer().await {
+            Err(e) => e,
+            Ok(_) => Error::internal("a partition writer stopped before it was closed"),
+        })
     }
 
     /// Closes the last file (its entries carry the sort order id); the paths created go
     /// with the result, also on failure.
     pub(crate) async fn close(mut self) -> (Vec<String>, Result<Vec<DataFile>>) {
-        let files = self.writer.close().await.or_ours();
+        self.batches = None;
+        let files = self.finish_writer().await;
         let result = files.and_then(|f| self.setup.finish(f));
         (self.ledger.take(), result)
     }
 
-    /// Gives up (after a failed read): the paths created, for the caller to discard.
-    pub(crate) fn abandon(self) -> Vec<String> {
+    /// Gives up (after a failed read): stops the writer task and returns the paths created,
+    /// for the caller to discard (once the task has stopped, so nothing writes them again).
+    pub(crate) async fn abandon(mut self) -> Vec<String> {
+        self.batches = None;
+        if let Some(writer) = self.writer.take() {
+            writer.0.abort();
+            let _ = writer.await;
+        }
         self.ledger.take()
+    }
+
+    /// The writer task's outcome (its files, or the error it stopped on).
+    async fn finish_writer(&mut self) -> Result<Vec<DataFile>> {
+        match self.writer.take() {
+            Some(writer) => writer
+                .await
+                .map_err(|e| Error::internal(format!("a partition writer task failed: {e}")))?,
+            None => Err(Error::internal(
+                "a partition writer was used after it finished",
+            )),
+        }
     }
 }
 

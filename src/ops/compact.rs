@@ -12,6 +12,7 @@ use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, Result};
 use crate::month::Month;
 use crate::table::SalesHistory;
+use crate::tasks::AbortOnDrop;
 
 /// Table property with the size compaction aims its files at (Iceberg's standard name).
 pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
@@ -547,7 +548,7 @@ async fn rewrite_bins(
         .iter()
         .map(|bin| {
             let (base, bin, commit_id) = (base.clone(), bin.clone(), commit_id.to_string());
-            let mut task = AbortOnDrop(tokio::spawn(async move {
+            let task = AbortOnDrop(tokio::spawn(async move {
                 match merge {
                     Some(window) => {
                         super::merge_bin::merge_bin(
@@ -563,7 +564,7 @@ async fn rewrite_bins(
                 }
             }));
             async move {
-                match (&mut task.0).await {
+                match task.await {
                     Ok(done) => done,
                     Err(e) => (
                         Vec::new(),
@@ -595,15 +596,6 @@ async fn rewrite_bins(
 
 /// Reads one migration bin's files whole and writes their rows regrouped by the default spec;
 /// the paths created go with the result (also on failure).
-/// A task aborted when its handle is dropped (a compaction dropped mid-way stops its bins).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn rewrite_bin(
     base: &iceberg::table::Table,
     bin: &Bin,

@@ -56,7 +56,7 @@ pub(crate) async fn merge_bin(
     let window = window.unwrap_or_else(|| window_rows(files));
     match feed(table.file_io(), files, window, &mut out).await {
         Ok(()) => out.close().await,
-        Err(e) => (out.abandon(), Err(e)),
+        Err(e) => (out.abandon().await, Err(e)),
     }
 }
 
