@@ -524,8 +524,8 @@ fn plan_migration(spec_id: i32, live: Vec<commit::Live>, target: u64) -> Vec<Bin
     bins
 }
 
-/// Rewrites the bins, in parallel (one per core; the decode and encode work inside runs on
-/// tokio's pools). `merge` (with an optional window size): the bins are compaction bins (one
+/// Rewrites the bins, in parallel (one per core, each its own task; inside, the decode runs
+/// on the blocking pool and the encode in the writer's own task). `merge` (with an optional window size): the bins are compaction bins (one
 /// partition of the default spec each), merged as a stream within a fixed memory budget
 /// ([`super::merge_bin`]); `None`: a
 /// migration's bins, read whole and regrouped by the default spec (memory: the bin).
