@@ -543,6 +543,18 @@ pub(crate) async fn read_file(
         if tx.is_closed() {
             return Ok(false);
         }
+        // Turns already decoded: an error (or the receiver gone) ends the file here, not
+        // after its remaining turns.
+        while running
+            .front()
+            .is_some_and(|t: &tokio::task::JoinHandle<_>| t.is_finished())
+        {
+            if let Some(task) = running.pop_front()
+                && !joined(task).await?.0
+            {
+                return Ok(false);
+            }
+        }
         // Before the turn's bytes are fetched, so fetched bytes stay within the permits.
         let permit = match &permits {
             Some(permits) => Some(permits.clone().acquire_owned().await.map_err(|_| {
