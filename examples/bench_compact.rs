@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench_compact -- [--appends 500] [--rows-per-append 20]
-//!     [--months 3] [--dim 1024] [--reps 3] [--dir DIR] [--json]
+//!     [--months 3] [--dim 1024] [--reps 3] [--decoder-pairs N] [--dir DIR] [--json]
 //! ```
+//!
+//! `--decoder-pairs N` adds the same-run baseline of the embedding decoder: N pairs of fresh
+//! tables given the same appends, one compacted with parquet-rs's decoder and one with this
+//! crate's (which goes first alternates), medians of each.
 
 #[path = "common/host.rs"]
 mod host;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
-use sales_history::{CatalogConfig, SalesHistory, ScanFilter, TableOptions};
+use sales_history::{CatalogConfig, EmbeddingDecoder, SalesHistory, ScanFilter, TableOptions};
 
 /// Many small appends, then one compaction: what it costs and what scans gain.
 #[derive(Debug, Parser)]
@@ -44,9 +48,74 @@ struct Args {
     /// Directory for the warehouse (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Pairs of extra compactions of the same appends on fresh tables, one with parquet-rs's
+    /// embedding decoder and one with this crate's: the decoder's same-run baseline.
+    #[arg(long, default_value_t = 0, value_parser = number::parse::<usize>)]
+    decoder_pairs: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+/// The benchmark's appends on a fresh table under `dir`, then a compaction with `decoder`:
+/// its rows/s. The table is removed afterwards.
+async fn compaction_rate(
+    args: &Args,
+    dir: &std::path::Path,
+    decoder: EmbeddingDecoder,
+) -> anyhow::Result<f64> {
+    let config = CatalogConfig::local(dir);
+    let table = SalesHistory::ensure_with(
+        &config,
+        "bench",
+        TableOptions::default().embedding_dimension(args.dim),
+    )
+    .await?;
+    let mut generator = generator(args);
+    for _ in 0..args.appends {
+        table
+            .append(generator.take_records(args.rows_per_append))
+            .await?;
+    }
+    let report = table.compact().embedding_decoder(decoder).await?;
+    drop(table);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(report.rows_rewritten as f64 / report.elapsed.as_secs_f64())
+}
+
+/// `pairs` pairs of [`compaction_rate`], parquet-rs's decoder and ours, alternating which goes
+/// first: the median rows/s of each.
+async fn decoder_pairs(
+    args: &Args,
+    dir: &std::path::Path,
+    pairs: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut parquet, mut ours) = (Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        let order = match pair % 2 {
+            0 => [EmbeddingDecoder::Parquet, EmbeddingDecoder::Auto],
+            _ => [EmbeddingDecoder::Auto, EmbeddingDecoder::Parquet],
+        };
+        for decoder in order {
+            let at = dir.join(format!("bench-compact-{}-pair", std::process::id()));
+            let rate = compaction_rate(args, &at, decoder).await?;
+            match decoder {
+                EmbeddingDecoder::Parquet => parquet.push(rate),
+                _ => ours.push(rate),
+            }
+        }
+    }
+    Ok((stats::median(&parquet), stats::median(&ours)))
+}
+
+/// The sample rows of every table of the run (the same for each).
+fn generator(args: &Args) -> SampleGenerator {
+    SampleGenerator::new(
+        SampleConfig::default()
+            .seed(7)
+            .months(args.months)
+            .embedding_dimension(args.dim),
+    )
 }
 
 #[tokio::main]
@@ -84,12 +153,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         TableOptions::default().embedding_dimension(args.dim),
     )
     .await?;
-    let mut generator = SampleGenerator::new(
-        SampleConfig::default()
-            .seed(7)
-            .months(args.months)
-            .embedding_dimension(args.dim),
-    );
+    let mut generator = generator(&args);
     let started = Instant::now();
     for _ in 0..args.appends {
         table
@@ -133,6 +197,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let secs = report.elapsed.as_secs_f64();
     let rows_per_s = report.rows_rewritten as f64 / secs;
     let mb_per_s = report.bytes_removed as f64 / 1e6 / secs;
+    let pairs = match args.decoder_pairs {
+        0 => None,
+        n => Some(decoder_pairs(&args, &dir, n).await?),
+    };
     if args.json {
         println!(
             "{}",
@@ -146,6 +214,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "compact_peak_rss_above_start_mb": compact_peak_mb,
                 "full_scan_before_s": full_before.as_secs_f64(), "full_scan_after_s": full_after.as_secs_f64(),
                 "window_scan_before_s": month_before.as_secs_f64(), "window_scan_after_s": month_after.as_secs_f64(),
+                "decoder_pairs": args.decoder_pairs,
+                "rows_per_s_parquet_decoder": pairs.map(|p| p.0),
+                "rows_per_s_our_decoder": pairs.map(|p| p.1),
             })
         );
         return Ok(());
@@ -193,6 +264,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     if let Some(mb) = compact_peak_mb {
         println!("compaction peak RSS above the RSS before it: {mb:.0} MB");
+    }
+    if let Some((parquet, ours)) = pairs {
+        println!(
+            "compaction of the same appends on fresh tables, medians of {} each: parquet-rs's embedding decoder {parquet:.0} rows/s, ours {ours:.0} rows/s ({:.2}×)",
+            args.decoder_pairs,
+            ours / parquet
+        );
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use super::codec::{self, Codebook, Segment};
 use super::{BlobRef, IndexManifest, SegmentRef, index_for};
 use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, IcebergResultExt, Result};
+use crate::scan::EmbeddingDecoder;
 use crate::schema::Column;
 use crate::table::SalesHistory;
 
@@ -297,7 +298,8 @@ impl IndexEmbeddings {
         blobs.push((super::CODEBOOK_BLOB_TYPE, book.to_bytes()));
         let mut pending = Pending::default();
         for (file, size, _) in &todo {
-            let batches = crate::scan::read_file_rows(&io, file, *size, None).await?;
+            let batches =
+                crate::scan::read_file_rows(&io, file, *size, None, EmbeddingDecoder::Auto).await?;
             let file_no = pending.files.len() as i32;
             pending.files.push(file.clone());
             let book2 = book.clone();
@@ -472,7 +474,10 @@ async fn sample_vectors(
             break;
         }
         let f = &files[i];
-        for batch in crate::scan::read_file_rows(io, &f.path, f.size_bytes, None).await? {
+        for batch in
+            crate::scan::read_file_rows(io, &f.path, f.size_bytes, None, EmbeddingDecoder::Auto)
+                .await?
+        {
             let Some((values, offsets)) = embeddings(&batch) else {
                 continue;
             };

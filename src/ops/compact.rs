@@ -11,6 +11,7 @@ use iceberg::spec::{DataFile, Struct, TableMetadata};
 use crate::commit::{self, Change, ChangeKind};
 use crate::error::{Error, Result};
 use crate::month::Month;
+use crate::scan::EmbeddingDecoder;
 use crate::table::SalesHistory;
 use crate::tasks::AbortOnDrop;
 
@@ -76,6 +77,8 @@ pub struct Compact {
     migrate: bool,
     /// `month(year, month)` as given (checked when the run starts).
     month_given: Option<(i32, u32)>,
+    /// Which decoder reads the embeddings of the files rewritten.
+    decoder: EmbeddingDecoder,
 }
 
 /// What a compaction did (or, in a dry run, would do).
@@ -119,7 +122,16 @@ impl Compact {
             window_rows: None,
             migrate: false,
             month_given: None,
+            decoder: EmbeddingDecoder::Auto,
         }
+    }
+
+    /// Which decoder reads the `embedding` column of the files rewritten (default
+    /// [`EmbeddingDecoder::Auto`]; [`EmbeddingDecoder::Parquet`] is the baseline
+    /// `bench_compact --decoder-pairs` compares with). The files written are the same either way.
+    pub fn embedding_decoder(mut self, decoder: EmbeddingDecoder) -> Self {
+        self.decoder = decoder;
+        self
     }
 
     /// Layout migration instead of compaction: every live file written under an older
@@ -328,6 +340,7 @@ impl Compact {
             (!self.migrate && !whole_bins_asked()).then_some(self.window_rows),
             self.parallel_bins,
             &commit_id,
+            self.decoder,
             change.files.paths_mut(),
         )
         .await;
@@ -536,6 +549,7 @@ async fn rewrite_bins(
     merge: Option<Option<u64>>,
     parallel: Option<usize>,
     commit_id: &str,
+    decoder: EmbeddingDecoder,
     created: &mut Vec<String>,
 ) -> Result<Vec<DataFile>> {
     let parallel = parallel
@@ -557,10 +571,11 @@ async fn rewrite_bins(
                             &bin.files,
                             window,
                             &commit_id,
+                            decoder,
                         )
                         .await
                     }
-                    None => rewrite_bin(&base, &bin, &commit_id).await,
+                    None => rewrite_bin(&base, &bin, &commit_id, decoder).await,
                 }
             }));
             async move {
@@ -600,10 +615,11 @@ async fn rewrite_bin(
     base: &iceberg::table::Table,
     bin: &Bin,
     commit_id: &str,
+    decoder: EmbeddingDecoder,
 ) -> (Vec<String>, Result<Vec<DataFile>>) {
     let mut created = Vec::new();
     // The writer puts the rows in the table's sort order.
-    let result = match read_bin(base, &bin.files).await {
+    let result = match read_bin(base, &bin.files, decoder).await {
         Ok(batches) => crate::write::write_months(base, &batches, 1, commit_id, &mut created).await,
         Err(e) => Err(e),
     };
@@ -614,12 +630,22 @@ async fn rewrite_bin(
 const READ_CONCURRENCY: usize = 8;
 
 /// Every row of `files`, in our layout.
-async fn read_bin(base: &iceberg::table::Table, files: &[DataFile]) -> Result<Vec<RecordBatch>> {
+async fn read_bin(
+    base: &iceberg::table::Table,
+    files: &[DataFile],
+    decoder: EmbeddingDecoder,
+) -> Result<Vec<RecordBatch>> {
     let reads: Vec<futures::future::BoxFuture<'_, Result<Vec<RecordBatch>>>> = files
         .iter()
         .map(|f| {
-            crate::scan::read_file_rows(base.file_io(), f.file_path(), f.file_size_in_bytes(), None)
-                .boxed()
+            crate::scan::read_file_rows(
+                base.file_io(),
+                f.file_path(),
+                f.file_size_in_bytes(),
+                None,
+                decoder,
+            )
+            .boxed()
         })
         .collect();
     let per_file: Vec<Vec<RecordBatch>> = futures::stream::iter(reads)

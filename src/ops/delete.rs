@@ -185,6 +185,7 @@ impl DeleteWhere {
                     path,
                     file.file_size_in_bytes(),
                     None,
+                    crate::scan::EmbeddingDecoder::Auto,
                 )
                 .await?;
                 let (kept, matched) = without_matches(&resolved, batches)?;

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::scan::EmbeddingDecoder;
 use crate::sort::SortKey;
 use crate::write::PartitionStream;
 
@@ -46,6 +47,7 @@ pub(crate) async fn merge_bin(
     files: &[DataFile],
     window: Option<u64>,
     prefix: &str,
+    decoder: EmbeddingDecoder,
 ) -> (Vec<String>, Result<Vec<DataFile>>) {
     let rows = files.iter().map(|f| f.record_count()).sum::<u64>();
     let rows = usize::try_from(rows).unwrap_or(usize::MAX);
@@ -54,7 +56,7 @@ pub(crate) async fn merge_bin(
         Err(e) => return (Vec::new(), Err(e)),
     };
     let window = window.unwrap_or_else(|| window_rows(files));
-    match feed(table.file_io(), files, window, &mut out).await {
+    match feed(table.file_io(), files, window, decoder, &mut out).await {
         Ok(()) => out.close().await,
         Err(e) => (out.abandon().await, Err(e)),
     }
@@ -78,6 +80,7 @@ async fn feed(
     io: &FileIO,
     files: &[DataFile],
     window: u64,
+    decoder: EmbeddingDecoder,
     out: &mut PartitionStream,
 ) -> Result<()> {
     let order = out.sort_keys();
@@ -88,7 +91,7 @@ async fn feed(
             None => true,
             Some((id, _)) => f.sort_order_id().map(i64::from) == Some(*id),
         };
-        let mut c = Cursor::new(io, f, window, permits.clone());
+        let mut c = Cursor::new(io, f, window, permits.clone(), decoder);
         if !sorted && let Some((_, keys)) = &order {
             c.load_sorted(keys).await?;
         }
@@ -211,10 +214,17 @@ struct Cursor {
     ready: std::collections::VecDeque<RecordBatch>,
     pending: Option<JoinHandle<Result<Vec<RecordBatch>>>>,
     permits: Arc<Semaphore>,
+    decoder: EmbeddingDecoder,
 }
 
 impl Cursor {
-    fn new(io: &FileIO, file: &DataFile, window: u64, permits: Arc<Semaphore>) -> Self {
+    fn new(
+        io: &FileIO,
+        file: &DataFile,
+        window: u64,
+        permits: Arc<Semaphore>,
+        decoder: EmbeddingDecoder,
+    ) -> Self {
         Cursor {
             io: io.clone(),
             path: file.file_path().to_string(),
@@ -226,12 +236,15 @@ impl Cursor {
             ready: Default::default(),
             pending: None,
             permits,
+            decoder,
         }
     }
 
     /// A file not in the sort order: read whole now and sorted alone.
     async fn load_sorted(&mut self, keys: &[SortKey]) -> Result<()> {
-        let batches = crate::scan::read_file_rows(&self.io, &self.path, self.size, None).await?;
+        let batches =
+            crate::scan::read_file_rows(&self.io, &self.path, self.size, None, self.decoder)
+                .await?;
         let parts: Vec<(usize, Vec<u32>)> = batches
             .iter()
             .enumerate()
@@ -255,18 +268,19 @@ impl Cursor {
         }
         let range = self.next..(self.next + self.window).min(self.rows);
         self.next = range.end;
-        let (io, path, size, permits) = (
+        let (io, path, size, permits, decoder) = (
             self.io.clone(),
             self.path.clone(),
             self.size,
             self.permits.clone(),
+            self.decoder,
         );
         self.pending = Some(tokio::spawn(async move {
             let _permit = permits
                 .acquire_owned()
                 .await
                 .map_err(|_| Error::internal("the compaction's read permits were closed"))?;
-            crate::scan::read_row_range(&io, &path, size, range).await
+            crate::scan::read_row_range(&io, &path, size, range, decoder).await
         }));
     }
 
@@ -360,6 +374,7 @@ mod tests {
             file.file.file_path(),
             file.file.file_size_in_bytes(),
             None,
+            EmbeddingDecoder::Auto,
         )
         .await
         .expect("read");

@@ -709,12 +709,13 @@ fn total_data_files(table: &Table, snapshot_id: i64) -> Option<u64> {
 }
 
 /// Reads every row of one data file (all columns, our layout): the input of a rewrite.
-/// `filter`, when given, keeps only the rows it matches.
+/// `filter`, when given, keeps only the rows it matches; `decoder` reads the embeddings.
 pub(crate) async fn read_file_rows(
     file_io: &iceberg::io::FileIO,
     path: &str,
     size: u64,
     filter: Option<&ScanFilter>,
+    decoder: EmbeddingDecoder,
 ) -> Result<Vec<RecordBatch>> {
     let filter = match filter {
         Some(f) => Some(f.resolve()?),
@@ -728,7 +729,7 @@ pub(crate) async fn read_file_rows(
         batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
         limit: None,
         read_buffer: DEFAULT_READ_BUFFER_BYTES,
-        decode: embedding::Mode::of(EmbeddingDecoder::Auto),
+        decode: embedding::Mode::of(decoder),
         counters: Arc::new(Counters::default()),
         footers: None,
         turn_permits: None,
@@ -770,16 +771,9 @@ pub(crate) async fn read_row_range(
     path: &str,
     size: u64,
     rows: std::ops::Range<u64>,
+    decoder: EmbeddingDecoder,
 ) -> Result<Vec<RecordBatch>> {
-    read_ranges_of(
-        file_io,
-        path,
-        size,
-        vec![rows],
-        EmbeddingDecoder::Auto,
-        None,
-    )
-    .await
+    read_ranges_of(file_io, path, size, vec![rows], decoder, None).await
 }
 
 /// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order.
