@@ -35,8 +35,9 @@ pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
 ///
 /// **Memory.** A group is merged as a stream: its files are read in windows of rows (each
 /// file this crate writes is already in the sort order), merged, and written as they come, so
-/// a compaction holds a window or two per file (64 MiB decoded in all) plus the writer's
-/// current row group — not the group's bytes. A file not in the sort order (another engine's)
+/// a compaction holds a window or two per file (64 MiB decoded in all), two merged batches on
+/// their way to the writer's task, and its current row group, per bin being rewritten (one
+/// per core at once, each its own task) — not the group's bytes. A file not in the sort order (another engine's)
 /// is read whole and sorted alone before it joins the merge.
 ///
 /// All groups of the run go
