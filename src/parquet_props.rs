@@ -146,7 +146,7 @@ pub const DICTIONARY_MIN_ROWS: usize = 256;
 
 /// Builds the writer properties for a table with these properties.
 pub(crate) fn writer_properties(props: &HashMap<String, String>) -> Result<WriterProperties> {
-    Ok(properties_builder(props)?.build())
+    file_properties(props, true)
 }
 
 /// Whether a file of `rows` rows is written with dictionary pages ([`DICTIONARY_MIN_ROWS`]).

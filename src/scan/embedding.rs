@@ -114,17 +114,7 @@ impl Shape {
     }
 }
 
-/// Decodes the embedding column (leaf `leaf`) of `row_groups` into one list array whose
-/// element field is `field`'s; `Ok(None)` when the column's shape or a page is not one this
-/// decoder reads (the caller reads it with parquet-rs).
-///
-/// With a `selection` (over the rows of `row_groups`, in order: a page-index selection),
-/// only the selected rows are returned, as parquet-rs's reader with that selection returns
-/// them: pages without a selected row are skipped unread (through the offset index, which
-/// must be in `metadata`), pages with one are decoded whole and the selected rows kept.
-///
-/// `data` must hold the row groups' column chunks of that leaf (with a selection: the pages
-/// holding selected rows).
+/// [`decode_chunks`] as one list array (the tests' comparisons with parquet-rs).
 #[cfg(test)]
 pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     data: &R,
@@ -147,11 +137,24 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     .and_then(|chunks| chunks.into_iter().next()))
 }
 
-/// [`decode`] as arrays of `chunk_rows` rows each (the last one fewer): each its own
-/// allocation, small enough for the allocator to reuse (a compacted file's one row group of
-/// 13,000 1024-dim rows decoded into one 109 MB buffer was a fresh mapping, faulted in page
-/// by page, on every scan). A selection that keeps some rows of a page (not whole pages, as
-/// a row range of a large row group does) gives one array.
+/// Decodes the embedding column (leaf `leaf`) of `row_groups` into list arrays whose element
+/// field is `field`'s; `Ok(None)` when the column's shape or a page is not one this decoder
+/// reads (the caller reads it with parquet-rs).
+///
+/// The arrays hold `chunk_rows` rows each (the last one fewer): each its own allocation,
+/// small enough for the allocator to reuse (a compacted file's one row group of 13,000
+/// 1024-dim rows decoded into one 109 MB buffer was a fresh mapping, faulted in page by page,
+/// on every scan).
+///
+/// With a `selection` (over the rows of `row_groups`, in order: a page-index selection, or a
+/// row range of a large row group), only the selected rows are returned, as parquet-rs's
+/// reader with that selection returns them: pages without a selected row are skipped unread
+/// (through the offset index, which must be in `metadata`), pages with one are decoded whole
+/// and the selected rows kept. A selection that keeps only some rows of a page gives one
+/// array.
+///
+/// `data` must hold the row groups' column chunks of that leaf (with a selection: the pages
+/// holding selected rows).
 pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
@@ -220,30 +223,29 @@ struct Chunks {
 impl Chunks {
     /// For a read of `rows` rows and `levels` levels.
     fn new(element: FieldRef, rows: usize, levels: usize, chunk_rows: usize) -> Chunks {
-        let mut chunks = Chunks {
-            out: Out::with_capacity(0, 0),
+        let (chunk_rows, per_row) = (chunk_rows.max(1), levels.div_ceil(rows.max(1)));
+        let (room, values) = Self::room(chunk_rows, rows, per_row, chunk_rows.min(rows));
+        Chunks {
+            out: Out::with_capacity(room, values),
             done: Vec::new(),
             element,
-            chunk_rows: chunk_rows.max(1),
+            chunk_rows,
             rows,
-            per_row: levels.div_ceil(rows.max(1)),
+            per_row,
             rows_done: 0,
-        };
-        let (room, values) = chunks.capacity(chunks.chunk_rows.min(rows));
-        chunks.out = Out::with_capacity(room, values);
-        chunks
+        }
     }
 
     /// Room for a chunk of `n` rows: an eighth more when the read is cut in chunks (a
     /// chunk's last page may run past its rows, which move to the next chunk); exact when it
     /// is one.
-    fn capacity(&self, n: usize) -> (usize, usize) {
-        let n = if self.chunk_rows < self.rows {
+    fn room(chunk_rows: usize, rows: usize, per_row: usize, n: usize) -> (usize, usize) {
+        let n = if chunk_rows < rows {
             n.saturating_add(n / 8)
         } else {
             n
         };
-        (n, n.saturating_mul(self.per_row))
+        (n, n.saturating_mul(per_row))
     }
 
     /// Rows started so far.
@@ -259,7 +261,12 @@ impl Chunks {
         // Rows past the chunk's have started: the chunk's rows are complete.
         while self.out.rows > self.chunk_rows {
             let left = self.rows.saturating_sub(self.rows_done + self.chunk_rows);
-            let (room, values) = self.capacity(self.chunk_rows.min(left));
+            let (room, values) = Self::room(
+                self.chunk_rows,
+                self.rows,
+                self.per_row,
+                self.chunk_rows.min(left),
+            );
             let rest = self.out.split_off(self.chunk_rows, room, values)?;
             self.rows_done += self.chunk_rows;
             let full = std::mem::replace(&mut self.out, rest);

@@ -334,13 +334,11 @@ pub(crate) async fn read_file(
     // The page index is read at most once (a kept footer has it).
     let mut index_read = cached_with_index;
     if let Some(filter) = filter.as_ref().filter(|f| f.uses_page_index())
-        && let Some(index_start) = page_index_start(&metadata)
+        && page_index_start(&metadata).is_some()
     {
         if !index_read {
             index_read = true;
-            let index_bytes = fetch(index_start..size).await.or_ours()?;
-            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                metadata = Arc::new(with_index);
+            if load_page_index(&mut metadata, &fetch, size).await? {
                 keep(&metadata, footer_len);
             }
         }
@@ -356,10 +354,9 @@ pub(crate) async fn read_file(
         }
     }
     if let Some(wanted) = wanted {
-        if !index_read && let Some(index_start) = page_index_start(&metadata) {
-            let index_bytes = fetch(index_start..size).await.or_ours()?;
-            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                metadata = Arc::new(with_index);
+        if !index_read {
+            index_read = true;
+            if load_page_index(&mut metadata, &fetch, size).await? {
                 keep(&metadata, footer_len);
             }
         }
@@ -378,19 +375,18 @@ pub(crate) async fn read_file(
         });
     }
 
+    // Bytes of the needed column chunks of each kept row group.
+    let group_bytes: Vec<u64> = kept
+        .iter()
+        .map(|&rg| span(&needed_ranges(&metadata, &[rg], &needed_roots, false)))
+        .collect();
     // A row group whose needed chunks exceed the budget (a compacted file's one 65 MB group,
     // another engine's 512 MiB one) is read in row ranges through the offset index (below):
     // as a selection of all its rows, with the page index read for it if it was not.
-    if selected.is_none()
-        && kept.iter().any(|&rg| {
-            span(&needed_ranges(&metadata, &[rg], &needed_roots, false)) > plan.read_buffer
-        })
-    {
-        if !index_read && let Some(index_start) = page_index_start(&metadata) {
+    if selected.is_none() && group_bytes.iter().any(|&n| n > plan.read_buffer) {
+        if !index_read {
             index_read = true;
-            let index_bytes = fetch(index_start..size).await.or_ours()?;
-            if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                metadata = Arc::new(with_index);
+            if load_page_index(&mut metadata, &fetch, size).await? {
                 keep(&metadata, footer_len);
             }
         }
@@ -494,22 +490,11 @@ pub(crate) async fn read_file(
                 .collect()
         }
         None => {
-            let sizes: Vec<u64> = kept
-                .iter()
-                .map(|&rg| span(&needed_ranges(&metadata, &[rg], &needed_roots, false)))
-                .collect();
-            let runs = budget_runs(&sizes, plan.read_buffer);
+            let runs = budget_runs(&group_bytes, plan.read_buffer);
             // A filtered read in several turns: the offset index (page skipping for the row
             // filter) once per file, not parsed from each turn's bytes.
-            if filtered
-                && runs.len() > 1
-                && !index_read
-                && let Some(index_start) = page_index_start(&metadata)
-            {
-                let index_bytes = fetch(index_start..size).await.or_ours()?;
-                if let Some(with_index) = with_page_index(&metadata, &index_bytes, size) {
-                    metadata = Arc::new(with_index);
-                }
+            if filtered && runs.len() > 1 && !index_read {
+                load_page_index(&mut metadata, &fetch, size).await?;
             }
             let offset_index = filtered && metadata.offset_index().is_none();
             runs.into_iter()
@@ -856,20 +841,14 @@ impl Pending {
         plan: &ReadPlan,
         tx: &Sender<Result<RecordBatch>>,
     ) -> Result<bool> {
-        let batches = std::mem::take(&mut self.batches);
+        let mut batches = std::mem::take(&mut self.batches);
         (self.rows, self.bytes) = (0, 0);
         let batch = match batches.len() {
             0 => return Ok(true),
-            1 => batches.into_iter().next(),
-            _ => Some(arrow_select::concat::concat_batches(
-                &plan.schema,
-                &batches,
-            )?),
+            1 => batches.swap_remove(0),
+            _ => arrow_select::concat::concat_batches(&plan.schema, &batches)?,
         };
-        Ok(match batch {
-            Some(batch) => tx.send(Ok(batch)).await.is_ok(),
-            None => true,
-        })
+        Ok(tx.send(Ok(batch)).await.is_ok())
     }
 }
 
@@ -933,6 +912,30 @@ fn with_page_index(
         .with_page_index_policy(PageIndexPolicy::Optional);
     loader.read_page_indexes_sized(index_bytes, size).ok()?;
     loader.finish().ok()
+}
+
+/// Reads the file's page indexes (one read, from the first index to the end of the file)
+/// into `metadata`; `false` when it has none or they do not parse.
+async fn load_page_index<F, Fut>(
+    metadata: &mut Arc<ParquetMetaData>,
+    fetch: &F,
+    size: u64,
+) -> Result<bool>
+where
+    F: Fn(Range<u64>) -> Fut,
+    Fut: std::future::Future<Output = iceberg::Result<bytes::Bytes>>,
+{
+    let Some(start) = page_index_start(metadata) else {
+        return Ok(false);
+    };
+    let bytes = fetch(start..size).await.or_ours()?;
+    Ok(match with_page_index(metadata, &bytes, size) {
+        Some(with_index) => {
+            *metadata = Arc::new(with_index);
+            true
+        }
+        None => false,
+    })
 }
 
 /// Reads `ranges` of a local file (seek + read into buffers that are not zero-filled first).
@@ -1405,11 +1408,7 @@ fn send_with_embedding(
     // One output batch: `batch`'s columns and the next `n` rows of `list`, less the rows
     // the row filter rejects.
     let mut send = |batch: &RecordBatch, n: usize, sent: &mut usize| -> Result<bool> {
-        if *sent + n > total {
-            return Err(Error::Parquet(parquet::errors::ParquetError::General(
-                "the embedding column holds fewer rows than the other columns".into(),
-            )));
-        }
+        // Fails when the embedding column holds fewer rows than the other columns.
         let mut embedding = list.take(n)?;
         *sent += n;
         let mut batch = batch.clone();
