@@ -114,29 +114,6 @@ impl Shape {
     }
 }
 
-/// [`decode_chunks`] as one list array (the tests' comparisons with parquet-rs).
-#[cfg(test)]
-pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
-    data: &R,
-    metadata: &ParquetMetaData,
-    row_groups: &[usize],
-    leaf: usize,
-    field: &FieldRef,
-    selection: Option<&RowSelection>,
-) -> Result<Option<ListArray>> {
-    // One chunk of every row.
-    Ok(decode_chunks(
-        data,
-        metadata,
-        row_groups,
-        leaf,
-        field,
-        selection,
-        usize::MAX,
-    )?
-    .and_then(|chunks| chunks.into_iter().next()))
-}
-
 /// Decodes the embedding column (leaf `leaf`) of `row_groups` into list arrays whose element
 /// field is `field`'s; `Ok(None)` when the column's shape or a page is not one this decoder
 /// reads (the caller reads it with parquet-rs).

@@ -150,9 +150,17 @@ fn parsed(file: &Bytes) -> (ParquetMetaData, FieldRef) {
     (meta, Arc::new(schema.field(1).clone()))
 }
 
+/// A decode in one chunk (`usize::MAX` rows per array): its one array.
+fn one_array(chunks: Option<Vec<ListArray>>) -> Option<ListArray> {
+    chunks.map(|c| {
+        assert_eq!(c.len(), 1, "one chunk");
+        c.into_iter().next().unwrap()
+    })
+}
+
 fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
     let (meta, field) = parsed(file);
-    decode(file, &meta, row_groups, 1, &field, None).unwrap()
+    one_array(decode_chunks(file, &meta, row_groups, 1, &field, None, usize::MAX).unwrap())
 }
 
 fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
@@ -250,7 +258,18 @@ fn ours_selected(
         meta.offset_index().is_some(),
         "the writer wrote no offset index"
     );
-    decode(file, &meta, row_groups, 1, &field, Some(selection)).unwrap()
+    one_array(
+        decode_chunks(
+            file,
+            &meta,
+            row_groups,
+            1,
+            &field,
+            Some(selection),
+            usize::MAX,
+        )
+        .unwrap(),
+    )
 }
 
 /// A random selection over `rows` rows: runs of skipped and selected rows (sometimes none,
