@@ -459,7 +459,7 @@ impl MonthTask {
                 let sorted = crate::sort::sorted_pairs(&self.batches, &work.parts, keys);
                 let refs: Vec<&RecordBatch> = self.batches.iter().collect();
                 for chunk in sorted.chunks(CHUNK_ROWS) {
-                    let part = arrow_select::interleave::interleave_record_batch(&refs, chunk)?;
+                    let part = crate::sort::interleave_rows(&refs, chunk)?;
                     writer
                         .write(in_table_schema(&self.table_schema, part)?)
                         .await

@@ -117,7 +117,7 @@ async fn feed(
 
 /// The k-way merge: a binary heap of the cursors by their current row; merged rows gathered
 /// as `(batch, row)` pairs over an arena of the batches they point into, written every
-/// [`CHUNK_ROWS`] rows with one `interleave`.
+/// [`CHUNK_ROWS`] rows with one `interleave_rows`.
 async fn merge(keys: &[SortKey], cursors: &mut [Cursor], out: &mut PartitionStream) -> Result<()> {
     // Cursor i's current batch is arena[slot[i]].
     let mut arena: Vec<RecordBatch> = Vec::new();
@@ -164,7 +164,7 @@ async fn merge(keys: &[SortKey], cursors: &mut [Cursor], out: &mut PartitionStre
         if pairs.len() == CHUNK_ROWS || heap.is_empty() {
             if !pairs.is_empty() {
                 let refs: Vec<&RecordBatch> = arena.iter().collect();
-                let part = arrow_select::interleave::interleave_record_batch(&refs, &pairs)?;
+                let part = crate::sort::interleave_rows(&refs, &pairs)?;
                 out.write(part).await?;
                 pairs.clear();
             }
@@ -253,7 +253,7 @@ impl Cursor {
         let pairs = crate::sort::sorted_pairs(&batches, &parts, keys);
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         for chunk in pairs.chunks(CHUNK_ROWS) {
-            let sorted = arrow_select::interleave::interleave_record_batch(&refs, chunk)?;
+            let sorted = crate::sort::interleave_rows(&refs, chunk)?;
             self.ready.push_back(sorted);
         }
         self.next = self.rows;
