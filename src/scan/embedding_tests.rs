@@ -428,10 +428,72 @@ fn levels_decode_rle_and_bit_packed_runs() {
     assert_eq!(single_run(&[20, 3], 2, 11), None);
 }
 
+/// Appends `v` as an unsigned LEB128 varint.
+fn push_uleb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+#[test]
+fn row_starts_are_the_zero_levels_decode_levels_gives() {
+    let mut rng = Rng(4242);
+    for case in 0..300 {
+        // A random hybrid block of bit-width-1 levels: RLE runs of 0s or 1s (short and long,
+        // as a 1024-dim row's 1,023 1s) and bit-packed groups of random bits.
+        let mut data = Vec::new();
+        let mut total = 0usize;
+        for _ in 0..1 + rng.below(12) {
+            if rng.below(2) == 0 {
+                let most = if rng.below(3) == 0 { 2000 } else { 9 };
+                let count = 1 + rng.below(most) as usize;
+                push_uleb128(&mut data, (count as u64) << 1);
+                data.push(rng.below(2) as u8);
+                total += count;
+            } else {
+                let groups = 1 + rng.below(5) as usize;
+                push_uleb128(&mut data, ((groups as u64) << 1) | 1);
+                data.extend((0..groups).map(|_| rng.next() as u8));
+                total += groups * 8;
+            }
+        }
+        // Sometimes fewer entries than the block holds (a page's last group is padded).
+        let entries = if case % 3 == 0 {
+            total - rng.below(8).min(total as u64 - 1) as usize
+        } else {
+            total
+        };
+        let mut levels = Vec::new();
+        decode_levels(&data, 1, entries, &mut levels).unwrap();
+        let want: Vec<usize> = (0..entries).filter(|&i| levels[i] == 0).collect();
+        let mut got = Vec::new();
+        row_starts(&data, entries, |i| {
+            got.push(i);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want, "case {case}");
+    }
+    let ok = |_| Ok(());
+    // A level of 2 at bit width 1, an RLE run without its value, bit-packed bytes missing,
+    // fewer levels than entries: errors, not panics.
+    assert!(row_starts(&[8, 2], 4, ok).is_err());
+    assert!(row_starts(&[8], 4, ok).is_err());
+    assert!(row_starts(&[5, 0xff], 16, ok).is_err());
+    assert!(row_starts(&[8, 1], 5, ok).is_err());
+    assert!(row_starts(&[], 1, ok).is_err());
+}
+
 #[test]
 fn the_blocked_transpose_equals_the_byte_loop() {
     let mut rng = Rng(99);
-    for n in [0usize, 1, 7, 8, 9, 63, 64, 65, 1000] {
+    for n in [0usize, 1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 1000] {
         let values: Vec<f64> = (0..n).map(|_| rng.value()).collect();
         let mut split = vec![0u8; n * 8];
         for (i, v) in values.iter().enumerate() {
