@@ -548,14 +548,23 @@ pub(crate) async fn read_file(
             None => None,
         };
         Counters::add(&counters.row_groups_read, turn.new_groups as u64);
-        // Fetch what the decoder will touch: the whole file when that is most of it, else
+        // Fetch what the decoder will touch: the file up to its last needed byte in one read
+        // when that is most of it, else
         // the needed column chunks (and their offset indexes), or only the selected pages,
         // placed in a sparse buffer.
         let whole_file = whole_file_turn
             && turn.selection.is_none()
             && span(&turn.ranges) + footer_len as u64 >= size / 2;
         let ranges: Vec<Range<u64>> = if whole_file {
-            std::iter::once(0..size).collect()
+            // One read from the start through the last needed byte: the footer (parsed
+            // already) and a page index after the data are not read again, unless this
+            // turn's decoder parses them from its bytes (a filtered read without a parsed
+            // offset index).
+            let end = match filtered && metadata.offset_index().is_none() {
+                true => size,
+                false => turn.ranges.iter().map(|r| r.end).max().unwrap_or(size),
+            };
+            std::iter::once(0..end).collect()
         } else if local.is_some() {
             merge(turn.ranges, COALESCE_LOCAL_BYTES)
         } else {
