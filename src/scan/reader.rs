@@ -485,6 +485,7 @@ pub(crate) async fn read_file(
                             offset,
                         )),
                         ranges: run.iter().flat_map(|p| p.ranges.iter().cloned()).collect(),
+                        lazy: false,
                     }
                 })
                 .collect()
@@ -499,12 +500,15 @@ pub(crate) async fn read_file(
             let offset_index = filtered && metadata.offset_index().is_none();
             runs.into_iter()
                 .map(|run| {
+                    // Only a group without an offset index gets here larger than the budget.
+                    let lazy = run.len() == 1 && group_bytes[run.start] > plan.read_buffer;
                     let row_groups = kept[run].to_vec();
                     Turn {
                         new_groups: row_groups.len(),
                         ranges: needed_ranges(&metadata, &row_groups, &needed_roots, offset_index),
                         row_groups,
                         selection: None,
+                        lazy,
                     }
                 })
                 .collect()
@@ -554,8 +558,11 @@ pub(crate) async fn read_file(
         // placed in a sparse buffer.
         let whole_file = whole_file_turn
             && turn.selection.is_none()
+            && !turn.lazy
             && span(&turn.ranges) + footer_len as u64 >= size / 2;
-        let ranges: Vec<Range<u64>> = if whole_file {
+        let ranges: Vec<Range<u64>> = if turn.lazy {
+            Vec::new()
+        } else if whole_file {
             // One read from the start through the last needed byte: the footer (parsed
             // already) and a page index after the data are not read again, unless this
             // turn's decoder parses them from its bytes (a filtered read without a parsed
@@ -570,7 +577,19 @@ pub(crate) async fn read_file(
         } else {
             merge(turn.ranges, COALESCE_BYTES)
         };
-        let decode_here = inline.is_some() && span(&ranges) <= INLINE_TURN_BYTES;
+        let decode_here = inline.is_some() && !turn.lazy && span(&ranges) <= INLINE_TURN_BYTES;
+        // A lazy turn's source, made here (a storage reader is opened asynchronously) and
+        // driven from the blocking pool where the turn decodes.
+        let lazy = match (turn.lazy, &local) {
+            (false, _) => None,
+            (true, Some(path)) => Some(local_fetch(path.clone(), counters.clone())),
+            (true, None) => {
+                let input = plan.file_io.new_input(&file.path).or_ours()?;
+                let reader = input.reader().await.or_ours()?;
+                Some(storage_fetch(reader, counters.clone()))
+            }
+        };
+        let read_buffer = plan.read_buffer;
         // Local files are read with positioned reads on the blocking pool (a whole file in one
         // read: several times faster than the storage layer's chunked reads), in the task
         // that decodes them (one hop to the pool per turn, not two); others through storage.
@@ -621,7 +640,10 @@ pub(crate) async fn read_file(
                         parts.push((tail_start, tail));
                     }
                 }
-                let data = SparseFile::new(size, parts);
+                let data = match lazy {
+                    Some(fetch) => SparseFile::new(size, parts).lazy(Lazy::new(read_buffer, fetch)),
+                    None => SparseFile::new(size, parts),
+                };
                 let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
                 let reader_meta = if filtered && metadata.offset_index().is_none() {
                     // One turn of a filtered read: the offset index comes with the turn's bytes.
@@ -669,7 +691,9 @@ pub(crate) async fn read_file(
             .zip(files.leaf[Column::Embedding.index()]);
         let ours = match embedding {
             Some(e) if plan.decode != Mode::Parquet => {
-                if limit.is_none() {
+                // A lazy turn streams through parquet-rs's reader: this decoder holds a
+                // turn's whole column decoded.
+                if limit.is_none() && !turn.lazy {
                     Some(e)
                 } else {
                     Counters::add(&counters.embedding_fallbacks, 1);
@@ -880,6 +904,10 @@ struct Turn {
     new_groups: usize,
     selection: Option<RowSelection>,
     ranges: Vec<Range<u64>>,
+    /// One row group larger than the budget in a file without an offset index (so not cut
+    /// in row ranges): nothing fetched ahead, its pages fetched as parquet-rs's reader
+    /// streams them ([`Lazy`]).
+    lazy: bool,
 }
 
 /// Consecutive runs of items whose sizes add up to at most `budget` (an item larger than
@@ -976,10 +1004,15 @@ fn read_ranges(
 /// Reads inside one fetched range are zero-copy slices; a read across ranges (the page
 /// index loader's one range over all indexes) is assembled, with zeros where nothing was
 /// fetched (bytes no needed structure lies in).
+///
+/// A lazy one ([`SparseFile::lazy`]) fetches what it was not given as the decoder asks for
+/// it: a row group larger than the read budget in a file without an offset index (what
+/// pyarrow and pyiceberg write by default) is then read page by page, not fetched whole.
 #[derive(Clone)]
 struct SparseFile {
     len: u64,
     parts: Arc<Vec<(u64, bytes::Bytes)>>,
+    lazy: Option<Arc<Lazy>>,
 }
 
 impl SparseFile {
@@ -988,7 +1021,14 @@ impl SparseFile {
         SparseFile {
             len,
             parts: Arc::new(parts),
+            lazy: None,
         }
+    }
+
+    /// This file, fetching the ranges it does not hold through `lazy`.
+    fn lazy(mut self, lazy: Lazy) -> Self {
+        self.lazy = Some(Arc::new(lazy));
+        self
     }
 
     fn part_holding(&self, start: u64, length: u64) -> Option<(u64, &bytes::Bytes)> {
@@ -1010,9 +1050,10 @@ impl parquet::file::reader::ChunkReader for SparseFile {
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         use bytes::Buf;
-        match self.part_holding(start, 0) {
-            Some((o, b)) => Ok(b.slice((start - o) as usize..).reader()),
-            None => Err(parquet::errors::ParquetError::General(format!(
+        match (self.part_holding(start, 0), &self.lazy) {
+            (Some((o, b)), _) => Ok(b.slice((start - o) as usize..).reader()),
+            (None, Some(lazy)) => Ok(lazy.get(start, 0, self.len)?.reader()),
+            (None, None) => Err(parquet::errors::ParquetError::General(format!(
                 "byte {start} of the file was not fetched"
             ))),
         }
@@ -1022,6 +1063,9 @@ impl parquet::file::reader::ChunkReader for SparseFile {
         if let Some((o, b)) = self.part_holding(start, length as u64) {
             let from = (start - o) as usize;
             return Ok(b.slice(from..from + length));
+        }
+        if let Some(lazy) = &self.lazy {
+            return lazy.get(start, length, self.len);
         }
         let end = start + length as u64;
         let mut buf = vec![0u8; length];
@@ -1034,6 +1078,147 @@ impl parquet::file::reader::ChunkReader for SparseFile {
             }
         }
         Ok(bytes::Bytes::from(buf))
+    }
+}
+
+/// Fetches a byte range of a file (positioned reads of a local file, or the storage layer's
+/// reader driven from the blocking pool), counting the bytes and requests.
+type FetchRange = Box<dyn Fn(Range<u64>) -> std::io::Result<bytes::Bytes> + Send + Sync>;
+
+/// The bytes a lazy [`SparseFile`] fetches on demand: a window from each position asked for
+/// (a page header and, usually, its page), the last [`LAZY_WINDOWS_KEPT`] windows kept so the
+/// page after its header, and the columns read side by side, are served from them. Memory
+/// stays near `LAZY_WINDOWS_KEPT × window` (plus a page larger than a window, fetched
+/// exactly).
+struct Lazy {
+    fetch: FetchRange,
+    window: u64,
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, bytes::Bytes)>>,
+}
+
+/// Reads of the local file at `path`, opened on the first read (on the blocking pool, where
+/// lazy turns decode).
+fn local_fetch(path: std::path::PathBuf, counters: Arc<Counters>) -> FetchRange {
+    let file: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+    Box::new(move |range: Range<u64>| {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| std::io::Error::other("a range longer than memory"))?;
+        let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+        let file = match guard.as_mut() {
+            Some(f) => f,
+            None => guard.insert(std::fs::File::open(&path)?),
+        };
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(range.start))?;
+        file.read_exact(&mut buf)?;
+        Counters::add(&counters.bytes_read, range.end - range.start);
+        Counters::add(&counters.requests, 1);
+        Ok(bytes::Bytes::from(buf))
+    })
+}
+
+/// Reads through the storage layer's `reader`, each one awaited from the blocking pool on
+/// the runtime that opened it.
+fn storage_fetch(reader: Box<dyn iceberg::io::FileRead>, counters: Arc<Counters>) -> FetchRange {
+    let handle = tokio::runtime::Handle::current();
+    Box::new(move |range: Range<u64>| {
+        let n = range.end - range.start;
+        let bytes = handle
+            .block_on(reader.read(range))
+            .map_err(std::io::Error::other)?;
+        Counters::add(&counters.bytes_read, n);
+        Counters::add(&counters.requests, 1);
+        Ok(bytes)
+    })
+}
+
+/// Windows a lazy read keeps: two per column of our 12, and some.
+const LAZY_WINDOWS_KEPT: usize = 32;
+
+impl Lazy {
+    /// Windows of `read_buffer / LAZY_WINDOWS_KEPT`, between 64 KiB and 1 MiB.
+    fn new(read_buffer: u64, fetch: FetchRange) -> Self {
+        Lazy {
+            fetch,
+            window: (read_buffer / LAZY_WINDOWS_KEPT as u64).clamp(64 << 10, 1 << 20),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// `length` bytes from `start` (with `length` 0: whatever a window from `start` holds,
+    /// for a reader of unknown length, such as a page header's).
+    fn get(
+        &self,
+        start: u64,
+        length: usize,
+        file_len: u64,
+    ) -> parquet::errors::Result<bytes::Bytes> {
+        let want = length as u64;
+        // A read of unknown length (a page header, some hundred bytes) is served from a kept
+        // window only with a quarter window left in it, or the rest of the file.
+        let need = match length {
+            0 => (self.window / 4).min(file_len.saturating_sub(start)).max(1),
+            _ => want,
+        };
+        let head = {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut newest_first = recent.iter().rev();
+            if let Some((o, b)) = newest_first
+                .find(|(o, b)| *o <= start && start.saturating_add(need) <= o + b.len() as u64)
+            {
+                let from = (start - o) as usize;
+                return Ok(match length {
+                    0 => b.slice(from..),
+                    n => b.slice(from..from + n),
+                });
+            }
+            // A page whose first bytes a window holds (the one its header came in): only the
+            // rest is fetched.
+            recent
+                .iter()
+                .rev()
+                .find(|(o, b)| length > 0 && *o <= start && start < o + b.len() as u64)
+                .map(|(o, b)| b.slice((start - o) as usize..))
+        };
+        let from = start + head.as_ref().map_or(0, |h| h.len() as u64);
+        let end = match &head {
+            Some(_) => start.saturating_add(want),
+            None => start.saturating_add(want.max(self.window)),
+        }
+        .min(file_len);
+        if end <= from || end - start < want {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {start}..{} are past the end of the file ({file_len} bytes)",
+                start + want
+            )));
+        }
+        let rest = (self.fetch)(from..end)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        if (rest.len() as u64) < end - from {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {from}..{end} came back short ({} bytes)",
+                rest.len()
+            )));
+        }
+        let bytes = match head {
+            Some(head) => {
+                let mut joined = Vec::with_capacity(head.len() + rest.len());
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&rest);
+                bytes::Bytes::from(joined)
+            }
+            None => rest,
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.push_back((start, bytes.clone()));
+        while recent.len() > LAZY_WINDOWS_KEPT {
+            recent.pop_front();
+        }
+        Ok(match length {
+            0 => bytes,
+            n => bytes.slice(..n),
+        })
     }
 }
 
@@ -1683,5 +1868,136 @@ mod footer_tests {
         assert!(one.bytes() <= bytes + bytes / 2);
         assert!(one.get(c.as_str()).is_some_and(|f| f.size == c_size));
         assert!(one.get(b.as_str()).is_none());
+    }
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use arrow_array::{Float64Array, Int64Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// A fetch over `data` that records each range it is asked for.
+    fn recording(data: bytes::Bytes, log: Arc<Mutex<Vec<Range<u64>>>>) -> FetchRange {
+        Box::new(move |r: Range<u64>| {
+            log.lock().unwrap().push(r.clone());
+            Ok(data.slice(r.start as usize..r.end as usize))
+        })
+    }
+
+    #[test]
+    fn windows_serve_what_follows_and_are_capped() {
+        let data = bytes::Bytes::from((0..8_000_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lazy = Lazy::new(0, recording(data.clone(), log.clone()));
+        assert_eq!(lazy.window, 64 << 10);
+        let len = data.len() as u64;
+        // A header read, then its page inside the same window: one fetch.
+        let head = lazy.get(1000, 0, len).unwrap();
+        assert_eq!(head.len(), 64 << 10);
+        assert_eq!(head[..], data[1000..1000 + (64 << 10)]);
+        assert_eq!(lazy.get(1100, 5000, len).unwrap()[..], data[1100..6100]);
+        assert_eq!(log.lock().unwrap().len(), 1);
+        // A header near the window's end gets a fresh window, not the window's last bytes.
+        let late = 1000 + (64 << 10) - 100;
+        assert_eq!(lazy.get(late, 0, len).unwrap().len(), 64 << 10);
+        assert_eq!(log.lock().unwrap().len(), 2);
+        // A page larger than a window is fetched exactly.
+        assert_eq!(
+            lazy.get(200_000, 300_000, len).unwrap()[..],
+            data[200_000..500_000]
+        );
+        assert_eq!(log.lock().unwrap().last(), Some(&(200_000..500_000)));
+        // A page that starts in its header's window: only its rest is fetched.
+        lazy.get(600_000, 0, len).unwrap();
+        let page = lazy.get(600_100, 100_000, len).unwrap();
+        assert_eq!(page[..], data[600_100..700_100]);
+        let rest = 600_000 + (64 << 10)..700_100;
+        assert_eq!(log.lock().unwrap().last(), Some(&rest));
+        // The last window is clipped at the end of the file; past it is an error.
+        assert_eq!(lazy.get(len - 10, 0, len).unwrap().len(), 10);
+        assert!(lazy.get(len - 10, 11, len).is_err());
+        assert!(lazy.get(len, 0, len).is_err());
+        // Only the last LAZY_WINDOWS_KEPT windows stay.
+        for i in 0..2 * LAZY_WINDOWS_KEPT as u64 {
+            lazy.get(1_000_000 + i * 70_000, 0, len).unwrap();
+        }
+        assert_eq!(lazy.recent.lock().unwrap().len(), LAZY_WINDOWS_KEPT);
+        let fetched = log.lock().unwrap().len();
+        lazy.get(1000, 10, len).unwrap();
+        assert_eq!(
+            log.lock().unwrap().len(),
+            fetched + 1,
+            "an evicted window is fetched again"
+        );
+        // A failed fetch is an error, not a panic.
+        let failing = Lazy::new(0, Box::new(|_| Err(std::io::Error::other("gone"))));
+        assert!(failing.get(0, 10, 100).is_err());
+    }
+
+    #[test]
+    fn a_lazy_file_reads_as_the_whole_file_does() {
+        // One row group of many pages and no page index.
+        let n = 20_000;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+            (
+                "x",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 / 3.0),
+                )) as _,
+            ),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_data_page_row_count_limit(500)
+            .set_write_batch_size(500)
+            .set_offset_index_disabled(true)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+            .build();
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let data = bytes::Bytes::from(buf);
+        let whole: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new()).unwrap();
+        assert!(meta.metadata().offset_index().is_none());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let file = SparseFile::new(data.len() as u64, Vec::new())
+            .lazy(Lazy::new(0, recording(data.clone(), log.clone())));
+        let lazy: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(lazy, whole);
+        let log = log.lock().unwrap();
+        let largest = log.iter().map(|r| r.end - r.start).max().unwrap();
+        assert!(log.len() > 2, "fetched in pieces: {log:?}");
+        assert!(largest <= 64 << 10, "at most a window at a time: {largest}");
+        let counted = AtomicU64::new(0);
+        for r in log.iter() {
+            counted.fetch_add(r.end - r.start, Ordering::Relaxed);
+        }
+        assert!(
+            counted.load(Ordering::Relaxed) < 2 * data.len() as u64,
+            "windows overlap by at most a window per page"
+        );
     }
 }

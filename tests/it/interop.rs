@@ -207,3 +207,60 @@ async fn random_filters_on_files_pyiceberg_wrote() {
     let non_empty = check_random_filters(&table, &rows, 11, 50, |scan| scan).await;
     assert!(non_empty > 15, "too few non-empty rounds: {non_empty}");
 }
+
+/// pyarrow (pyiceberg's writer) writes no offset index, so a row group larger than the read
+/// budget cannot be cut in row ranges: it is read lazily, page by page through parquet-rs's
+/// reader, instead of fetched whole. Same rows, and filters stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_page() {
+    use crate::scan::check_random_filters;
+
+    let t = local_table(1024).await;
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    for (rows, tenants, seed) in [(300, "pa,pb,pc", 3), (200, "pc,pd", 4)] {
+        assert_eq!(pyiceberg_append(&wh, rows, tenants, seed)["appended"], rows);
+    }
+    let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
+        .await
+        .expect("open");
+    let budget = 16 << 10;
+    let (_, whole_m) = table.scan().to_batches_with_metrics().await.expect("scan");
+    let (_, lazy_m) = table
+        .scan()
+        .read_buffer_bytes(budget)
+        .to_batches_with_metrics()
+        .await
+        .expect("lazy scan");
+    let sorted = |mut r: Vec<sales_history::SaleRecord>| {
+        r.sort_by(|a, b| {
+            (a.product_id.as_str(), a.sold_date).cmp(&(b.product_id.as_str(), b.sold_date))
+        });
+        r
+    };
+    let rows = sorted(table.scan().to_records().await.expect("rows"));
+    assert_eq!(rows.len(), 500);
+    let lazy = table.scan().read_buffer_bytes(budget).to_records().await;
+    assert_eq!(sorted(lazy.expect("lazy rows")), rows);
+    // Within the budget a file is fetched in one or two reads; over it, every file's group
+    // streams through parquet-rs's reader (counted as a fallback) in many small reads.
+    assert_eq!(lazy_m.embedding_fallbacks, lazy_m.files_read, "{lazy_m:?}");
+    assert_eq!(lazy_m.row_groups_read, whole_m.row_groups_read);
+    // Footers are kept from the first scan: every request of the lazy one is a piece of a
+    // row group, several per file (a window of 64 KiB, a file of ~170 KB).
+    assert_eq!(lazy_m.files_read, 24);
+    assert!(
+        lazy_m.requests >= 3 * lazy_m.files_read,
+        "{} requests for {} files",
+        lazy_m.requests,
+        lazy_m.files_read
+    );
+    assert!(
+        lazy_m.bytes_read <= 3 * whole_m.bytes_read,
+        "{} vs {} bytes",
+        lazy_m.bytes_read,
+        whole_m.bytes_read
+    );
+    let non_empty =
+        check_random_filters(&table, &rows, 17, 20, |scan| scan.read_buffer_bytes(budget)).await;
+    assert!(non_empty > 5, "too few non-empty rounds: {non_empty}");
+}
