@@ -975,29 +975,29 @@ where
     })
 }
 
-/// Reads `ranges` of a local file (seek + read into buffers that are not zero-filled first).
+/// Reads `ranges` of a local file.
 fn read_ranges(
     path: &std::path::Path,
     ranges: &[Range<u64>],
 ) -> std::io::Result<Vec<bytes::Bytes>> {
-    use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
-    ranges
-        .iter()
-        .map(|r| {
-            let len = r.end - r.start;
-            let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            file.seek(SeekFrom::Start(r.start))?;
-            (&mut file).take(len).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("bytes {}..{} are past the end of the file", r.start, r.end),
-                ));
-            }
-            Ok(bytes::Bytes::from(buf))
-        })
-        .collect()
+    ranges.iter().map(|r| read_range(&mut file, r)).collect()
+}
+
+/// Bytes `r` of `file` (seek + read into a buffer that is not zero-filled first).
+fn read_range(file: &mut std::fs::File, r: &Range<u64>) -> std::io::Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = r.end - r.start;
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.seek(SeekFrom::Start(r.start))?;
+    file.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("bytes {}..{} are past the end of the file", r.start, r.end),
+        ));
+    }
+    Ok(bytes::Bytes::from(buf))
 }
 
 /// A file of which only some byte ranges were fetched: the decoder's view of a partial read.
@@ -1046,13 +1046,18 @@ impl parquet::file::reader::Length for SparseFile {
 }
 
 impl parquet::file::reader::ChunkReader for SparseFile {
-    type T = bytes::buf::Reader<bytes::Bytes>;
+    type T = PartRead;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         use bytes::Buf;
         match (self.part_holding(start, 0), &self.lazy) {
-            (Some((o, b)), _) => Ok(b.slice((start - o) as usize..).reader()),
-            (None, Some(lazy)) => Ok(lazy.get(start, 0, self.len)?.reader()),
+            (Some((o, b)), _) => Ok(PartRead::Held(b.slice((start - o) as usize..).reader())),
+            (None, Some(lazy)) => Ok(PartRead::Lazy(LazyRead {
+                lazy: lazy.clone(),
+                pos: start,
+                buf: bytes::Bytes::new(),
+                file_len: self.len,
+            })),
             (None, None) => Err(parquet::errors::ParquetError::General(format!(
                 "byte {start} of the file was not fetched"
             ))),
@@ -1060,40 +1065,195 @@ impl parquet::file::reader::ChunkReader for SparseFile {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        if length == 0 {
+            return Ok(bytes::Bytes::new());
+        }
         if let Some((o, b)) = self.part_holding(start, length as u64) {
             let from = (start - o) as usize;
             return Ok(b.slice(from..from + length));
         }
         if let Some(lazy) = &self.lazy {
-            return lazy.get(start, length, self.len);
+            return lazy.bytes(start, length, self.len);
         }
+        // Across fetched parts (the page index loader's one range over all indexes), zeros in
+        // the gaps between them; a range no part touches was never fetched.
         let end = start + length as u64;
         let mut buf = vec![0u8; length];
+        let mut touched = false;
         for (o, b) in self.parts.iter() {
             let (po, pe) = (*o, o + b.len() as u64);
             let (s, e) = (po.max(start), pe.min(end));
             if s < e {
+                touched = true;
                 buf[(s - start) as usize..(e - start) as usize]
                     .copy_from_slice(&b[(s - po) as usize..(e - po) as usize]);
             }
+        }
+        if !touched {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {start}..{end} of the file were not fetched"
+            )));
         }
         Ok(bytes::Bytes::from(buf))
     }
 }
 
-/// Fetches a byte range of a file (positioned reads of a local file, or the storage layer's
-/// reader driven from the blocking pool), counting the bytes and requests.
+/// What [`SparseFile::get_read`] hands out: a slice of a fetched part, or a lazy file's
+/// reader, which fetches the next window when it runs out (a page header longer than what a
+/// window has left).
+enum PartRead {
+    Held(bytes::buf::Reader<bytes::Bytes>),
+    Lazy(LazyRead),
+}
+
+impl std::io::Read for PartRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            PartRead::Held(r) => r.read(out),
+            PartRead::Lazy(r) => r.read(out),
+        }
+    }
+}
+
+/// Reads a lazy [`SparseFile`] from `pos` on, a window at a time.
+struct LazyRead {
+    lazy: Arc<Lazy>,
+    pos: u64,
+    buf: bytes::Bytes,
+    file_len: u64,
+}
+
+impl std::io::Read for LazyRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use bytes::Buf;
+        if self.buf.is_empty() {
+            if out.is_empty() || self.pos >= self.file_len {
+                return Ok(0);
+            }
+            self.buf = self
+                .lazy
+                .window_at(self.pos, self.file_len)
+                .map_err(std::io::Error::other)?;
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Fetches a byte range of a file (reads of a local file, or the storage layer's reader
+/// driven from the blocking pool), counting the bytes and requests.
 type FetchRange = Box<dyn Fn(Range<u64>) -> std::io::Result<bytes::Bytes> + Send + Sync>;
 
-/// The bytes a lazy [`SparseFile`] fetches on demand: a window from each position asked for
-/// (a page header and, usually, its page), the last [`LAZY_WINDOWS_KEPT`] windows kept so the
-/// page after its header, and the columns read side by side, are served from them. Memory
-/// stays near `LAZY_WINDOWS_KEPT × window` (plus a page larger than a window, fetched
-/// exactly).
+/// The bytes a lazy [`SparseFile`] fetches on demand. A page header is read from a window
+/// fetched at its position; a page comes with its header's window, or is fetched (the rest
+/// past that window) together with a quarter window after it, where the next header starts:
+/// one read per page. Only windows are kept, the last [`LAZY_WINDOWS_KEPT`], so memory stays
+/// near `LAZY_WINDOWS_KEPT × window` besides the pages handed out.
 struct Lazy {
     fetch: FetchRange,
     window: u64,
     recent: std::sync::Mutex<std::collections::VecDeque<(u64, bytes::Bytes)>>,
+}
+
+/// Windows a lazy read keeps: two per column of our 12, and some.
+const LAZY_WINDOWS_KEPT: usize = 32;
+
+impl Lazy {
+    /// Windows of `read_buffer / LAZY_WINDOWS_KEPT`, between 64 KiB and 1 MiB.
+    fn new(read_buffer: u64, fetch: FetchRange) -> Self {
+        Lazy {
+            fetch,
+            window: (read_buffer / LAZY_WINDOWS_KEPT as u64).clamp(64 << 10, 1 << 20),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// The bytes from `start` that a kept window holds (the newest holding any).
+    fn held(&self, start: u64) -> Option<bytes::Bytes> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent
+            .iter()
+            .rev()
+            .find(|(o, b)| *o <= start && start < o + b.len() as u64)
+            .map(|(o, b)| b.slice((start - o) as usize..))
+    }
+
+    fn keep(&self, start: u64, window: bytes::Bytes) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.push_back((start, window));
+        while recent.len() > LAZY_WINDOWS_KEPT {
+            recent.pop_front();
+        }
+    }
+
+    /// `range` through the fetch, checked to be whole.
+    fn fetch(&self, range: Range<u64>) -> parquet::errors::Result<bytes::Bytes> {
+        let bytes = (self.fetch)(range.clone())
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        if (bytes.len() as u64) < range.end - range.start {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {}..{} came back short ({} bytes)",
+                range.start,
+                range.end,
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// What a window holds from `start` on: a kept one's rest, or a fresh window (kept).
+    fn window_at(&self, start: u64, file_len: u64) -> parquet::errors::Result<bytes::Bytes> {
+        if let Some(held) = self.held(start) {
+            return Ok(held);
+        }
+        if start >= file_len {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "byte {start} is past the end of the file ({file_len} bytes)"
+            )));
+        }
+        let window = self.fetch(start..start.saturating_add(self.window).min(file_len))?;
+        self.keep(start, window.clone());
+        Ok(window)
+    }
+
+    /// `length` (> 0) bytes from `start`: from a kept window, or with the part a window
+    /// holds joined to the rest, fetched with a quarter window after it (kept, for the next
+    /// page's header).
+    fn bytes(
+        &self,
+        start: u64,
+        length: usize,
+        file_len: u64,
+    ) -> parquet::errors::Result<bytes::Bytes> {
+        let end = start.saturating_add(length as u64);
+        if end > file_len {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {start}..{end} are past the end of the file ({file_len} bytes)"
+            )));
+        }
+        let head = self.held(start).unwrap_or_default();
+        if head.len() >= length {
+            return Ok(head.slice(..length));
+        }
+        let from = start + head.len() as u64;
+        let ahead = end.saturating_add(self.window / 4).min(file_len);
+        let rest = self.fetch(from..ahead)?;
+        let cut = (end - from) as usize;
+        if ahead > end {
+            // Copied, so the window kept does not hold the page's buffer alive.
+            self.keep(end, bytes::Bytes::copy_from_slice(&rest[cut..]));
+        }
+        if head.is_empty() {
+            return Ok(rest.slice(..cut));
+        }
+        let mut joined = Vec::with_capacity(length);
+        joined.extend_from_slice(&head);
+        joined.extend_from_slice(&rest[..cut]);
+        Ok(bytes::Bytes::from(joined))
+    }
 }
 
 /// Reads of the local file at `path`, opened on the first read (on the blocking pool, where
@@ -1101,20 +1261,15 @@ struct Lazy {
 fn local_fetch(path: std::path::PathBuf, counters: Arc<Counters>) -> FetchRange {
     let file: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
     Box::new(move |range: Range<u64>| {
-        use std::io::{Read, Seek, SeekFrom};
-        let len = usize::try_from(range.end - range.start)
-            .map_err(|_| std::io::Error::other("a range longer than memory"))?;
         let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
         let file = match guard.as_mut() {
             Some(f) => f,
             None => guard.insert(std::fs::File::open(&path)?),
         };
-        let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(range.start))?;
-        file.read_exact(&mut buf)?;
+        let bytes = read_range(file, &range)?;
         Counters::add(&counters.bytes_read, range.end - range.start);
         Counters::add(&counters.requests, 1);
-        Ok(bytes::Bytes::from(buf))
+        Ok(bytes)
     })
 }
 
@@ -1131,95 +1286,6 @@ fn storage_fetch(reader: Box<dyn iceberg::io::FileRead>, counters: Arc<Counters>
         Counters::add(&counters.requests, 1);
         Ok(bytes)
     })
-}
-
-/// Windows a lazy read keeps: two per column of our 12, and some.
-const LAZY_WINDOWS_KEPT: usize = 32;
-
-impl Lazy {
-    /// Windows of `read_buffer / LAZY_WINDOWS_KEPT`, between 64 KiB and 1 MiB.
-    fn new(read_buffer: u64, fetch: FetchRange) -> Self {
-        Lazy {
-            fetch,
-            window: (read_buffer / LAZY_WINDOWS_KEPT as u64).clamp(64 << 10, 1 << 20),
-            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
-        }
-    }
-
-    /// `length` bytes from `start` (with `length` 0: whatever a window from `start` holds,
-    /// for a reader of unknown length, such as a page header's).
-    fn get(
-        &self,
-        start: u64,
-        length: usize,
-        file_len: u64,
-    ) -> parquet::errors::Result<bytes::Bytes> {
-        let want = length as u64;
-        // A read of unknown length (a page header, some hundred bytes) is served from a kept
-        // window only with a quarter window left in it, or the rest of the file.
-        let need = match length {
-            0 => (self.window / 4).min(file_len.saturating_sub(start)).max(1),
-            _ => want,
-        };
-        let head = {
-            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            let mut newest_first = recent.iter().rev();
-            if let Some((o, b)) = newest_first
-                .find(|(o, b)| *o <= start && start.saturating_add(need) <= o + b.len() as u64)
-            {
-                let from = (start - o) as usize;
-                return Ok(match length {
-                    0 => b.slice(from..),
-                    n => b.slice(from..from + n),
-                });
-            }
-            // A page whose first bytes a window holds (the one its header came in): only the
-            // rest is fetched.
-            recent
-                .iter()
-                .rev()
-                .find(|(o, b)| length > 0 && *o <= start && start < o + b.len() as u64)
-                .map(|(o, b)| b.slice((start - o) as usize..))
-        };
-        let from = start + head.as_ref().map_or(0, |h| h.len() as u64);
-        let end = match &head {
-            Some(_) => start.saturating_add(want),
-            None => start.saturating_add(want.max(self.window)),
-        }
-        .min(file_len);
-        if end <= from || end - start < want {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "bytes {start}..{} are past the end of the file ({file_len} bytes)",
-                start + want
-            )));
-        }
-        let rest = (self.fetch)(from..end)
-            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
-        if (rest.len() as u64) < end - from {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "bytes {from}..{end} came back short ({} bytes)",
-                rest.len()
-            )));
-        }
-        let bytes = match head {
-            Some(head) => {
-                let mut joined = Vec::with_capacity(head.len() + rest.len());
-                joined.extend_from_slice(&head);
-                joined.extend_from_slice(&rest);
-                bytes::Bytes::from(joined)
-            }
-            None => rest,
-        };
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.push_back((start, bytes.clone()));
-        while recent.len() > LAZY_WINDOWS_KEPT {
-            recent.pop_front();
-        }
-        Ok(match length {
-            0 => bytes,
-            n => bytes.slice(..n),
-        })
-    }
 }
 
 /// `schema` with no field metadata at any depth.
@@ -1893,44 +1959,80 @@ mod lazy_tests {
 
     #[test]
     fn windows_serve_what_follows_and_are_capped() {
+        use std::io::Read;
         let data = bytes::Bytes::from((0..8_000_000u32).map(|i| i as u8).collect::<Vec<_>>());
         let log = Arc::new(Mutex::new(Vec::new()));
-        let lazy = Lazy::new(0, recording(data.clone(), log.clone()));
+        let lazy = Arc::new(Lazy::new(0, recording(data.clone(), log.clone())));
         assert_eq!(lazy.window, 64 << 10);
+        let quarter = 16 << 10;
         let len = data.len() as u64;
+        let reader = |pos| LazyRead {
+            lazy: lazy.clone(),
+            pos,
+            buf: bytes::Bytes::new(),
+            file_len: len,
+        };
         // A header read, then its page inside the same window: one fetch.
-        let head = lazy.get(1000, 0, len).unwrap();
+        let head = lazy.window_at(1000, len).unwrap();
         assert_eq!(head.len(), 64 << 10);
         assert_eq!(head[..], data[1000..1000 + (64 << 10)]);
-        assert_eq!(lazy.get(1100, 5000, len).unwrap()[..], data[1100..6100]);
+        assert_eq!(lazy.bytes(1100, 5000, len).unwrap()[..], data[1100..6100]);
         assert_eq!(log.lock().unwrap().len(), 1);
-        // A header near the window's end gets a fresh window, not the window's last bytes.
+        // A header near the window's end reads on into a fresh window.
         let late = 1000 + (64 << 10) - 100;
-        assert_eq!(lazy.get(late, 0, len).unwrap().len(), 64 << 10);
+        let mut header = vec![0u8; 300];
+        reader(late).read_exact(&mut header).unwrap();
+        assert_eq!(header[..], data[late as usize..late as usize + 300]);
         assert_eq!(log.lock().unwrap().len(), 2);
-        // A page larger than a window is fetched exactly.
+        // A page larger than a window is fetched in one read with a quarter window after
+        // it, which serves the next header; only that quarter window is kept.
         assert_eq!(
-            lazy.get(200_000, 300_000, len).unwrap()[..],
+            lazy.bytes(200_000, 300_000, len).unwrap()[..],
             data[200_000..500_000]
         );
-        assert_eq!(log.lock().unwrap().last(), Some(&(200_000..500_000)));
+        assert_eq!(
+            log.lock().unwrap().last(),
+            Some(&(200_000..500_000 + quarter))
+        );
+        assert_eq!(
+            lazy.window_at(500_000, len).unwrap().len(),
+            quarter as usize
+        );
+        assert!(
+            lazy.recent
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|(_, b)| b.len() <= 64 << 10)
+        );
         // A page that starts in its header's window: only its rest is fetched.
-        lazy.get(600_000, 0, len).unwrap();
-        let page = lazy.get(600_100, 100_000, len).unwrap();
+        lazy.window_at(600_000, len).unwrap();
+        let page = lazy.bytes(600_100, 100_000, len).unwrap();
         assert_eq!(page[..], data[600_100..700_100]);
-        let rest = 600_000 + (64 << 10)..700_100;
+        let rest = 600_000 + (64 << 10)..700_100 + quarter;
         assert_eq!(log.lock().unwrap().last(), Some(&rest));
-        // The last window is clipped at the end of the file; past it is an error.
-        assert_eq!(lazy.get(len - 10, 0, len).unwrap().len(), 10);
-        assert!(lazy.get(len - 10, 11, len).is_err());
-        assert!(lazy.get(len, 0, len).is_err());
+        // The last window is clipped at the end of the file; past it is an error (or the
+        // end of a reader); a read of nothing fetches nothing.
+        assert_eq!(lazy.window_at(len - 10, len).unwrap().len(), 10);
+        assert!(lazy.bytes(len - 10, 11, len).is_err());
+        assert!(lazy.window_at(len, len).is_err());
+        assert_eq!(reader(len).read(&mut header).unwrap(), 0);
+        let file = SparseFile::new(len, Vec::new())
+            .lazy(Lazy::new(0, recording(data.clone(), log.clone())));
+        let fetched = log.lock().unwrap().len();
+        assert!(
+            parquet::file::reader::ChunkReader::get_bytes(&file, 5, 0)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(log.lock().unwrap().len(), fetched);
         // Only the last LAZY_WINDOWS_KEPT windows stay.
         for i in 0..2 * LAZY_WINDOWS_KEPT as u64 {
-            lazy.get(1_000_000 + i * 70_000, 0, len).unwrap();
+            lazy.window_at(1_000_000 + i * 70_000, len).unwrap();
         }
         assert_eq!(lazy.recent.lock().unwrap().len(), LAZY_WINDOWS_KEPT);
         let fetched = log.lock().unwrap().len();
-        lazy.get(1000, 10, len).unwrap();
+        lazy.bytes(1000, 10, len).unwrap();
         assert_eq!(
             log.lock().unwrap().len(),
             fetched + 1,
@@ -1938,7 +2040,18 @@ mod lazy_tests {
         );
         // A failed fetch is an error, not a panic.
         let failing = Lazy::new(0, Box::new(|_| Err(std::io::Error::other("gone"))));
-        assert!(failing.get(0, 10, 100).is_err());
+        assert!(failing.bytes(0, 10, 100).is_err());
+        assert!(failing.window_at(0, 100).is_err());
+    }
+
+    #[test]
+    fn bytes_no_part_holds_are_an_error() {
+        let file = SparseFile::new(100, vec![(10, bytes::Bytes::from_static(&[1; 10]))]);
+        let get = |s, n| parquet::file::reader::ChunkReader::get_bytes(&file, s, n);
+        assert_eq!(get(12, 3).unwrap()[..], [1, 1, 1]);
+        // Across a part and a gap: zeros in the gap (the page index loader's read).
+        assert_eq!(get(15, 10).unwrap()[..], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]);
+        assert!(get(50, 10).is_err());
     }
 
     #[test]
