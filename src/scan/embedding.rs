@@ -147,41 +147,137 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
             data, metadata, row_groups, leaf, field, selection, chunk_rows,
         );
     }
-    let Some((element, shape)) = readable(metadata, leaf, field) else {
+    let Some(mut stream) = ChunkStream::new(data, metadata, row_groups, leaf, field, chunk_rows)?
+    else {
         return Ok(None);
     };
-    let mut rows = 0usize;
-    let mut levels = 0usize;
-    for &rg in row_groups {
-        let group = metadata.row_group(rg);
-        rows += usize::try_from(group.num_rows()).unwrap_or(0);
-        levels += usize::try_from(group.column(leaf).num_values()).unwrap_or(0);
+    let mut arrays = Vec::new();
+    loop {
+        match stream.next_array()? {
+            Next::Array(a) => arrays.push(a),
+            Next::End => return Ok(Some(arrays)),
+            Next::Unreadable => return Ok(None),
+        }
     }
-    // ListArray offsets are i32.
-    if i32::try_from(levels).is_err() {
-        return Ok(None);
+}
+
+/// What [`ChunkStream::next_array`] gives.
+pub(crate) enum Next {
+    /// The next `chunk_rows` rows (fewer at the end).
+    Array(ListArray),
+    /// Every row was handed out.
+    End,
+    /// A page this decoder does not read (a dictionary page, a null element): the rows not
+    /// yet handed out are for parquet-rs's reader.
+    Unreadable,
+}
+
+/// [`decode_chunks`] without a selection, one array of `chunk_rows` rows at a time: pages
+/// are read and decoded as the arrays are asked for, so what is held decoded is one array
+/// (and the page that runs past it), whatever the row groups' size. A scan reads a row group
+/// larger than its read budget this way (a lazy turn); `decode_chunks` collects it.
+pub(crate) struct ChunkStream<R: ChunkReader> {
+    reader: Arc<R>,
+    shape: Shape,
+    /// Row groups still to read: `(index, the column chunk, rows)`.
+    groups:
+        std::collections::VecDeque<(usize, parquet::file::metadata::ColumnChunkMetaData, usize)>,
+    /// The row group being read: its page reader, index, rows, and the rows started before it.
+    current: Option<(SerializedPageReader<R>, usize, usize, usize)>,
+    out: Chunks,
+    /// Whether an array was handed out (an empty read still gives one, empty).
+    handed_out: bool,
+    ended: bool,
+}
+
+impl<R: ChunkReader + 'static> ChunkStream<R> {
+    /// The stream over leaf `leaf` of `row_groups`; `Ok(None)` when the column's shape is not
+    /// one this decoder reads.
+    pub(crate) fn new(
+        data: &R,
+        metadata: &ParquetMetaData,
+        row_groups: &[usize],
+        leaf: usize,
+        field: &FieldRef,
+        chunk_rows: usize,
+    ) -> Result<Option<Self>>
+    where
+        R: Clone,
+    {
+        let Some((element, shape)) = readable(metadata, leaf, field) else {
+            return Ok(None);
+        };
+        let mut rows = 0usize;
+        let mut levels = 0usize;
+        let mut groups = std::collections::VecDeque::with_capacity(row_groups.len());
+        for &rg in row_groups {
+            let group = metadata.row_group(rg);
+            let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+            rows += group_rows;
+            levels += usize::try_from(group.column(leaf).num_values()).unwrap_or(0);
+            groups.push_back((rg, group.column(leaf).clone(), group_rows));
+        }
+        // ListArray offsets are i32.
+        if i32::try_from(levels).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(ChunkStream {
+            reader: Arc::new(data.clone()),
+            shape,
+            groups,
+            current: None,
+            out: Chunks::new(element, rows, levels, chunk_rows),
+            handed_out: false,
+            ended: false,
+        }))
     }
-    let mut out = Chunks::new(element, rows, levels, chunk_rows);
-    let reader = Arc::new(data.clone());
-    for &rg in row_groups {
-        let group = metadata.row_group(rg);
-        let chunk = group.column(leaf);
-        let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
-        let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
-        let rows_before = out.rows();
-        while let Some(page) = pages.get_next_page()? {
-            if !out.page(shape, page)? {
-                return Ok(None);
+
+    /// The next array, decoding pages until one is complete.
+    pub(crate) fn next_array(&mut self) -> Result<Next> {
+        loop {
+            if !self.out.done.is_empty() {
+                let done = self.out.done.remove(0);
+                self.handed_out = true;
+                return Ok(Next::Array(done));
+            }
+            if self.ended {
+                return Ok(Next::End);
+            }
+            if self.current.is_none() {
+                let Some((rg, chunk, rows)) = self.groups.pop_front() else {
+                    // The last rows, or one empty array for a read of none.
+                    self.ended = true;
+                    if self.out.out.rows > 0 || !self.handed_out {
+                        let last = self.out.take_last()?;
+                        self.handed_out = true;
+                        return Ok(Next::Array(last));
+                    }
+                    return Ok(Next::End);
+                };
+                let pages = SerializedPageReader::new(self.reader.clone(), &chunk, rows, None)?;
+                self.current = Some((pages, rg, rows, self.out.rows()));
+            }
+            let Some((pages, rg, rows, before)) = self.current.as_mut() else {
+                continue;
+            };
+            match pages.get_next_page()? {
+                Some(page) => {
+                    if !self.out.page(self.shape, page)? {
+                        return Ok(Next::Unreadable);
+                    }
+                }
+                None => {
+                    let read = self.out.rows() - *before;
+                    if read != *rows {
+                        return Err(corrupt(format!(
+                            "row group {rg} holds {rows} rows, its embedding pages {read}"
+                        )));
+                    }
+                    self.current = None;
+                }
             }
         }
-        if out.rows() - rows_before != group_rows {
-            return Err(corrupt(format!(
-                "row group {rg} holds {group_rows} rows, its embedding pages {}",
-                out.rows() - rows_before
-            )));
-        }
     }
-    out.finish().map(Some)
 }
 
 /// Decoded pages cut into arrays of `chunk_rows` rows as they come.
@@ -253,11 +349,19 @@ impl Chunks {
         Ok(true)
     }
 
+    /// Every array: those cut off and the rest (one array, empty, for a read of no rows).
     fn finish(mut self) -> Result<Vec<ListArray>> {
         if self.out.rows > 0 || self.done.is_empty() {
-            self.done.push(self.out.finish(self.element)?);
+            let last = self.take_last()?;
+            self.done.push(last);
         }
         Ok(self.done)
+    }
+
+    /// The rows not yet cut off, as the last array (the decoder's buffers are left empty).
+    fn take_last(&mut self) -> Result<ListArray> {
+        let last = std::mem::replace(&mut self.out, Out::with_capacity(0, 0));
+        last.finish(self.element.clone())
     }
 }
 

@@ -691,9 +691,8 @@ pub(crate) async fn read_file(
             .zip(files.leaf[Column::Embedding.index()]);
         let ours = match embedding {
             Some(e) if plan.decode != Mode::Parquet => {
-                // A lazy turn streams through parquet-rs's reader: this decoder holds a
-                // turn's whole column decoded.
-                if limit.is_none() && !turn.lazy {
+                // With a limit, parquet-rs's reader stops where the limit is reached.
+                if limit.is_none() {
                     Some(e)
                 } else {
                     Counters::add(&counters.embedding_fallbacks, 1);
@@ -706,6 +705,57 @@ pub(crate) async fn read_file(
         let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool| {
             let plan = plan2;
             let (data, reader_meta) = assemble(&metadata)?;
+            if let Some((at, leaf)) = ours
+                && turn.lazy
+            {
+                // A row group too large to hold decoded: its embedding column decoded an
+                // array at a time as the other columns' batches come.
+                let field = plan.schema.fields()[at].clone();
+                let rows = turn
+                    .row_groups
+                    .iter()
+                    .map(|&rg| group_rows(&metadata, rg))
+                    .sum();
+                let stream = StreamedLists::new(
+                    &data,
+                    &reader_meta,
+                    &turn.row_groups,
+                    (leaf, &descr, &files),
+                    &field,
+                    (plan.batch_size, &plan.counters),
+                )?;
+                let source: ListSource = if plan.decode == Mode::Verify {
+                    let theirs = parquet_lists(
+                        &data,
+                        &reader_meta,
+                        &turn.row_groups,
+                        0,
+                        (&descr, &files),
+                        &field,
+                        plan.batch_size,
+                    )?;
+                    Box::new(Verified {
+                        ours: stream,
+                        theirs: Lists::streamed(theirs, rows, &field),
+                    })
+                } else {
+                    Box::new(stream)
+                };
+                return send_with_embedding(
+                    &plan,
+                    Turned {
+                        data,
+                        reader_meta,
+                        row_groups: &turn.row_groups,
+                        selection: None,
+                        filter: filter.map(|f| (f, filter_cols)),
+                    },
+                    &descr,
+                    &files,
+                    Lists::streamed(source, rows, &field),
+                    emit,
+                );
+            }
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
@@ -1698,7 +1748,8 @@ fn send_with_embedding(
                 return Ok((false, rows_out));
             }
         }
-        return Ok((true, rows_out));
+        drop(send);
+        return all_sent(&mut list, sent, total).map(|()| (true, rows_out));
     }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
         .with_batch_size(plan.batch_size)
@@ -1713,17 +1764,29 @@ fn send_with_embedding(
             return Ok((false, rows_out));
         }
     }
-    if sent != total {
+    drop(send);
+    all_sent(&mut list, sent, total).map(|()| (true, rows_out))
+}
+
+/// Checks that the other columns' `sent` rows were all of `list`'s `total` (a streamed list
+/// is read to its end: its decoder checks the row groups' row counts there).
+fn all_sent(list: &mut Lists, sent: usize, total: usize) -> Result<()> {
+    if sent != total || !list.finished()? {
         return Err(Error::Parquet(parquet::errors::ParquetError::General(
             "the embedding column holds more rows than the other columns".into(),
         )));
     }
-    Ok((true, rows_out))
+    Ok(())
 }
 
-/// A turn's decoded `embedding` column, as consecutive arrays, handed out in rows.
+/// Arrays of the `embedding` column as they are decoded.
+type ListSource = Box<dyn Iterator<Item = Result<arrow_array::ListArray>> + Send>;
+
+/// A turn's decoded `embedding` column, as consecutive arrays, handed out in rows: decoded
+/// already, or drawn from a [`ListSource`] as rows are asked for.
 struct Lists {
     arrays: std::collections::VecDeque<arrow_array::ListArray>,
+    source: Option<ListSource>,
     data_type: arrow_schema::DataType,
     /// Rows of the first array already handed out.
     at: usize,
@@ -1736,10 +1799,36 @@ impl Lists {
         let len = arrays.iter().map(|a| a.len()).sum();
         Lists {
             arrays: arrays.into(),
+            source: None,
             data_type: field.data_type().clone(),
             at: 0,
             len,
         }
+    }
+
+    /// The `rows` rows `source` decodes, of `field`'s type.
+    fn streamed(source: ListSource, rows: usize, field: &arrow_schema::Field) -> Self {
+        Lists {
+            arrays: Default::default(),
+            source: Some(source),
+            data_type: field.data_type().clone(),
+            at: 0,
+            len: rows,
+        }
+    }
+
+    /// Whether every row was handed out (a source must then be at its end).
+    fn finished(&mut self) -> Result<bool> {
+        if self.at > 0 || self.arrays.iter().any(|a| !a.is_empty()) {
+            return Ok(false);
+        }
+        self.arrays.clear();
+        while let Some(next) = self.source.as_mut().and_then(Iterator::next) {
+            if !next?.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn len(&self) -> usize {
@@ -1752,11 +1841,21 @@ impl Lists {
         let mut pieces: Vec<ArrayRef> = Vec::new();
         let mut want = n;
         while want > 0 {
+            if self.arrays.is_empty()
+                && let Some(next) = self.source.as_mut().and_then(Iterator::next)
+            {
+                self.arrays.push_back(next?);
+                continue;
+            }
             let Some(front) = self.arrays.front() else {
                 return Err(Error::Parquet(parquet::errors::ParquetError::General(
                     "the embedding column holds fewer rows than the other columns".into(),
                 )));
             };
+            if front.is_empty() {
+                self.arrays.pop_front();
+                continue;
+            }
             let take = want.min(front.len() - self.at);
             pieces.push(Arc::new(front.slice(self.at, take)));
             self.at += take;
@@ -1775,6 +1874,195 @@ impl Lists {
             }
         }
     }
+}
+
+/// A lazy turn's `embedding` column, an array at a time: this crate's decoder
+/// ([`embedding::ChunkStream`]) and, should it meet a page it does not read (or a shape it
+/// does not), parquet-rs's reader for the rows not yet handed out.
+struct StreamedLists {
+    ours: Option<embedding::ChunkStream<SparseFile>>,
+    /// parquet-rs's reader, once ours gave up.
+    rest: Option<ListSource>,
+    /// What the parquet-rs reader for the rest is made from.
+    data: SparseFile,
+    reader_meta: ArrowReaderMetadata,
+    row_groups: Vec<usize>,
+    descr: Arc<SchemaDescriptor>,
+    files: FileColumns,
+    field: arrow_schema::FieldRef,
+    batch_size: usize,
+    counters: Arc<Counters>,
+    /// Rows handed out.
+    rows: usize,
+    /// Whether the read was counted (a fast read at its end, or a fallback).
+    counted: bool,
+}
+
+impl StreamedLists {
+    fn new(
+        data: &SparseFile,
+        reader_meta: &ArrowReaderMetadata,
+        row_groups: &[usize],
+        (leaf, descr, files): (usize, &Arc<SchemaDescriptor>, &FileColumns),
+        field: &arrow_schema::FieldRef,
+        (batch_size, counters): (usize, &Arc<Counters>),
+    ) -> Result<Self> {
+        let ours = embedding::ChunkStream::new(
+            data,
+            reader_meta.metadata(),
+            row_groups,
+            leaf,
+            field,
+            batch_size,
+        )?;
+        Ok(StreamedLists {
+            ours,
+            rest: None,
+            data: data.clone(),
+            reader_meta: reader_meta.clone(),
+            row_groups: row_groups.to_vec(),
+            descr: descr.clone(),
+            files: files.clone(),
+            field: field.clone(),
+            batch_size,
+            counters: counters.clone(),
+            rows: 0,
+            counted: false,
+        })
+    }
+
+    /// The next array, and whether this crate's decoder made it.
+    fn next_array(&mut self) -> Result<Option<(arrow_array::ListArray, bool)>> {
+        if let Some(ours) = self.ours.as_mut() {
+            match ours.next_array()? {
+                embedding::Next::Array(a) => {
+                    self.rows += a.len();
+                    return Ok(Some((a, true)));
+                }
+                embedding::Next::End => {
+                    if !self.counted {
+                        self.counted = true;
+                        Counters::add(&self.counters.embedding_fast_reads, 1);
+                    }
+                    return Ok(None);
+                }
+                embedding::Next::Unreadable => self.ours = None,
+            }
+        }
+        if self.rest.is_none() {
+            // The rows after those handed out, through parquet-rs.
+            self.counted = true;
+            Counters::add(&self.counters.embedding_fallbacks, 1);
+            self.rest = Some(parquet_lists(
+                &self.data,
+                &self.reader_meta,
+                &self.row_groups,
+                self.rows,
+                (&self.descr, &self.files),
+                &self.field,
+                self.batch_size,
+            )?);
+        }
+        match self.rest.as_mut().and_then(Iterator::next) {
+            Some(a) => {
+                let a = a?;
+                self.rows += a.len();
+                Ok(Some((a, false)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Iterator for StreamedLists {
+    type Item = Result<arrow_array::ListArray>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_array().map(|a| a.map(|(a, _)| a)).transpose()
+    }
+}
+
+/// parquet-rs's reader of the `embedding` column of `row_groups`, after its first `skip`
+/// rows, as arrays of `field`'s type.
+fn parquet_lists(
+    data: &SparseFile,
+    reader_meta: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    skip: usize,
+    (descr, files): (&SchemaDescriptor, &FileColumns),
+    field: &arrow_schema::FieldRef,
+    batch_size: usize,
+) -> Result<ListSource> {
+    let Some(root) = files.root(Column::Embedding) else {
+        return Err(Error::internal("a file without an embedding column"));
+    };
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
+            .with_batch_size(batch_size)
+            .with_row_groups(row_groups.to_vec())
+            .with_projection(ProjectionMask::roots(descr, [root]));
+    if skip > 0 {
+        let rows: usize = row_groups
+            .iter()
+            .map(|&rg| group_rows(reader_meta.metadata(), rg))
+            .sum();
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            parquet::arrow::arrow_reader::RowSelector::skip(skip),
+            parquet::arrow::arrow_reader::RowSelector::select(rows.saturating_sub(skip)),
+        ]));
+    }
+    let field = field.clone();
+    Ok(Box::new(builder.build()?.map(move |batch| {
+        let column = batch?.column(0).clone();
+        let column = crate::batch::relabel_array(&column, &field)?;
+        column
+            .as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .cloned()
+            .ok_or_else(|| Error::internal("parquet-rs read the embedding column as no list"))
+    })))
+}
+
+/// Our arrays checked against parquet-rs's as they come (`SALES_HISTORY_EMBEDDING_DECODE=
+/// verify`): a disagreement is an internal error, as [`verify`] makes it.
+struct Verified {
+    ours: StreamedLists,
+    theirs: Lists,
+}
+
+impl Verified {
+    fn next_array(&mut self) -> Result<Option<arrow_array::ListArray>> {
+        let Some((ours, decoded_here)) = self.ours.next_array()? else {
+            return if self.theirs.finished()? {
+                Ok(None)
+            } else {
+                Err(disagree())
+            };
+        };
+        let theirs = self.theirs.take(ours.len())?;
+        // After a fallback both sides are parquet-rs's: nothing to check.
+        if !decoded_here {
+            return Ok(Some(ours));
+        }
+        match theirs.as_any().downcast_ref::<arrow_array::ListArray>() {
+            Some(theirs) if embedding::same_lists(&ours, theirs) => Ok(Some(ours)),
+            _ => Err(disagree()),
+        }
+    }
+}
+
+impl Iterator for Verified {
+    type Item = Result<arrow_array::ListArray>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_array().transpose()
+    }
+}
+
+fn disagree() -> Error {
+    Error::internal(
+        "the embedding decoder disagrees with parquet-rs (SALES_HISTORY_EMBEDDING_DECODE=verify)",
+    )
 }
 
 /// One turn's bytes and what to read of them, for [`send_with_embedding`].
@@ -1826,13 +2114,7 @@ fn verify(
             .downcast_ref::<arrow_array::ListArray>()
             .is_some_and(|theirs| embedding::same_lists(ours, theirs))
     };
-    if same {
-        Ok(())
-    } else {
-        Err(Error::internal(
-            "the embedding decoder disagrees with parquet-rs (SALES_HISTORY_EMBEDDING_DECODE=verify)",
-        ))
-    }
+    if same { Ok(()) } else { Err(disagree()) }
 }
 
 #[cfg(test)]
@@ -2112,5 +2394,231 @@ mod lazy_tests {
             counted.load(Ordering::Relaxed) < 2 * data.len() as u64,
             "windows overlap by at most a window per page"
         );
+    }
+
+    /// A file of `n` rows, `dim`-long embeddings (optional elements, one null element at
+    /// row `null_at`), BYTE_STREAM_SPLIT without dictionary, pages of 50 rows, one row group
+    /// and no page index: what a lazy turn reads.
+    fn embedding_file(n: usize, dim: usize, null_at: Option<usize>) -> bytes::Bytes {
+        use arrow_array::builder::{Float64Builder, ListBuilder};
+        let element = Arc::new(arrow_schema::Field::new(
+            "element",
+            arrow_schema::DataType::Float64,
+            true,
+        ));
+        let mut lists = ListBuilder::new(Float64Builder::new()).with_field(element);
+        for r in 0..n {
+            for j in 0..dim {
+                if Some(r) == null_at && j == 1 {
+                    lists.values().append_null();
+                } else {
+                    lists.values().append_value((r * dim + j) as f64 / 7.0);
+                }
+            }
+            lists.append(r % 9 != 4);
+        }
+        let batch = RecordBatch::try_from_iter([
+            (
+                "product_id",
+                Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+            ),
+            ("embedding", Arc::new(lists.finish()) as _),
+        ])
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_data_page_row_count_limit(50)
+            .set_write_batch_size(50)
+            .set_offset_index_disabled(true)
+            .set_dictionary_enabled(false)
+            .set_column_encoding(
+                parquet::schema::types::ColumnPath::from(vec![
+                    "embedding".to_string(),
+                    "list".to_string(),
+                    "element".to_string(),
+                ]),
+                parquet::basic::Encoding::BYTE_STREAM_SPLIT,
+            )
+            .build();
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        bytes::Bytes::from(buf)
+    }
+
+    /// The file's embedding column as parquet-rs reads it.
+    fn parquet_rs_embeddings(data: &bytes::Bytes) -> arrow_array::ListArray {
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let columns: Vec<&dyn Array> = batches.iter().map(|b| b.column(1).as_ref()).collect();
+        let all = arrow_select::concat::concat(&columns).unwrap();
+        all.as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .unwrap()
+            .clone()
+    }
+
+    /// The embedding column of `data` streamed through a lazy file, as [`read_file`] streams a
+    /// lazy turn's; the counters it leaves and the reads it made.
+    fn streamed(
+        data: &bytes::Bytes,
+        batch_size: usize,
+    ) -> (StreamedLists, Arc<Counters>, Arc<Mutex<Vec<Range<u64>>>>) {
+        let meta = ArrowReaderMetadata::load(data, ArrowReaderOptions::new()).unwrap();
+        assert!(meta.metadata().offset_index().is_none());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let file = SparseFile::new(data.len() as u64, Vec::new())
+            .lazy(Lazy::new(0, recording(data.clone(), log.clone())));
+        let descr = meta.metadata().file_metadata().schema_descr_ptr();
+        let files = FileColumns::of(&descr);
+        let leaf = files.leaf[Column::Embedding.index()].unwrap();
+        let field = meta.schema().field_with_name("embedding").unwrap().clone();
+        let counters = Arc::new(Counters::default());
+        let stream = StreamedLists::new(
+            &file,
+            &meta,
+            &[0],
+            (leaf, &descr, &files),
+            &Arc::new(field),
+            (batch_size, &counters),
+        )
+        .unwrap();
+        (stream, counters, log)
+    }
+
+    fn concat_lists(arrays: &[arrow_array::ListArray]) -> arrow_array::ListArray {
+        let refs: Vec<&dyn Array> = arrays.iter().map(|a| a as _).collect();
+        let all = arrow_select::concat::concat(&refs).unwrap();
+        all.as_any()
+            .downcast_ref::<arrow_array::ListArray>()
+            .unwrap()
+            .clone()
+    }
+
+    /// A lazy turn's embedding column goes through this crate's decoder an array at a time,
+    /// reading the file in pieces as the arrays are asked for.
+    #[test]
+    fn a_lazy_turn_streams_the_embedding_through_our_decoder() {
+        let data = embedding_file(1_000, 16, None);
+        let (mut stream, counters, log) = streamed(&data, 128);
+        let first = stream.next().unwrap().unwrap();
+        assert_eq!(first.len(), 128);
+        let reads_after_first = log.lock().unwrap().len();
+        let mut arrays = vec![first];
+        for a in stream.by_ref() {
+            arrays.push(a.unwrap());
+        }
+        assert!(arrays[..arrays.len() - 1].iter().all(|a| a.len() == 128));
+        assert!(embedding::same_lists(
+            &concat_lists(&arrays),
+            &parquet_rs_embeddings(&data)
+        ));
+        assert!(
+            log.lock().unwrap().len() > reads_after_first,
+            "pages were read as arrays were asked for"
+        );
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(get(&counters.embedding_fast_reads), 1);
+        assert_eq!(get(&counters.embedding_fallbacks), 0);
+    }
+
+    /// A page this decoder does not read (a null element) after rows were handed out: the
+    /// rest comes from parquet-rs's reader, the rows are the same, and the read is counted
+    /// as a fallback.
+    #[test]
+    fn a_page_our_decoder_cannot_read_hands_the_rest_to_parquet_rs() {
+        let data = embedding_file(1_000, 8, Some(700));
+        let (mut stream, counters, _) = streamed(&data, 100);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut arrays = Vec::new();
+        for _ in 0..3 {
+            arrays.push(stream.next().unwrap().unwrap());
+        }
+        assert_eq!(
+            get(&counters.embedding_fallbacks),
+            0,
+            "ours decoded the first rows"
+        );
+        for a in stream.by_ref() {
+            arrays.push(a.unwrap());
+        }
+        assert_eq!(get(&counters.embedding_fallbacks), 1);
+        assert_eq!(get(&counters.embedding_fast_reads), 0);
+        let ours = concat_lists(&arrays);
+        let theirs = parquet_rs_embeddings(&data);
+        assert_eq!(ours.len(), 1_000);
+        assert!(ours.value(700).is_null(1), "the null element is kept");
+        // Row by row (logically: what is under a null element or list is not compared).
+        assert_eq!(ours, theirs);
+        // `verify` mode checks what ours decoded and passes what parquet-rs read after.
+        let field = Arc::new(
+            ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())
+                .unwrap()
+                .schema()
+                .field_with_name("embedding")
+                .unwrap()
+                .clone(),
+        );
+        let (ours, _, _) = streamed(&data, 100);
+        let verified = Verified {
+            ours,
+            theirs: Lists::new(vec![theirs], &field),
+        };
+        let rows: usize = verified.map(|a| a.unwrap().len()).sum();
+        assert_eq!(rows, 1_000);
+    }
+
+    /// `verify` mode: arrays that disagree with parquet-rs's are an error, as the same ones
+    /// are not.
+    #[test]
+    fn verified_streams_fail_on_a_disagreement() {
+        let data = embedding_file(300, 4, None);
+        let field = {
+            let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new()).unwrap();
+            Arc::new(meta.schema().field_with_name("embedding").unwrap().clone())
+        };
+        let right = parquet_rs_embeddings(&data);
+        let (ours, _, _) = streamed(&data, 64);
+        let same = Verified {
+            ours,
+            theirs: Lists::new(vec![right.clone()], &field),
+        };
+        assert_eq!(same.map(|a| a.unwrap().len()).sum::<usize>(), 300);
+        let mut values: Vec<f64> = right
+            .values()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        values[500] += 1.0;
+        let (element, offsets, _, nulls) = right.clone().into_parts();
+        let wrong = arrow_array::ListArray::new(
+            element,
+            offsets,
+            Arc::new(Float64Array::from(values)),
+            nulls,
+        );
+        let (ours, _, _) = streamed(&data, 64);
+        let mut different = Verified {
+            ours,
+            theirs: Lists::new(vec![wrong], &field),
+        };
+        let results: Vec<_> = different.by_ref().collect();
+        assert!(
+            results.iter().any(|r| r.is_err()),
+            "a changed value is found"
+        );
+        // Fewer rows on their side: also a disagreement.
+        let (ours, _, _) = streamed(&data, 64);
+        let short = Verified {
+            ours,
+            theirs: Lists::new(vec![right.slice(0, 299)], &field),
+        };
+        assert!(short.collect::<Result<Vec<_>>>().is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sales_history::{CatalogConfig, SalesHistory};
 use serde_json::Value;
 
-use crate::support::{DIM, local_table, pyiceberg, pyiceberg_append, sample};
+use crate::support::{DIM, local_table, pyiceberg, pyiceberg_add_files, pyiceberg_append, sample};
 
 #[tokio::test]
 async fn pyiceberg_reads_exactly_our_rows() {
@@ -209,8 +209,10 @@ async fn random_filters_on_files_pyiceberg_wrote() {
 }
 
 /// pyarrow (pyiceberg's writer) writes no offset index, so a row group larger than the read
-/// budget cannot be cut in row ranges: it is read lazily, page by page through parquet-rs's
-/// reader, instead of fetched whole. Same rows, and filters stay exact.
+/// budget cannot be cut in row ranges: it is read lazily, page by page, instead of fetched
+/// whole. Same rows, and filters stay exact. pyiceberg's own files (dictionary pages) stream
+/// through parquet-rs's reader; files pyarrow wrote without dictionaries (added with
+/// `add_files`) stream through this crate's embedding decoder, an array at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_page() {
     use crate::scan::check_random_filters;
@@ -220,6 +222,10 @@ async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_pag
     for (rows, tenants, seed) in [(300, "pa,pb,pc", 3), (200, "pc,pd", 4)] {
         assert_eq!(pyiceberg_append(&wh, rows, tenants, seed)["appended"], rows);
     }
+    let added = pyiceberg_add_files(&wh, 120, "pe,pa", 5);
+    assert_eq!(added["appended"], 120);
+    let added_files = added["files_added"].as_u64().expect("files added");
+    assert_eq!(added_files, 12, "one file per month: {added}");
     let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
         .await
         .expect("open");
@@ -238,16 +244,23 @@ async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_pag
         r
     };
     let rows = sorted(table.scan().to_records().await.expect("rows"));
-    assert_eq!(rows.len(), 500);
+    assert_eq!(rows.len(), 620);
     let lazy = table.scan().read_buffer_bytes(budget).to_records().await;
     assert_eq!(sorted(lazy.expect("lazy rows")), rows);
     // Within the budget a file is fetched in one or two reads; over it, every file's group
-    // streams through parquet-rs's reader (counted as a fallback) in many small reads.
-    assert_eq!(lazy_m.embedding_fallbacks, lazy_m.files_read, "{lazy_m:?}");
+    // streams in many small reads: pyiceberg's through parquet-rs's reader (its dictionary
+    // pages are not ours to decode: a fallback each), pyarrow's plain ones through ours.
+    assert_eq!(lazy_m.files_read, 36);
+    assert_eq!(lazy_m.embedding_fallbacks, 24, "{lazy_m:?}");
+    assert_eq!(lazy_m.embedding_fast_reads, added_files, "{lazy_m:?}");
+    assert_eq!(
+        (whole_m.embedding_fallbacks, whole_m.embedding_fast_reads),
+        (24, added_files),
+        "{whole_m:?}"
+    );
     assert_eq!(lazy_m.row_groups_read, whole_m.row_groups_read);
     // Footers are kept from the first scan: every request of the lazy one is a piece of a
     // row group, several per file (a window of 64 KiB, a file of ~170 KB).
-    assert_eq!(lazy_m.files_read, 24);
     assert!(
         lazy_m.requests >= 3 * lazy_m.files_read,
         "{} requests for {} files",

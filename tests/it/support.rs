@@ -159,6 +159,32 @@ pub fn pyiceberg_append(
     ])
 }
 
+/// Writes `rows` deterministic rows with pyarrow itself (one file per month, no dictionary
+/// pages, no page index, the embedding BYTE_STREAM_SPLIT) and adds the files to the local
+/// table with pyiceberg's `add_files`.
+pub fn pyiceberg_add_files(
+    warehouse: &str,
+    rows: usize,
+    tenants: &str,
+    seed: u64,
+) -> serde_json::Value {
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    pyiceberg(&[
+        "append",
+        "--warehouse",
+        warehouse,
+        "--namespace",
+        "pricing_intelligence_test",
+        "--rows",
+        &rows,
+        "--tenant",
+        tenants,
+        "--seed",
+        &seed,
+        "--add-files",
+    ])
+}
+
 /// Creates `pricing_intelligence_{stage}.sales_history` straight through iceberg, as another
 /// engine would: whatever schema, spec and properties the test gives, no checks of ours.
 pub async fn create_raw_table(
