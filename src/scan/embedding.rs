@@ -13,9 +13,15 @@
 //! **What stays parquet-rs's.** Pages come from its public [`SerializedPageReader`]: file and
 //! footer handling, codecs, page headers, checksums. Anything this decoder does not handle
 //! (dictionary pages, BIT_PACKED levels, null elements, a column that is not a one-level list
-//! of DOUBLE, row selections and row filters) is read by parquet-rs's Arrow reader instead;
+//! of DOUBLE, reads with a row limit) is read by parquet-rs's Arrow reader instead;
 //! [`ScanMetrics::embedding_fallbacks`](super::ScanMetrics::embedding_fallbacks) counts those
-//! reads.
+//! reads. Page-index row selections are decoded here (only the selected pages); a row filter
+//! is applied to the assembled batches.
+//!
+//! **Held or streamed.** A turn's column is decoded whole ([`decode_chunks`]) into arrays of
+//! a batch's rows; a row group too large for the read budget (a lazy turn) is decoded an
+//! array at a time ([`ChunkStream`]), and should a page this decoder does not read come
+//! after rows were handed out, parquet-rs's reader reads the rest.
 //!
 //! **When it goes.** This is a workaround for apache/arrow-rs#10006 (BYTE_STREAM_SPLIT decoded
 //! byte by byte; the patch in `docs/upstream/` does the same transpose inside parquet-rs). When

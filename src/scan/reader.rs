@@ -705,101 +705,92 @@ pub(crate) async fn read_file(
         let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool| {
             let plan = plan2;
             let (data, reader_meta) = assemble(&metadata)?;
-            if let Some((at, leaf)) = ours
-                && turn.lazy
-            {
-                // A row group too large to hold decoded: its embedding column decoded an
-                // array at a time as the other columns' batches come.
-                let field = plan.schema.fields()[at].clone();
-                let rows = turn
-                    .row_groups
-                    .iter()
-                    .map(|&rg| group_rows(&metadata, rg))
-                    .sum();
-                let stream = StreamedLists::new(
-                    &data,
-                    &reader_meta,
-                    &turn.row_groups,
-                    (leaf, &descr, &files),
-                    &field,
-                    (plan.batch_size, &plan.counters),
-                )?;
-                let source: ListSource = if plan.decode == Mode::Verify {
-                    let theirs = parquet_lists(
-                        &data,
-                        &reader_meta,
-                        &turn.row_groups,
-                        0,
-                        (&descr, &files),
-                        &field,
-                        plan.batch_size,
-                    )?;
-                    Box::new(Verified {
-                        ours: stream,
-                        theirs: Lists::streamed(theirs, rows, &field),
-                    })
-                } else {
-                    Box::new(stream)
-                };
-                return send_with_embedding(
-                    &plan,
-                    Turned {
-                        data,
-                        reader_meta,
-                        row_groups: &turn.row_groups,
-                        selection: None,
-                        filter: filter.map(|f| (f, filter_cols)),
-                    },
-                    &descr,
-                    &files,
-                    Lists::streamed(source, rows, &field),
-                    emit,
-                );
-            }
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
-                // In arrays of a batch's rows (each batch's own allocation, as parquet-rs's
-                // reader makes them).
-                let decoded = embedding::decode_chunks(
-                    &data,
-                    &metadata,
-                    &turn.row_groups,
-                    leaf,
-                    &field,
-                    selection,
-                    plan.batch_size,
-                )?;
-                match decoded {
-                    Some(list) => {
-                        if plan.decode == Mode::Verify {
-                            verify(
-                                &data,
-                                &reader_meta,
-                                &turn.row_groups,
-                                selection,
-                                &descr,
-                                &files,
-                                &list,
-                            )?;
+                let lists = if turn.lazy {
+                    // A row group too large to hold decoded: its embedding column decoded an
+                    // array at a time as the other columns' batches come.
+                    let rows = turn
+                        .row_groups
+                        .iter()
+                        .map(|&rg| group_rows(&metadata, rg))
+                        .sum();
+                    let stream = StreamedLists::new(
+                        &data,
+                        &reader_meta,
+                        &turn.row_groups,
+                        (leaf, &descr, &files),
+                        &field,
+                        (plan.batch_size, &plan.counters),
+                    )?;
+                    let source: ListSource = if plan.decode == Mode::Verify {
+                        let theirs = parquet_lists(
+                            &data,
+                            &reader_meta,
+                            &turn.row_groups,
+                            0,
+                            (&descr, &files),
+                            &field,
+                            plan.batch_size,
+                        )?;
+                        Box::new(Verified {
+                            ours: stream,
+                            theirs: Lists::streamed(theirs, rows, &field),
+                        })
+                    } else {
+                        Box::new(stream)
+                    };
+                    Some(Lists::streamed(source, rows, &field))
+                } else {
+                    // In arrays of a batch's rows (each batch's own allocation, as
+                    // parquet-rs's reader makes them).
+                    let decoded = embedding::decode_chunks(
+                        &data,
+                        &metadata,
+                        &turn.row_groups,
+                        leaf,
+                        &field,
+                        selection,
+                        plan.batch_size,
+                    )?;
+                    match decoded {
+                        Some(list) => {
+                            if plan.decode == Mode::Verify {
+                                verify(
+                                    &data,
+                                    &reader_meta,
+                                    &turn.row_groups,
+                                    selection,
+                                    &descr,
+                                    &files,
+                                    &list,
+                                )?;
+                            }
+                            Counters::add(&plan.counters.embedding_fast_reads, 1);
+                            Some(Lists::new(list, &field))
                         }
-                        Counters::add(&plan.counters.embedding_fast_reads, 1);
-                        return send_with_embedding(
-                            &plan,
-                            Turned {
-                                data,
-                                reader_meta,
-                                row_groups: &turn.row_groups,
-                                selection: turn.selection.clone(),
-                                filter: filter.map(|f| (f, filter_cols)),
-                            },
-                            &descr,
-                            &files,
-                            Lists::new(list, &field),
-                            emit,
-                        );
+                        None => {
+                            Counters::add(&plan.counters.embedding_fallbacks, 1);
+                            None
+                        }
                     }
-                    None => Counters::add(&plan.counters.embedding_fallbacks, 1),
+                };
+                if let Some(lists) = lists {
+                    return send_with_embedding(
+                        &plan,
+                        Turned {
+                            data,
+                            reader_meta,
+                            row_groups: &turn.row_groups,
+                            selection: turn.selection.clone(),
+                            filter: filter.map(|f| (f, filter_cols)),
+                        },
+                        &descr,
+                        &files,
+                        lists,
+                        emit,
+                    );
                 }
             }
             let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
@@ -1748,7 +1739,6 @@ fn send_with_embedding(
                 return Ok((false, rows_out));
             }
         }
-        drop(send);
         return all_sent(&mut list, sent, total).map(|()| (true, rows_out));
     }
     let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
@@ -1764,7 +1754,6 @@ fn send_with_embedding(
             return Ok((false, rows_out));
         }
     }
-    drop(send);
     all_sent(&mut list, sent, total).map(|()| (true, rows_out))
 }
 
@@ -2446,6 +2435,9 @@ mod lazy_tests {
         bytes::Bytes::from(buf)
     }
 
+    /// The ranges a recording fetch was asked for.
+    type ReadLog = Arc<Mutex<Vec<Range<u64>>>>;
+
     /// The file's embedding column as parquet-rs reads it.
     fn parquet_rs_embeddings(data: &bytes::Bytes) -> arrow_array::ListArray {
         let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
@@ -2464,10 +2456,7 @@ mod lazy_tests {
 
     /// The embedding column of `data` streamed through a lazy file, as [`read_file`] streams a
     /// lazy turn's; the counters it leaves and the reads it made.
-    fn streamed(
-        data: &bytes::Bytes,
-        batch_size: usize,
-    ) -> (StreamedLists, Arc<Counters>, Arc<Mutex<Vec<Range<u64>>>>) {
+    fn streamed(data: &bytes::Bytes, batch_size: usize) -> (StreamedLists, Arc<Counters>, ReadLog) {
         let meta = ArrowReaderMetadata::load(data, ArrowReaderOptions::new()).unwrap();
         assert!(meta.metadata().offset_index().is_none());
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -143,33 +143,32 @@ pub fn pyiceberg_append(
     tenants: &str,
     seed: u64,
 ) -> serde_json::Value {
-    let (rows, seed) = (rows.to_string(), seed.to_string());
-    pyiceberg(&[
-        "append",
-        "--warehouse",
-        warehouse,
-        "--namespace",
-        "pricing_intelligence_test",
-        "--rows",
-        &rows,
-        "--tenant",
-        tenants,
-        "--seed",
-        &seed,
-    ])
+    pyiceberg_rows(warehouse, rows, tenants, seed, &[])
 }
 
 /// Writes `rows` deterministic rows with pyarrow itself (one file per month, no dictionary
 /// pages, no page index, the embedding BYTE_STREAM_SPLIT) and adds the files to the local
 /// table with pyiceberg's `add_files`.
+#[cfg(feature = "python-tests")]
 pub fn pyiceberg_add_files(
     warehouse: &str,
     rows: usize,
     tenants: &str,
     seed: u64,
 ) -> serde_json::Value {
+    pyiceberg_rows(warehouse, rows, tenants, seed, &["--add-files"])
+}
+
+#[cfg(feature = "python-tests")]
+fn pyiceberg_rows(
+    warehouse: &str,
+    rows: usize,
+    tenants: &str,
+    seed: u64,
+    extra: &[&str],
+) -> serde_json::Value {
     let (rows, seed) = (rows.to_string(), seed.to_string());
-    pyiceberg(&[
+    let mut args = vec![
         "append",
         "--warehouse",
         warehouse,
@@ -181,8 +180,9 @@ pub fn pyiceberg_add_files(
         tenants,
         "--seed",
         &seed,
-        "--add-files",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    pyiceberg(&args)
 }
 
 /// Creates `pricing_intelligence_{stage}.sales_history` straight through iceberg, as another
