@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::scan::EmbeddingDecoder;
+use crate::scan::{EmbeddingDecoder, FooterCache};
 use crate::sort::SortKey;
 use crate::write::PartitionStream;
 
@@ -34,6 +34,11 @@ const WINDOW_ALIGN: u64 = 64;
 const MAX_WINDOW_ROWS: u64 = 8192;
 /// Windows read at once across the bin's files.
 const READ_CONCURRENCY: usize = 8;
+/// Bytes of parsed footers (with their page indexes) a bin's merge keeps, so that a file read
+/// in many windows has its footer read and parsed once, not once per window. The bin's own
+/// cache: its files are replaced by the compaction, so the handle's cache is not filled with
+/// them. At ~10–30 KB a footer, a few hundred files' worth.
+const FOOTER_CACHE_BYTES: u64 = 8 << 20;
 /// Decoded bytes per stored byte assumed for a window's estimate (the embedding column's
 /// BYTE_STREAM_SPLIT + Snappy stores f32-rounded doubles at about half their size).
 const DECODED_PER_STORED: u64 = 3;
@@ -85,13 +90,14 @@ async fn feed(
 ) -> Result<()> {
     let order = out.sort_keys();
     let permits = Arc::new(Semaphore::new(READ_CONCURRENCY));
+    let footers = Arc::new(FooterCache::new(FOOTER_CACHE_BYTES));
     let mut cursors = Vec::with_capacity(files.len());
     for f in files {
         let sorted = match &order {
             None => true,
             Some((id, _)) => f.sort_order_id().map(i64::from) == Some(*id),
         };
-        let mut c = Cursor::new(io, f, window, permits.clone(), decoder);
+        let mut c = Cursor::new(io, f, window, (permits.clone(), footers.clone()), decoder);
         if !sorted && let Some((_, keys)) = &order {
             c.load_sorted(keys).await?;
         }
@@ -214,6 +220,8 @@ struct Cursor {
     ready: std::collections::VecDeque<RecordBatch>,
     pending: Option<JoinHandle<Result<Vec<RecordBatch>>>>,
     permits: Arc<Semaphore>,
+    /// The bin's parsed footers.
+    footers: Arc<FooterCache>,
     decoder: EmbeddingDecoder,
 }
 
@@ -222,7 +230,7 @@ impl Cursor {
         io: &FileIO,
         file: &DataFile,
         window: u64,
-        permits: Arc<Semaphore>,
+        (permits, footers): (Arc<Semaphore>, Arc<FooterCache>),
         decoder: EmbeddingDecoder,
     ) -> Self {
         Cursor {
@@ -236,6 +244,7 @@ impl Cursor {
             ready: Default::default(),
             pending: None,
             permits,
+            footers,
             decoder,
         }
     }
@@ -268,11 +277,12 @@ impl Cursor {
         }
         let range = self.next..(self.next + self.window).min(self.rows);
         self.next = range.end;
-        let (io, path, size, permits, decoder) = (
+        let (io, path, size, permits, footers, decoder) = (
             self.io.clone(),
             self.path.clone(),
             self.size,
             self.permits.clone(),
+            self.footers.clone(),
             self.decoder,
         );
         self.pending = Some(tokio::spawn(async move {
@@ -280,7 +290,7 @@ impl Cursor {
                 .acquire_owned()
                 .await
                 .map_err(|_| Error::internal("the compaction's read permits were closed"))?;
-            crate::scan::read_row_range(&io, &path, size, range, decoder).await
+            crate::scan::read_row_range(&io, &path, size, range, decoder, &footers).await
         }));
     }
 
@@ -401,6 +411,65 @@ mod tests {
         got.sort();
         expected.sort();
         assert_eq!(got, expected, "every row once");
+    }
+
+    /// A file read in windows has its footer (and page index) parsed once: the bin's cache
+    /// holds it after the first window, and a window read through it gives the rows a fresh
+    /// read gives.
+    #[cfg(feature = "sample-data")]
+    #[tokio::test]
+    async fn windows_of_a_file_share_its_parsed_footer() {
+        use crate::sample::{SampleConfig, SampleGenerator};
+        use crate::{CatalogConfig, SalesHistory, TableOptions};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = SalesHistory::ensure_with(
+            &CatalogConfig::local(dir.path()),
+            "footers",
+            TableOptions::default().embedding_dimension(8),
+        )
+        .await
+        .expect("table");
+        let mut generator = SampleGenerator::new(
+            SampleConfig::default()
+                .seed(5)
+                .months(1)
+                .embedding_dimension(8),
+        );
+        table
+            .append(generator.take_records(300))
+            .await
+            .expect("append");
+        let base = table.current();
+        let live = crate::commit::live(&base).await.expect("live");
+        let [file] = live.as_slice() else {
+            panic!("one file: {}", live.len());
+        };
+        let (io, path, size) = (
+            base.file_io(),
+            file.file.file_path(),
+            file.file.file_size_in_bytes(),
+        );
+        let read = |rows: std::ops::Range<u64>, cache: Arc<FooterCache>| async move {
+            crate::scan::read_row_range(io, path, size, rows, EmbeddingDecoder::Auto, &cache)
+                .await
+                .expect("window")
+        };
+        let shared = Arc::new(FooterCache::new(FOOTER_CACHE_BYTES));
+        let first = read(0..64, shared.clone()).await;
+        assert_eq!(first.iter().map(|b| b.num_rows()).sum::<usize>(), 64);
+        assert_eq!(shared.len(), 1, "the footer is kept after the first window");
+        assert!(shared.get(path).is_some());
+        let kept = shared.bytes();
+        let second = read(64..200, shared.clone()).await;
+        let fresh = read(64..200, Arc::new(FooterCache::new(FOOTER_CACHE_BYTES))).await;
+        assert_eq!(second, fresh);
+        assert_eq!(second.iter().map(|b| b.num_rows()).sum::<usize>(), 136);
+        assert_eq!(
+            (shared.len(), shared.bytes()),
+            (1, kept),
+            "nothing parsed again"
+        );
     }
 
     #[test]

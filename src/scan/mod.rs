@@ -765,15 +765,25 @@ pub(crate) async fn read_rows_at(
 
 /// Reads the rows at positions `rows` of one data file, all columns: a window of a
 /// compaction's merge. Only the pages holding them are fetched and decoded when the file has
-/// a page index (every file this crate writes has one).
+/// a page index (every file this crate writes has one); the file's parsed footer and page
+/// index are kept in `footers` for its next window.
 pub(crate) async fn read_row_range(
     file_io: &iceberg::io::FileIO,
     path: &str,
     size: u64,
     rows: std::ops::Range<u64>,
     decoder: EmbeddingDecoder,
+    footers: &Arc<FooterCache>,
 ) -> Result<Vec<RecordBatch>> {
-    read_ranges_of(file_io, path, size, vec![rows], decoder, None).await
+    read_ranges_of(
+        file_io,
+        path,
+        size,
+        vec![rows],
+        decoder,
+        Some(footers.clone()),
+    )
+    .await
 }
 
 /// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order.
