@@ -48,6 +48,7 @@ import os
 import random
 import sys
 import traceback
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -494,13 +495,15 @@ def add_plain_files(table, data, seed: int) -> list[str]:
             return pa.list_(pa.field(v.name, plain(v.type), v.nullable))
         return t
 
+    if not table.location().startswith("file://") and not table.location().startswith("/"):
+        raise CheckError(f"--add-files writes local files only; the table is at {table.location()}")
     schema = pa.schema([pa.field(f.name, plain(f.type), f.nullable) for f in data.schema])
     data = data.cast(schema)
     months = pc.strftime(data.column("sold_date"), format="%Y-%m")
     paths = []
     for month in sorted(set(months.to_pylist())):
         part = data.filter(pc.equal(months, month))
-        path = f"{table.location()}/data/added-s{seed}-{month}.parquet"
+        path = f"{table.location()}/data/added-s{seed}-{month}-{uuid.uuid4().hex[:8]}.parquet"
         local = path.removeprefix("file://")
         os.makedirs(os.path.dirname(local), exist_ok=True)
         pq.write_table(
@@ -512,6 +515,15 @@ def add_plain_files(table, data, seed: int) -> list[str]:
             data_page_size=64 * 1024,
             write_page_index=False,
         )
+        # pyarrow ignores a column path it does not know: check the encoding took.
+        meta = pq.ParquetFile(local).metadata
+        encodings = [
+            meta.row_group(0).column(i).encodings
+            for i in range(meta.num_columns)
+            if meta.row_group(0).column(i).path_in_schema == "embedding.list.element"
+        ]
+        if not encodings or "BYTE_STREAM_SPLIT" not in encodings[0]:
+            raise CheckError(f"{local}: the embedding is not BYTE_STREAM_SPLIT: {encodings}")
         paths.append(path)
     table.add_files(paths)
     return paths

@@ -708,7 +708,9 @@ pub(crate) async fn read_file(
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
                 let selection = turn.selection.as_ref();
-                let lists = if turn.lazy {
+                // A lazy turn never has a selection (it is a row group without an offset
+                // index); with one, the held decode below applies it.
+                let lists = if turn.lazy && selection.is_none() {
                     // A row group too large to hold decoded: its embedding column decoded an
                     // array at a time as the other columns' batches come.
                     let rows = turn
@@ -1671,8 +1673,9 @@ fn conform_batch(
 }
 
 /// Sends one turn's batches: the other output columns from parquet-rs's reader, the
-/// `embedding` column sliced from `list` (this crate's decode of the turn). `Ok((false, _))`
-/// when the receiver is gone.
+/// `embedding` column sliced from `list` (this crate's decode of the turn, held or streamed;
+/// a streamed one may end in parquet-rs's arrays after a fallback). `Ok((false, _))` when
+/// the receiver is gone.
 fn send_with_embedding(
     plan: &ReadPlan,
     turn: Turned<'_>,
@@ -1867,7 +1870,13 @@ impl Lists {
 
 /// A lazy turn's `embedding` column, an array at a time: this crate's decoder
 /// ([`embedding::ChunkStream`]) and, should it meet a page it does not read (or a shape it
-/// does not), parquet-rs's reader for the rows not yet handed out.
+/// does not), parquet-rs's reader for the rows not yet handed out. (Without an offset index
+/// that reader cannot skip pages unread: it reads the column chunk again from its start and
+/// decodes the rows before the switch to skip them. A switch after the first page happens
+/// only with pages that change shape mid-column, such as a null element late in a chunk.)
+///
+/// Counted once: as a fallback when parquet-rs takes over, else as a fast read at the end
+/// or, for a read stopped early (the receiver gone), when it is dropped.
 struct StreamedLists {
     ours: Option<embedding::ChunkStream<SparseFile>>,
     /// parquet-rs's reader, once ours gave up.
@@ -1883,8 +1892,17 @@ struct StreamedLists {
     counters: Arc<Counters>,
     /// Rows handed out.
     rows: usize,
-    /// Whether the read was counted (a fast read at its end, or a fallback).
+    /// Whether the read was counted (a fast read, or a fallback).
     counted: bool,
+}
+
+impl Drop for StreamedLists {
+    fn drop(&mut self) {
+        // A read stopped before its end that never fell back was ours.
+        if !self.counted && self.rows > 0 {
+            Counters::add(&self.counters.embedding_fast_reads, 1);
+        }
+    }
 }
 
 impl StreamedLists {
@@ -1940,8 +1958,10 @@ impl StreamedLists {
         }
         if self.rest.is_none() {
             // The rows after those handed out, through parquet-rs.
-            self.counted = true;
-            Counters::add(&self.counters.embedding_fallbacks, 1);
+            if !self.counted {
+                self.counted = true;
+                Counters::add(&self.counters.embedding_fallbacks, 1);
+            }
             self.rest = Some(parquet_lists(
                 &self.data,
                 &self.reader_meta,
@@ -2513,6 +2533,12 @@ mod lazy_tests {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         assert_eq!(get(&counters.embedding_fast_reads), 1);
         assert_eq!(get(&counters.embedding_fallbacks), 0);
+        // A read stopped early (its receiver gone) is counted once, when dropped.
+        let (mut stream, counters, _) = streamed(&data, 128);
+        stream.next().unwrap().unwrap();
+        assert_eq!(get(&counters.embedding_fast_reads), 0);
+        drop(stream);
+        assert_eq!(get(&counters.embedding_fast_reads), 1);
     }
 
     /// A page this decoder does not read (a null element) after rows were handed out: the
