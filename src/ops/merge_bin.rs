@@ -334,29 +334,39 @@ impl Drop for Cursor {
 mod tests {
     use super::*;
 
+    /// A local table `stage` of 8-dim embeddings in `dir`, and a generator of one month's rows.
+    #[cfg(feature = "sample-data")]
+    async fn small_table(
+        dir: &std::path::Path,
+        stage: &str,
+        seed: u64,
+    ) -> (crate::SalesHistory, crate::sample::SampleGenerator) {
+        use crate::sample::{SampleConfig, SampleGenerator};
+        use crate::{CatalogConfig, SalesHistory, TableOptions};
+
+        let table = SalesHistory::ensure_with(
+            &CatalogConfig::local(dir),
+            stage,
+            TableOptions::default().embedding_dimension(8),
+        )
+        .await
+        .expect("table");
+        let generator = SampleGenerator::new(
+            SampleConfig::default()
+                .seed(seed)
+                .months(1)
+                .embedding_dimension(8),
+        );
+        (table, generator)
+    }
+
     /// Small files merged through windows of 64 rows (several per file): the output file is in
     /// the sort order, holds every row once, and carries the order id.
     #[cfg(feature = "sample-data")]
     #[tokio::test]
     async fn windows_merge_files_in_the_sort_order_and_keep_every_row() {
-        use crate::sample::{SampleConfig, SampleGenerator};
-        use crate::{CatalogConfig, SalesHistory, TableOptions};
-
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = CatalogConfig::local(dir.path());
-        let table = SalesHistory::ensure_with(
-            &config,
-            "merge",
-            TableOptions::default().embedding_dimension(8),
-        )
-        .await
-        .expect("table");
-        let mut generator = SampleGenerator::new(
-            SampleConfig::default()
-                .seed(11)
-                .months(1)
-                .embedding_dimension(8),
-        );
+        let (table, mut generator) = small_table(dir.path(), "merge", 11).await;
         let mut expected = Vec::new();
         for n in [300, 5, 170, 64, 129] {
             let rows = generator.take_records(n);
@@ -419,23 +429,8 @@ mod tests {
     #[cfg(feature = "sample-data")]
     #[tokio::test]
     async fn windows_of_a_file_share_its_parsed_footer() {
-        use crate::sample::{SampleConfig, SampleGenerator};
-        use crate::{CatalogConfig, SalesHistory, TableOptions};
-
         let dir = tempfile::tempdir().expect("tempdir");
-        let table = SalesHistory::ensure_with(
-            &CatalogConfig::local(dir.path()),
-            "footers",
-            TableOptions::default().embedding_dimension(8),
-        )
-        .await
-        .expect("table");
-        let mut generator = SampleGenerator::new(
-            SampleConfig::default()
-                .seed(5)
-                .months(1)
-                .embedding_dimension(8),
-        );
+        let (table, mut generator) = small_table(dir.path(), "footers", 5).await;
         table
             .append(generator.take_records(300))
             .await

@@ -241,8 +241,7 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
     /// The next array, decoding pages until one is complete.
     pub(crate) fn next_array(&mut self) -> Result<Next> {
         loop {
-            if !self.out.done.is_empty() {
-                let done = self.out.done.remove(0);
+            if let Some(done) = self.out.done.pop_front() {
                 self.handed_out = true;
                 return Ok(Next::Array(done));
             }
@@ -289,7 +288,7 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
 /// Decoded pages cut into arrays of `chunk_rows` rows as they come.
 struct Chunks {
     out: Out,
-    done: Vec<ListArray>,
+    done: std::collections::VecDeque<ListArray>,
     element: FieldRef,
     chunk_rows: usize,
     /// Rows of the whole read, and values per row (exact for fixed-length embeddings), for
@@ -307,7 +306,7 @@ impl Chunks {
         let (room, values) = Self::room(chunk_rows, rows, per_row, chunk_rows.min(rows));
         Chunks {
             out: Out::with_capacity(room, values),
-            done: Vec::new(),
+            done: Default::default(),
             element,
             chunk_rows,
             rows,
@@ -350,7 +349,7 @@ impl Chunks {
             let rest = self.out.split_off(self.chunk_rows, room, values)?;
             self.rows_done += self.chunk_rows;
             let full = std::mem::replace(&mut self.out, rest);
-            self.done.push(full.finish(self.element.clone())?);
+            self.done.push_back(full.finish(self.element.clone())?);
         }
         Ok(true)
     }
@@ -359,9 +358,9 @@ impl Chunks {
     fn finish(mut self) -> Result<Vec<ListArray>> {
         if self.out.rows > 0 || self.done.is_empty() {
             let last = self.take_last()?;
-            self.done.push(last);
+            self.done.push_back(last);
         }
-        Ok(self.done)
+        Ok(self.done.into())
     }
 
     /// The rows not yet cut off, as the last array (the decoder's buffers are left empty).

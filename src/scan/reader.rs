@@ -718,30 +718,32 @@ pub(crate) async fn read_file(
                         .iter()
                         .map(|&rg| group_rows(&metadata, rg))
                         .sum();
-                    let stream = StreamedLists::new(
+                    let parquet = parquet_lists_of(
                         &data,
                         &reader_meta,
                         &turn.row_groups,
-                        (leaf, &descr, &files),
+                        (&descr, &files),
                         &field,
+                        plan.batch_size,
+                    );
+                    let theirs = match plan.decode {
+                        Mode::Verify => Some(parquet(0)?),
+                        _ => None,
+                    };
+                    let stream = StreamedLists::new(
+                        &data,
+                        reader_meta.metadata(),
+                        &turn.row_groups,
+                        (leaf, &field),
                         (plan.batch_size, &plan.counters),
+                        parquet,
                     )?;
-                    let source: ListSource = if plan.decode == Mode::Verify {
-                        let theirs = parquet_lists(
-                            &data,
-                            &reader_meta,
-                            &turn.row_groups,
-                            0,
-                            (&descr, &files),
-                            &field,
-                            plan.batch_size,
-                        )?;
-                        Box::new(Verified {
+                    let source: ListSource = match theirs {
+                        Some(theirs) => Box::new(Verified {
                             ours: stream,
                             theirs: Lists::streamed(theirs, rows, &field),
-                        })
-                    } else {
-                        Box::new(stream)
+                        }),
+                        None => Box::new(stream),
                     };
                     Some(Lists::streamed(source, rows, &field))
                 } else {
@@ -1881,20 +1883,17 @@ struct StreamedLists {
     ours: Option<embedding::ChunkStream<SparseFile>>,
     /// parquet-rs's reader, once ours gave up.
     rest: Option<ListSource>,
-    /// What the parquet-rs reader for the rest is made from.
-    data: SparseFile,
-    reader_meta: ArrowReaderMetadata,
-    row_groups: Vec<usize>,
-    descr: Arc<SchemaDescriptor>,
-    files: FileColumns,
-    field: arrow_schema::FieldRef,
-    batch_size: usize,
+    /// Makes parquet-rs's reader of the rows after the first `skip`.
+    parquet: ParquetLists,
     counters: Arc<Counters>,
     /// Rows handed out.
     rows: usize,
     /// Whether the read was counted (a fast read, or a fallback).
     counted: bool,
 }
+
+/// parquet-rs's reader of a turn's `embedding` column after its first `skip` rows.
+type ParquetLists = Box<dyn Fn(usize) -> Result<ListSource> + Send>;
 
 impl Drop for StreamedLists {
     fn drop(&mut self) {
@@ -1906,32 +1905,22 @@ impl Drop for StreamedLists {
 }
 
 impl StreamedLists {
+    /// Our decoder over leaf `leaf` of `data`'s `row_groups` (arrays of `batch_size` rows),
+    /// `parquet` for what it does not read.
     fn new(
         data: &SparseFile,
-        reader_meta: &ArrowReaderMetadata,
+        metadata: &ParquetMetaData,
         row_groups: &[usize],
-        (leaf, descr, files): (usize, &Arc<SchemaDescriptor>, &FileColumns),
-        field: &arrow_schema::FieldRef,
+        (leaf, field): (usize, &arrow_schema::FieldRef),
         (batch_size, counters): (usize, &Arc<Counters>),
+        parquet: ParquetLists,
     ) -> Result<Self> {
-        let ours = embedding::ChunkStream::new(
-            data,
-            reader_meta.metadata(),
-            row_groups,
-            leaf,
-            field,
-            batch_size,
-        )?;
+        let ours =
+            embedding::ChunkStream::new(data, metadata, row_groups, leaf, field, batch_size)?;
         Ok(StreamedLists {
             ours,
             rest: None,
-            data: data.clone(),
-            reader_meta: reader_meta.clone(),
-            row_groups: row_groups.to_vec(),
-            descr: descr.clone(),
-            files: files.clone(),
-            field: field.clone(),
-            batch_size,
+            parquet,
             counters: counters.clone(),
             rows: 0,
             counted: false,
@@ -1962,15 +1951,7 @@ impl StreamedLists {
                 self.counted = true;
                 Counters::add(&self.counters.embedding_fallbacks, 1);
             }
-            self.rest = Some(parquet_lists(
-                &self.data,
-                &self.reader_meta,
-                &self.row_groups,
-                self.rows,
-                (&self.descr, &self.files),
-                &self.field,
-                self.batch_size,
-            )?);
+            self.rest = Some((self.parquet)(self.rows)?);
         }
         match self.rest.as_mut().and_then(Iterator::next) {
             Some(a) => {
@@ -1991,45 +1972,72 @@ impl Iterator for StreamedLists {
     }
 }
 
-/// parquet-rs's reader of the `embedding` column of `row_groups`, after its first `skip`
-/// rows, as arrays of `field`'s type.
-fn parquet_lists(
+/// A [`ParquetLists`] over `data`'s `row_groups`, arrays of `field`'s type.
+fn parquet_lists_of(
     data: &SparseFile,
     reader_meta: &ArrowReaderMetadata,
     row_groups: &[usize],
-    skip: usize,
-    (descr, files): (&SchemaDescriptor, &FileColumns),
+    (descr, files): (&Arc<SchemaDescriptor>, &FileColumns),
     field: &arrow_schema::FieldRef,
     batch_size: usize,
-) -> Result<ListSource> {
+) -> ParquetLists {
+    let (data, reader_meta, row_groups) = (data.clone(), reader_meta.clone(), row_groups.to_vec());
+    let (descr, files, field) = (descr.clone(), files.clone(), field.clone());
+    Box::new(move |skip| {
+        let selection = (skip > 0).then(|| {
+            let rows: usize = row_groups
+                .iter()
+                .map(|&rg| group_rows(reader_meta.metadata(), rg))
+                .sum();
+            RowSelection::from(vec![
+                parquet::arrow::arrow_reader::RowSelector::skip(skip),
+                parquet::arrow::arrow_reader::RowSelector::select(rows.saturating_sub(skip)),
+            ])
+        });
+        let reader = embedding_reader(
+            &data,
+            &reader_meta,
+            &row_groups,
+            selection,
+            (&descr, &files),
+            batch_size,
+        )?
+        .ok_or_else(|| Error::internal("a file without an embedding column"))?;
+        let field = field.clone();
+        Ok(Box::new(reader.map(move |batch| {
+            let column = batch?.column(0).clone();
+            let column = crate::batch::relabel_array(&column, &field)?;
+            column
+                .as_any()
+                .downcast_ref::<arrow_array::ListArray>()
+                .cloned()
+                .ok_or_else(|| Error::internal("parquet-rs read the embedding column as no list"))
+        })) as ListSource)
+    })
+}
+
+/// parquet-rs's reader of the `embedding` column alone of `row_groups` (with `selection`);
+/// `None` when the file has no such column.
+fn embedding_reader(
+    data: &SparseFile,
+    reader_meta: &ArrowReaderMetadata,
+    row_groups: &[usize],
+    selection: Option<RowSelection>,
+    (descr, files): (&SchemaDescriptor, &FileColumns),
+    batch_size: usize,
+) -> Result<Option<parquet::arrow::arrow_reader::ParquetRecordBatchReader>> {
     let Some(root) = files.root(Column::Embedding) else {
-        return Err(Error::internal("a file without an embedding column"));
+        return Ok(None);
     };
     let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
             .with_batch_size(batch_size)
             .with_row_groups(row_groups.to_vec())
             .with_projection(ProjectionMask::roots(descr, [root]));
-    if skip > 0 {
-        let rows: usize = row_groups
-            .iter()
-            .map(|&rg| group_rows(reader_meta.metadata(), rg))
-            .sum();
-        builder = builder.with_row_selection(RowSelection::from(vec![
-            parquet::arrow::arrow_reader::RowSelector::skip(skip),
-            parquet::arrow::arrow_reader::RowSelector::select(rows.saturating_sub(skip)),
-        ]));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
     }
-    let field = field.clone();
-    Ok(Box::new(builder.build()?.map(move |batch| {
-        let column = batch?.column(0).clone();
-        let column = crate::batch::relabel_array(&column, &field)?;
-        column
-            .as_any()
-            .downcast_ref::<arrow_array::ListArray>()
-            .cloned()
-            .ok_or_else(|| Error::internal("parquet-rs read the embedding column as no list"))
-    })))
+    Ok(Some(builder.build()?))
 }
 
 /// Our arrays checked against parquet-rs's as they come (`SALES_HISTORY_EMBEDDING_DECODE=
@@ -2095,18 +2103,18 @@ fn verify(
     files: &FileColumns,
     ours: &[arrow_array::ListArray],
 ) -> Result<()> {
-    let Some(root) = files.root(Column::Embedding) else {
+    let Some(reader) = embedding_reader(
+        data,
+        reader_meta,
+        row_groups,
+        selection.cloned(),
+        (descr, files),
+        super::DEFAULT_EMBEDDING_BATCH_SIZE,
+    )?
+    else {
         return Ok(());
     };
-    let mut builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
-            .with_row_groups(row_groups.to_vec())
-            .with_projection(ProjectionMask::roots(descr, [root]));
-    if let Some(selection) = selection {
-        builder = builder.with_row_selection(selection.clone());
-    }
-    let arrays = builder
-        .build()?
+    let arrays = reader
         .map(|b| b.map(|b| b.column(0).clone()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let refs: Vec<&dyn arrow_array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
@@ -2369,17 +2377,8 @@ mod lazy_tests {
             .set_dictionary_enabled(false)
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
             .build();
-        let mut buf = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        let data = bytes::Bytes::from(buf);
-        let whole: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<std::result::Result<_, _>>()
-            .unwrap();
+        let data = parquet_bytes(&batch, props);
+        let whole = parquet_rs_batches(&data);
         let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new()).unwrap();
         assert!(meta.metadata().offset_index().is_none());
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -2448,9 +2447,24 @@ mod lazy_tests {
                 parquet::basic::Encoding::BYTE_STREAM_SPLIT,
             )
             .build();
+        parquet_bytes(&batch, props)
+    }
+
+    /// The file's rows as parquet-rs reads them.
+    fn parquet_rs_batches(data: &bytes::Bytes) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap()
+    }
+
+    /// `batch` as a Parquet file written with `props`, one row group.
+    fn parquet_bytes(batch: &RecordBatch, props: WriterProperties) -> bytes::Bytes {
         let mut buf = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
+        writer.write(batch).unwrap();
         writer.close().unwrap();
         bytes::Bytes::from(buf)
     }
@@ -2460,12 +2474,7 @@ mod lazy_tests {
 
     /// The file's embedding column as parquet-rs reads it.
     fn parquet_rs_embeddings(data: &bytes::Bytes) -> arrow_array::ListArray {
-        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<std::result::Result<_, _>>()
-            .unwrap();
+        let batches = parquet_rs_batches(data);
         let columns: Vec<&dyn Array> = batches.iter().map(|b| b.column(1).as_ref()).collect();
         let all = arrow_select::concat::concat(&columns).unwrap();
         all.as_any()
@@ -2487,13 +2496,15 @@ mod lazy_tests {
         let leaf = files.leaf[Column::Embedding.index()].unwrap();
         let field = meta.schema().field_with_name("embedding").unwrap().clone();
         let counters = Arc::new(Counters::default());
+        let field = Arc::new(field);
+        let parquet = parquet_lists_of(&file, &meta, &[0], (&descr, &files), &field, batch_size);
         let stream = StreamedLists::new(
             &file,
-            &meta,
+            meta.metadata(),
             &[0],
-            (leaf, &descr, &files),
-            &Arc::new(field),
+            (leaf, &field),
             (batch_size, &counters),
+            parquet,
         )
         .unwrap();
         (stream, counters, log)
