@@ -44,6 +44,7 @@ mod catalog;
 mod classify;
 mod commit;
 mod error;
+mod file_writer;
 mod layout;
 mod lru;
 #[cfg(feature = "fault-injection")]
@@ -88,6 +89,7 @@ pub use commit::{
     MANIFEST_TARGET_SIZE_BYTES_PROPERTY, METADATA_DELETE_AFTER_COMMIT_PROPERTY,
 };
 pub use error::{BoxError, Error, Result};
+pub use file_writer::EMBEDDING_ENCODE_ENV;
 pub use layout::{
     Layout, MAX_TENANT_BUCKETS, TENANT_BUCKET_PARTITION_FIELD_NAME, TENANT_PARTITION_FIELD_NAME,
 };

@@ -15,7 +15,6 @@ use arrow_schema::SchemaRef as ArrowSchemaRef;
 use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct, TableMetadata};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
-use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, LocationGenerator,
 };
@@ -23,6 +22,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
 use crate::error::{Error, IcebergResultExt, Result};
+use crate::file_writer::ParquetFileBuilder;
 use crate::layout::{Layout, PartitionValue};
 use crate::parquet_props::{dictionaries, file_properties};
 use crate::tasks::AbortOnDrop;
@@ -86,7 +86,7 @@ impl Setup {
         );
         let rolling = |props| {
             RollingFileWriterBuilder::new_with_default_file_size(
-                ParquetWriterBuilder::new(props, schema.clone()),
+                ParquetFileBuilder::new(props, schema.clone()),
                 table.file_io().clone(),
                 locations.clone(),
                 names.clone(),
@@ -355,7 +355,7 @@ fn spread(mut work: Vec<MonthWork>, tasks: usize) -> Vec<MonthWork> {
 }
 
 type Rolling =
-    RollingFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+    RollingFileWriterBuilder<ParquetFileBuilder, MonthDirectories, DefaultFileNameGenerator>;
 
 /// The file builders of one write (codec, `write.parquet.*`, names, directories): with
 /// dictionary pages, and without for small files (`parquet_props::dictionaries`).
@@ -371,8 +371,7 @@ impl Rollings {
     fn builder(
         &self,
         rows: usize,
-    ) -> DataFileWriterBuilder<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>
-    {
+    ) -> DataFileWriterBuilder<ParquetFileBuilder, MonthDirectories, DefaultFileNameGenerator> {
         DataFileWriterBuilder::new(if dictionaries(rows) {
             self.with_dictionaries.clone()
         } else {
@@ -381,7 +380,7 @@ impl Rollings {
     }
 }
 
-type MonthWriter = DataFileWriter<ParquetWriterBuilder, MonthDirectories, DefaultFileNameGenerator>;
+type MonthWriter = DataFileWriter<ParquetFileBuilder, MonthDirectories, DefaultFileNameGenerator>;
 
 /// One encoding task: takes months off the shared queue (largest first) and writes each with
 /// its own writer, so at most one month is being encoded per task (bounded memory, like

@@ -946,7 +946,7 @@ fn row_starts(
 /// Transposes an 8×8 byte matrix held as eight little-endian words (word `j` = the bytes of
 /// stream `j` for 8 values; after: word `k` = the 8 bytes of value `k`).
 #[inline(always)]
-fn transpose8(w: &mut [u64; 8]) {
+pub(crate) fn transpose8(w: &mut [u64; 8]) {
     for j in 0..4 {
         let (a, b) = (w[j], w[j + 4]);
         let t = ((a >> 32) ^ b) & 0x0000_0000_FFFF_FFFF;

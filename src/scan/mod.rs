@@ -24,6 +24,7 @@ use iceberg::scan::{FileScanTask, TableScan};
 use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 
+pub(crate) use embedding::transpose8;
 pub use embedding::{EMBEDDING_DECODE_ENV, EmbeddingDecoder};
 pub use filter::ScanFilter;
 pub(crate) use filter::{Pruner, Resolved};
