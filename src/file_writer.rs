@@ -24,8 +24,10 @@
 //!
 //! **When it goes.** When parquet-rs encodes BYTE_STREAM_SPLIT and list levels as fast
 //! (apache/arrow-rs#10006 is the decode side of the same loop), go back to iceberg's
-//! `ParquetWriterBuilder` in `write.rs`. [`EMBEDDING_ENCODE_ENV`]`=parquet` turns the own
-//! embedding encoder off (parquet-rs's encoder inside this writer): the benchmarks' baseline.
+//! `ParquetWriterBuilder` in `write.rs`. [`EMBEDDING_ENCODE_ENV`] chooses the writer for a
+//! process: `parquet` turns the own embedding encoder off (parquet-rs's encoder inside this
+//! writer), `iceberg` selects iceberg's `ParquetWriter` (the writer before this one): the
+//! benchmarks' same-run baselines.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -40,7 +42,9 @@ use iceberg::spec::{
     DataContentType, DataFileBuilder, DataFileFormat, Datum, PrimitiveType, SchemaRef, Struct, Type,
 };
 use iceberg::writer::CurrentFileStatus;
-use iceberg::writer::file_writer::{FileWriter, FileWriterBuilder};
+use iceberg::writer::file_writer::{
+    FileWriter, FileWriterBuilder, ParquetWriter, ParquetWriterBuilder,
+};
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression, Encoding, PageType};
@@ -55,9 +59,11 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
-/// Environment variable choosing the `embedding` column's encoder for every file written in
-/// the process: `ours` (the default) or `parquet` (parquet-rs's `ArrowColumnWriter`, the
-/// baseline the benchmarks compare with).
+/// Environment variable choosing how every data file of the process is written: `ours` (the
+/// default: this crate's writer and embedding encoder), `parquet` (this crate's writer with
+/// parquet-rs's `ArrowColumnWriter` for the embedding column) or `iceberg` (iceberg 0.10.1's
+/// `ParquetWriter`, the writer before this crate had its own). The last two are the
+/// benchmarks' baselines; the files are the same Parquet either way.
 pub const EMBEDDING_ENCODE_ENV: &str = "SALES_HISTORY_EMBEDDING_ENCODE";
 
 /// Bytes of one piece of a file handed to storage: written as row groups close, so a row
@@ -74,36 +80,63 @@ fn unexpected(message: impl Into<String>) -> iceberg::Error {
     iceberg::Error::new(iceberg::ErrorKind::Unexpected, message.into())
 }
 
+/// Which writer writes data files ([`EMBEDDING_ENCODE_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoder {
+    /// This writer with the own embedding encoder (the default).
+    Ours,
+    /// This writer with parquet-rs's encoder for the embedding column.
+    Parquet,
+    /// iceberg 0.10.1's `ParquetWriter` (parquet-rs's `AsyncArrowWriter`): the writer before
+    /// this one, kept as the benchmarks' same-run baseline.
+    Iceberg,
+}
+
+impl Encoder {
+    fn from_env() -> Encoder {
+        match std::env::var(EMBEDDING_ENCODE_ENV)
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("parquet") => Encoder::Parquet,
+            Ok("iceberg") => Encoder::Iceberg,
+            _ => Encoder::Ours,
+        }
+    }
+}
+
 /// Builds [`ParquetFile`]s with the table's writer properties and schema (each file's Arrow
 /// schema carries the Iceberg field ids).
 #[derive(Clone, Debug)]
-pub(crate) struct ParquetFileBuilder {
-    props: WriterProperties,
-    schema: SchemaRef,
-    /// `false` when [`EMBEDDING_ENCODE_ENV`] is `parquet`.
-    own_embedding: bool,
+pub(crate) enum ParquetFileBuilder {
+    Ours(OwnFileBuilder),
+    Iceberg(ParquetWriterBuilder),
 }
 
 impl ParquetFileBuilder {
     pub(crate) fn new(props: WriterProperties, schema: SchemaRef) -> Self {
-        let own_embedding = !matches!(
-            std::env::var(EMBEDDING_ENCODE_ENV)
-                .as_deref()
-                .map(str::trim),
-            Ok("parquet")
-        );
-        ParquetFileBuilder {
-            props,
-            schema,
-            own_embedding,
+        match Encoder::from_env() {
+            Encoder::Iceberg => {
+                ParquetFileBuilder::Iceberg(ParquetWriterBuilder::new(props, schema))
+            }
+            e => ParquetFileBuilder::Ours(OwnFileBuilder {
+                props,
+                schema,
+                own_embedding: e == Encoder::Ours,
+            }),
         }
     }
 
-    /// The same builder with the own embedding encoder on or off (tests compare both).
+    /// This crate's writer with the own embedding encoder on or off (tests compare both).
     #[cfg(test)]
-    pub(crate) fn with_own_embedding(mut self, on: bool) -> Self {
-        self.own_embedding = on;
-        self
+    pub(crate) fn with_own_embedding(self, on: bool) -> Self {
+        match self {
+            ParquetFileBuilder::Ours(b) => ParquetFileBuilder::Ours(OwnFileBuilder {
+                own_embedding: on,
+                ..b
+            }),
+            other => other,
+        }
     }
 }
 
@@ -111,20 +144,81 @@ impl FileWriterBuilder for ParquetFileBuilder {
     type R = ParquetFile;
 
     async fn build(&self, output_file: OutputFile) -> IcebergResult<ParquetFile> {
-        Ok(ParquetFile {
-            schema: self.schema.clone(),
-            props: self.props.clone(),
-            own_embedding: self.own_embedding,
-            output: output_file,
-            open: None,
-            rows: 0,
-            nan_counts: HashMap::new(),
+        Ok(match self {
+            ParquetFileBuilder::Ours(b) => ParquetFile::Ours(Box::new(OwnFile {
+                schema: b.schema.clone(),
+                props: b.props.clone(),
+                own_embedding: b.own_embedding,
+                output: output_file,
+                open: None,
+                rows: 0,
+                nan_counts: HashMap::new(),
+            })),
+            ParquetFileBuilder::Iceberg(b) => {
+                ParquetFile::Iceberg(Box::new(b.build(output_file).await?))
+            }
         })
     }
 }
 
-/// One data file being written (opened at its first rows).
-pub(crate) struct ParquetFile {
+/// What this crate's writer is built from.
+#[derive(Clone, Debug)]
+pub(crate) struct OwnFileBuilder {
+    props: WriterProperties,
+    schema: SchemaRef,
+    /// `false` when [`EMBEDDING_ENCODE_ENV`] is `parquet`.
+    own_embedding: bool,
+}
+
+/// One data file being written.
+pub(crate) enum ParquetFile {
+    Ours(Box<OwnFile>),
+    Iceberg(Box<ParquetWriter>),
+}
+
+impl FileWriter for ParquetFile {
+    async fn write(&mut self, batch: &RecordBatch) -> IcebergResult<()> {
+        match self {
+            ParquetFile::Ours(f) => f.write(batch).await,
+            ParquetFile::Iceberg(f) => f.write(batch).await,
+        }
+    }
+
+    async fn close(self) -> IcebergResult<Vec<DataFileBuilder>> {
+        match self {
+            ParquetFile::Ours(f) => f.close().await,
+            ParquetFile::Iceberg(f) => f.close().await,
+        }
+    }
+}
+
+impl CurrentFileStatus for ParquetFile {
+    fn current_file_path(&self) -> String {
+        match self {
+            ParquetFile::Ours(f) => f.output.location().to_string(),
+            ParquetFile::Iceberg(f) => f.current_file_path(),
+        }
+    }
+
+    fn current_row_num(&self) -> usize {
+        match self {
+            ParquetFile::Ours(f) => f.rows,
+            ParquetFile::Iceberg(f) => f.current_row_num(),
+        }
+    }
+
+    fn current_written_size(&self) -> usize {
+        match self {
+            ParquetFile::Ours(f) => f.open.as_ref().map_or(0, |o| {
+                o.parquet.bytes_written() + o.group.as_ref().map_or(0, Group::estimated_bytes)
+            }),
+            ParquetFile::Iceberg(f) => f.current_written_size(),
+        }
+    }
+}
+
+/// One data file being written by this crate's writer (opened at its first rows).
+pub(crate) struct OwnFile {
     schema: SchemaRef,
     props: WriterProperties,
     own_embedding: bool,
@@ -340,7 +434,7 @@ fn field_leaves(parquet: &SchemaDescriptor, fields: usize) -> Vec<std::ops::Rang
     ranges
 }
 
-impl FileWriter for ParquetFile {
+impl OwnFile {
     async fn write(&mut self, batch: &RecordBatch) -> IcebergResult<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -422,22 +516,6 @@ impl FileWriter for ParquetFile {
             self.output.location().to_string(),
             self.nan_counts,
         )?])
-    }
-}
-
-impl CurrentFileStatus for ParquetFile {
-    fn current_file_path(&self) -> String {
-        self.output.location().to_string()
-    }
-
-    fn current_row_num(&self) -> usize {
-        self.rows
-    }
-
-    fn current_written_size(&self) -> usize {
-        self.open.as_ref().map_or(0, |o| {
-            o.parquet.bytes_written() + o.group.as_ref().map_or(0, Group::estimated_bytes)
-        })
     }
 }
 
@@ -1302,7 +1380,6 @@ mod tests {
     use arrow_buffer::{NullBuffer, OffsetBuffer};
     use iceberg::io::FileIO;
     use iceberg::spec::{DataFile, ListType, NestedField, Schema};
-    use iceberg::writer::file_writer::ParquetWriterBuilder;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::basic::ZstdLevel;
     use parquet::file::reader::FileReader;
