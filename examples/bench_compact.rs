@@ -4,12 +4,16 @@
 //!
 //! ```text
 //! cargo run --release --example bench_compact -- [--appends 500] [--rows-per-append 20]
-//!     [--months 3] [--dim 1024] [--reps 3] [--decoder-pairs N] [--dir DIR] [--json]
+//!     [--months 3] [--dim 1024] [--reps 3] [--decoder-pairs N] [--writer-pairs N] [--dir DIR]
+//!     [--json]
 //! ```
 //!
 //! `--decoder-pairs N` adds the same-run baseline of the embedding decoder: N pairs of fresh
 //! tables given the same appends, one compacted with parquet-rs's decoder and one with this
-//! crate's (which goes first alternates), medians of each.
+//! crate's (which goes first alternates), medians of each. `--writer-pairs N` does the same for
+//! the data-file writer, each table in a child process of its own: iceberg 0.10.1's
+//! `ParquetWriter` (`SALES_HISTORY_EMBEDDING_ENCODE=iceberg`, the writer before this crate
+//! had its own), and this crate's writer (`=ours`).
 
 #[path = "common/host.rs"]
 mod host;
@@ -52,6 +56,14 @@ struct Args {
     /// embedding decoder and one with this crate's: the decoder's same-run baseline.
     #[arg(long, default_value_t = 0, value_parser = number::parse::<usize>)]
     decoder_pairs: usize,
+    /// Pairs of extra compactions of the same appends on fresh tables, each in a child
+    /// process, one written by iceberg's `ParquetWriter` and one by this crate's writer: the
+    /// writer's same-run baseline.
+    #[arg(long, default_value_t = 0, value_parser = number::parse::<usize>)]
+    writer_pairs: usize,
+    /// (Internal) Run one fresh-table compaction and print its rows/s: a writer pair's child.
+    #[arg(long, hide = true)]
+    pair_child: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -108,6 +120,48 @@ async fn decoder_pairs(
     Ok((stats::median(&parquet), stats::median(&ours)))
 }
 
+/// `pairs` pairs of [`compaction_rate`] in child processes, iceberg's writer and ours,
+/// alternating which goes first: the median rows/s of each.
+fn writer_pairs(args: &Args, dir: &std::path::Path, pairs: usize) -> anyhow::Result<(f64, f64)> {
+    let exe = std::env::current_exe()?;
+    let (mut iceberg, mut ours) = (Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        let order = match pair % 2 {
+            0 => ["iceberg", "ours"],
+            _ => ["ours", "iceberg"],
+        };
+        for writer in order {
+            let output = std::process::Command::new(&exe)
+                .args([
+                    "--pair-child",
+                    "--appends",
+                    &args.appends.to_string(),
+                    "--rows-per-append",
+                    &args.rows_per_append.to_string(),
+                    "--months",
+                    &args.months.to_string(),
+                    "--dim",
+                    &args.dim.to_string(),
+                    "--dir",
+                ])
+                .arg(dir)
+                .env(sales_history::EMBEDDING_ENCODE_ENV, writer)
+                .output()?;
+            anyhow::ensure!(
+                output.status.success(),
+                "a writer-pair child failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let rate: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+            match writer {
+                "iceberg" => iceberg.push(rate),
+                _ => ours.push(rate),
+            }
+        }
+    }
+    Ok((stats::median(&iceberg), stats::median(&ours)))
+}
+
 /// The sample rows of every table of the run (the same for each).
 fn generator(args: &Args) -> SampleGenerator {
     SampleGenerator::new(
@@ -146,6 +200,14 @@ async fn median_scan(
 async fn run(args: Args) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    if args.pair_child {
+        let at = dir.join(format!("bench-compact-{}-writer", std::process::id()));
+        println!(
+            "{}",
+            compaction_rate(&args, &at, EmbeddingDecoder::Auto).await?
+        );
+        return Ok(());
+    }
     let config = CatalogConfig::local(dir.join(format!("bench-compact-{}", std::process::id())));
     let table = SalesHistory::ensure_with(
         &config,
@@ -201,6 +263,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         0 => None,
         n => Some(decoder_pairs(&args, &dir, n).await?),
     };
+    let writers = match args.writer_pairs {
+        0 => None,
+        n => Some(writer_pairs(&args, &dir, n)?),
+    };
     if args.json {
         println!(
             "{}",
@@ -217,6 +283,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "decoder_pairs": args.decoder_pairs,
                 "rows_per_s_parquet_decoder": pairs.map(|p| p.0),
                 "rows_per_s_our_decoder": pairs.map(|p| p.1),
+                "writer_pairs": args.writer_pairs,
+                "rows_per_s_iceberg_writer": writers.map(|p| p.0),
+                "rows_per_s_our_writer": writers.map(|p| p.1),
             })
         );
         return Ok(());
@@ -270,6 +339,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "compaction of the same appends on fresh tables, medians of {} each: parquet-rs's embedding decoder {parquet:.0} rows/s, ours {ours:.0} rows/s ({:.2}×)",
             args.decoder_pairs,
             ours / parquet
+        );
+    }
+    if let Some((iceberg, ours)) = writers {
+        println!(
+            "compaction of the same appends on fresh tables, each in a child process, medians of {} each: iceberg's ParquetWriter {iceberg:.0} rows/s, this crate's writer {ours:.0} rows/s ({:.2}×)",
+            args.writer_pairs,
+            ours / iceberg
         );
     }
     Ok(())
