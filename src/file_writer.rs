@@ -1434,19 +1434,7 @@ mod tests {
 
     use crate::schema::{Column, EMBEDDING_ELEMENT_FIELD_ID};
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// The table schema, with the embedding element optional (an adopted Athena table) or
     /// required (ours).

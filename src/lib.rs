@@ -70,6 +70,8 @@ mod sort;
 mod sql;
 mod table;
 mod tasks;
+#[cfg(test)]
+mod test_rng;
 mod verify;
 mod write;
 

@@ -17,26 +17,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn value(&mut self) -> f64 {
-        match self.below(10) {
-            0 => f64::from_bits(self.next()),
-            1 => -0.0,
-            _ => (self.below(2_000_000) as f64 - 1_000_000.0) / 7.0,
-        }
-    }
-}
+use crate::test_rng::Rng;
 
 #[derive(Debug, Clone)]
 struct Case {
