@@ -115,7 +115,12 @@ pub(crate) enum ParquetFileBuilder {
 
 impl ParquetFileBuilder {
     pub(crate) fn new(props: WriterProperties, schema: SchemaRef) -> Self {
-        match Encoder::from_env() {
+        // Content-defined chunking is applied by parquet-rs's `ArrowWriter` only.
+        let encoder = match props.content_defined_chunking() {
+            Some(_) => Encoder::Iceberg,
+            None => Encoder::from_env(),
+        };
+        match encoder {
             Encoder::Iceberg => {
                 ParquetFileBuilder::Iceberg(ParquetWriterBuilder::new(props, schema))
             }
@@ -153,6 +158,7 @@ impl FileWriterBuilder for ParquetFileBuilder {
                 open: None,
                 rows: 0,
                 nan_counts: HashMap::new(),
+                failed: false,
             })),
             ParquetFileBuilder::Iceberg(b) => {
                 ParquetFile::Iceberg(Box::new(b.build(output_file).await?))
@@ -226,6 +232,8 @@ pub(crate) struct OwnFile {
     open: Option<Open>,
     rows: usize,
     nan_counts: HashMap<i32, u64>,
+    /// A write failed: the file is unusable.
+    failed: bool,
 }
 
 /// What an open file holds: the storage writer, parquet-rs's file writer over the piece
@@ -347,11 +355,14 @@ impl Open {
                 arrow_schema.fields().len()
             )));
         }
+        let embedding_field = self.embedding.as_ref().map(|(f, _)| *f);
         let group = self.group()?;
         for (f, field) in arrow_schema.fields().iter().enumerate() {
             let column = batch.column(f);
             let range = field_leaves[f].clone();
-            if let Some(Leaf::Embedding(chunk)) = group.leaves.get_mut(range.start) {
+            if embedding_field == Some(f)
+                && let Some(Leaf::Embedding(chunk)) = group.leaves.get_mut(range.start)
+            {
                 chunk.write(column)?;
                 continue;
             }
@@ -435,7 +446,22 @@ fn field_leaves(parquet: &SchemaDescriptor, fields: usize) -> Vec<std::ops::Rang
 }
 
 impl OwnFile {
+    /// Writes `batch`; after a failed write the file refuses further writes and its close
+    /// (a batch may be half encoded: some leaves hold it, others not).
     async fn write(&mut self, batch: &RecordBatch) -> IcebergResult<()> {
+        if self.failed {
+            return Err(unexpected(
+                "the data file writer failed on an earlier batch",
+            ));
+        }
+        let result = self.write_batch(batch).await;
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    async fn write_batch(&mut self, batch: &RecordBatch) -> IcebergResult<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -495,6 +521,11 @@ impl OwnFile {
     }
 
     async fn close(self) -> IcebergResult<Vec<DataFileBuilder>> {
+        if self.failed {
+            return Err(unexpected(
+                "the data file writer failed on an earlier batch",
+            ));
+        }
         let Some(mut open) = self.open else {
             return Ok(Vec::new());
         };
@@ -804,6 +835,7 @@ impl PendingPage {
         self.values += range.len();
         if let Some((b, r)) = self.segments.last_mut()
             && r.end == range.start
+            && range.end <= b.len()
             && b.inner().as_ptr() == buffer.inner().as_ptr()
         {
             r.end = range.end;
@@ -1840,6 +1872,25 @@ mod tests {
                 whole.column(column).to_data()
             );
         }
+    }
+
+    /// A failed write leaves a half-encoded row group: later writes and the close refuse.
+    #[tokio::test]
+    async fn a_failed_write_fails_the_file() {
+        let io = FileIO::new_with_memory();
+        let schema = schema(false);
+        let good = batch(&schema, 20, 4, &mut Rng(3));
+        let short = good.project(&[0, 1, 2]).unwrap();
+        let props = props(Compression::SNAPPY, Encoding::BYTE_STREAM_SPLIT, false);
+        let builder = ParquetFileBuilder::new(props, schema.clone()).with_own_embedding(true);
+        let mut w = builder
+            .build(io.new_output("memory:///failed.parquet").unwrap())
+            .await
+            .unwrap();
+        w.write(&good).await.unwrap();
+        assert!(w.write(&short).await.is_err());
+        assert!(w.write(&good).await.is_err());
+        assert!(w.close().await.is_err());
     }
 
     #[test]
