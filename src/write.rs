@@ -435,8 +435,10 @@ impl MonthTask {
         }
     }
 
-    /// Feeds one month to a new writer as compact chunks (`take`, not slices: iceberg's
-    /// NaN-count visitor rescans a sliced list column's whole parent values).
+    /// Feeds one month to a new writer as compact chunks (`take`: a month's rows are scattered
+    /// over the batch and written in sort order; with `SALES_HISTORY_EMBEDDING_ENCODE=iceberg`
+    /// compact chunks also keep iceberg's NaN-count visitor from rescanning a sliced list
+    /// column's whole child values).
     async fn encode(&self, work: &MonthWork) -> Result<MonthWriter> {
         let key = self.key.copy_with_data(work.month.to_struct());
         let mut writer = self
