@@ -559,7 +559,7 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
         .ok_or_else(|| Error::internal("filtering a list array did not return a list array"))
 }
 
-fn corrupt(why: String) -> Error {
+pub(super) fn corrupt(why: String) -> Error {
     Error::Parquet(parquet::errors::ParquetError::General(format!(
         "embedding column: {why}"
     )))
@@ -800,7 +800,7 @@ fn range_in(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 }
 
 /// A data page v1's RLE levels: a 4-byte little-endian length, then the runs.
-fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8]> {
+pub(super) fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8]> {
     let Some((len, tail)) = rest.split_first_chunk::<4>() else {
         return Err(corrupt("a level block without its length".into()));
     };
@@ -834,7 +834,7 @@ fn uleb128(data: &[u8], pos: &mut usize) -> Result<u64> {
 
 /// When the RLE/bit-packed hybrid block `data` starts with one RLE run covering `entries`
 /// levels: its value.
-fn single_run(data: &[u8], width: u32, entries: usize) -> Option<u32> {
+pub(super) fn single_run(data: &[u8], width: u32, entries: usize) -> Option<u32> {
     let mut pos = 0;
     let header = uleb128(data, &mut pos).ok()?;
     if header & 1 == 1 || (header >> 1) < entries as u64 {
@@ -846,7 +846,12 @@ fn single_run(data: &[u8], width: u32, entries: usize) -> Option<u32> {
 }
 
 /// Decodes `entries` levels of bit width `width` (≤ 8) from an RLE/bit-packed hybrid block.
-fn decode_levels(data: &[u8], width: u32, entries: usize, out: &mut Vec<u8>) -> Result<()> {
+pub(super) fn decode_levels(
+    data: &[u8],
+    width: u32,
+    entries: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     out.clear();
     out.reserve(entries);
     let mut pos = 0;

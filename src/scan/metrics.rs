@@ -43,6 +43,10 @@ pub struct ScanMetrics {
     /// does not handle (dictionary pages, null elements, another shape). Zero with
     /// [`EmbeddingDecoder::Parquet`](super::EmbeddingDecoder::Parquet), which is not a fallback.
     pub embedding_fallbacks: u64,
+    /// Turns whose columns (a read without `embedding`, unfiltered, whole row groups) this
+    /// crate's small-file decoder read: files written without dictionaries, as a tenant
+    /// layout's small files are. Other turns are read by parquet-rs's Arrow reader.
+    pub small_file_fast_reads: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
 }
@@ -59,6 +63,7 @@ pub(crate) struct Counters {
     pub(crate) pages_skipped: AtomicU64,
     pub(crate) embedding_fast_reads: AtomicU64,
     pub(crate) embedding_fallbacks: AtomicU64,
+    pub(crate) small_file_fast_reads: AtomicU64,
 }
 
 impl Counters {
@@ -79,6 +84,7 @@ impl Counters {
             pages_skipped: get(&self.pages_skipped),
             embedding_fast_reads: get(&self.embedding_fast_reads),
             embedding_fallbacks: get(&self.embedding_fallbacks),
+            small_file_fast_reads: get(&self.small_file_fast_reads),
             ..plan.clone()
         }
     }

@@ -10,6 +10,7 @@
 mod embedding;
 mod filter;
 mod metrics;
+mod narrow;
 mod partial;
 mod reader;
 mod stream;

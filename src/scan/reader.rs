@@ -22,6 +22,7 @@ use tokio::sync::mpsc::Sender;
 use super::embedding::{self, Mode};
 use super::filter::Resolved;
 use super::metrics::Counters;
+use super::narrow;
 use crate::error::{Error, IcebergResultExt, Result};
 use crate::schema::Column;
 
@@ -796,6 +797,55 @@ pub(crate) async fn read_file(
                         emit,
                     );
                 }
+            }
+            // Small files without dictionaries (a tenant layout's), read whole and unfiltered:
+            // the narrow columns through this crate's decoder.
+            if filter.is_none()
+                && turn.selection.is_none()
+                && limit.is_none()
+                && !turn.lazy
+                && plan.decode != Mode::Parquet
+                && let Some(leaves) = plan
+                    .output
+                    .iter()
+                    .map(|c| files.leaf[c.index()])
+                    .collect::<Option<Vec<usize>>>()
+                && let Some(batch) = narrow::decode(
+                    &data,
+                    reader_meta.metadata(),
+                    &turn.row_groups,
+                    &leaves,
+                    &plan.schema,
+                )?
+            {
+                Counters::add(&plan.counters.small_file_fast_reads, 1);
+                if plan.decode == Mode::Verify {
+                    let (roots, pos) = positions(&plan.output, &files);
+                    let theirs = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                        data.clone(),
+                        reader_meta.clone(),
+                    )
+                    .with_batch_size(plan.batch_size)
+                    .with_row_groups(turn.row_groups.clone())
+                    .with_projection(ProjectionMask::roots(&descr, roots))
+                    .build()?
+                    .map(|b| conform_batch(&plan, &pos, &b?, None))
+                    .collect::<Result<Vec<_>>>()?;
+                    let theirs = arrow_select::concat::concat_batches(&plan.schema, &theirs)?;
+                    if theirs != batch {
+                        return Err(Error::internal(
+                            "the small-file decoder disagrees with parquet-rs \
+                             (SALES_HISTORY_EMBEDDING_DECODE=verify)",
+                        ));
+                    }
+                }
+                let (rows, step) = (batch.num_rows(), plan.batch_size.max(1));
+                for at in (0..rows).step_by(step) {
+                    if !emit(batch.slice(at, step.min(rows - at))) {
+                        return Ok((false, at));
+                    }
+                }
+                return Ok((true, rows));
             }
             let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
                 .with_batch_size(plan.batch_size)
