@@ -45,37 +45,44 @@ enum Kind {
     Micros,
 }
 
-/// The kind of a leaf this decoder reads into `field`, or `None` (parquet-rs reads it).
-fn kind(descr: &ColumnDescriptor, field: &Field) -> Option<Kind> {
-    if descr.max_rep_level() != 0 || descr.max_def_level() > 1 {
-        return None;
+impl Kind {
+    /// The kind an output field is built as, or `None` (parquet-rs reads it).
+    fn of(field: &Field) -> Option<Kind> {
+        match field.data_type() {
+            DataType::Utf8 => Some(Kind::String),
+            DataType::Decimal128(p, s) => Some(Kind::Decimal(*p, *s)),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Some(Kind::Micros),
+            _ => None,
+        }
     }
-    // A null in a column the output declares required is parquet-rs's to report.
-    if descr.max_def_level() == 1 && !field.is_nullable() {
-        return None;
-    }
-    let logical = descr.logical_type_ref();
-    match (field.data_type(), descr.physical_type()) {
-        (DataType::Utf8, PhysicalType::BYTE_ARRAY)
-            if matches!(logical, Some(LogicalType::String)) =>
-        {
-            Some(Kind::String)
+
+    /// Whether leaf `descr` of a file holds PLAIN values this kind reads into `field`.
+    fn reads(self, descr: &ColumnDescriptor, field: &Field) -> bool {
+        if descr.max_rep_level() != 0 || descr.max_def_level() > 1 {
+            return false;
         }
-        (DataType::Decimal128(p, s), PhysicalType::INT64)
-            if matches!(logical, Some(LogicalType::Decimal { scale, precision })
-                if *scale == i32::from(*s) && *precision == i32::from(*p)) =>
-        {
-            Some(Kind::Decimal(*p, *s))
+        // A null in a column the output declares required is parquet-rs's to report.
+        if descr.max_def_level() == 1 && !field.is_nullable() {
+            return false;
         }
-        (DataType::Timestamp(TimeUnit::Microsecond, tz), PhysicalType::INT64)
-            if matches!(logical, Some(LogicalType::Timestamp {
-                is_adjusted_to_u_t_c,
-                unit: parquet::basic::TimeUnit::MICROS,
-            }) if *is_adjusted_to_u_t_c == tz.is_some()) =>
-        {
-            Some(Kind::Micros)
+        let logical = descr.logical_type_ref();
+        match (self, descr.physical_type()) {
+            (Kind::String, PhysicalType::BYTE_ARRAY) => {
+                matches!(logical, Some(LogicalType::String))
+            }
+            (Kind::Decimal(p, s), PhysicalType::INT64) => {
+                matches!(logical, Some(LogicalType::Decimal { scale, precision })
+                    if *scale == i32::from(s) && *precision == i32::from(p))
+            }
+            (Kind::Micros, PhysicalType::INT64) => {
+                let tz = matches!(field.data_type(), DataType::Timestamp(_, Some(_)));
+                matches!(logical, Some(LogicalType::Timestamp {
+                    is_adjusted_to_u_t_c,
+                    unit: parquet::basic::TimeUnit::MICROS,
+                }) if *is_adjusted_to_u_t_c == tz)
+            }
+            _ => false,
         }
-        _ => None,
     }
 }
 
@@ -94,23 +101,36 @@ struct Values {
 }
 
 impl Values {
-    fn new(kind: Kind, rows: usize) -> Values {
-        let (offsets, longs) = match kind {
-            Kind::String => (Vec::with_capacity(rows + 1), Vec::new()),
-            _ => (Vec::new(), Vec::with_capacity(rows)),
-        };
-        let mut v = Values {
+    fn new(kind: Kind) -> Values {
+        Values {
             kind,
             bytes: Vec::new(),
-            offsets,
-            longs,
+            offsets: vec![0],
+            longs: Vec::new(),
             valid: None,
             rows: 0,
-        };
-        if kind == Kind::String {
-            v.offsets.push(0);
         }
-        v
+    }
+
+    /// What it holds now, to [`truncate`](Self::truncate) back to.
+    fn mark(&self) -> Mark {
+        Mark {
+            rows: self.rows,
+            bytes: self.bytes.len(),
+        }
+    }
+
+    /// Drops what was added after `mark`.
+    fn truncate(&mut self, mark: Mark) {
+        self.rows = mark.rows;
+        self.bytes.truncate(mark.bytes);
+        self.offsets.truncate(mark.rows + 1);
+        if self.kind != Kind::String {
+            self.longs.truncate(mark.rows);
+        }
+        if let Some(valid) = self.valid.as_mut() {
+            valid.truncate(mark.rows);
+        }
     }
 
     /// Adds one data page: `entries` rows, their definition levels (empty for a required
@@ -181,19 +201,26 @@ impl Values {
         Ok(true)
     }
 
-    fn finish(self, field: &Field) -> Result<ArrayRef> {
-        let nulls = self
+    /// The array of what it holds; it is left empty.
+    fn finish(&mut self, field: &Field) -> Result<ArrayRef> {
+        // The next batch starts with room for as much as this one held.
+        let mut next = Values::new(self.kind);
+        next.bytes.reserve(self.bytes.len());
+        next.offsets.reserve(self.offsets.len());
+        next.longs.reserve(self.longs.len());
+        let taken = std::mem::replace(self, next);
+        let nulls = taken
             .valid
             .map(NullBuffer::from)
             .filter(|n| n.null_count() > 0);
         Ok(match self.kind {
             Kind::String => Arc::new(StringArray::try_new(
-                OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
-                Buffer::from_vec(self.bytes),
+                OffsetBuffer::new(ScalarBuffer::from(taken.offsets)),
+                Buffer::from_vec(taken.bytes),
                 nulls,
             )?),
             Kind::Decimal(p, s) => Arc::new(
-                Decimal128Array::try_new(self.longs.into_iter().map(i128::from).collect(), nulls)?
+                Decimal128Array::try_new(taken.longs.into_iter().map(i128::from).collect(), nulls)?
                     .with_precision_and_scale(p, s)?,
             ),
             Kind::Micros => {
@@ -202,7 +229,7 @@ impl Values {
                     _ => None,
                 };
                 Arc::new(
-                    TimestampMicrosecondArray::try_new(ScalarBuffer::from(self.longs), nulls)?
+                    TimestampMicrosecondArray::try_new(ScalarBuffer::from(taken.longs), nulls)?
                         .with_timezone_opt(tz),
                 )
             }
@@ -214,6 +241,194 @@ fn offset(n: usize) -> Result<i32> {
     i32::try_from(n).map_err(|_| corrupt("a string column of 2 GiB or more in one turn".into()))
 }
 
+/// Where [`Values::truncate`] goes back to.
+#[derive(Clone, Copy)]
+struct Mark {
+    rows: usize,
+    bytes: usize,
+}
+
+/// Decoded rows of several files (a reader's small files, gathered into one batch without
+/// a copy per file), in the columns of `schema`.
+pub(crate) struct Gather {
+    schema: SchemaRef,
+    columns: Vec<Values>,
+    rows: usize,
+}
+
+impl Gather {
+    /// A gather for `schema`; `None` when a field is of a type this decoder does not build.
+    pub(crate) fn new(schema: &SchemaRef) -> Option<Gather> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| Kind::of(f).map(Values::new))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Gather {
+            schema: schema.clone(),
+            columns,
+            rows: 0,
+        })
+    }
+
+    /// Rows gathered.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of values gathered (about the batch's size).
+    pub(crate) fn bytes(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| c.bytes.len() + c.offsets.len() * 4 + c.longs.len() * 16)
+            .sum()
+    }
+
+    /// The gathered rows as one batch; the gather is left empty.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
+        let columns = self
+            .columns
+            .iter_mut()
+            .zip(self.schema.fields())
+            .map(|(c, f)| c.finish(f))
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        self.rows = 0;
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Decodes leaves `leaves` (one per field, in order) of `row_groups` and adds their rows;
+    /// `Ok(false)` (nothing added) when a column chunk is not one this decoder reads.
+    pub(crate) fn add<R: ChunkReader + Clone + 'static>(
+        &mut self,
+        data: &R,
+        metadata: &ParquetMetaData,
+        row_groups: &[usize],
+        leaves: &[usize],
+    ) -> Result<bool> {
+        let marks: Vec<Mark> = self.columns.iter().map(Values::mark).collect();
+        match self.add_columns(data, metadata, row_groups, leaves) {
+            Ok(Some(rows)) => {
+                self.rows += rows;
+                Ok(true)
+            }
+            outcome => {
+                for (c, m) in self.columns.iter_mut().zip(marks) {
+                    c.truncate(m);
+                }
+                outcome.map(|_| false)
+            }
+        }
+    }
+
+    fn add_columns<R: ChunkReader + Clone + 'static>(
+        &mut self,
+        data: &R,
+        metadata: &ParquetMetaData,
+        row_groups: &[usize],
+        leaves: &[usize],
+    ) -> Result<Option<usize>> {
+        let descr = metadata.file_metadata().schema_descr();
+        if leaves.len() != self.columns.len() {
+            return Ok(None);
+        }
+        for ((&leaf, field), c) in leaves.iter().zip(self.schema.fields()).zip(&self.columns) {
+            if leaf >= descr.num_columns() || !c.kind.reads(&descr.column(leaf), field) {
+                return Ok(None);
+            }
+        }
+        // No dictionary in any chunk (read from the chunk metadata, before any page).
+        let mut rows = 0usize;
+        for &rg in row_groups {
+            let group = metadata.row_group(rg);
+            for &leaf in leaves {
+                if group.column(leaf).dictionary_page_offset().is_some() {
+                    return Ok(None);
+                }
+            }
+            rows += usize::try_from(group.num_rows()).unwrap_or(0);
+        }
+        let reader = Arc::new(data.clone());
+        let mut levels = Vec::new();
+        for ((&leaf, field), out) in leaves
+            .iter()
+            .zip(self.schema.fields())
+            .zip(&mut self.columns)
+        {
+            let max_def = descr.column(leaf).max_def_level();
+            for &rg in row_groups {
+                let group = metadata.row_group(rg);
+                let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+                let chunk = group.column(leaf);
+                let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
+                let before = out.rows;
+                while let Some(page) = pages.get_next_page()? {
+                    let (entries, def, values) = match &page {
+                        Page::DataPage {
+                            buf,
+                            num_values,
+                            encoding: Encoding::PLAIN,
+                            def_level_encoding,
+                            ..
+                        } => {
+                            let mut rest: &[u8] = buf;
+                            let def = if max_def > 0 {
+                                if *def_level_encoding != Encoding::RLE {
+                                    return Ok(None);
+                                }
+                                take_prefixed(&mut rest)?
+                            } else {
+                                &[][..]
+                            };
+                            (*num_values as usize, def, rest)
+                        }
+                        Page::DataPageV2 {
+                            buf,
+                            num_values,
+                            encoding: Encoding::PLAIN,
+                            def_levels_byte_len,
+                            rep_levels_byte_len,
+                            ..
+                        } => {
+                            let (r, d) =
+                                (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
+                            let (Some(def), Some(values)) = (buf.get(r..r + d), buf.get(r + d..))
+                            else {
+                                return Err(corrupt("level lengths exceed the page".into()));
+                            };
+                            (*num_values as usize, def, values)
+                        }
+                        _ => return Ok(None),
+                    };
+                    let levels = match max_def {
+                        0 => None,
+                        _ if single_run(def, 1, entries) == Some(1) => None,
+                        _ => {
+                            decode_levels(def, 1, entries, &mut levels)?;
+                            Some(levels.as_slice())
+                        }
+                    };
+                    if !out.page(entries, levels, values)? {
+                        return Ok(None);
+                    }
+                }
+                if out.rows - before != group_rows {
+                    return Err(corrupt(format!(
+                        "row group {rg} holds {group_rows} rows, column {} pages {}",
+                        field.name(),
+                        out.rows - before
+                    )));
+                }
+            }
+        }
+        Ok(Some(rows))
+    }
+}
+
 /// Decodes leaves `leaves` (one per field of `schema`, in order) of `row_groups` into one
 /// batch of `schema`; `Ok(None)` when a column chunk is not one this decoder reads.
 pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
@@ -223,106 +438,277 @@ pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     leaves: &[usize],
     schema: &SchemaRef,
 ) -> Result<Option<RecordBatch>> {
-    let descr = metadata.file_metadata().schema_descr();
-    if leaves.len() != schema.fields().len() {
+    let Some(mut gather) = Gather::new(schema) else {
+        return Ok(None);
+    };
+    if !gather.add(data, metadata, row_groups, leaves)? {
         return Ok(None);
     }
-    let mut kinds = Vec::with_capacity(leaves.len());
-    for (&leaf, field) in leaves.iter().zip(schema.fields()) {
-        if leaf >= descr.num_columns() {
-            return Ok(None);
-        }
-        let Some(k) = kind(&descr.column(leaf), field) else {
-            return Ok(None);
-        };
-        kinds.push(k);
-    }
-    // No dictionary in any chunk (read from the chunk metadata, before any page).
-    let mut rows = 0usize;
-    for &rg in row_groups {
-        let group = metadata.row_group(rg);
-        for &leaf in leaves {
-            if group.column(leaf).dictionary_page_offset().is_some() {
-                return Ok(None);
-            }
-        }
-        rows += usize::try_from(group.num_rows()).unwrap_or(0);
-    }
-    let reader = Arc::new(data.clone());
-    let mut levels = Vec::new();
-    let mut columns = Vec::with_capacity(leaves.len());
-    for ((&leaf, field), k) in leaves.iter().zip(schema.fields()).zip(kinds) {
-        let mut out = Values::new(k, rows);
-        let max_def = descr.column(leaf).max_def_level();
-        for &rg in row_groups {
-            let group = metadata.row_group(rg);
-            let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
-            let chunk = group.column(leaf);
-            let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
-            let before = out.rows;
-            while let Some(page) = pages.get_next_page()? {
-                let (entries, def, values) = match &page {
-                    Page::DataPage {
-                        buf,
-                        num_values,
-                        encoding: Encoding::PLAIN,
-                        def_level_encoding,
-                        ..
-                    } => {
-                        let mut rest: &[u8] = buf;
-                        let def = if max_def > 0 {
-                            if *def_level_encoding != Encoding::RLE {
-                                return Ok(None);
-                            }
-                            take_prefixed(&mut rest)?
-                        } else {
-                            &[][..]
-                        };
-                        (*num_values as usize, def, rest)
-                    }
-                    Page::DataPageV2 {
-                        buf,
-                        num_values,
-                        encoding: Encoding::PLAIN,
-                        def_levels_byte_len,
-                        rep_levels_byte_len,
-                        ..
-                    } => {
-                        let (r, d) = (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
-                        let (Some(def), Some(values)) = (buf.get(r..r + d), buf.get(r + d..))
-                        else {
-                            return Err(corrupt("level lengths exceed the page".into()));
-                        };
-                        (*num_values as usize, def, values)
-                    }
-                    _ => return Ok(None),
-                };
-                let levels = match max_def {
-                    0 => None,
-                    _ if single_run(def, 1, entries) == Some(1) => None,
-                    _ => {
-                        decode_levels(def, 1, entries, &mut levels)?;
-                        Some(levels.as_slice())
-                    }
-                };
-                if !out.page(entries, levels, values)? {
-                    return Ok(None);
+    Ok(Some(gather.finish()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Array, Decimal128Array, StringArray, TimestampMicrosecondArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+
+    use super::*;
+    use crate::schema::Column;
+    use crate::test_rng::Rng;
+
+    /// The table's columns but `embedding`, `rows` random rows: strings of 0–30 characters
+    /// (some multibyte), nulls in every optional column, decimals and timestamps over their
+    /// ranges.
+    fn narrow_batch(rows: usize, seed: u64) -> RecordBatch {
+        let mut rng = Rng(seed);
+        let cols: Vec<usize> = Column::ALL
+            .into_iter()
+            .filter(|c| *c != Column::Embedding)
+            .map(|c| c.index())
+            .collect();
+        let schema = Arc::new(crate::schema::arrow_schema().project(&cols).unwrap());
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                let null = |rng: &mut Rng| f.is_nullable() && rng.below(5) == 0;
+                match f.data_type() {
+                    DataType::Utf8 => Arc::new(StringArray::from_iter((0..rows).map(|_| {
+                        (!null(&mut rng)).then(|| {
+                            (0..rng.below(31))
+                                .map(|_| ['a', 'Z', '7', 'é', '€', '-'][rng.below(6) as usize])
+                                .collect::<String>()
+                        })
+                    }))),
+                    DataType::Decimal128(p, s) => Arc::new(
+                        Decimal128Array::from_iter((0..rows).map(|_| {
+                            (!null(&mut rng))
+                                .then(|| rng.below(19_999_999_999) as i128 - 9_999_999_999)
+                        }))
+                        .with_precision_and_scale(*p, *s)
+                        .unwrap(),
+                    ),
+                    _ => Arc::new(TimestampMicrosecondArray::from_iter(
+                        (0..rows).map(|_| (!null(&mut rng)).then(|| rng.next() as i64 >> 12)),
+                    )),
                 }
-            }
-            if out.rows - before != group_rows {
-                return Err(corrupt(format!(
-                    "row group {rg} holds {group_rows} rows, column {} pages {}",
-                    field.name(),
-                    out.rows - before
-                )));
-            }
-        }
-        columns.push(out.finish(field)?);
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
     }
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(Some(RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &options,
-    )?))
+
+    fn write(batch: &RecordBatch, props: WriterProperties) -> bytes::Bytes {
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        bytes::Bytes::from(buf)
+    }
+
+    /// PLAIN pages (v1 or v2), or with `dictionary` dictionary pages.
+    fn props(codec: Compression, version: WriterVersion, dictionary: bool) -> WriterProperties {
+        let builder = WriterProperties::builder();
+        let builder = match dictionary {
+            true => builder,
+            false => builder.set_encoding(parquet::basic::Encoding::PLAIN),
+        };
+        builder
+            .set_compression(codec)
+            .set_writer_version(version)
+            .set_dictionary_enabled(dictionary)
+            .set_max_row_group_row_count(Some(50))
+            .set_data_page_row_count_limit(7)
+            .set_write_batch_size(7)
+            .build()
+    }
+
+    /// What parquet-rs's Arrow reader reads of `row_groups`, as one batch of `schema`.
+    fn parquet_rs(data: &bytes::Bytes, row_groups: &[usize], schema: &SchemaRef) -> RecordBatch {
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .with_row_groups(row_groups.to_vec())
+            .build()
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                RecordBatch::try_new(schema.clone(), b.columns().to_vec()).unwrap()
+            })
+            .collect();
+        arrow_select::concat::concat_batches(schema, &batches).unwrap()
+    }
+
+    fn metadata(data: &bytes::Bytes) -> Arc<ParquetMetaData> {
+        ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .metadata()
+            .clone()
+    }
+
+    #[test]
+    fn plain_files_decode_as_parquet_rs_reads_them() {
+        let batch = narrow_batch(130, 7);
+        let schema = batch.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        let cases = [
+            (Compression::SNAPPY, WriterVersion::PARQUET_1_0),
+            (Compression::UNCOMPRESSED, WriterVersion::PARQUET_2_0),
+            (
+                Compression::ZSTD(ZstdLevel::default()),
+                WriterVersion::PARQUET_2_0,
+            ),
+        ];
+        for (codec, version) in cases {
+            let data = write(&batch, props(codec, version, false));
+            let meta = metadata(&data);
+            assert_eq!(meta.num_row_groups(), 3);
+            assert!(
+                meta.row_group(0).column(0).num_values() > 7,
+                "several pages"
+            );
+            for groups in [vec![0, 1, 2], vec![2], vec![0, 2]] {
+                let ours = decode(&data, &meta, &groups, &leaves, &schema)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{codec:?} {version:?}: not read"));
+                let theirs = parquet_rs(&data, &groups, &schema);
+                assert_eq!(ours, theirs, "{codec:?} {version:?} {groups:?}");
+                assert!(ours.columns().iter().any(|c| c.null_count() > 0));
+            }
+            // The whole file equals what was written.
+            let all = decode(&data, &meta, &[0, 1, 2], &leaves, &schema).unwrap();
+            assert_eq!(all.as_ref(), Some(&batch));
+        }
+    }
+
+    #[test]
+    fn what_it_does_not_read_is_left_to_parquet_rs() {
+        let batch = narrow_batch(60, 11);
+        let schema = batch.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        // Dictionary pages.
+        let data = write(
+            &batch,
+            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, true),
+        );
+        let meta = metadata(&data);
+        assert!(
+            decode(&data, &meta, &[0, 1], &leaves, &schema)
+                .unwrap()
+                .is_none()
+        );
+        // A column read as another type than it was written (a string as a decimal).
+        let plain = write(
+            &batch,
+            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false),
+        );
+        let meta = metadata(&plain);
+        // Another encoding (parquet-rs's v2 default without dictionaries: DELTA_*).
+        let delta = write(
+            &batch,
+            WriterProperties::builder()
+                .set_writer_version(WriterVersion::PARQUET_2_0)
+                .set_dictionary_enabled(false)
+                .build(),
+        );
+        assert!(
+            decode(&delta, &metadata(&delta), &[0], &leaves, &schema)
+                .unwrap()
+                .is_none()
+        );
+        let decimal_at = schema
+            .fields()
+            .iter()
+            .position(|f| matches!(f.data_type(), DataType::Decimal128(..)))
+            .unwrap();
+        let mut wrong = leaves.clone();
+        wrong[decimal_at] = 0;
+        assert!(
+            decode(&plain, &meta, &[0], &wrong, &schema)
+                .unwrap()
+                .is_none()
+        );
+        // A type this decoder does not build: no gather at all.
+        let other = Arc::new(arrow_schema::Schema::new(vec![Field::new(
+            "x",
+            DataType::Int32,
+            false,
+        )]));
+        assert!(Gather::new(&other).is_none());
+    }
+
+    #[test]
+    fn a_gather_joins_files_and_a_refused_file_adds_nothing() {
+        let (a, b) = (narrow_batch(130, 3), narrow_batch(60, 4));
+        let schema = a.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        let plain = props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false);
+        let (da, db) = (write(&a, plain.clone()), write(&b, plain));
+        let dict = write(
+            &b,
+            props(Compression::SNAPPY, WriterVersion::PARQUET_2_0, true),
+        );
+        let mut gather = Gather::new(&schema).unwrap();
+        assert!(
+            gather
+                .add(&da, &metadata(&da), &[0, 1, 2], &leaves)
+                .unwrap()
+        );
+        // Refused after some columns could have been added: nothing stays.
+        assert!(!gather.add(&dict, &metadata(&dict), &[0], &leaves).unwrap());
+        assert!(gather.add(&db, &metadata(&db), &[1], &leaves).unwrap());
+        assert_eq!(gather.rows(), 130 + 10);
+        assert!(gather.bytes() > 0);
+        let got = gather.finish().unwrap();
+        let want = arrow_select::concat::concat_batches(
+            &schema,
+            &[
+                parquet_rs(&da, &[0, 1, 2], &schema),
+                parquet_rs(&db, &[1], &schema),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got, want);
+        // Emptied, and reusable.
+        assert_eq!(gather.rows(), 0);
+        assert!(gather.add(&db, &metadata(&db), &[0], &leaves).unwrap());
+        assert_eq!(gather.finish().unwrap(), parquet_rs(&db, &[0], &schema));
+    }
+
+    #[test]
+    fn a_cut_page_is_an_error_not_a_panic() {
+        let batch = narrow_batch(40, 5);
+        let schema = batch.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        let data = write(
+            &batch,
+            props(Compression::UNCOMPRESSED, WriterVersion::PARQUET_1_0, false),
+        );
+        let meta = metadata(&data);
+        // The first product id's length prefix made to run past its page.
+        let first = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0)
+            .as_bytes()
+            .to_vec();
+        let mut pattern = (first.len() as u32).to_le_bytes().to_vec();
+        pattern.extend_from_slice(&first);
+        let (start, len) = meta.row_group(0).column(0).byte_range();
+        let mut bytes = data.to_vec();
+        let chunk = &bytes[start as usize..(start + len) as usize];
+        let at = start as usize
+            + chunk
+                .windows(pattern.len())
+                .position(|w| w == pattern.as_slice())
+                .unwrap();
+        bytes[at..at + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
+        let bad = bytes::Bytes::from(bytes);
+        let mut gather = Gather::new(&schema).unwrap();
+        assert!(gather.add(&bad, &meta, &[0], &leaves).is_err());
+        assert_eq!(gather.rows(), 0);
+    }
 }

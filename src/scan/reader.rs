@@ -703,7 +703,8 @@ pub(crate) async fn read_file(
             _ => None,
         };
         // Decodes the turn, handing each batch to `emit` (false: the receiver is gone).
-        let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool| {
+        let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool,
+                           gather: Option<&mut narrow::Gather>| {
             let plan = plan2;
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
@@ -799,53 +800,74 @@ pub(crate) async fn read_file(
                 }
             }
             // Small files without dictionaries (a tenant layout's), read whole and unfiltered:
-            // the narrow columns through this crate's decoder.
-            if filter.is_none()
-                && turn.selection.is_none()
-                && limit.is_none()
-                && !turn.lazy
-                && plan.decode != Mode::Parquet
-                && let Some(leaves) = plan
-                    .output
+            // the narrow columns through this crate's decoder, into the reader's gather when
+            // it has one (no batch per file, no copy to join them).
+            let leaves = plan
+                .output
+                .iter()
+                .map(|c| files.leaf[c.index()])
+                .collect::<Option<Vec<usize>>>()
+                .filter(|_| {
+                    filter.is_none()
+                        && turn.selection.is_none()
+                        && limit.is_none()
+                        && !turn.lazy
+                        && plan.decode != Mode::Parquet
+                });
+            if let Some(leaves) = leaves {
+                let turn_rows: usize = turn
+                    .row_groups
                     .iter()
-                    .map(|c| files.leaf[c.index()])
-                    .collect::<Option<Vec<usize>>>()
-                && let Some(batch) = narrow::decode(
+                    .map(|&rg| group_rows(&metadata, rg))
+                    .sum();
+                // Verify mode checks each file on its own first (below), then gathers it too.
+                let mut gather = gather.filter(|_| turn_rows <= plan.batch_size);
+                if let Some(gather) = gather.as_deref_mut().filter(|_| plan.decode == Mode::Ours) {
+                    if gather.add(&data, reader_meta.metadata(), &turn.row_groups, &leaves)? {
+                        Counters::add(&plan.counters.small_file_fast_reads, 1);
+                        return Ok((true, turn_rows));
+                    }
+                } else if let Some(batch) = narrow::decode(
                     &data,
                     reader_meta.metadata(),
                     &turn.row_groups,
                     &leaves,
                     &plan.schema,
-                )?
-            {
-                Counters::add(&plan.counters.small_file_fast_reads, 1);
-                if plan.decode == Mode::Verify {
-                    let (roots, pos) = positions(&plan.output, &files);
-                    let theirs = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                        data.clone(),
-                        reader_meta.clone(),
-                    )
-                    .with_batch_size(plan.batch_size)
-                    .with_row_groups(turn.row_groups.clone())
-                    .with_projection(ProjectionMask::roots(&descr, roots))
-                    .build()?
-                    .map(|b| conform_batch(&plan, &pos, &b?, None))
-                    .collect::<Result<Vec<_>>>()?;
-                    let theirs = arrow_select::concat::concat_batches(&plan.schema, &theirs)?;
-                    if theirs != batch {
-                        return Err(Error::internal(
-                            "the small-file decoder disagrees with parquet-rs \
-                             (SALES_HISTORY_EMBEDDING_DECODE=verify)",
-                        ));
+                )? {
+                    Counters::add(&plan.counters.small_file_fast_reads, 1);
+                    if plan.decode == Mode::Verify {
+                        let (roots, pos) = positions(&plan.output, &files);
+                        let theirs = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                            data.clone(),
+                            reader_meta.clone(),
+                        )
+                        .with_batch_size(plan.batch_size)
+                        .with_row_groups(turn.row_groups.clone())
+                        .with_projection(ProjectionMask::roots(&descr, roots))
+                        .build()?
+                        .map(|b| conform_batch(&plan, &pos, &b?, None))
+                        .collect::<Result<Vec<_>>>()?;
+                        let theirs = arrow_select::concat::concat_batches(&plan.schema, &theirs)?;
+                        if theirs != batch {
+                            return Err(Error::internal(
+                                "the small-file decoder disagrees with parquet-rs \
+                                 (SALES_HISTORY_EMBEDDING_DECODE=verify)",
+                            ));
+                        }
                     }
-                }
-                let (rows, step) = (batch.num_rows(), plan.batch_size.max(1));
-                for at in (0..rows).step_by(step) {
-                    if !emit(batch.slice(at, step.min(rows - at))) {
-                        return Ok((false, at));
+                    if let Some(gather) = gather
+                        && gather.add(&data, reader_meta.metadata(), &turn.row_groups, &leaves)?
+                    {
+                        return Ok((true, turn_rows));
                     }
+                    let (rows, step) = (batch.num_rows(), plan.batch_size.max(1));
+                    for at in (0..rows).step_by(step) {
+                        if !emit(batch.slice(at, step.min(rows - at))) {
+                            return Ok((false, at));
+                        }
+                    }
+                    return Ok((true, rows));
                 }
-                return Ok((true, rows));
             }
             let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_meta)
                 .with_batch_size(plan.batch_size)
@@ -885,20 +907,26 @@ pub(crate) async fn read_file(
         };
         let decoded = if let Some(pending) = inline.as_deref_mut().filter(|_| decode_here) {
             let mut out = Vec::new();
-            let decoded = decode(&mut |batch| {
-                out.push(batch);
-                true
-            })?;
+            let decoded = decode(
+                &mut |batch| {
+                    out.push(batch);
+                    true
+                },
+                pending.gather(&plan),
+            )?;
             for batch in out {
                 if !pending.push(batch, &plan, &tx).await? {
                     return Ok(false);
                 }
             }
+            if pending.full(&plan) && !pending.flush(&plan, &tx).await? {
+                return Ok(false);
+            }
             decoded
         } else {
             let tx = tx.clone();
             let task = tokio::task::spawn_blocking(move || {
-                let decoded = decode(&mut |batch| tx.blocking_send(Ok(batch)).is_ok());
+                let decoded = decode(&mut |batch| tx.blocking_send(Ok(batch)).is_ok(), None);
                 drop(permit);
                 decoded
             });
@@ -935,6 +963,8 @@ pub(crate) struct Pending {
     batches: Vec<RecordBatch>,
     rows: usize,
     bytes: usize,
+    /// Small files decoded by this crate's decoder, gathered column by column.
+    gather: Option<narrow::Gather>,
 }
 
 /// Bytes of decoded batches a [`Pending`] gathers before it sends them; a batch this large
@@ -942,6 +972,24 @@ pub(crate) struct Pending {
 const PENDING_BYTES: usize = 1 << 20;
 
 impl Pending {
+    /// The gather small files are decoded into (made for the plan's schema on first use;
+    /// `None` when this crate's decoder does not build its columns).
+    fn gather(&mut self, plan: &ReadPlan) -> Option<&mut narrow::Gather> {
+        if self.gather.is_none() {
+            self.gather = narrow::Gather::new(&plan.schema);
+        }
+        self.gather.as_mut()
+    }
+
+    /// Whether what is gathered makes a batch.
+    fn full(&self, plan: &ReadPlan) -> bool {
+        let (rows, bytes) = self
+            .gather
+            .as_ref()
+            .map_or((0, 0), |g| (g.rows(), g.bytes()));
+        self.rows + rows >= plan.batch_size || self.bytes + bytes >= PENDING_BYTES
+    }
+
     /// Gathers `batch` (sending what is gathered once full); `Ok(false)` when the receiver is
     /// gone.
     async fn push(
@@ -957,7 +1005,7 @@ impl Pending {
         self.rows += batch.num_rows();
         self.bytes += bytes;
         self.batches.push(batch);
-        if self.rows >= plan.batch_size || self.bytes >= PENDING_BYTES {
+        if self.full(plan) {
             return self.flush(plan, tx).await;
         }
         Ok(true)
@@ -971,6 +1019,9 @@ impl Pending {
     ) -> Result<bool> {
         let mut batches = std::mem::take(&mut self.batches);
         (self.rows, self.bytes) = (0, 0);
+        if let Some(gather) = self.gather.as_mut().filter(|g| g.rows() > 0) {
+            batches.push(gather.finish()?);
+        }
         let batch = match batches.len() {
             0 => return Ok(true),
             1 => batches.swap_remove(0),

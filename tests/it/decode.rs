@@ -1,6 +1,7 @@
 //! The embedding decoder on real tables: the same rows as parquet-rs's decoder for full,
 //! projected, filtered and limited scans, similarity search and compaction, under both
-//! element encodings; metrics say which decoder read each turn.
+//! element encodings; metrics say which decoder read each turn. The small-file decoder of
+//! the narrow columns likewise.
 
 use arrow_array::RecordBatch;
 use sales_history::{
@@ -44,6 +45,7 @@ async fn both(scan: impl Fn() -> Scan) -> (Vec<String>, sales_history::ScanMetri
         .expect("scan (parquet-rs)");
     assert_eq!(baseline.embedding_fast_reads, 0);
     assert_eq!(baseline.embedding_fallbacks, 0);
+    assert_eq!(baseline.small_file_fast_reads, 0);
     let (a, b) = (sorted_rows(&ours), sorted_rows(&theirs));
     assert_eq!(a.len(), b.len());
     assert!(a == b, "the decoders disagree");
@@ -97,6 +99,9 @@ async fn both_decoders_give_the_same_rows_under_both_encodings() {
         })
         .await;
         assert_eq!((m.embedding_fast_reads, m.embedding_fallbacks), (0, 0));
+        // The files (fewer than 256 rows each) have no dictionaries: the small-file decoder
+        // read them, and gave parquet-rs's rows.
+        assert!(m.small_file_fast_reads > 0, "{m:?}");
 
         // Similarity search: the same neighbours, in the same order, with the same scores.
         let query = sample(1, DIM, 77)[0].embedding.clone().expect("embedding");
