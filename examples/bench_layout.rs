@@ -76,6 +76,31 @@ impl Measured {
     }
 }
 
+/// One run of a query: its time (ms) and what it read.
+async fn measure_once(
+    table: &SalesHistory,
+    filter: &ScanFilter,
+    columns: Option<&[Column]>,
+) -> anyhow::Result<(f64, Measured)> {
+    let mut scan = table.scan().filter(filter.clone());
+    if let Some(c) = columns {
+        scan = scan.select(c.iter().copied());
+    }
+    let started = Instant::now();
+    let (batches, metrics) = scan.to_batches_with_metrics().await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok((
+        ms,
+        Measured {
+            ms: 0.0,
+            bytes: metrics.bytes_read,
+            files: metrics.files_read,
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        },
+    ))
+}
+
+/// A query's median over `reps` runs.
 async fn measure(
     table: &SalesHistory,
     filter: ScanFilter,
@@ -85,19 +110,9 @@ async fn measure(
     let mut times = Vec::new();
     let mut last = Measured::default();
     for _ in 0..reps.max(1) {
-        let mut scan = table.scan().filter(filter.clone());
-        if let Some(c) = columns {
-            scan = scan.select(c.iter().copied());
-        }
-        let started = Instant::now();
-        let (batches, metrics) = scan.to_batches_with_metrics().await?;
-        times.push(started.elapsed().as_secs_f64() * 1e3);
-        last = Measured {
-            ms: 0.0,
-            bytes: metrics.bytes_read,
-            files: metrics.files_read,
-            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-        };
+        let (ms, m) = measure_once(table, &filter, columns).await?;
+        times.push(ms);
+        last = m;
     }
     last.ms = stats::median(&times);
     Ok(last)
@@ -200,16 +215,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .into_iter()
         .filter(|c| *c != Column::Embedding)
         .collect();
-    let mut results: Vec<Vec<Measured>> = Vec::new();
-    for l in &loaded {
-        let t = &l.table;
-        results.push(vec![
-            measure(t, tenant.clone(), None, args.reps).await?,
-            measure(t, tenant.clone(), Some(&no_embedding), args.reps).await?,
-            measure(t, tenant.clone().and(month.clone()), None, args.reps).await?,
-            measure(t, month.clone(), Some(&no_embedding), args.reps).await?,
-            measure(t, ScanFilter::new(), None, args.reps).await?,
-        ]);
+    let queries: [(ScanFilter, Option<&[Column]>); 5] = [
+        (tenant.clone(), None),
+        (tenant.clone(), Some(&no_embedding)),
+        (tenant.clone().and(month.clone()), None),
+        (month.clone(), Some(&no_embedding)),
+        (ScanFilter::new(), None),
+    ];
+    // Each repetition runs a query on every layout in turn, so the layouts are compared
+    // under the same conditions (this VM's speed drifts by up to 2× from minute to minute).
+    let mut results = vec![vec![Measured::default(); queries.len()]; loaded.len()];
+    for (q, (filter, columns)) in queries.iter().enumerate() {
+        let mut times = vec![Vec::new(); loaded.len()];
+        for _ in 0..args.reps.max(1) {
+            for (i, l) in loaded.iter().enumerate() {
+                let (ms, m) = measure_once(&l.table, filter, *columns).await?;
+                times[i].push(ms);
+                results[i][q] = m;
+            }
+        }
+        for (i, t) in times.iter().enumerate() {
+            results[i][q].ms = stats::median(t);
+        }
     }
     for (q, name) in QUERIES.iter().enumerate() {
         let rows: Vec<u64> = results.iter().map(|r| r[q].rows).collect();
