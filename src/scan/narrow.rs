@@ -58,7 +58,11 @@ impl Kind {
 
     /// Whether leaf `descr` of a file holds PLAIN values this kind reads into `field`.
     fn reads(self, descr: &ColumnDescriptor, field: &Field) -> bool {
-        if descr.max_rep_level() != 0 || descr.max_def_level() > 1 {
+        // A top-level primitive column (not a leaf inside a group another engine wrote).
+        if descr.path().parts().len() != 1
+            || descr.max_rep_level() != 0
+            || descr.max_def_level() > 1
+        {
             return false;
         }
         // A null in a column the output declares required is parquet-rs's to report.
