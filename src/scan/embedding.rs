@@ -559,7 +559,7 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
         .ok_or_else(|| Error::internal("filtering a list array did not return a list array"))
 }
 
-pub(super) fn corrupt(why: String) -> Error {
+fn corrupt(why: String) -> Error {
     Error::Parquet(parquet::errors::ParquetError::General(format!(
         "embedding column: {why}"
     )))

@@ -31,8 +31,15 @@ use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnDescriptor;
 
-use super::embedding::{corrupt, decode_levels, single_run, take_prefixed};
-use crate::error::Result;
+use super::embedding::{decode_levels, single_run, take_prefixed};
+use crate::error::{Error, Result};
+
+/// A data file this decoder cannot read as its metadata describes it, naming the column.
+fn corrupt(column: &str, why: impl std::fmt::Display) -> Error {
+    Error::Parquet(parquet::errors::ParquetError::General(format!(
+        "column {column}: {why}"
+    )))
+}
 
 /// How a column's PLAIN values become its Arrow array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,18 +136,21 @@ impl Values {
         self.rows = mark.rows;
         self.bytes.truncate(mark.bytes);
         self.offsets.truncate(mark.rows + 1);
-        if self.kind != Kind::String {
-            self.longs.truncate(mark.rows);
-        }
+        self.longs.truncate(mark.rows);
         if let Some(valid) = self.valid.as_mut() {
             valid.truncate(mark.rows);
         }
     }
 
-    /// Adds one data page: `entries` rows, their definition levels (empty for a required
-    /// column, or when `all_present`) and PLAIN values. `false`: a page this decoder does
-    /// not read.
-    fn page(&mut self, entries: usize, levels: Option<&[u8]>, values: &[u8]) -> Result<bool> {
+    /// Adds one data page of column `name`: `entries` rows, their definition levels (`None`:
+    /// every row present) and PLAIN values.
+    fn page(
+        &mut self,
+        name: &str,
+        entries: usize,
+        levels: Option<&[u8]>,
+        values: &[u8],
+    ) -> Result<()> {
         let present = levels.map_or(entries, |l| l.iter().filter(|&&d| d == 1).count());
         match self.kind {
             Kind::String => {
@@ -148,11 +158,11 @@ impl Values {
                 self.bytes.reserve(values.len().saturating_sub(4 * present));
                 let mut next = |bytes: &mut Vec<u8>| -> Result<()> {
                     let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-                        return Err(corrupt("a PLAIN string page ends early".into()));
+                        return Err(corrupt(name, "a PLAIN string page ends early"));
                     };
                     let len = u32::from_le_bytes(*len) as usize;
                     let Some((value, tail)) = tail.split_at_checked(len) else {
-                        return Err(corrupt("a PLAIN string runs past its page".into()));
+                        return Err(corrupt(name, "a PLAIN string runs past its page"));
                     };
                     bytes.extend_from_slice(value);
                     rest = tail;
@@ -162,7 +172,7 @@ impl Values {
                     None => {
                         for _ in 0..entries {
                             next(&mut self.bytes)?;
-                            self.offsets.push(offset(self.bytes.len())?);
+                            self.offsets.push(offset(name, self.bytes.len())?);
                         }
                     }
                     Some(levels) => {
@@ -170,17 +180,20 @@ impl Values {
                             if d == 1 {
                                 next(&mut self.bytes)?;
                             }
-                            self.offsets.push(offset(self.bytes.len())?);
+                            self.offsets.push(offset(name, self.bytes.len())?);
                         }
                     }
                 }
             }
             Kind::Decimal(..) | Kind::Micros => {
                 let Some(values) = values.get(..present * 8) else {
-                    return Err(corrupt(format!(
-                        "a PLAIN INT64 page holds {} bytes for {present} values",
-                        values.len()
-                    )));
+                    return Err(corrupt(
+                        name,
+                        format!(
+                            "a PLAIN INT64 page holds {} bytes for {present} values",
+                            values.len()
+                        ),
+                    ));
                 };
                 let mut it = values
                     .chunks_exact(8)
@@ -202,7 +215,7 @@ impl Values {
             valid.resize(valid.len() + entries, true);
         }
         self.rows += entries;
-        Ok(true)
+        Ok(())
     }
 
     /// The array of what it holds; it is left empty.
@@ -241,8 +254,8 @@ impl Values {
     }
 }
 
-fn offset(n: usize) -> Result<i32> {
-    i32::try_from(n).map_err(|_| corrupt("a string column of 2 GiB or more in one turn".into()))
+fn offset(name: &str, n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| corrupt(name, "2 GiB or more of strings in one batch"))
 }
 
 /// Where [`Values::truncate`] goes back to.
@@ -384,7 +397,9 @@ impl Gather {
                                 if *def_level_encoding != Encoding::RLE {
                                     return Ok(None);
                                 }
-                                take_prefixed(&mut rest)?
+                                take_prefixed(&mut rest).map_err(|_| {
+                                    corrupt(field.name(), "definition levels past their page")
+                                })?
                             } else {
                                 &[][..]
                             };
@@ -402,7 +417,7 @@ impl Gather {
                                 (*rep_levels_byte_len as usize, *def_levels_byte_len as usize);
                             let (Some(def), Some(values)) = (buf.get(r..r + d), buf.get(r + d..))
                             else {
-                                return Err(corrupt("level lengths exceed the page".into()));
+                                return Err(corrupt(field.name(), "level lengths exceed the page"));
                             };
                             (*num_values as usize, def, values)
                         }
@@ -412,20 +427,22 @@ impl Gather {
                         0 => None,
                         _ if single_run(def, 1, entries) == Some(1) => None,
                         _ => {
-                            decode_levels(def, 1, entries, &mut levels)?;
+                            decode_levels(def, 1, entries, &mut levels).map_err(|_| {
+                                corrupt(field.name(), "definition levels cut short")
+                            })?;
                             Some(levels.as_slice())
                         }
                     };
-                    if !out.page(entries, levels, values)? {
-                        return Ok(None);
-                    }
+                    out.page(field.name(), entries, levels, values)?;
                 }
                 if out.rows - before != group_rows {
-                    return Err(corrupt(format!(
-                        "row group {rg} holds {group_rows} rows, column {} pages {}",
+                    return Err(corrupt(
                         field.name(),
-                        out.rows - before
-                    )));
+                        format!(
+                            "row group {rg} holds {group_rows} rows, the column's pages {}",
+                            out.rows - before
+                        ),
+                    ));
                 }
             }
         }
@@ -712,7 +729,8 @@ mod tests {
         bytes[at..at + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
         let bad = bytes::Bytes::from(bytes);
         let mut gather = Gather::new(&schema).unwrap();
-        assert!(gather.add(&bad, &meta, &[0], &leaves).is_err());
+        let err = gather.add(&bad, &meta, &[0], &leaves).unwrap_err();
+        assert!(err.to_string().contains("column product_id"), "{err}");
         assert_eq!(gather.rows(), 0);
     }
 }

@@ -802,18 +802,19 @@ pub(crate) async fn read_file(
             // Small files without dictionaries (a tenant layout's), read whole and unfiltered:
             // the narrow columns through this crate's decoder, into the reader's gather when
             // it has one (no batch per file, no copy to join them).
-            let leaves = plan
-                .output
-                .iter()
-                .map(|c| files.leaf[c.index()])
-                .collect::<Option<Vec<usize>>>()
-                .filter(|_| {
-                    filter.is_none()
-                        && turn.selection.is_none()
-                        && limit.is_none()
-                        && !turn.lazy
-                        && plan.decode != Mode::Parquet
-                });
+            let whole_unfiltered = filter.is_none()
+                && turn.selection.is_none()
+                && limit.is_none()
+                && !turn.lazy
+                && plan.decode != Mode::Parquet;
+            let leaves = whole_unfiltered
+                .then(|| {
+                    plan.output
+                        .iter()
+                        .map(|c| files.leaf[c.index()])
+                        .collect::<Option<Vec<usize>>>()
+                })
+                .flatten();
             if let Some(leaves) = leaves {
                 let turn_rows: usize = turn
                     .row_groups
