@@ -154,36 +154,54 @@ impl Values {
         let present = levels.map_or(entries, |l| l.iter().filter(|&&d| d == 1).count());
         match self.kind {
             Kind::String => {
-                let mut rest = values;
-                self.bytes.reserve(values.len().saturating_sub(4 * present));
-                let mut next = |bytes: &mut Vec<u8>| -> Result<()> {
-                    let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                // Values are copied into room made for all of them (the page's values less
+                // their length prefixes) plus `SHORT` bytes: a value up to `SHORT` bytes long
+                // (most here: ids, categories, brands) is copied as `SHORT` bytes, a copy the
+                // compiler inlines, instead of a call per value; the next value overwrites
+                // what it copied past its end.
+                const SHORT: usize = 16;
+                let start = self.bytes.len();
+                offset(name, start + values.len())?;
+                self.bytes.resize(start + values.len() + SHORT, 0);
+                let (out, mut w, mut p) = (&mut self.bytes[..], start, 0usize);
+                let mut next = || -> Result<i32> {
+                    let Some(len) = values.get(p..p + 4) else {
                         return Err(corrupt(name, "a PLAIN string page ends early"));
                     };
-                    let len = u32::from_le_bytes(*len) as usize;
-                    let Some((value, tail)) = tail.split_at_checked(len) else {
+                    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                    p += 4;
+                    if len > values.len() - p {
                         return Err(corrupt(name, "a PLAIN string runs past its page"));
-                    };
-                    bytes.extend_from_slice(value);
-                    rest = tail;
-                    Ok(())
+                    }
+                    // `w - start <= p - 4`: the room holds `w + len + SHORT`.
+                    if len <= SHORT && p + SHORT <= values.len() {
+                        out[w..w + SHORT].copy_from_slice(&values[p..p + SHORT]);
+                    } else {
+                        out[w..w + len].copy_from_slice(&values[p..p + len]);
+                    }
+                    w += len;
+                    p += len;
+                    // Below `start + values.len()`, checked to fit an i32 above.
+                    Ok(w as i32)
                 };
-                match levels {
-                    None => {
-                        for _ in 0..entries {
-                            next(&mut self.bytes)?;
-                            self.offsets.push(offset(name, self.bytes.len())?);
-                        }
-                    }
+                let pushed: Result<()> = match levels {
+                    None => (0..entries).try_for_each(|_| {
+                        self.offsets.push(next()?);
+                        Ok(())
+                    }),
                     Some(levels) => {
-                        for &d in levels {
+                        let mut last = offset(name, start)?;
+                        levels.iter().try_for_each(|&d| {
                             if d == 1 {
-                                next(&mut self.bytes)?;
+                                last = next()?;
                             }
-                            self.offsets.push(offset(name, self.bytes.len())?);
-                        }
+                            self.offsets.push(last);
+                            Ok(())
+                        })
                     }
-                }
+                };
+                self.bytes.truncate(w);
+                pushed?;
             }
             Kind::Decimal(..) | Kind::Micros => {
                 let Some(values) = values.get(..present * 8) else {
@@ -381,7 +399,15 @@ impl Gather {
                 let group = metadata.row_group(rg);
                 let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
                 let chunk = group.column(leaf);
-                let mut pages = SerializedPageReader::new(reader.clone(), chunk, group_rows, None)?;
+                // With the offset index, page headers parse from the page's bytes (not
+                // through `Read`, a byte at a time).
+                let locations = metadata
+                    .offset_index()
+                    .and_then(|o| o.get(rg))
+                    .and_then(|cols| cols.get(leaf))
+                    .map(|c| c.page_locations().clone());
+                let mut pages =
+                    SerializedPageReader::new(reader.clone(), chunk, group_rows, locations)?;
                 let before = out.rows;
                 while let Some(page) = pages.get_next_page()? {
                     let (entries, def, values) = match &page {
@@ -568,6 +594,18 @@ mod tests {
             .clone()
     }
 
+    /// [`metadata`] with the page indexes: pages found from the offset index.
+    fn indexed(data: &bytes::Bytes) -> Arc<ParquetMetaData> {
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let meta = ParquetRecordBatchReaderBuilder::try_new_with_options(data.clone(), options)
+            .unwrap()
+            .metadata()
+            .clone();
+        assert!(meta.offset_index().is_some());
+        meta
+    }
+
     #[test]
     fn plain_files_decode_as_parquet_rs_reads_them() {
         let batch = narrow_batch(130, 7);
@@ -595,6 +633,13 @@ mod tests {
                     .unwrap_or_else(|| panic!("{codec:?} {version:?}: not read"));
                 let theirs = parquet_rs(&data, &groups, &schema);
                 assert_eq!(ours, theirs, "{codec:?} {version:?} {groups:?}");
+                // Pages found from the offset index, not by reading header after header.
+                let located = decode(&data, &indexed(&data), &groups, &leaves, &schema).unwrap();
+                assert_eq!(
+                    located.as_ref(),
+                    Some(&theirs),
+                    "{codec:?} {version:?} {groups:?}"
+                );
                 assert!(ours.columns().iter().any(|c| c.null_count() > 0));
             }
             // The whole file equals what was written.

@@ -67,7 +67,7 @@ pub(crate) struct ReadPlan {
 /// A data file's parsed footer, with its page index once a read needed it.
 #[derive(Clone)]
 pub(crate) struct Footer {
-    metadata: Arc<ParquetMetaData>,
+    pub(super) metadata: Arc<ParquetMetaData>,
     /// Bytes of the footer (metadata + length + magic).
     len: usize,
     /// The file's size (a kept footer serves only the file it was read from).
@@ -252,9 +252,21 @@ pub(crate) async fn read_file(
                 if footer_len > tail.len() {
                     tail = fetch(size - footer_len as u64..size).await.or_ours()?;
                 }
-                let metadata = ParquetMetaDataReader::decode_metadata(
+                let mut metadata = ParquetMetaDataReader::decode_metadata(
                     &tail[tail.len() - footer_len..tail.len() - FOOTER_TAIL],
                 )?;
+                // Page indexes inside the tail already fetched (a small file's): parsed now,
+                // at no extra read, so its pages are found from the offset index.
+                let tail_start = size - tail.len() as u64;
+                if let Some(start) = page_index_start(&metadata).filter(|s| *s >= tail_start)
+                    && let Some(with_index) = with_page_index(
+                        &metadata,
+                        &tail.slice((start - tail_start) as usize..),
+                        size,
+                    )
+                {
+                    metadata = with_index;
+                }
                 (Arc::new(metadata), footer_len, Some(tail))
             }
         };
@@ -332,8 +344,9 @@ pub(crate) async fn read_file(
     // pages whose statistics may match, and fetch only those pages of the needed columns.
     let mut metadata = metadata;
     let mut selected = None;
-    // The page index is read at most once (a kept footer has it).
-    let mut index_read = cached_with_index;
+    // The page index is read at most once (a kept footer has it, and so has a small file's
+    // footer, parsed from the tail that held both).
+    let mut index_read = metadata.offset_index().is_some();
     if let Some(filter) = filter.as_ref().filter(|f| f.uses_page_index())
         && page_index_start(&metadata).is_some()
     {
