@@ -47,6 +47,10 @@ pub struct ScanMetrics {
     /// crate's small-file decoder read: files written without dictionaries, as a tenant
     /// layout's small files are. Other turns are read by parquet-rs's Arrow reader.
     pub small_file_fast_reads: u64,
+    /// Turns read lazily: a row group larger than the read budget in a file without an
+    /// offset index (what pyarrow and pyiceberg write by default), whose pages are fetched as
+    /// the decoder asks for them, in windows, instead of the whole group at once.
+    pub lazy_reads: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
 }
@@ -64,6 +68,7 @@ pub(crate) struct Counters {
     pub(crate) embedding_fast_reads: AtomicU64,
     pub(crate) embedding_fallbacks: AtomicU64,
     pub(crate) small_file_fast_reads: AtomicU64,
+    pub(crate) lazy_reads: AtomicU64,
 }
 
 impl Counters {
@@ -85,6 +90,7 @@ impl Counters {
             embedding_fast_reads: get(&self.embedding_fast_reads),
             embedding_fallbacks: get(&self.embedding_fallbacks),
             small_file_fast_reads: get(&self.small_file_fast_reads),
+            lazy_reads: get(&self.lazy_reads),
             ..plan.clone()
         }
     }

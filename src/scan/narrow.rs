@@ -142,6 +142,33 @@ impl Values {
         }
     }
 
+    /// Room for `rows` more rows of file column `leaf` in `row_groups` (its uncompressed
+    /// bytes bound the string values'), so a file's pages do not grow the buffers page by page.
+    fn reserve(
+        &mut self,
+        metadata: &ParquetMetaData,
+        row_groups: &[usize],
+        leaf: usize,
+        rows: usize,
+    ) {
+        // The file's own figures, so capped (a bad one must not reserve gigabytes).
+        let rows = rows.min(RESERVE_CAP / 8);
+        match self.kind {
+            Kind::String => {
+                let bytes = row_groups.iter().fold(0i64, |sum, &rg| {
+                    sum.saturating_add(metadata.row_group(rg).column(leaf).uncompressed_size())
+                });
+                let bytes = usize::try_from(bytes).unwrap_or(0).min(RESERVE_CAP);
+                self.bytes.reserve(bytes + SHORT);
+                self.offsets.reserve(rows);
+            }
+            Kind::Decimal(..) | Kind::Micros => self.longs.reserve(rows),
+        }
+        if let Some(valid) = self.valid.as_mut() {
+            valid.reserve(rows);
+        }
+    }
+
     /// Adds one data page of column `name`: `entries` rows, their definition levels (`None`:
     /// every row present) and PLAIN values.
     fn page(
@@ -159,7 +186,6 @@ impl Values {
                 // (most here: ids, categories, brands) is copied as `SHORT` bytes, a copy the
                 // compiler inlines, instead of a call per value; the next value overwrites
                 // what it copied past its end.
-                const SHORT: usize = 16;
                 let start = self.bytes.len();
                 offset(name, start + values.len())?;
                 self.bytes.resize(start + values.len() + SHORT, 0);
@@ -275,6 +301,13 @@ impl Values {
 fn offset(name: &str, n: usize) -> Result<i32> {
     i32::try_from(n).map_err(|_| corrupt(name, "2 GiB or more of strings in one batch"))
 }
+
+/// Most bytes [`Values::reserve`] reserves ahead for a file's column.
+const RESERVE_CAP: usize = 8 << 20;
+
+/// Longest string [`Values::page`] copies as a fixed `SHORT` bytes (room for it is kept past
+/// the last value).
+const SHORT: usize = 16;
 
 /// Where [`Values::truncate`] goes back to.
 #[derive(Clone, Copy)]
@@ -395,6 +428,7 @@ impl Gather {
             .zip(&mut self.columns)
         {
             let max_def = descr.column(leaf).max_def_level();
+            out.reserve(metadata, row_groups, leaf, rows);
             for &rg in row_groups {
                 let group = metadata.row_group(rg);
                 let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);

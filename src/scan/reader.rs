@@ -594,6 +594,9 @@ pub(crate) async fn read_file(
         let decode_here = inline.is_some() && !turn.lazy && span(&ranges) <= INLINE_TURN_BYTES;
         // A lazy turn's source, made here (a storage reader is opened asynchronously) and
         // driven from the blocking pool where the turn decodes.
+        if turn.lazy {
+            Counters::add(&counters.lazy_reads, 1);
+        }
         let lazy = match (turn.lazy, &local) {
             (false, _) => None,
             (true, Some(path)) => Some(local_fetch(path.clone(), counters.clone())),
@@ -1144,7 +1147,22 @@ fn read_ranges(
     ranges.iter().map(|r| read_range(&mut file, r)).collect()
 }
 
+/// Bytes `r` of `file`: one positioned read (`pread`), where a small file's read of its two
+/// or three ranges was one seek and two reads each (the second finding the end).
+#[cfg(unix)]
+fn read_range(file: &mut std::fs::File, r: &Range<u64>) -> std::io::Result<bytes::Bytes> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(r.end - r.start).map_err(|_| past_end(r))?;
+    let mut buf = vec![0u8; len];
+    match file.read_exact_at(&mut buf, r.start) {
+        Ok(()) => Ok(bytes::Bytes::from(buf)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(past_end(r)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Bytes `r` of `file` (seek + read into a buffer that is not zero-filled first).
+#[cfg(not(unix))]
 fn read_range(file: &mut std::fs::File, r: &Range<u64>) -> std::io::Result<bytes::Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let len = r.end - r.start;
@@ -1152,12 +1170,16 @@ fn read_range(file: &mut std::fs::File, r: &Range<u64>) -> std::io::Result<bytes
     file.seek(SeekFrom::Start(r.start))?;
     file.take(len).read_to_end(&mut buf)?;
     if buf.len() as u64 != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("bytes {}..{} are past the end of the file", r.start, r.end),
-        ));
+        return Err(past_end(r));
     }
     Ok(bytes::Bytes::from(buf))
+}
+
+fn past_end(r: &Range<u64>) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("bytes {}..{} are past the end of the file", r.start, r.end),
+    )
 }
 
 /// A file of which only some byte ranges were fetched: the decoder's view of a partial read.

@@ -259,6 +259,9 @@ async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_pag
         "{whole_m:?}"
     );
     assert_eq!(lazy_m.row_groups_read, whole_m.row_groups_read);
+    // Every file here is another engine's, without an offset index: each group read lazily.
+    assert_eq!(lazy_m.lazy_reads, lazy_m.row_groups_read, "{lazy_m:?}");
+    assert_eq!(whole_m.lazy_reads, 0, "{whole_m:?}");
     // Footers are kept from the first scan: every request of the lazy one is a piece of a
     // row group, several per file (a window of 64 KiB, a file of ~170 KB).
     assert!(
