@@ -307,6 +307,20 @@ async fn a_small_files_page_index_comes_with_its_footer() {
         assert!(kept.metadata.offset_index().is_some(), "{}", f.path);
         assert!(kept.metadata.column_index().is_none(), "{}", f.path);
     }
+    // Without the embedding, this crate's small-file decoder reads them, page by page from
+    // the offset index.
+    let narrow: Vec<crate::Column> = crate::Column::ALL
+        .into_iter()
+        .filter(|c| *c != crate::Column::Embedding)
+        .collect();
+    let (batches, m3) = table
+        .scan()
+        .select(narrow)
+        .to_batches_with_metrics()
+        .await
+        .unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 432);
+    assert_eq!(m3.small_file_fast_reads, 72, "{m3:?}");
     // A tenant filter on these files is answered by their statistics (every row matches):
     // no page index read, and the kept footers stay without the column index.
     let tenant = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
@@ -316,5 +330,40 @@ async fn a_small_files_page_index_comes_with_its_footer() {
     for f in &tenant().plan().await.unwrap().files {
         let kept = table.shared.footers.get(f.path.as_str()).unwrap();
         assert!(kept.metadata.column_index().is_none(), "{}", f.path);
+    }
+}
+
+/// A footer kept with the offset index alone (an unfiltered scan) gains the column index on
+/// the first scan whose filter uses it, read once: the next such scan reads no index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_footer_gains_the_column_index_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::ensure_with(
+        &config,
+        "upgrade",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .unwrap();
+    table.append(rows(0)).await.unwrap();
+    let (_, all) = table.scan().to_batches_with_metrics().await.unwrap();
+    assert_eq!(all.files_read, 6);
+    let tenant = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
+    for f in &tenant().plan().await.unwrap().files {
+        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
+        assert!(kept.metadata.offset_index().is_some(), "{}", f.path);
+        assert!(kept.metadata.column_index().is_none(), "{}", f.path);
+    }
+    let (first, t1) = tenant().to_batches_with_metrics().await.unwrap();
+    let (again, t2) = tenant().to_batches_with_metrics().await.unwrap();
+    assert_eq!(first.iter().map(|b| b.num_rows()).sum::<usize>(), 36);
+    assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 36);
+    assert_eq!(t1.files_read, 6);
+    // One index read per file the first time, none after.
+    assert_eq!(t1.requests, t2.requests + t1.files_read, "{t1:?} {t2:?}");
+    for f in &tenant().plan().await.unwrap().files {
+        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
+        assert!(kept.metadata.column_index().is_some(), "{}", f.path);
     }
 }

@@ -261,7 +261,8 @@ pub(crate) async fn read_file(
                 // footer ~35% larger (4,800 of them no longer fit the default cap).
                 let tail_start = size - tail.len() as u64;
                 let column_index = plan.filter.as_ref().is_some_and(|f| f.uses_page_index());
-                if let Some(start) = page_index_start(&metadata).filter(|s| *s >= tail_start)
+                if let Some(start) =
+                    page_index_start(&metadata).filter(|s| (tail_start..size).contains(s))
                     && let Some(with_index) = with_page_index(
                         &metadata,
                         &tail.slice((start - tail_start) as usize..),
@@ -513,7 +514,7 @@ pub(crate) async fn read_file(
             let runs = budget_runs(&group_bytes, plan.read_buffer);
             // A filtered read in several turns: the offset index (page skipping for the row
             // filter) once per file, not parsed from each turn's bytes.
-            if filtered && runs.len() > 1 && !index_read {
+            if filtered && runs.len() > 1 && !index_read && metadata.offset_index().is_none() {
                 load_page_index(&mut metadata, &fetch, size).await?;
             }
             let offset_index = filtered && metadata.offset_index().is_none();
@@ -669,8 +670,13 @@ pub(crate) async fn read_file(
                 let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
                 let reader_meta = if filtered && metadata.offset_index().is_none() {
                     // One turn of a filtered read: the offset index comes with the turn's bytes.
-                    let options = options.with_offset_index_policy(PageIndexPolicy::Optional);
-                    ArrowReaderMetadata::load(&data, options)?
+                    let indexed = options
+                        .clone()
+                        .with_offset_index_policy(PageIndexPolicy::Optional);
+                    match ArrowReaderMetadata::load(&data, indexed)? {
+                        loaded if offsets_fit(loaded.metadata()) => loaded,
+                        _ => ArrowReaderMetadata::load(&data, options)?,
+                    }
                 } else if let Some(kept) = memo.as_ref().and_then(|m| m.get()) {
                     kept.clone()
                 } else {
@@ -1123,7 +1129,46 @@ fn with_page_index(
         .with_column_index_policy(columns)
         .with_offset_index_policy(PageIndexPolicy::Optional);
     loader.read_page_indexes_sized(index_bytes, size).ok()?;
-    loader.finish().ok()
+    loader.finish().ok().filter(offsets_fit)
+}
+
+/// Whether `metadata`'s offset index (if it has one) puts every page inside its column chunk:
+/// an entry per row group and column, pages non-empty, rising, within the chunk's bytes. The
+/// index is the file's own say: parquet-rs's page reader, given page locations, reads them
+/// without checking them against the chunk, so an index that does not fit is not used.
+fn offsets_fit(metadata: &ParquetMetaData) -> bool {
+    let Some(index) = metadata.offset_index() else {
+        return true;
+    };
+    index.len() == metadata.num_row_groups()
+        && index
+            .iter()
+            .zip(metadata.row_groups())
+            .all(|(columns, group)| {
+                columns.len() == group.num_columns()
+                    && columns.iter().zip(group.columns()).all(|(column, chunk)| {
+                        let (start, len) = chunk.byte_range();
+                        let Some(end) = start.checked_add(len) else {
+                            return false;
+                        };
+                        let mut at = start;
+                        let pages = column.page_locations();
+                        !pages.is_empty()
+                            && pages.iter().all(|page| {
+                                let (Ok(offset), Ok(size)) = (
+                                    u64::try_from(page.offset),
+                                    u64::try_from(page.compressed_page_size),
+                                ) else {
+                                    return false;
+                                };
+                                let fits = size > 0
+                                    && offset >= at
+                                    && offset.checked_add(size).is_some_and(|e| e <= end);
+                                at = offset.saturating_add(size);
+                                fits
+                            })
+                    })
+            })
 }
 
 /// Reads the file's page indexes (one read, from the first index to the end of the file)
@@ -2334,6 +2379,51 @@ mod footer_tests {
             .flat_map(|b| crate::batch::batch_to_records(b).unwrap())
             .map(|r| r.product_id)
             .collect()
+    }
+
+    #[test]
+    fn an_offset_index_that_does_not_fit_its_chunks_is_not_used() {
+        use parquet::file::metadata::ParquetMetaDataBuilder;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, size) = data_file(dir.path(), "a.parquet", 40);
+        let data = bytes::Bytes::from(std::fs::read(dir.path().join("a.parquet")).unwrap());
+        let plain = ParquetMetaDataReader::new()
+            .parse_and_finish(&data)
+            .unwrap();
+        let start = page_index_start(&plain).unwrap();
+        let indexed = with_page_index(&plain, &data.slice(start as usize..), size, false).unwrap();
+        assert!(offsets_fit(&indexed));
+        let index = indexed.offset_index().unwrap().clone();
+        let spoiled =
+            |change: &dyn Fn(&mut parquet::file::page_index::offset_index::OffsetIndexMetaData)| {
+                let mut index = index.clone();
+                change(&mut index[0][1]);
+                ParquetMetaDataBuilder::new_from_metadata(indexed.clone())
+                    .set_offset_index(Some(index))
+                    .build()
+            };
+        for (what, bad) in [
+            (
+                "past the file",
+                spoiled(&|c| c.page_locations[0].offset = i64::MAX - 1),
+            ),
+            ("negative", spoiled(&|c| c.page_locations[0].offset = -5)),
+            (
+                "before its chunk",
+                spoiled(&|c| c.page_locations[0].offset = 0),
+            ),
+            ("no pages", spoiled(&|c| c.page_locations.clear())),
+            (
+                "2 GiB long",
+                spoiled(&|c| c.page_locations[0].compressed_page_size = i32::MAX),
+            ),
+            (
+                "empty page",
+                spoiled(&|c| c.page_locations[0].compressed_page_size = 0),
+            ),
+        ] {
+            assert!(!offsets_fit(&bad), "{what}");
+        }
     }
 
     #[tokio::test]
