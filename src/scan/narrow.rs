@@ -178,11 +178,10 @@ impl Values {
         levels: Option<&[u8]>,
         values: &[u8],
     ) -> Result<()> {
-        let present = levels.map_or(entries, |l| l.iter().filter(|&&d| d == 1).count());
         match self.kind {
             Kind::String => {
-                // Values are copied into room made for all of them (the page's values less
-                // their length prefixes) plus `SHORT` bytes: a value up to `SHORT` bytes long
+                // Values are copied into room made for all of them (the page's values, length
+                // prefixes included, are more than enough) plus `SHORT` bytes: a value up to `SHORT` bytes long
                 // (most here: ids, categories, brands) is copied as `SHORT` bytes, a copy the
                 // compiler inlines, instead of a call per value; the next value overwrites
                 // what it copied past its end.
@@ -230,6 +229,7 @@ impl Values {
                 pushed?;
             }
             Kind::Decimal(..) | Kind::Micros => {
+                let present = levels.map_or(entries, |l| l.iter().filter(|&&d| d == 1).count());
                 let Some(values) = values.get(..present * 8) else {
                     return Err(corrupt(
                         name,
