@@ -145,8 +145,7 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
     row_groups: &[usize],
-    leaf: usize,
-    field: &FieldRef,
+    (leaf, field): (usize, &FieldRef),
     selection: Option<&RowSelection>,
     chunk_rows: usize,
     helper: Helper<'_>,
@@ -183,7 +182,8 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
 /// query's CPU, on one core while the other idled.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Helper<'a> {
-    /// Every page read on the calling thread.
+    /// Every page read on the calling thread (tests; a scan's readers never need it).
+    #[cfg(test)]
     No,
     /// A helper on tokio's blocking pool when a core is idle ([`idle_core`]); the caller
     /// must be on that pool too (it waits for the helper). Chunks a helper decompressed are
@@ -198,6 +198,7 @@ pub(crate) enum Helper<'a> {
 impl Helper<'_> {
     fn mode(self) -> Split {
         match self {
+            #[cfg(test)]
             Helper::No => Split::Never,
             Helper::IfIdle(_) => Split::IfIdle,
             #[cfg(test)]
@@ -207,6 +208,7 @@ impl Helper<'_> {
 
     fn counter(&self) -> Option<&AtomicU64> {
         match self {
+            #[cfg(test)]
             Helper::No => None,
             Helper::IfIdle(c) => Some(c),
             #[cfg(test)]

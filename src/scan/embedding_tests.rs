@@ -146,8 +146,7 @@ fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
             file,
             &meta,
             row_groups,
-            1,
-            &field,
+            (1, &field),
             None,
             usize::MAX,
             Helper::No,
@@ -158,7 +157,16 @@ fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
 
 fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
     let (meta, field) = parsed(file);
-    decode_chunks(file, &meta, row_groups, 1, &field, None, chunk, Helper::No).unwrap()
+    decode_chunks(
+        file,
+        &meta,
+        row_groups,
+        (1, &field),
+        None,
+        chunk,
+        Helper::No,
+    )
+    .unwrap()
 }
 
 fn groups_of(file: &Bytes) -> usize {
@@ -256,8 +264,7 @@ fn ours_selected(
             file,
             &meta,
             row_groups,
-            1,
-            &field,
+            (1, &field),
             Some(selection),
             usize::MAX,
             Helper::No,
@@ -331,8 +338,7 @@ fn random_selections_decode_as_parquet_rs_does() {
                 &file,
                 &meta,
                 &rgs,
-                1,
-                &field,
+                (1, &field),
                 Some(&pages),
                 chunk,
                 Helper::No,
@@ -592,7 +598,7 @@ fn decoded_on_pool(
             let groups: Vec<usize> = (0..meta.num_row_groups()).collect();
             let helped = AtomicU64::new(0);
             let helper = Helper::Always(&helped, wait);
-            let arrays = decode_chunks(&file, &meta, &groups, 1, &field, None, chunk, helper)
+            let arrays = decode_chunks(&file, &meta, &groups, (1, &field), None, chunk, helper)
                 .unwrap()
                 .map(|arrays| {
                     let refs: Vec<&dyn Array> = arrays.iter().map(|a| a as &dyn Array).collect();
@@ -708,8 +714,7 @@ fn small_chunks_and_streams_are_not_split() {
         &big,
         &big_meta,
         &[0],
-        1,
-        &big_field,
+        (1, &big_field),
         None,
         64,
         Helper::Always(&helped, true),
@@ -717,7 +722,7 @@ fn small_chunks_and_streams_are_not_split() {
     assert!(read.unwrap().is_some());
     assert_eq!(helped.load(Ordering::Relaxed), 0, "no runtime, no helper");
     assert!(
-        decode_chunks(&file, &meta, &[0], 1, &field, None, 64, Helper::No)
+        decode_chunks(&file, &meta, &[0], (1, &field), None, 64, Helper::No)
             .unwrap()
             .is_some()
     );

@@ -783,8 +783,7 @@ pub(crate) async fn read_file(
                         &data,
                         &metadata,
                         &turn.row_groups,
-                        leaf,
-                        &field,
+                        (leaf, &field),
                         selection,
                         plan.batch_size,
                         // This runs on the blocking pool (read inline by a local reader
