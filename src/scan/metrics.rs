@@ -48,9 +48,10 @@ pub struct ScanMetrics {
     /// decompressed) read while fewer files were being decoded than the machine has cores —
     /// a scan of one tenant in one month on a tenant layout, not a full scan.
     pub embedding_split_chunks: u64,
-    /// Turns whose columns (a read without `embedding`, unfiltered, whole row groups) this
+    /// Turns whose columns other than `embedding` (unfiltered, whole row groups) this
     /// crate's small-file decoder read: files written without dictionaries, as a tenant
-    /// layout's small files are. Other turns are read by parquet-rs's Arrow reader.
+    /// layout's small files are. Other turns are read by parquet-rs's Arrow reader (the
+    /// `embedding` column has its own decoder: [`embedding_fast_reads`](Self::embedding_fast_reads)).
     pub small_file_fast_reads: u64,
     /// Turns read lazily: a row group larger than the read budget in a file without an
     /// offset index (what pyarrow and pyiceberg write by default), whose pages are fetched as

@@ -428,7 +428,16 @@ async fn one_files_embedding_chunk_is_split_with_a_helper() {
             .unwrap();
         let ours = arrow_select::concat::concat_batches(&ours[0].schema(), &ours).unwrap();
         assert_eq!(ours, theirs);
-        assert_eq!((m.files_read, m.embedding_fast_reads), (1, 1), "{m:?}");
+        // The other columns of the small file through the small-file decoder.
+        assert_eq!(
+            (
+                m.files_read,
+                m.embedding_fast_reads,
+                m.small_file_fast_reads
+            ),
+            (1, 1, 1),
+            "{m:?}"
+        );
         if m.embedding_split_chunks > 0 {
             split = Some(m);
             break;
@@ -437,4 +446,20 @@ async fn one_files_embedding_chunk_is_split_with_a_helper() {
     }
     let m = split.expect("no scan of the 200 split its embedding chunk");
     assert_eq!(m.embedding_split_chunks, 1, "{m:?}");
+    // Some columns, `embedding` among them: each in its place.
+    let columns = [
+        crate::Column::SoldPrice,
+        crate::Column::Embedding,
+        crate::Column::ProductId,
+    ];
+    let scan = || table.scan().filter(filter.clone()).select(columns);
+    let (ours, m) = scan().to_batches_with_metrics().await.unwrap();
+    let (theirs, _) = scan()
+        .embedding_decoder(crate::EmbeddingDecoder::Parquet)
+        .to_batches_with_metrics()
+        .await
+        .unwrap();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours[0].num_columns(), 3);
+    assert_eq!(m.small_file_fast_reads, 1, "{m:?}");
 }

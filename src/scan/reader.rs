@@ -812,7 +812,58 @@ pub(crate) async fn read_file(
                         }
                     }
                 };
-                if let Some(lists) = lists {
+                if let Some(mut lists) = lists {
+                    // A small file read whole and unfiltered: its other columns through
+                    // the small-file decoder too, as one batch.
+                    if filter.is_none()
+                        && turn.selection.is_none()
+                        && !turn.lazy
+                        && plan.output.len() > 1
+                    {
+                        let narrow: Vec<(usize, Column)> = plan
+                            .output
+                            .iter()
+                            .copied()
+                            .enumerate()
+                            .filter(|(_, c)| *c != Column::Embedding)
+                            .collect();
+                        let at: Vec<usize> = narrow.iter().map(|(i, _)| *i).collect();
+                        let columns: Vec<Column> = narrow.iter().map(|(_, c)| *c).collect();
+                        let schema = Arc::new(plan.schema.project(&at)?);
+                        if let Some(batch) = narrow_checked(
+                            &plan,
+                            (&data, &reader_meta),
+                            &turn.row_groups,
+                            (&columns, &schema),
+                            (&descr, &files),
+                        )? {
+                            Counters::add(&plan.counters.small_file_fast_reads, 1);
+                            let rows = batch.num_rows();
+                            let mut arrays = batch.columns().iter();
+                            let embedding = lists.take(rows)?;
+                            let total = lists.len();
+                            all_sent(&mut lists, rows, total)?;
+                            let arrays = plan
+                                .output
+                                .iter()
+                                .map(|c| match c {
+                                    Column::Embedding => Some(embedding.clone()),
+                                    _ => arrays.next().cloned(),
+                                })
+                                .collect::<Option<Vec<ArrayRef>>>()
+                                .ok_or_else(|| {
+                                    Error::internal("the small-file decoder lost a column")
+                                })?;
+                            let batch = RecordBatch::try_new(plan.schema.clone(), arrays)?;
+                            let step = plan.batch_size.max(1);
+                            for at in (0..rows).step_by(step) {
+                                if !emit(batch.slice(at, step.min(rows - at))) {
+                                    return Ok((false, at));
+                                }
+                            }
+                            return Ok((true, rows));
+                        }
+                    }
                     return send_with_embedding(
                         &plan,
                         Turned {
@@ -858,34 +909,14 @@ pub(crate) async fn read_file(
                         Counters::add(&plan.counters.small_file_fast_reads, 1);
                         return Ok((true, turn_rows));
                     }
-                } else if let Some(batch) = narrow::decode(
-                    &data,
-                    reader_meta.metadata(),
+                } else if let Some(batch) = narrow_checked(
+                    &plan,
+                    (&data, &reader_meta),
                     &turn.row_groups,
-                    &leaves,
-                    &plan.schema,
+                    (&plan.output, &plan.schema),
+                    (&descr, &files),
                 )? {
                     Counters::add(&plan.counters.small_file_fast_reads, 1);
-                    if plan.decode == Mode::Verify {
-                        let (roots, pos) = positions(&plan.output, &files);
-                        let theirs = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                            data.clone(),
-                            reader_meta.clone(),
-                        )
-                        .with_batch_size(plan.batch_size)
-                        .with_row_groups(turn.row_groups.clone())
-                        .with_projection(ProjectionMask::roots(&descr, roots))
-                        .build()?
-                        .map(|b| conform_batch(&plan, &pos, &b?, None))
-                        .collect::<Result<Vec<_>>>()?;
-                        let theirs = arrow_select::concat::concat_batches(&plan.schema, &theirs)?;
-                        if theirs != batch {
-                            return Err(Error::internal(
-                                "the small-file decoder disagrees with parquet-rs \
-                                 (SALES_HISTORY_EMBEDDING_DECODE=verify)",
-                            ));
-                        }
-                    }
                     if let Some(gather) = gather
                         && gather.add(&data, reader_meta.metadata(), &turn.row_groups, &leaves)?
                     {
@@ -1957,6 +1988,67 @@ fn send_with_embedding(
         }
     }
     all_sent(&mut list, sent, total).map(|()| (true, rows_out))
+}
+
+/// `columns` (of `schema`, none of them `embedding`) of `row_groups` of a small file through
+/// this crate's small-file decoder ([`narrow::decode`]); `Ok(None)` when a chunk is not one it
+/// reads. In verify mode checked against parquet-rs's reader.
+fn narrow_checked(
+    plan: &ReadPlan,
+    (data, reader_meta): (&SparseFile, &ArrowReaderMetadata),
+    row_groups: &[usize],
+    (columns, schema): (&[Column], &ArrowSchemaRef),
+    (descr, files): (&SchemaDescriptor, &FileColumns),
+) -> Result<Option<RecordBatch>> {
+    let Some(leaves) = columns
+        .iter()
+        .map(|c| files.leaf[c.index()])
+        .collect::<Option<Vec<usize>>>()
+    else {
+        return Ok(None);
+    };
+    let Some(batch) = narrow::decode(data, reader_meta.metadata(), row_groups, &leaves, schema)?
+    else {
+        return Ok(None);
+    };
+    if plan.decode == Mode::Verify {
+        let (roots, pos) = positions(columns, files);
+        let theirs =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
+                .with_batch_size(plan.batch_size)
+                .with_row_groups(row_groups.to_vec())
+                .with_projection(ProjectionMask::roots(descr, roots))
+                .build()?
+                .map(|b| {
+                    let b = b?;
+                    let arrays = columns
+                        .iter()
+                        .zip(schema.fields())
+                        .map(|(c, field)| {
+                            let p = pos.iter().find(|(col, _)| col == c).map(|(_, p)| *p);
+                            match p {
+                                Some(p) => crate::batch::relabel_array(b.column(p), field),
+                                None => Ok(new_null_array(field.data_type(), b.num_rows())),
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                    Ok(RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        arrays,
+                        &options,
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+        let theirs = arrow_select::concat::concat_batches(schema, &theirs)?;
+        if theirs != batch {
+            return Err(Error::internal(
+                "the small-file decoder disagrees with parquet-rs \
+                 (SALES_HISTORY_EMBEDDING_DECODE=verify)",
+            ));
+        }
+    }
+    Ok(Some(batch))
 }
 
 /// Checks that the other columns' `sent` rows were all of `list`'s `total` (a streamed list
