@@ -31,7 +31,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arrow_array::{Array, ListArray};
 use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
@@ -39,8 +38,7 @@ use arrow_schema::{DataType, FieldRef};
 use parquet::arrow::arrow_reader::RowSelection;
 use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageReader};
-use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
-use parquet::file::page_index::offset_index::PageLocation;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnDescriptor;
@@ -145,10 +143,10 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
     row_groups: &[usize],
-    (leaf, field): (usize, &FieldRef),
+    leaf: usize,
+    field: &FieldRef,
     selection: Option<&RowSelection>,
     chunk_rows: usize,
-    helper: Helper<'_>,
 ) -> Result<Option<Vec<ListArray>>> {
     if let Some(selection) = selection {
         return decode_selected(
@@ -159,276 +157,12 @@ pub(crate) fn decode_chunks<R: ChunkReader + Clone + 'static>(
     else {
         return Ok(None);
     };
-    stream.split = helper.mode();
     let mut arrays = Vec::new();
-    let decoded = loop {
+    loop {
         match stream.next_array()? {
             Next::Array(a) => arrays.push(a),
-            Next::End => break Some(arrays),
-            Next::Unreadable => break None,
-        }
-    };
-    if let Some(helped) = helper.counter() {
-        helped.fetch_add(stream.helped, Ordering::Relaxed);
-    }
-    Ok(decoded)
-}
-
-/// Whether [`decode_chunks`] may hand the later pages of a large column chunk to a helper
-/// thread, which decompresses them while the caller decodes the earlier ones ([`Pages`]).
-///
-/// **Why.** A question about one tenant in one month reads one small file: a single column
-/// chunk of ~70 rows (560 KB decompressed), whose Snappy decompression was a third of the
-/// query's CPU, on one core while the other idled.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Helper<'a> {
-    /// Every page read on the calling thread (tests; a scan's readers never need it).
-    #[cfg(test)]
-    No,
-    /// A helper on tokio's blocking pool when a core is idle ([`idle_core`]); the caller
-    /// must be on that pool too (it waits for the helper). Chunks a helper decompressed are
-    /// counted in the counter.
-    IfIdle(&'a AtomicU64),
-    /// A helper whatever the other threads do, waited for even if it has not started
-    /// (`true`; tests: which pages a helper reads is then deterministic).
-    #[cfg(test)]
-    Always(&'a AtomicU64, bool),
-}
-
-impl Helper<'_> {
-    fn mode(self) -> Split {
-        match self {
-            #[cfg(test)]
-            Helper::No => Split::Never,
-            Helper::IfIdle(_) => Split::IfIdle,
-            #[cfg(test)]
-            Helper::Always(_, wait) => Split::Always(wait),
-        }
-    }
-
-    fn counter(&self) -> Option<&AtomicU64> {
-        match self {
-            #[cfg(test)]
-            Helper::No => None,
-            Helper::IfIdle(c) => Some(c),
-            #[cfg(test)]
-            Helper::Always(c, _) => Some(c),
-        }
-    }
-}
-
-/// [`Helper`] as a [`ChunkStream`] keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Split {
-    Never,
-    IfIdle,
-    #[cfg(test)]
-    Always(bool),
-}
-
-/// A column chunk is split between two threads from this many decompressed bytes: below,
-/// the hand-off (a wake-up on the blocking pool, ~10–30 µs) costs about what half the
-/// decompression saves (Snappy on these pages runs at ~2 GB/s).
-const SPLIT_MIN_BYTES: i64 = 256 << 10;
-
-/// ... and up to this many: the helper's pages are held decompressed until the caller
-/// reaches them (at most half of this).
-const SPLIT_MAX_BYTES: i64 = 32 << 20;
-
-/// File decodes running in this process, and helpers ([`Busy`]).
-static BUSY: AtomicUsize = AtomicUsize::new(0);
-
-/// One file decode (or helper) running: counted in [`BUSY`] while held. The scan's readers
-/// hold one while they decode a turn, so that a helper is started only while fewer decodes
-/// run than the machine has cores ([`idle_core`]): in a full scan or under concurrent
-/// queries every core is already decoding a file of its own.
-#[derive(Debug)]
-pub(crate) struct Busy(());
-
-impl Busy {
-    pub(crate) fn enter() -> Busy {
-        BUSY.fetch_add(1, Ordering::Relaxed);
-        Busy(())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        BUSY.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A [`Busy`] for a helper, if fewer decodes run than there are cores.
-fn idle_core() -> Option<Busy> {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    admit(&BUSY, cores).then_some(Busy(()))
-}
-
-/// Counts one more in `busy` if fewer than `cores` are counted there.
-fn admit(busy: &AtomicUsize, cores: usize) -> bool {
-    busy.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-        (n < cores).then_some(n + 1)
-    })
-    .is_ok()
-}
-
-/// The pages of one column chunk, in order: read and decompressed on this thread, or split
-/// at a page boundary, the later pages read and decompressed meanwhile by a helper on tokio's
-/// blocking pool.
-enum Pages<R: ChunkReader> {
-    Here(SerializedPageReader<R>),
-    Split {
-        here: SerializedPageReader<R>,
-        /// Pages still to read here before the helper's.
-        left: usize,
-        helper: Option<Handed>,
-        theirs: std::vec::IntoIter<Page>,
-    },
-}
-
-/// A helper's part of a chunk: claimed by whichever thread gets to it first (a helper not
-/// yet started when the caller has read its own pages is not waited for: the caller reads
-/// the rest itself, so a blocking pool with no thread to spare cannot stall a scan).
-struct Handed {
-    claimed: Arc<AtomicBool>,
-    pages: std::sync::mpsc::Receiver<Result<Vec<Page>>>,
-    /// Waited for even if not started ([`Helper::Always`]).
-    #[cfg(test)]
-    wait: bool,
-}
-
-impl<R: ChunkReader + 'static> Pages<R> {
-    /// The pages of `chunk` (`rows` rows, its pages at `locations`), split when `split`
-    /// allows and the chunk is worth it: decompressed size within
-    /// [`SPLIT_MIN_BYTES`]`..=`[`SPLIT_MAX_BYTES`], at least four pages, located by an offset
-    /// index, no dictionary page.
-    fn new(
-        reader: &Arc<R>,
-        chunk: &ColumnChunkMetaData,
-        rows: usize,
-        locations: Option<Vec<PageLocation>>,
-        split: Split,
-    ) -> Result<Pages<R>> {
-        let here = || -> Result<Pages<R>> {
-            Ok(Pages::Here(SerializedPageReader::new(
-                reader.clone(),
-                chunk,
-                rows,
-                None,
-            )?))
-        };
-        let size = chunk.uncompressed_size();
-        if split == Split::Never || !(SPLIT_MIN_BYTES..=SPLIT_MAX_BYTES).contains(&size) {
-            return here();
-        }
-        let Some(locations) = locations.filter(|l| {
-            l.len() >= 4
-                && l.first().and_then(|p| u64::try_from(p.offset).ok())
-                    == Some(chunk.byte_range().0)
-        }) else {
-            return here();
-        };
-        let core = match split {
-            Split::IfIdle => idle_core(),
-            #[cfg(test)]
-            Split::Always(_) => Some(Busy::enter()),
-            Split::Never => None,
-        };
-        let (Some(core), Ok(runtime)) = (core, tokio::runtime::Handle::try_current()) else {
-            return here();
-        };
-        // The helper takes the pages after the first half of the chunk's bytes.
-        let total: i64 = locations
-            .iter()
-            .map(|p| i64::from(p.compressed_page_size))
-            .sum();
-        let mut cut = 0usize;
-        let mut before = 0i64;
-        while cut < locations.len() - 1 && before * 2 < total {
-            before += i64::from(locations[cut].compressed_page_size);
-            cut += 1;
-        }
-        let cut = cut.clamp(1, locations.len() - 1);
-        let claimed = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        {
-            let (reader, chunk, locations, claimed) = (
-                reader.clone(),
-                chunk.clone(),
-                locations.clone(),
-                claimed.clone(),
-            );
-            drop(runtime.spawn_blocking(move || {
-                let _core = core;
-                if claimed.swap(true, Ordering::AcqRel) {
-                    return;
-                }
-                let pages = (|| {
-                    let mut pages =
-                        SerializedPageReader::new(reader, &chunk, rows, Some(locations))?;
-                    for _ in 0..cut {
-                        pages.skip_next_page()?;
-                    }
-                    let mut out = Vec::new();
-                    while let Some(page) = pages.get_next_page()? {
-                        out.push(page);
-                    }
-                    Ok(out)
-                })();
-                // The caller gone (an error in its pages): nobody to hand them to.
-                let _ = tx.send(pages);
-            }));
-        }
-        let here = SerializedPageReader::new(reader.clone(), chunk, rows, Some(locations))?;
-        Ok(Pages::Split {
-            here,
-            left: cut,
-            helper: Some(Handed {
-                claimed,
-                pages: rx,
-                #[cfg(test)]
-                wait: split == Split::Always(true),
-            }),
-            theirs: Vec::new().into_iter(),
-        })
-    }
-
-    /// The next page; with a helper, `Ok(true)` in the second field once its pages came.
-    fn next_page(&mut self) -> Result<(Option<Page>, bool)> {
-        match self {
-            Pages::Here(pages) => Ok((pages.get_next_page()?, false)),
-            Pages::Split {
-                here,
-                left,
-                helper,
-                theirs,
-            } => {
-                if *left > 0 {
-                    *left -= 1;
-                    return Ok((here.get_next_page()?, false));
-                }
-                let mut helped = false;
-                if let Some(handed) = helper.take() {
-                    #[cfg(test)]
-                    let wait = handed.wait;
-                    #[cfg(not(test))]
-                    let wait = false;
-                    let started = wait || handed.claimed.swap(true, Ordering::AcqRel);
-                    match started.then(|| handed.pages.recv()) {
-                        Some(Ok(pages)) => {
-                            *theirs = pages?.into_iter();
-                            helped = true;
-                        }
-                        // Not started (or gone without a word): the rest read here.
-                        _ => {
-                            *left = usize::MAX;
-                            return Ok((here.get_next_page()?, false));
-                        }
-                    }
-                }
-                Ok((theirs.next(), helped))
-            }
+            Next::End => return Ok(Some(arrays)),
+            Next::Unreadable => return Ok(None),
         }
     }
 }
@@ -451,20 +185,15 @@ pub(crate) enum Next {
 pub(crate) struct ChunkStream<R: ChunkReader> {
     reader: Arc<R>,
     shape: Shape,
-    /// Row groups still to read: `(index, the column chunk, rows, its pages' locations)`.
+    /// Row groups still to read: `(index, the column chunk, rows)`.
     groups:
-        std::collections::VecDeque<(usize, ColumnChunkMetaData, usize, Option<Vec<PageLocation>>)>,
-    /// The row group being read: its pages, index, rows, and the rows started before it.
-    current: Option<(Pages<R>, usize, usize, usize)>,
+        std::collections::VecDeque<(usize, parquet::file::metadata::ColumnChunkMetaData, usize)>,
+    /// The row group being read: its page reader, index, rows, and the rows started before it.
+    current: Option<(SerializedPageReader<R>, usize, usize, usize)>,
     out: Chunks,
     /// Whether an array was handed out (an empty read still gives one, empty).
     handed_out: bool,
     ended: bool,
-    /// Whether a chunk's later pages may go to a helper ([`Helper`]; never for a stream
-    /// handed out by itself: the caller may not be on the blocking pool).
-    split: Split,
-    /// Chunks whose later pages a helper decompressed.
-    helped: u64,
 }
 
 impl<R: ChunkReader + 'static> ChunkStream<R> {
@@ -492,12 +221,7 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
             let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
             rows += group_rows;
             levels += usize::try_from(group.column(leaf).num_values()).unwrap_or(0);
-            let locations = metadata
-                .offset_index()
-                .and_then(|index| index.get(rg))
-                .and_then(|columns| columns.get(leaf))
-                .map(|o| o.page_locations().clone());
-            groups.push_back((rg, group.column(leaf).clone(), group_rows, locations));
+            groups.push_back((rg, group.column(leaf).clone(), group_rows));
         }
         // ListArray offsets are i32.
         if i32::try_from(levels).is_err() {
@@ -511,8 +235,6 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
             out: Chunks::new(element, rows, levels, chunk_rows),
             handed_out: false,
             ended: false,
-            split: Split::Never,
-            helped: 0,
         }))
     }
 
@@ -527,7 +249,7 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
                 return Ok(Next::End);
             }
             if self.current.is_none() {
-                let Some((rg, chunk, rows, locations)) = self.groups.pop_front() else {
+                let Some((rg, chunk, rows)) = self.groups.pop_front() else {
                     // The last rows, or one empty array for a read of none.
                     self.ended = true;
                     if self.out.out.rows > 0 || !self.handed_out {
@@ -537,15 +259,13 @@ impl<R: ChunkReader + 'static> ChunkStream<R> {
                     }
                     return Ok(Next::End);
                 };
-                let pages = Pages::new(&self.reader, &chunk, rows, locations, self.split)?;
+                let pages = SerializedPageReader::new(self.reader.clone(), &chunk, rows, None)?;
                 self.current = Some((pages, rg, rows, self.out.rows()));
             }
             let Some((pages, rg, rows, before)) = self.current.as_mut() else {
                 continue;
             };
-            let (page, helped) = pages.next_page()?;
-            self.helped += u64::from(helped);
-            match page {
+            match pages.get_next_page()? {
                 Some(page) => {
                     if !self.out.page(self.shape, page)? {
                         return Ok(Next::Unreadable);

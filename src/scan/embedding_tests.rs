@@ -141,32 +141,12 @@ fn one_array(chunks: Option<Vec<ListArray>>) -> Option<ListArray> {
 
 fn ours(file: &Bytes, row_groups: &[usize]) -> Option<ListArray> {
     let (meta, field) = parsed(file);
-    one_array(
-        decode_chunks(
-            file,
-            &meta,
-            row_groups,
-            (1, &field),
-            None,
-            usize::MAX,
-            Helper::No,
-        )
-        .unwrap(),
-    )
+    one_array(decode_chunks(file, &meta, row_groups, 1, &field, None, usize::MAX).unwrap())
 }
 
 fn ours_in_chunks(file: &Bytes, row_groups: &[usize], chunk: usize) -> Option<Vec<ListArray>> {
     let (meta, field) = parsed(file);
-    decode_chunks(
-        file,
-        &meta,
-        row_groups,
-        (1, &field),
-        None,
-        chunk,
-        Helper::No,
-    )
-    .unwrap()
+    decode_chunks(file, &meta, row_groups, 1, &field, None, chunk).unwrap()
 }
 
 fn groups_of(file: &Bytes) -> usize {
@@ -264,10 +244,10 @@ fn ours_selected(
             file,
             &meta,
             row_groups,
-            (1, &field),
+            1,
+            &field,
             Some(selection),
             usize::MAX,
-            Helper::No,
         )
         .unwrap(),
     )
@@ -334,17 +314,9 @@ fn random_selections_decode_as_parquet_rs_does() {
             let pages = whole_pages(&mut rng, &file, &rgs);
             let chunk = 1 + rng.below(200) as usize;
             let (meta, field) = parsed(&file);
-            let chunks = decode_chunks(
-                &file,
-                &meta,
-                &rgs,
-                (1, &field),
-                Some(&pages),
-                chunk,
-                Helper::No,
-            )
-            .unwrap()
-            .unwrap_or_else(|| panic!("round {round}: {case:?} fell back"));
+            let chunks = decode_chunks(&file, &meta, &rgs, 1, &field, Some(&pages), chunk)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: {case:?} fell back"));
             let theirs = theirs_with(&file, &rgs, Some(&pages));
             let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
             assert!(
@@ -580,150 +552,4 @@ for name, (table, opts) in cases.items():
     }
     let file = Bytes::from(std::fs::read(dir.path().join("dictionary.parquet")).unwrap());
     assert!(ours(&file, &[0]).is_none(), "pyarrow's dictionary pages");
-}
-
-/// Decodes `file`'s embedding column (all row groups, arrays of `chunk` rows) on a blocking
-/// thread of `runtime`, as a scan's reader does, with a helper for every chunk worth it
-/// (waited for if `wait`); the arrays joined, and the chunks a helper decompressed.
-fn decoded_on_pool(
-    runtime: &tokio::runtime::Runtime,
-    file: &Bytes,
-    chunk: usize,
-    wait: bool,
-) -> (Option<ListArray>, u64) {
-    let file = file.clone();
-    runtime.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            let (meta, field) = parsed(&file);
-            let groups: Vec<usize> = (0..meta.num_row_groups()).collect();
-            let helped = AtomicU64::new(0);
-            let helper = Helper::Always(&helped, wait);
-            let arrays = decode_chunks(&file, &meta, &groups, (1, &field), None, chunk, helper)
-                .unwrap()
-                .map(|arrays| {
-                    let refs: Vec<&dyn Array> = arrays.iter().map(|a| a as &dyn Array).collect();
-                    let all = arrow_select::concat::concat(&refs).unwrap();
-                    all.as_any().downcast_ref::<ListArray>().unwrap().clone()
-                });
-            (arrays, helped.load(Ordering::Relaxed))
-        })
-        .await
-        .unwrap()
-    })
-}
-
-/// Files whose embedding chunks are large enough to split (≥ 256 KiB decompressed, ≥ 4
-/// pages): random codecs, page sizes, null rows, data page versions.
-fn splittable(rng: &mut Rng) -> Case {
-    let mut case = Case::random(rng);
-    case.dim = Some([512, 1024][rng.below(2) as usize]);
-    case.rows = 80 + rng.below(300) as usize;
-    case.page_rows = [3, 8, 17][rng.below(3) as usize];
-    case.group_rows = [64, 100_000][rng.below(2) as usize];
-    case
-}
-
-#[test]
-fn a_chunk_split_with_a_helper_decodes_as_parquet_rs_does() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
-    let mut rng = Rng(0x5b11_7000_0000_0117);
-    let mut split_chunks = 0;
-    for i in 0..24 {
-        let case = splittable(&mut rng);
-        let file = case.file(&mut rng);
-        let (meta, _) = parsed(&file);
-        // Chunks the rules allow to split: ≥ 256 KiB decompressed, ≥ 4 pages.
-        let eligible = (0..meta.num_row_groups())
-            .filter(|&rg| {
-                let chunk = meta.row_group(rg).column(1);
-                let pages = meta.offset_index().unwrap()[rg][1].page_locations().len();
-                chunk.uncompressed_size() >= SPLIT_MIN_BYTES && pages >= 4
-            })
-            .count() as u64;
-        let chunk = [7, 100, usize::MAX][rng.below(3) as usize];
-        let (ours, helped) = decoded_on_pool(&runtime, &file, chunk, true);
-        let groups: Vec<usize> = (0..meta.num_row_groups()).collect();
-        assert_eq!(
-            ours.expect("read by our decoder"),
-            theirs(&file, &groups),
-            "case {i}: {case:?}, chunks of {chunk}"
-        );
-        assert_eq!(helped, eligible, "case {i}: {case:?}");
-        split_chunks += helped;
-    }
-    assert!(split_chunks >= 12, "only {split_chunks} chunks were split");
-}
-
-#[test]
-fn a_helper_that_cannot_start_is_not_waited_for() {
-    // One blocking thread, taken by the decode itself: the helper is queued behind it. The
-    // decode reads the helper's pages itself instead of waiting (which would never end).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(1)
-        .build()
-        .unwrap();
-    let mut rng = Rng(0x5b11_7000_0000_0118);
-    let mut case = splittable(&mut rng);
-    case.group_rows = 100_000;
-    case.null_rows = false;
-    let file = case.file(&mut rng);
-    let (ours, helped) = decoded_on_pool(&runtime, &file, usize::MAX, false);
-    assert_eq!(helped, 0, "no helper ran");
-    assert_eq!(ours.expect("read by our decoder"), theirs(&file, &[0]));
-}
-
-#[test]
-fn a_helper_starts_only_while_a_core_is_idle() {
-    let busy = AtomicUsize::new(0);
-    assert!(admit(&busy, 2), "one of two cores busy after this");
-    assert!(admit(&busy, 2), "two of two");
-    assert!(!admit(&busy, 2), "every core is decoding");
-    assert_eq!(busy.load(Ordering::Relaxed), 2);
-    assert!(!admit(&AtomicUsize::new(0), 0));
-    assert!(admit(&AtomicUsize::new(0), 1));
-}
-
-#[test]
-fn small_chunks_and_streams_are_not_split() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
-    let mut rng = Rng(0x5b11_7000_0000_0119);
-    let mut case = splittable(&mut rng);
-    // 30 rows of 1024 values: 240 KiB, under the threshold.
-    case.rows = 30;
-    case.dim = Some(1024);
-    case.codec = Compression::UNCOMPRESSED;
-    case.null_rows = false;
-    let file = case.file(&mut rng);
-    let (ours, helped) = decoded_on_pool(&runtime, &file, usize::MAX, true);
-    assert_eq!(helped, 0);
-    assert_eq!(ours.unwrap(), theirs(&file, &[0]));
-    // No helper outside a runtime, and none for `Helper::No`.
-    let (meta, field) = parsed(&file);
-    let helped = AtomicU64::new(0);
-    case.rows = 200;
-    let big = case.file(&mut rng);
-    let (big_meta, big_field) = parsed(&big);
-    let read = decode_chunks(
-        &big,
-        &big_meta,
-        &[0],
-        (1, &big_field),
-        None,
-        64,
-        Helper::Always(&helped, true),
-    );
-    assert!(read.unwrap().is_some());
-    assert_eq!(helped.load(Ordering::Relaxed), 0, "no runtime, no helper");
-    assert!(
-        decode_chunks(&file, &meta, &[0], (1, &field), None, 64, Helper::No)
-            .unwrap()
-            .is_some()
-    );
 }

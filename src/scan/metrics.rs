@@ -43,11 +43,6 @@ pub struct ScanMetrics {
     /// does not handle (dictionary pages, null elements, another shape). Zero with
     /// [`EmbeddingDecoder::Parquet`](super::EmbeddingDecoder::Parquet), which is not a fallback.
     pub embedding_fallbacks: u64,
-    /// Column chunks of `embedding` whose later pages a second thread decompressed while
-    /// this scan's reader decoded the earlier ones: a large chunk (256 KiB to 32 MiB
-    /// decompressed) read while fewer files were being decoded than the machine has cores —
-    /// a scan of one tenant in one month on a tenant layout, not a full scan.
-    pub embedding_split_chunks: u64,
     /// Turns whose columns other than `embedding` (unfiltered, whole row groups) this
     /// crate's small-file decoder read: files written without dictionaries, as a tenant
     /// layout's small files are. Other turns are read by parquet-rs's Arrow reader (the
@@ -73,7 +68,6 @@ pub(crate) struct Counters {
     pub(crate) pages_skipped: AtomicU64,
     pub(crate) embedding_fast_reads: AtomicU64,
     pub(crate) embedding_fallbacks: AtomicU64,
-    pub(crate) embedding_split_chunks: AtomicU64,
     pub(crate) small_file_fast_reads: AtomicU64,
     pub(crate) lazy_reads: AtomicU64,
 }
@@ -96,7 +90,6 @@ impl Counters {
             pages_skipped: get(&self.pages_skipped),
             embedding_fast_reads: get(&self.embedding_fast_reads),
             embedding_fallbacks: get(&self.embedding_fallbacks),
-            embedding_split_chunks: get(&self.embedding_split_chunks),
             small_file_fast_reads: get(&self.small_file_fast_reads),
             lazy_reads: get(&self.lazy_reads),
             ..plan.clone()

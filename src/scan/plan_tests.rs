@@ -368,67 +368,55 @@ async fn a_kept_footer_gains_the_column_index_once() {
     }
 }
 
-/// A scan of one tenant in one month on a tenant layout reads one file; its embedding chunk
-/// (here 48 rows of 1024 values: 384 KiB decompressed, six pages) is split between the
-/// reader and a helper when a core is idle, and gives the rows a scan through parquet-rs's
-/// reader gives.
+/// A scan of one tenant in one month on a tenant layout reads one small file with its
+/// embeddings: the embedding column through its own decoder, the other columns through the
+/// small-file decoder (no dictionaries under 256 rows), the same batches as parquet-rs's
+/// reader gives — whole, and for a projection with `embedding` among other columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_files_embedding_chunk_is_split_with_a_helper() {
+async fn a_small_files_other_columns_come_with_its_embeddings() {
     let dir = tempfile::tempdir().unwrap();
     let config = CatalogConfig::local(dir.path());
     let table = SalesHistory::ensure_with(
         &config,
-        "split",
+        "with_embeddings",
         TableOptions::default()
-            .embedding_dimension(1024)
+            .embedding_dimension(DIM)
             .layout(Layout::TenantMonth),
     )
     .await
     .unwrap();
-    let records: Vec<SaleRecord> = (0..96)
-        .map(|i| {
-            let date = Utc
-                .with_ymd_and_hms(2025, 3, 1 + (i % 28) as u32, 12, 0, 0)
-                .single()
-                .unwrap_or_default();
-            let embedding = (0..1024)
-                .map(|j| f64::from(((i * 1031 + j * 7) % 997) as f32 / 997.0 - 0.5))
-                .collect();
-            SaleRecord::builder(
-                format!("p{i}"),
-                format!("tenant-{}", i % 2),
-                Price::from_cents(100 + i as i64).unwrap(),
-                date,
-            )
-            .embedding(embedding)
-            .build()
-            .unwrap()
-        })
-        .collect();
-    table.append(records).await.unwrap();
-    let filter = ScanFilter::new().tenant("tenant-1").year_month(2025, 3);
-    let (theirs, _) = table
-        .scan()
-        .filter(filter.clone())
-        .embedding_decoder(crate::EmbeddingDecoder::Parquet)
-        .to_batches_with_metrics()
-        .await
-        .unwrap();
-    let theirs = arrow_select::concat::concat_batches(&theirs[0].schema(), &theirs).unwrap();
-    assert_eq!(theirs.num_rows(), 48);
-    // Other tests of this process decode at the same time and may keep every core busy:
-    // a scan splits only while one is idle. Tried until one did.
-    let mut split = None;
-    for _ in 0..200 {
-        let (ours, m) = table
-            .scan()
-            .filter(filter.clone())
+    table.append(rows(0)).await.unwrap();
+    let filter = ScanFilter::new().tenant("tenant-007").year_month(2025, 2);
+    let narrow = [
+        crate::Column::SoldPrice,
+        crate::Column::Embedding,
+        crate::Column::ProductId,
+    ];
+    for columns in [None, Some(narrow)] {
+        let scan = |decoder| {
+            let scan = table
+                .scan()
+                .filter(filter.clone())
+                .embedding_decoder(decoder);
+            match columns {
+                Some(c) => scan.select(c),
+                None => scan,
+            }
+        };
+        let (ours, m) = scan(crate::EmbeddingDecoder::Auto)
             .to_batches_with_metrics()
             .await
             .unwrap();
-        let ours = arrow_select::concat::concat_batches(&ours[0].schema(), &ours).unwrap();
-        assert_eq!(ours, theirs);
-        // The other columns of the small file through the small-file decoder.
+        let (theirs, t) = scan(crate::EmbeddingDecoder::Parquet)
+            .to_batches_with_metrics()
+            .await
+            .unwrap();
+        assert_eq!(ours, theirs, "{columns:?}");
+        assert_eq!(ours.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+        assert_eq!(
+            ours[0].num_columns(),
+            columns.map_or(crate::Column::ALL.len(), |c| c.len())
+        );
         assert_eq!(
             (
                 m.files_read,
@@ -438,28 +426,16 @@ async fn one_files_embedding_chunk_is_split_with_a_helper() {
             (1, 1, 1),
             "{m:?}"
         );
-        if m.embedding_split_chunks > 0 {
-            split = Some(m);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!((t.embedding_fast_reads, t.small_file_fast_reads), (0, 0));
     }
-    let m = split.expect("no scan of the 200 split its embedding chunk");
-    assert_eq!(m.embedding_split_chunks, 1, "{m:?}");
-    // Some columns, `embedding` among them: each in its place.
-    let columns = [
-        crate::Column::SoldPrice,
-        crate::Column::Embedding,
-        crate::Column::ProductId,
-    ];
-    let scan = || table.scan().filter(filter.clone()).select(columns);
-    let (ours, m) = scan().to_batches_with_metrics().await.unwrap();
-    let (theirs, _) = scan()
-        .embedding_decoder(crate::EmbeddingDecoder::Parquet)
+    // Only `embedding`: nothing for the small-file decoder.
+    let (only, m) = table
+        .scan()
+        .filter(filter.clone())
+        .select([crate::Column::Embedding])
         .to_batches_with_metrics()
         .await
         .unwrap();
-    assert_eq!(ours, theirs);
-    assert_eq!(ours[0].num_columns(), 3);
-    assert_eq!(m.small_file_fast_reads, 1, "{m:?}");
+    assert_eq!(only.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    assert_eq!((m.embedding_fast_reads, m.small_file_fast_reads), (1, 0));
 }

@@ -733,7 +733,6 @@ pub(crate) async fn read_file(
         let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool,
                            gather: Option<&mut narrow::Gather>| {
             let plan = plan2;
-            let _busy = embedding::Busy::enter();
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
@@ -783,12 +782,10 @@ pub(crate) async fn read_file(
                         &data,
                         &metadata,
                         &turn.row_groups,
-                        (leaf, &field),
+                        leaf,
+                        &field,
                         selection,
                         plan.batch_size,
-                        // This runs on the blocking pool (read inline by a local reader
-                        // there, or spawned onto it below).
-                        embedding::Helper::IfIdle(&plan.counters.embedding_split_chunks),
                     )?;
                     match decoded {
                         Some(list) => {
