@@ -1113,6 +1113,8 @@ fn bench_layout_compares_layouts_and_migrates() {
             "4",
             "--reps",
             "1",
+            "--fast-reps",
+            "1",
             "--dir",
             dir.path().to_str().unwrap(),
             "--json",
