@@ -266,16 +266,13 @@ async fn a_filtered_scan_again_reads_no_footer() {
     assert_eq!(m3.requests, m1.requests);
 }
 
-/// A small file's page indexes lie in the tail read for its footer: they are parsed from it
-/// (no read of their own) and kept with the footer, so an unfiltered scan finds each column's
-/// pages from the offset index.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_files_page_index_comes_with_its_footer() {
+/// A tenant-month table (in a temporary directory, kept as long as the guard) holding
+/// [`rows`]`(0)`: 72 small files.
+async fn tenant_month_table(name: &str) -> (tempfile::TempDir, SalesHistory) {
     let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
     let table = SalesHistory::ensure_with(
-        &config,
-        "tails",
+        &CatalogConfig::local(dir.path()),
+        name,
         TableOptions::default()
             .embedding_dimension(DIM)
             .layout(Layout::TenantMonth),
@@ -283,6 +280,15 @@ async fn a_small_files_page_index_comes_with_its_footer() {
     .await
     .unwrap();
     table.append(rows(0)).await.unwrap();
+    (dir, table)
+}
+
+/// A small file's page indexes lie in the tail read for its footer: they are parsed from it
+/// (no read of their own) and kept with the footer, so an unfiltered scan finds each column's
+/// pages from the offset index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_files_page_index_comes_with_its_footer() {
+    let (_dir, table) = tenant_month_table("tails").await;
     let (first, m1) = table.scan().to_batches_with_metrics().await.unwrap();
     let (again, m2) = table.scan().to_batches_with_metrics().await.unwrap();
     let ids = |batches: &[arrow_array::RecordBatch]| {
@@ -374,18 +380,7 @@ async fn a_kept_footer_gains_the_column_index_once() {
 /// reader gives — whole, and for a projection with `embedding` among other columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_files_other_columns_come_with_its_embeddings() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
-    let table = SalesHistory::ensure_with(
-        &config,
-        "with_embeddings",
-        TableOptions::default()
-            .embedding_dimension(DIM)
-            .layout(Layout::TenantMonth),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
+    let (_dir, table) = tenant_month_table("with_embeddings").await;
     let filter = ScanFilter::new().tenant("tenant-007").year_month(2025, 2);
     let narrow = [
         crate::Column::SoldPrice,
