@@ -382,19 +382,29 @@ async fn a_kept_footer_gains_the_column_index_once() {
 async fn a_small_files_other_columns_come_with_its_embeddings() {
     let (_dir, table) = tenant_month_table("with_embeddings").await;
     let filter = ScanFilter::new().tenant("tenant-007").year_month(2025, 2);
-    let narrow = [
+    // `embedding` last of the columns (output is in table order), in the middle (all), and
+    // first; batches of 1,024 rows and of 4.
+    let last = [
         crate::Column::SoldPrice,
         crate::Column::Embedding,
         crate::Column::ProductId,
     ];
-    for columns in [None, Some(narrow)] {
+    let first = [crate::Column::Embedding, crate::Column::Description];
+    let cases = [
+        (None, 1024),
+        (Some(&last[..]), 1024),
+        (Some(&first[..]), 1024),
+        (None, 4),
+    ];
+    for (columns, batch_size) in cases {
         let scan = |decoder| {
             let scan = table
                 .scan()
                 .filter(filter.clone())
+                .batch_size(batch_size)
                 .embedding_decoder(decoder);
             match columns {
-                Some(c) => scan.select(c),
+                Some(c) => scan.select(c.iter().copied()),
                 None => scan,
             }
         };
@@ -406,8 +416,9 @@ async fn a_small_files_other_columns_come_with_its_embeddings() {
             .to_batches_with_metrics()
             .await
             .unwrap();
-        assert_eq!(ours, theirs, "{columns:?}");
+        assert_eq!(ours, theirs, "{columns:?}, batches of {batch_size}");
         assert_eq!(ours.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+        assert_eq!(ours.len(), 6usize.div_ceil(batch_size));
         assert_eq!(
             ours[0].num_columns(),
             columns.map_or(crate::Column::ALL.len(), |c| c.len())

@@ -836,28 +836,40 @@ pub(crate) async fn read_file(
                         )? {
                             Counters::add(&plan.counters.small_file_fast_reads, 1);
                             let rows = batch.num_rows();
-                            let mut arrays = batch.columns().iter();
-                            let embedding = lists.take(rows)?;
-                            let total = lists.len();
-                            all_sent(&mut lists, rows, total)?;
-                            let arrays = plan
-                                .output
-                                .iter()
-                                .map(|c| match c {
-                                    Column::Embedding => Some(embedding.clone()),
-                                    _ => arrays.next().cloned(),
-                                })
-                                .collect::<Option<Vec<ArrayRef>>>()
-                                .ok_or_else(|| {
-                                    Error::internal("the small-file decoder lost a column")
-                                })?;
-                            let batch = RecordBatch::try_new(plan.schema.clone(), arrays)?;
+                            if lists.len() != rows {
+                                return Err(Error::Parquet(
+                                    parquet::errors::ParquetError::General(format!(
+                                        "the embedding column holds {} rows, the other \
+                                         columns {rows}",
+                                        lists.len()
+                                    )),
+                                ));
+                            }
+                            // A batch's rows at a time: the embedding arrays were decoded
+                            // in arrays of a batch's rows, so each take is a slice of one
+                            // (no copy of the turn's embeddings into one buffer).
                             let step = plan.batch_size.max(1);
                             for at in (0..rows).step_by(step) {
-                                if !emit(batch.slice(at, step.min(rows - at))) {
+                                let n = step.min(rows - at);
+                                let part = batch.slice(at, n);
+                                let mut narrow = part.columns().iter();
+                                let embedding = lists.take(n)?;
+                                let arrays = plan
+                                    .output
+                                    .iter()
+                                    .map(|c| match c {
+                                        Column::Embedding => Some(embedding.clone()),
+                                        _ => narrow.next().cloned(),
+                                    })
+                                    .collect::<Option<Vec<ArrayRef>>>()
+                                    .ok_or_else(|| {
+                                        Error::internal("the small-file decoder lost a column")
+                                    })?;
+                                if !emit(RecordBatch::try_new(plan.schema.clone(), arrays)?) {
                                     return Ok((false, at));
                                 }
                             }
+                            all_sent(&mut lists, rows, rows)?;
                             return Ok((true, rows));
                         }
                     }
