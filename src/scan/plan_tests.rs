@@ -59,6 +59,43 @@ fn filters() -> Vec<(&'static str, ScanFilter)> {
     ]
 }
 
+/// A table named `name` under `layout`, in a temporary directory (kept as long as the guard),
+/// holding [`rows`]`(0)`, and its catalog.
+async fn loaded(name: &str, layout: Layout) -> (tempfile::TempDir, CatalogConfig, SalesHistory) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let table = SalesHistory::ensure_with(
+        &config,
+        name,
+        TableOptions::default()
+            .embedding_dimension(DIM)
+            .layout(layout),
+    )
+    .await
+    .unwrap();
+    table.append(rows(0)).await.unwrap();
+    (dir, config, table)
+}
+
+/// The footers `table` keeps of the files `scan` plans, with their paths (each must be kept).
+async fn kept_footers(
+    table: &SalesHistory,
+    scan: crate::Scan,
+) -> Vec<(
+    String,
+    std::sync::Arc<parquet::file::metadata::ParquetMetaData>,
+)> {
+    let plan = scan.plan().await.unwrap();
+    plan.files
+        .into_iter()
+        .map(|f| {
+            let kept = table.shared.footers.get(f.path.as_str());
+            let kept = kept.unwrap_or_else(|| panic!("no footer kept for {}", f.path));
+            (f.path, kept.metadata)
+        })
+        .collect()
+}
+
 async fn planned(table: &SalesHistory, filter: &ScanFilter, iceberg: bool) -> BTreeSet<String> {
     let plan = table
         .scan()
@@ -102,18 +139,7 @@ async fn kept_live_files_plan_what_icebergs_planner_plans() {
         Layout::TenantMonth,
         Layout::tenant_buckets(4).unwrap(),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = CatalogConfig::local(dir.path());
-        let table = SalesHistory::ensure_with(
-            &config,
-            "plans",
-            TableOptions::default()
-                .embedding_dimension(DIM)
-                .layout(layout),
-        )
-        .await
-        .unwrap();
-        table.append(rows(0)).await.unwrap();
+        let (_dir, _, table) = loaded("plans", layout).await;
         table.append(rows(1)).await.unwrap();
         let pruning = same_plans(&table, &layout.to_string()).await;
         // Bucket files mix tenants, so only the bucket partition value tells them apart.
@@ -130,16 +156,7 @@ async fn kept_live_files_plan_what_icebergs_planner_plans() {
         }
     }
     // A table whose layout evolved: files of two specs, each pruned under its own.
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
-    let table = SalesHistory::ensure_with(
-        &config,
-        "evolved",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
+    let (_dir, _, table) = loaded("evolved", Layout::Month).await;
     table
         .evolve_layout(Layout::tenant_buckets(4).unwrap())
         .await
@@ -174,16 +191,7 @@ fn manifests(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// kept (moved away on disk, the handle still plans; a fresh handle cannot), once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_after_a_commit_reads_only_the_new_manifest() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
-    let table = SalesHistory::ensure_with(
-        &config,
-        "kept",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
+    let (dir, config, table) = loaded("kept", Layout::Month).await;
     let first = table.scan().plan().await.unwrap().files.len();
     let cache = &table.shared.live_files;
     let kept = cache.bytes();
@@ -214,16 +222,7 @@ async fn the_plan_after_a_commit_reads_only_the_new_manifest() {
 /// only column data, and returns the same rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_scan_again_reads_no_footer() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
-    let table = SalesHistory::ensure_with(
-        &config,
-        "footers",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
+    let (_dir, config, table) = loaded("footers", Layout::Month).await;
     let scan = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
     let (first, m1) = scan().to_batches_with_metrics().await.unwrap();
     let (again, m2) = scan().to_batches_with_metrics().await.unwrap();
@@ -266,29 +265,12 @@ async fn a_filtered_scan_again_reads_no_footer() {
     assert_eq!(m3.requests, m1.requests);
 }
 
-/// A tenant-month table (in a temporary directory, kept as long as the guard) holding
-/// [`rows`]`(0)`: 72 small files.
-async fn tenant_month_table(name: &str) -> (tempfile::TempDir, SalesHistory) {
-    let dir = tempfile::tempdir().unwrap();
-    let table = SalesHistory::ensure_with(
-        &CatalogConfig::local(dir.path()),
-        name,
-        TableOptions::default()
-            .embedding_dimension(DIM)
-            .layout(Layout::TenantMonth),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
-    (dir, table)
-}
-
 /// A small file's page indexes lie in the tail read for its footer: they are parsed from it
 /// (no read of their own) and kept with the footer, so an unfiltered scan finds each column's
 /// pages from the offset index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_files_page_index_comes_with_its_footer() {
-    let (_dir, table) = tenant_month_table("tails").await;
+    let (_dir, _, table) = loaded("tails", Layout::TenantMonth).await;
     let (first, m1) = table.scan().to_batches_with_metrics().await.unwrap();
     let (again, m2) = table.scan().to_batches_with_metrics().await.unwrap();
     let ids = |batches: &[arrow_array::RecordBatch]| {
@@ -305,13 +287,12 @@ async fn a_small_files_page_index_comes_with_its_footer() {
     assert_eq!(m1.files_read, 72);
     // One read more per file the first time: the tail with the footer and the indexes.
     assert_eq!(m1.requests, m2.requests + m1.files_read, "{m1:?} {m2:?}");
-    let plan = table.scan().plan().await.unwrap();
-    assert_eq!(plan.files.len(), 72);
-    for f in &plan.files {
-        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
+    let kept = kept_footers(&table, table.scan()).await;
+    assert_eq!(kept.len(), 72);
+    for (path, kept) in kept {
         // The offset index alone: no filter needed the column index.
-        assert!(kept.metadata.offset_index().is_some(), "{}", f.path);
-        assert!(kept.metadata.column_index().is_none(), "{}", f.path);
+        assert!(kept.offset_index().is_some(), "{path}");
+        assert!(kept.column_index().is_none(), "{path}");
     }
     // Without the embedding, this crate's small-file decoder reads them, page by page from
     // the offset index.
@@ -333,9 +314,8 @@ async fn a_small_files_page_index_comes_with_its_footer() {
     let (_, t1) = tenant().to_batches_with_metrics().await.unwrap();
     assert_eq!((t1.files_read, t1.rows_returned), (6, 36));
     assert_eq!(t1.requests, m2.requests / 12, "{t1:?} {m2:?}");
-    for f in &tenant().plan().await.unwrap().files {
-        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
-        assert!(kept.metadata.column_index().is_none(), "{}", f.path);
+    for (path, kept) in kept_footers(&table, tenant()).await {
+        assert!(kept.column_index().is_none(), "{path}");
     }
 }
 
@@ -343,23 +323,13 @@ async fn a_small_files_page_index_comes_with_its_footer() {
 /// the first scan whose filter uses it, read once: the next such scan reads no index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_footer_gains_the_column_index_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig::local(dir.path());
-    let table = SalesHistory::ensure_with(
-        &config,
-        "upgrade",
-        TableOptions::default().embedding_dimension(DIM),
-    )
-    .await
-    .unwrap();
-    table.append(rows(0)).await.unwrap();
+    let (_dir, _, table) = loaded("upgrade", Layout::Month).await;
     let (_, all) = table.scan().to_batches_with_metrics().await.unwrap();
     assert_eq!(all.files_read, 6);
     let tenant = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
-    for f in &tenant().plan().await.unwrap().files {
-        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
-        assert!(kept.metadata.offset_index().is_some(), "{}", f.path);
-        assert!(kept.metadata.column_index().is_none(), "{}", f.path);
+    for (path, kept) in kept_footers(&table, tenant()).await {
+        assert!(kept.offset_index().is_some(), "{path}");
+        assert!(kept.column_index().is_none(), "{path}");
     }
     let (first, t1) = tenant().to_batches_with_metrics().await.unwrap();
     let (again, t2) = tenant().to_batches_with_metrics().await.unwrap();
@@ -368,9 +338,8 @@ async fn a_kept_footer_gains_the_column_index_once() {
     assert_eq!(t1.files_read, 6);
     // One index read per file the first time, none after.
     assert_eq!(t1.requests, t2.requests + t1.files_read, "{t1:?} {t2:?}");
-    for f in &tenant().plan().await.unwrap().files {
-        let kept = table.shared.footers.get(f.path.as_str()).unwrap();
-        assert!(kept.metadata.column_index().is_some(), "{}", f.path);
+    for (path, kept) in kept_footers(&table, tenant()).await {
+        assert!(kept.column_index().is_some(), "{path}");
     }
 }
 
@@ -380,7 +349,7 @@ async fn a_kept_footer_gains_the_column_index_once() {
 /// reader gives — whole, and for a projection with `embedding` among other columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_files_other_columns_come_with_its_embeddings() {
-    let (_dir, table) = tenant_month_table("with_embeddings").await;
+    let (_dir, _, table) = loaded("with_embeddings", Layout::TenantMonth).await;
     let filter = ScanFilter::new().tenant("tenant-007").year_month(2025, 2);
     // `embedding` last of the columns (output is in table order), in the middle (all), and
     // first; batches of 1,024 rows and of 4.

@@ -809,68 +809,29 @@ pub(crate) async fn read_file(
                         }
                     }
                 };
-                if let Some(mut lists) = lists {
+                if let Some(lists) = lists {
                     // A small file read whole and unfiltered: its other columns through
-                    // the small-file decoder too, as one batch.
-                    if filter.is_none()
-                        && turn.selection.is_none()
-                        && !turn.lazy
-                        && plan.output.len() > 1
-                    {
-                        let narrow: Vec<(usize, Column)> = plan
+                    // the small-file decoder too.
+                    if filter.is_none() && turn.selection.is_none() && !turn.lazy {
+                        let (at, columns): (Vec<usize>, Vec<Column>) = plan
                             .output
                             .iter()
-                            .copied()
                             .enumerate()
-                            .filter(|(_, c)| *c != Column::Embedding)
-                            .collect();
-                        let at: Vec<usize> = narrow.iter().map(|(i, _)| *i).collect();
-                        let columns: Vec<Column> = narrow.iter().map(|(_, c)| *c).collect();
-                        let schema = Arc::new(plan.schema.project(&at)?);
-                        if let Some(batch) = narrow_checked(
-                            &plan,
-                            (&data, &reader_meta),
-                            &turn.row_groups,
-                            (&columns, &schema),
-                            (&descr, &files),
-                        )? {
-                            Counters::add(&plan.counters.small_file_fast_reads, 1);
-                            let rows = batch.num_rows();
-                            if lists.len() != rows {
-                                return Err(Error::Parquet(
-                                    parquet::errors::ParquetError::General(format!(
-                                        "the embedding column holds {} rows, the other \
-                                         columns {rows}",
-                                        lists.len()
-                                    )),
-                                ));
+                            .filter(|(_, c)| **c != Column::Embedding)
+                            .unzip();
+                        if let Some(leaves) = leaves_of(&columns, &files).filter(|l| !l.is_empty())
+                        {
+                            let schema = Arc::new(plan.schema.project(&at)?);
+                            if let Some(narrow) = narrow_checked(
+                                &plan,
+                                (&data, &reader_meta),
+                                &turn.row_groups,
+                                (&columns, &leaves, &schema),
+                                (&descr, &files),
+                            )? {
+                                Counters::add(&plan.counters.small_file_fast_reads, 1);
+                                return send_narrow_with_embedding(&plan, &narrow, lists, emit);
                             }
-                            // A batch's rows at a time: the embedding arrays were decoded
-                            // in arrays of a batch's rows, so each take is a slice of one
-                            // (no copy of the turn's embeddings into one buffer).
-                            let step = plan.batch_size.max(1);
-                            for at in (0..rows).step_by(step) {
-                                let n = step.min(rows - at);
-                                let part = batch.slice(at, n);
-                                let mut narrow = part.columns().iter();
-                                let embedding = lists.take(n)?;
-                                let arrays = plan
-                                    .output
-                                    .iter()
-                                    .map(|c| match c {
-                                        Column::Embedding => Some(embedding.clone()),
-                                        _ => narrow.next().cloned(),
-                                    })
-                                    .collect::<Option<Vec<ArrayRef>>>()
-                                    .ok_or_else(|| {
-                                        Error::internal("the small-file decoder lost a column")
-                                    })?;
-                                if !emit(RecordBatch::try_new(plan.schema.clone(), arrays)?) {
-                                    return Ok((false, at));
-                                }
-                            }
-                            all_sent(&mut lists, rows, rows)?;
-                            return Ok((true, rows));
                         }
                     }
                     return send_with_embedding(
@@ -898,12 +859,7 @@ pub(crate) async fn read_file(
                 && !turn.lazy
                 && plan.decode != Mode::Parquet;
             let leaves = whole_unfiltered
-                .then(|| {
-                    plan.output
-                        .iter()
-                        .map(|c| files.leaf[c.index()])
-                        .collect::<Option<Vec<usize>>>()
-                })
+                .then(|| leaves_of(&plan.output, &files))
                 .flatten();
             if let Some(leaves) = leaves {
                 let turn_rows: usize = turn
@@ -922,7 +878,7 @@ pub(crate) async fn read_file(
                     &plan,
                     (&data, &reader_meta),
                     &turn.row_groups,
-                    (&plan.output, &plan.schema),
+                    (&plan.output, &leaves, &plan.schema),
                     (&descr, &files),
                 )? {
                     Counters::add(&plan.counters.small_file_fast_reads, 1);
@@ -1885,11 +1841,21 @@ fn conform_batch(
     batch: &RecordBatch,
     embedding: Option<ArrayRef>,
 ) -> Result<RecordBatch> {
+    conform_to(&plan.output, &plan.schema, pos, batch, embedding)
+}
+
+/// [`conform_batch`] to `columns` and their `schema` (a part of the output's).
+fn conform_to(
+    columns: &[Column],
+    schema: &ArrowSchemaRef,
+    pos: &[(Column, usize)],
+    batch: &RecordBatch,
+    embedding: Option<ArrayRef>,
+) -> Result<RecordBatch> {
     let rows = embedding.as_ref().map_or(batch.num_rows(), |e| e.len());
-    let columns = plan
-        .output
+    let columns = columns
         .iter()
-        .zip(plan.schema.fields())
+        .zip(schema.fields())
         .map(|(c, field)| match pos.iter().find(|(col, _)| col == c) {
             Some((_, p)) => crate::batch::relabel_array(batch.column(*p), field),
             None if *c == Column::Embedding && embedding.is_some() => Ok(embedding
@@ -1905,7 +1871,7 @@ fn conform_batch(
         .collect::<Result<Vec<_>>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
-        plan.schema.clone(),
+        schema.clone(),
         columns,
         &options,
     )?)
@@ -1999,24 +1965,22 @@ fn send_with_embedding(
     all_sent(&mut list, sent, total).map(|()| (true, rows_out))
 }
 
-/// `columns` (of `schema`, none of them `embedding`) of `row_groups` of a small file through
-/// this crate's small-file decoder ([`narrow::decode`]); `Ok(None)` when a chunk is not one it
-/// reads. In verify mode checked against parquet-rs's reader.
+/// Leaves of `columns` in the file, if it has them all.
+fn leaves_of(columns: &[Column], files: &FileColumns) -> Option<Vec<usize>> {
+    columns.iter().map(|c| files.leaf[c.index()]).collect()
+}
+
+/// `columns` (of `schema`, none of them `embedding`; file leaves `leaves`) of `row_groups` of
+/// a small file through this crate's small-file decoder ([`narrow::decode`]); `Ok(None)` when
+/// a chunk is not one it reads. In verify mode checked against parquet-rs's reader.
 fn narrow_checked(
     plan: &ReadPlan,
     (data, reader_meta): (&SparseFile, &ArrowReaderMetadata),
     row_groups: &[usize],
-    (columns, schema): (&[Column], &ArrowSchemaRef),
+    (columns, leaves, schema): (&[Column], &[usize], &ArrowSchemaRef),
     (descr, files): (&SchemaDescriptor, &FileColumns),
 ) -> Result<Option<RecordBatch>> {
-    let Some(leaves) = columns
-        .iter()
-        .map(|c| files.leaf[c.index()])
-        .collect::<Option<Vec<usize>>>()
-    else {
-        return Ok(None);
-    };
-    let Some(batch) = narrow::decode(data, reader_meta.metadata(), row_groups, &leaves, schema)?
+    let Some(batch) = narrow::decode(data, reader_meta.metadata(), row_groups, leaves, schema)?
     else {
         return Ok(None);
     };
@@ -2028,26 +1992,7 @@ fn narrow_checked(
                 .with_row_groups(row_groups.to_vec())
                 .with_projection(ProjectionMask::roots(descr, roots))
                 .build()?
-                .map(|b| {
-                    let b = b?;
-                    let arrays = columns
-                        .iter()
-                        .zip(schema.fields())
-                        .map(|(c, field)| {
-                            let p = pos.iter().find(|(col, _)| col == c).map(|(_, p)| *p);
-                            match p {
-                                Some(p) => crate::batch::relabel_array(b.column(p), field),
-                                None => Ok(new_null_array(field.data_type(), b.num_rows())),
-                            }
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
-                    Ok(RecordBatch::try_new_with_options(
-                        schema.clone(),
-                        arrays,
-                        &options,
-                    )?)
-                })
+                .map(|b| conform_to(columns, schema, &pos, &b?, None))
                 .collect::<Result<Vec<_>>>()?;
         let theirs = arrow_select::concat::concat_batches(schema, &theirs)?;
         if theirs != batch {
@@ -2058,6 +2003,48 @@ fn narrow_checked(
         }
     }
     Ok(Some(batch))
+}
+
+/// Sends a turn of a small file read whole: `narrow`, its other output columns (decoded by
+/// the small-file decoder), with the rows of `lists` as its `embedding` column, a batch's
+/// rows at a time (the embedding arrays were decoded in arrays of a batch's rows, so each
+/// take is a slice of one, not a copy of the turn into one buffer).
+fn send_narrow_with_embedding(
+    plan: &ReadPlan,
+    narrow: &RecordBatch,
+    mut lists: Lists,
+    emit: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<(bool, usize)> {
+    let rows = narrow.num_rows();
+    if lists.len() != rows {
+        return Err(Error::Parquet(parquet::errors::ParquetError::General(
+            format!(
+                "the embedding column holds {} rows, the other columns {rows}",
+                lists.len()
+            ),
+        )));
+    }
+    let step = plan.batch_size.max(1);
+    for at in (0..rows).step_by(step) {
+        let n = step.min(rows - at);
+        let part = narrow.slice(at, n);
+        let mut others = part.columns().iter();
+        let embedding = lists.take(n)?;
+        let arrays = plan
+            .output
+            .iter()
+            .map(|c| match c {
+                Column::Embedding => Some(embedding.clone()),
+                _ => others.next().cloned(),
+            })
+            .collect::<Option<Vec<ArrayRef>>>()
+            .ok_or_else(|| Error::internal("the small-file decoder lost a column"))?;
+        if !emit(RecordBatch::try_new(plan.schema.clone(), arrays)?) {
+            return Ok((false, at));
+        }
+    }
+    all_sent(&mut lists, rows, rows)?;
+    Ok((true, rows))
 }
 
 /// Checks that the other columns' `sent` rows were all of `list`'s `total` (a streamed list
