@@ -361,6 +361,40 @@ pub(crate) fn month_of(partition: &Struct) -> Option<Month> {
     }
 }
 
+/// Where each partition spec of a table holds an `identity(tenant_id)` field: a file under
+/// such a spec holds one tenant, its partition value.
+pub(crate) struct IdentityTenant {
+    /// (spec id, position of the field in the spec).
+    specs: Vec<(i32, usize)>,
+}
+
+impl IdentityTenant {
+    pub(crate) fn of<'a>(specs: impl IntoIterator<Item = &'a PartitionSpec>) -> IdentityTenant {
+        let specs = specs
+            .into_iter()
+            .filter_map(|spec| {
+                let at = spec.fields().iter().position(|f| {
+                    f.transform == Transform::Identity && f.source_id == Column::TenantId.field_id()
+                })?;
+                Some((spec.spec_id(), at))
+            })
+            .collect();
+        IdentityTenant { specs }
+    }
+
+    /// The tenant of a file of spec `spec_id` with partition tuple `partition`, when the spec
+    /// partitions by `identity(tenant_id)` and the value is a string.
+    pub(crate) fn value(&self, spec_id: i32, partition: &Struct) -> Option<std::sync::Arc<str>> {
+        let &(_, at) = self.specs.iter().find(|(id, _)| *id == spec_id)?;
+        match partition.fields().get(at)? {
+            Some(Literal::Primitive(iceberg::spec::PrimitiveLiteral::String(t))) => {
+                Some(t.as_str().into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// How a spec reads in a message: `[bucket[16](tenant_id) as tenant_id_bucket, …]`.
 pub(crate) fn describe_spec(spec: &PartitionSpec, schema: &Schema) -> String {
     let shown: Vec<String> = spec

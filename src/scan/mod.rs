@@ -39,6 +39,7 @@ use stream::{iceberg_reader, spawn_readers};
 
 use crate::batch::batch_to_records;
 use crate::error::{Error, IcebergResultExt, Result};
+use crate::layout::IdentityTenant;
 use crate::record::SaleRecord;
 use crate::schema::{Column, arrow_schema};
 use crate::table::SalesHistory;
@@ -171,6 +172,8 @@ struct PlanFile {
     spec_id: Option<i32>,
     /// A Parquet file without row-level deletes: our reader reads it.
     own_readable: bool,
+    /// Its `identity(tenant_id)` partition value, under a spec that has one.
+    tenant: Option<Arc<str>>,
 }
 
 impl PlanFile {
@@ -181,6 +184,9 @@ impl PlanFile {
             record_count: t.record_count,
             spec_id: t.partition_spec.as_ref().map(|s| s.spec_id()),
             own_readable: t.deletes.is_empty() && t.data_file_format == DataFileFormat::Parquet,
+            // iceberg 0.10.1's planner gives no task its spec (`partition_spec: None`), so
+            // which partition field holds the tenant is not known: it is read from the file.
+            tenant: None,
         }
     }
 }
@@ -442,6 +448,8 @@ impl Scan {
             (_, true) => Vec::new(),
             (Some(live), false) => {
                 let pruner = resolved.pruner(table.metadata());
+                let specs = table.metadata().partition_specs_iter();
+                let tenant = IdentityTenant::of(specs.map(|s| s.as_ref()));
                 live.matching(&pruner)
                     .map(|(spec, f)| PlanFile {
                         path: f.file_path().to_string(),
@@ -449,6 +457,7 @@ impl Scan {
                         record_count: Some(f.record_count()),
                         spec_id: Some(spec),
                         own_readable: f.file_format() == DataFileFormat::Parquet,
+                        tenant: tenant.value(spec, f.partition()),
                     })
                     .collect()
             }
@@ -614,6 +623,7 @@ impl Scan {
                         path: t.path.clone(),
                         size: t.size,
                         rows: None,
+                        tenant: t.tenant.clone(),
                     })
                     .collect();
                 spawn_readers(plan, files, workers)
@@ -740,6 +750,7 @@ pub(crate) async fn read_file_rows(
         path: path.to_string(),
         size,
         rows: None,
+        tenant: None,
     };
     collect_file(plan, file).await
 }
@@ -814,6 +825,7 @@ async fn read_ranges_of(
         path: path.to_string(),
         size,
         rows: Some(Arc::new(ranges)),
+        tenant: None,
     };
     collect_file(plan, file).await
 }

@@ -143,29 +143,38 @@ impl Values {
     }
 
     /// Room for `rows` more rows of file column `leaf` in `row_groups` (its uncompressed
-    /// bytes bound the string values'), so a file's pages do not grow the buffers page by page.
+    /// bytes bound the string values'), so a file's pages do not grow the buffers page by page;
+    /// when the buffers must grow, room for `ahead` rows like these (the rest of a batch being
+    /// gathered, at most [`AHEAD_CAP`] bytes), so the next files do not grow them again.
     fn reserve(
         &mut self,
         metadata: &ParquetMetaData,
         row_groups: &[usize],
         leaf: usize,
-        rows: usize,
+        (rows, ahead): (usize, usize),
     ) {
         // The file's own figures, so capped (a bad one must not reserve gigabytes).
         let rows = rows.min(RESERVE_CAP / 8);
+        // Items (of `size` bytes) for `ahead` rows like these: at least `needed`.
+        let room = |needed: usize, size: usize| {
+            let per_row = needed.div_ceil(rows.max(1));
+            needed.max(ahead.saturating_mul(per_row).min(AHEAD_CAP / size))
+        };
         match self.kind {
             Kind::String => {
                 let bytes = row_groups.iter().fold(0i64, |sum, &rg| {
                     sum.saturating_add(metadata.row_group(rg).column(leaf).uncompressed_size())
                 });
-                let bytes = usize::try_from(bytes).unwrap_or(0).min(RESERVE_CAP);
-                self.bytes.reserve(bytes + SHORT);
-                self.offsets.reserve(rows);
+                let bytes = usize::try_from(bytes).unwrap_or(0).min(RESERVE_CAP) + SHORT;
+                grow(&mut self.bytes, bytes, room(bytes, 1));
+                grow(&mut self.offsets, rows, room(rows, 4));
             }
-            Kind::Decimal(..) | Kind::Micros => self.longs.reserve(rows),
+            Kind::Decimal(..) | Kind::Micros => {
+                grow(&mut self.longs, rows, room(rows, 8));
+            }
         }
         if let Some(valid) = self.valid.as_mut() {
-            valid.reserve(rows);
+            grow(valid, rows, room(rows, 1));
         }
     }
 
@@ -262,6 +271,28 @@ impl Values {
         Ok(())
     }
 
+    /// Adds `rows` rows of the string `value` (a column whose every value the file's
+    /// partition gives); `false` (nothing added) for a column that is not a string.
+    fn constant(&mut self, name: &str, value: &str, rows: usize) -> Result<bool> {
+        if self.kind != Kind::String {
+            return Ok(false);
+        }
+        let total = value.len().saturating_mul(rows);
+        offset(name, self.bytes.len().saturating_add(total))?;
+        self.bytes.reserve(total);
+        self.offsets.reserve(rows);
+        for _ in 0..rows {
+            self.bytes.extend_from_slice(value.as_bytes());
+            // Checked to fit an i32 above.
+            self.offsets.push(self.bytes.len() as i32);
+        }
+        if let Some(valid) = self.valid.as_mut() {
+            valid.resize(valid.len() + rows, true);
+        }
+        self.rows += rows;
+        Ok(true)
+    }
+
     /// The array of what it holds; it is left empty.
     fn finish(&mut self, field: &Field) -> Result<ArrayRef> {
         // The next batch starts with room for as much as this one held.
@@ -305,6 +336,16 @@ fn offset(name: &str, n: usize) -> Result<i32> {
 /// Most bytes [`Values::reserve`] reserves ahead for a file's column.
 const RESERVE_CAP: usize = 8 << 20;
 
+/// Most bytes [`Values::reserve`] makes room for, for a column's next files in a batch.
+const AHEAD_CAP: usize = 1 << 20;
+
+/// Room in `v` for `needed` more items; when it must grow, for `room` (≥ `needed`).
+fn grow<T>(v: &mut Vec<T>, needed: usize, room: usize) {
+    if v.capacity() - v.len() < needed {
+        v.reserve_exact(room.max(needed));
+    }
+}
+
 /// Longest string [`Values::page`] copies as a fixed `SHORT` bytes (room for it is kept past
 /// the last value).
 const SHORT: usize = 16;
@@ -322,11 +363,14 @@ pub(crate) struct Gather {
     schema: SchemaRef,
     columns: Vec<Values>,
     rows: usize,
+    /// Rows of the batches it is made for (room for them is made once, not file by file).
+    batch_rows: usize,
 }
 
 impl Gather {
-    /// A gather for `schema`; `None` when a field is of a type this decoder does not build.
-    pub(crate) fn new(schema: &SchemaRef) -> Option<Gather> {
+    /// A gather for `schema`, for batches of about `batch_rows` rows; `None` when a field is
+    /// of a type this decoder does not build.
+    pub(crate) fn new(schema: &SchemaRef, batch_rows: usize) -> Option<Gather> {
         let columns = schema
             .fields()
             .iter()
@@ -336,6 +380,7 @@ impl Gather {
             schema: schema.clone(),
             columns,
             rows: 0,
+            batch_rows,
         })
     }
 
@@ -371,15 +416,17 @@ impl Gather {
 
     /// Decodes leaves `leaves` (one per field, in order) of `row_groups` and adds their rows;
     /// `Ok(false)` (nothing added) when a column chunk is not one this decoder reads.
+    /// `constant`: a string field (by position) every row of the file holds, from its
+    /// partition: filled with that value, its leaf not read.
     pub(crate) fn add<R: ChunkReader + Clone + 'static>(
         &mut self,
         data: &R,
         metadata: &ParquetMetaData,
-        row_groups: &[usize],
-        leaves: &[usize],
+        (row_groups, leaves): (&[usize], &[usize]),
+        constant: Option<(usize, &str)>,
     ) -> Result<bool> {
         let marks: Vec<Mark> = self.columns.iter().map(Values::mark).collect();
-        match self.add_columns(data, metadata, row_groups, leaves) {
+        match self.add_columns(data, metadata, (row_groups, leaves), constant) {
             Ok(Some(rows)) => {
                 self.rows += rows;
                 Ok(true)
@@ -397,8 +444,8 @@ impl Gather {
         &mut self,
         data: &R,
         metadata: &ParquetMetaData,
-        row_groups: &[usize],
-        leaves: &[usize],
+        (row_groups, leaves): (&[usize], &[usize]),
+        constant: Option<(usize, &str)>,
     ) -> Result<Option<usize>> {
         let descr = metadata.file_metadata().schema_descr();
         if leaves.len() != self.columns.len() {
@@ -421,14 +468,22 @@ impl Gather {
             rows += usize::try_from(group.num_rows()).unwrap_or(0);
         }
         let reader = Arc::new(data.clone());
+        // Rows the rest of the batch may take (a gather sends a batch of `batch_rows`).
+        let ahead = self.batch_rows.saturating_sub(self.rows);
         let mut levels = Vec::new();
-        for ((&leaf, field), out) in leaves
+        for (i, ((&leaf, field), out)) in leaves
             .iter()
             .zip(self.schema.fields())
             .zip(&mut self.columns)
+            .enumerate()
         {
+            if let Some((_, value)) = constant.filter(|(at, _)| *at == i)
+                && out.constant(field.name(), value, rows)?
+            {
+                continue;
+            }
             let max_def = descr.column(leaf).max_def_level();
-            out.reserve(metadata, row_groups, leaf, rows);
+            out.reserve(metadata, row_groups, leaf, (rows, ahead));
             for &rg in row_groups {
                 let group = metadata.row_group(rg);
                 let group_rows = usize::try_from(group.num_rows()).unwrap_or(0);
@@ -512,17 +567,18 @@ impl Gather {
 
 /// Decodes leaves `leaves` (one per field of `schema`, in order) of `row_groups` into one
 /// batch of `schema`; `Ok(None)` when a column chunk is not one this decoder reads.
+/// `constant` as in [`Gather::add`].
 pub(crate) fn decode<R: ChunkReader + Clone + 'static>(
     data: &R,
     metadata: &ParquetMetaData,
-    row_groups: &[usize],
-    leaves: &[usize],
+    (row_groups, leaves): (&[usize], &[usize]),
     schema: &SchemaRef,
+    constant: Option<(usize, &str)>,
 ) -> Result<Option<RecordBatch>> {
-    let Some(mut gather) = Gather::new(schema) else {
+    let Some(mut gather) = Gather::new(schema, 0) else {
         return Ok(None);
     };
-    if !gather.add(data, metadata, row_groups, leaves)? {
+    if !gather.add(data, metadata, (row_groups, leaves), constant)? {
         return Ok(None);
     }
     Ok(Some(gather.finish()?))
@@ -662,13 +718,14 @@ mod tests {
                 "several pages"
             );
             for groups in [vec![0, 1, 2], vec![2], vec![0, 2]] {
-                let ours = decode(&data, &meta, &groups, &leaves, &schema)
+                let ours = decode(&data, &meta, (&groups, &leaves), &schema, None)
                     .unwrap()
                     .unwrap_or_else(|| panic!("{codec:?} {version:?}: not read"));
                 let theirs = parquet_rs(&data, &groups, &schema);
                 assert_eq!(ours, theirs, "{codec:?} {version:?} {groups:?}");
                 // Pages found from the offset index, not by reading header after header.
-                let located = decode(&data, &indexed(&data), &groups, &leaves, &schema).unwrap();
+                let located =
+                    decode(&data, &indexed(&data), (&groups, &leaves), &schema, None).unwrap();
                 assert_eq!(
                     located.as_ref(),
                     Some(&theirs),
@@ -677,7 +734,7 @@ mod tests {
                 assert!(ours.columns().iter().any(|c| c.null_count() > 0));
             }
             // The whole file equals what was written.
-            let all = decode(&data, &meta, &[0, 1, 2], &leaves, &schema).unwrap();
+            let all = decode(&data, &meta, (&[0, 1, 2], &leaves), &schema, None).unwrap();
             assert_eq!(all.as_ref(), Some(&batch));
         }
     }
@@ -694,7 +751,7 @@ mod tests {
         );
         let meta = metadata(&data);
         assert!(
-            decode(&data, &meta, &[0, 1], &leaves, &schema)
+            decode(&data, &meta, (&[0, 1], &leaves), &schema, None)
                 .unwrap()
                 .is_none()
         );
@@ -713,7 +770,7 @@ mod tests {
                 .build(),
         );
         assert!(
-            decode(&delta, &metadata(&delta), &[0], &leaves, &schema)
+            decode(&delta, &metadata(&delta), (&[0], &leaves), &schema, None)
                 .unwrap()
                 .is_none()
         );
@@ -725,7 +782,7 @@ mod tests {
         let mut wrong = leaves.clone();
         wrong[decimal_at] = 0;
         assert!(
-            decode(&plain, &meta, &[0], &wrong, &schema)
+            decode(&plain, &meta, (&[0], &wrong), &schema, None)
                 .unwrap()
                 .is_none()
         );
@@ -735,7 +792,7 @@ mod tests {
             DataType::Int32,
             false,
         )]));
-        assert!(Gather::new(&other).is_none());
+        assert!(Gather::new(&other, 0).is_none());
     }
 
     #[test]
@@ -749,15 +806,23 @@ mod tests {
             &b,
             props(Compression::SNAPPY, WriterVersion::PARQUET_2_0, true),
         );
-        let mut gather = Gather::new(&schema).unwrap();
+        let mut gather = Gather::new(&schema, 1024).unwrap();
         assert!(
             gather
-                .add(&da, &metadata(&da), &[0, 1, 2], &leaves)
+                .add(&da, &metadata(&da), (&[0, 1, 2], &leaves), None)
                 .unwrap()
         );
         // Refused after some columns could have been added: nothing stays.
-        assert!(!gather.add(&dict, &metadata(&dict), &[0], &leaves).unwrap());
-        assert!(gather.add(&db, &metadata(&db), &[1], &leaves).unwrap());
+        assert!(
+            !gather
+                .add(&dict, &metadata(&dict), (&[0], &leaves), None)
+                .unwrap()
+        );
+        assert!(
+            gather
+                .add(&db, &metadata(&db), (&[1], &leaves), None)
+                .unwrap()
+        );
         assert_eq!(gather.rows(), 130 + 10);
         assert!(gather.bytes() > 0);
         let got = gather.finish().unwrap();
@@ -772,8 +837,116 @@ mod tests {
         assert_eq!(got, want);
         // Emptied, and reusable.
         assert_eq!(gather.rows(), 0);
-        assert!(gather.add(&db, &metadata(&db), &[0], &leaves).unwrap());
+        assert!(
+            gather
+                .add(&db, &metadata(&db), (&[0], &leaves), None)
+                .unwrap()
+        );
         assert_eq!(gather.finish().unwrap(), parquet_rs(&db, &[0], &schema));
+    }
+
+    /// A column the file's partition gives (`tenant_id` under `identity(tenant_id)`) is filled
+    /// with that value, its pages not read: here the file holds other values, so the output
+    /// shows which was used. A constant for a column that is not a string is not used.
+    #[test]
+    fn a_partition_constant_fills_its_column_unread() {
+        let batch = narrow_batch(130, 11);
+        let schema = batch.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        let data = write(
+            &batch,
+            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false),
+        );
+        let meta = metadata(&data);
+        let tenant = schema.index_of(Column::TenantId.name()).unwrap();
+        let theirs = parquet_rs(&data, &[0, 2], &schema);
+        for value in ["acme-€", ""] {
+            let ours = decode(
+                &data,
+                &meta,
+                (&[0, 2], &leaves),
+                &schema,
+                Some((tenant, value)),
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(ours.num_rows(), 80);
+            let column = ours.column(tenant).as_any().downcast_ref::<StringArray>();
+            let column = column.unwrap();
+            assert_eq!(column.null_count(), 0);
+            assert!(column.iter().all(|v| v == Some(value)), "{value:?}");
+            for (i, (o, t)) in ours.columns().iter().zip(theirs.columns()).enumerate() {
+                if i != tenant {
+                    assert_eq!(o, t, "column {i}");
+                }
+            }
+        }
+        // Gathered after another file: the constant rows follow its rows.
+        let mut gather = Gather::new(&schema, 1024).unwrap();
+        assert!(gather.add(&data, &meta, (&[1], &leaves), None).unwrap());
+        let added = gather.add(&data, &meta, (&[0], &leaves), Some((tenant, "t")));
+        assert!(added.unwrap());
+        let got = gather.finish().unwrap();
+        let column = got.column(tenant).as_any().downcast_ref::<StringArray>();
+        let column = column.unwrap();
+        let (first, _) = column
+            .values()
+            .split_at(column.value_offsets()[50] as usize);
+        let want = parquet_rs(&data, &[1], &schema);
+        let want = want.column(tenant).as_any().downcast_ref::<StringArray>();
+        assert_eq!(first, want.unwrap().values().as_slice());
+        assert!((50..100).all(|i| column.value(i) == "t"));
+        // Not a string: decoded from the file.
+        let decimal = schema
+            .fields()
+            .iter()
+            .position(|f| matches!(f.data_type(), DataType::Decimal128(..)))
+            .unwrap();
+        let ours = decode(
+            &data,
+            &meta,
+            (&[0, 2], &leaves),
+            &schema,
+            Some((decimal, "1")),
+        );
+        assert_eq!(ours.unwrap().unwrap(), theirs);
+    }
+
+    /// A gather makes room for a batch's rows when its buffers first grow (from the first
+    /// file's rows per byte), not file by file; a lone decode makes room for its file alone.
+    #[test]
+    fn a_gather_makes_room_for_its_batch_once() {
+        let batch = narrow_batch(40, 12);
+        let schema = batch.schema();
+        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
+        let data = write(
+            &batch,
+            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false),
+        );
+        let meta = metadata(&data);
+        let capacities = |g: &Gather| -> Vec<usize> {
+            g.columns
+                .iter()
+                .map(|c| c.bytes.capacity() + c.offsets.capacity() + c.longs.capacity())
+                .collect()
+        };
+        let mut gather = Gather::new(&schema, 400).unwrap();
+        assert!(gather.add(&data, &meta, (&[0], &leaves), None).unwrap());
+        let first = capacities(&gather);
+        // Nine more files of 40 rows: no buffer grows.
+        for _ in 0..9 {
+            assert!(gather.add(&data, &meta, (&[0], &leaves), None).unwrap());
+        }
+        assert_eq!(gather.rows(), 400);
+        assert_eq!(capacities(&gather), first);
+        let lone = Gather::new(&schema, 0).map(|mut g| {
+            assert!(g.add(&data, &meta, (&[0], &leaves), None).unwrap());
+            capacities(&g)
+        });
+        let lone = lone.unwrap();
+        for (i, (l, f)) in lone.iter().zip(&first).enumerate() {
+            assert!(l * 5 < *f, "column {i}: {l} vs {f}");
+        }
     }
 
     #[test]
@@ -807,8 +980,8 @@ mod tests {
                 .unwrap();
         bytes[at..at + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
         let bad = bytes::Bytes::from(bytes);
-        let mut gather = Gather::new(&schema).unwrap();
-        let err = gather.add(&bad, &meta, &[0], &leaves).unwrap_err();
+        let mut gather = Gather::new(&schema, 1024).unwrap();
+        let err = gather.add(&bad, &meta, (&[0], &leaves), None).unwrap_err();
         assert!(err.to_string().contains("column product_id"), "{err}");
         assert_eq!(gather.rows(), 0);
     }

@@ -414,3 +414,70 @@ async fn a_small_files_other_columns_come_with_its_embeddings() {
     assert_eq!(only.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
     assert_eq!((m.embedding_fast_reads, m.small_file_fast_reads), (1, 0));
 }
+
+/// Each planned file of an `identity(tenant_id)` spec carries its partition's tenant (the
+/// small-file decoder fills `tenant_id` with it); files of the month spec and of a bucket
+/// spec carry none — in one scan of a table evolved from the month layout. iceberg's
+/// planner gives no file its spec: none carries one there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_files_carry_their_partitions_tenant() {
+    let tenants = |planned: &super::Planned| -> Vec<(String, Option<String>)> {
+        planned
+            .tasks
+            .iter()
+            .map(|t| (t.path.clone(), t.tenant.as_deref().map(str::to_string)))
+            .collect()
+    };
+    let (_dir, _, table) = loaded("constants", Layout::Month).await;
+    table.evolve_layout(Layout::TenantMonth).await.unwrap();
+    table.append(rows(1)).await.unwrap();
+    let plan = |iceberg| table.scan().iceberg_planner(iceberg);
+    let all = || crate::Column::ALL.to_vec();
+    let files = tenants(&plan(false).plan_tasks(all()).await.unwrap());
+    let (with, without): (Vec<_>, Vec<_>) = files.iter().partition(|(_, t)| t.is_some());
+    assert_eq!((with.len(), without.len()), (72, 6), "{files:?}");
+    for (path, tenant) in with {
+        let tenant = tenant.as_deref().unwrap();
+        assert!(path.contains(&format!("/tenant_id={tenant}/")), "{path}");
+    }
+    for (path, _) in without {
+        assert!(!path.contains("/tenant_id="), "{path}");
+    }
+    let theirs = tenants(&plan(true).plan_tasks(all()).await.unwrap());
+    assert_eq!(theirs.len(), 78);
+    assert!(theirs.iter().all(|(_, t)| t.is_none()));
+    // The tenant column read through the constant is the file's: a whole scan of the narrow
+    // columns equals parquet-rs's reading of them (which reads `tenant_id` from the files).
+    let narrow: Vec<crate::Column> = crate::Column::ALL
+        .into_iter()
+        .filter(|c| *c != crate::Column::Embedding)
+        .collect();
+    let scan = |decoder| {
+        table
+            .scan()
+            .select(narrow.clone())
+            .embedding_decoder(decoder)
+            .to_batches_with_metrics()
+    };
+    let (ours, m) = scan(crate::EmbeddingDecoder::Auto).await.unwrap();
+    let (theirs, _) = scan(crate::EmbeddingDecoder::Parquet).await.unwrap();
+    assert!(m.small_file_fast_reads > 0, "{m:?}");
+    let sorted = |batches: &[arrow_array::RecordBatch]| {
+        let batch = arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap();
+        let mut rows: Vec<String> = (0..batch.num_rows())
+            .map(|i| format!("{:?}", batch.slice(i, 1)))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(sorted(&ours), sorted(&theirs));
+
+    let (_dir, _, buckets) = loaded("no_constants", Layout::tenant_buckets(4).unwrap()).await;
+    let planned = buckets
+        .scan()
+        .plan_tasks(crate::Column::ALL.to_vec())
+        .await
+        .unwrap();
+    assert!(!planned.tasks.is_empty());
+    assert!(planned.tasks.iter().all(|t| t.tenant.is_none()));
+}

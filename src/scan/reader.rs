@@ -107,6 +107,10 @@ pub(crate) struct PlannedFile {
     /// Only these rows (file positions, sorted, disjoint): the vector index's candidates.
     /// Used without a filter.
     pub(crate) rows: Option<Arc<Vec<Range<u64>>>>,
+    /// Its `identity(tenant_id)` partition value (a tenant layout's file): every row's
+    /// `tenant_id`, so the small-file decoder fills the column with it instead of reading it
+    /// (as Iceberg's Java readers do for identity partition columns).
+    pub(crate) tenant: Option<Arc<str>>,
 }
 
 /// Which root field of the file holds each column (by field id; by name when the file has
@@ -729,10 +733,17 @@ pub(crate) async fn read_file(
             }
             _ => None,
         };
+        // The file's partition gives every row's `tenant_id`: the small-file decoder fills the
+        // column with it (at its position among `columns`) instead of reading it.
+        let tenant = file.tenant.clone();
         // Decodes the turn, handing each batch to `emit` (false: the receiver is gone).
         let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool,
                            gather: Option<&mut narrow::Gather>| {
             let plan = plan2;
+            let tenant_of = |columns: &[Column]| {
+                let at = columns.iter().position(|c| *c == Column::TenantId)?;
+                Some((at, tenant.as_deref()?))
+            };
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
@@ -828,6 +839,7 @@ pub(crate) async fn read_file(
                                 &turn.row_groups,
                                 (&columns, &leaves, &schema),
                                 (&descr, &files),
+                                tenant_of(&columns),
                             )? {
                                 Counters::add(&plan.counters.small_file_fast_reads, 1);
                                 return send_narrow_with_embedding(&plan, &narrow, lists, emit);
@@ -870,7 +882,12 @@ pub(crate) async fn read_file(
                 // Verify mode checks each file on its own first (below), then gathers it too.
                 let mut gather = gather.filter(|_| turn_rows <= plan.batch_size);
                 if let Some(gather) = gather.as_deref_mut().filter(|_| plan.decode == Mode::Ours) {
-                    if gather.add(&data, reader_meta.metadata(), &turn.row_groups, &leaves)? {
+                    if gather.add(
+                        &data,
+                        reader_meta.metadata(),
+                        (&turn.row_groups, &leaves),
+                        tenant_of(&plan.output),
+                    )? {
                         Counters::add(&plan.counters.small_file_fast_reads, 1);
                         return Ok((true, turn_rows));
                     }
@@ -880,10 +897,16 @@ pub(crate) async fn read_file(
                     &turn.row_groups,
                     (&plan.output, &leaves, &plan.schema),
                     (&descr, &files),
+                    tenant_of(&plan.output),
                 )? {
                     Counters::add(&plan.counters.small_file_fast_reads, 1);
                     if let Some(gather) = gather
-                        && gather.add(&data, reader_meta.metadata(), &turn.row_groups, &leaves)?
+                        && gather.add(
+                            &data,
+                            reader_meta.metadata(),
+                            (&turn.row_groups, &leaves),
+                            tenant_of(&plan.output),
+                        )?
                     {
                         return Ok((true, turn_rows));
                     }
@@ -1003,7 +1026,7 @@ impl Pending {
     /// `None` when this crate's decoder does not build its columns).
     fn gather(&mut self, plan: &ReadPlan) -> Option<&mut narrow::Gather> {
         if self.gather.is_none() {
-            self.gather = narrow::Gather::new(&plan.schema);
+            self.gather = narrow::Gather::new(&plan.schema, plan.batch_size);
         }
         self.gather.as_mut()
     }
@@ -1971,16 +1994,25 @@ fn leaves_of(columns: &[Column], files: &FileColumns) -> Option<Vec<usize>> {
 }
 
 /// `columns` (of `schema`, none of them `embedding`; file leaves `leaves`) of `row_groups` of
-/// a small file through this crate's small-file decoder ([`narrow::decode`]); `Ok(None)` when
-/// a chunk is not one it reads. In verify mode checked against parquet-rs's reader.
+/// a small file through this crate's small-file decoder ([`narrow::decode`]; `constant` as
+/// there); `Ok(None)` when a chunk is not one it reads. In verify mode checked against
+/// parquet-rs's reader, which reads every column from the file (so a partition value that
+/// is not the column's is caught).
 fn narrow_checked(
     plan: &ReadPlan,
     (data, reader_meta): (&SparseFile, &ArrowReaderMetadata),
     row_groups: &[usize],
     (columns, leaves, schema): (&[Column], &[usize], &ArrowSchemaRef),
     (descr, files): (&SchemaDescriptor, &FileColumns),
+    constant: Option<(usize, &str)>,
 ) -> Result<Option<RecordBatch>> {
-    let Some(batch) = narrow::decode(data, reader_meta.metadata(), row_groups, leaves, schema)?
+    let Some(batch) = narrow::decode(
+        data,
+        reader_meta.metadata(),
+        (row_groups, leaves),
+        schema,
+        constant,
+    )?
     else {
         return Ok(None);
     };
