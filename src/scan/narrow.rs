@@ -696,6 +696,20 @@ mod tests {
         meta
     }
 
+    /// [`narrow_batch`]`(rows, seed)` written with `codec` in PLAIN v1 pages, its leaves (one
+    /// per column) and the file's metadata.
+    fn plain_file(
+        rows: usize,
+        seed: u64,
+        codec: Compression,
+    ) -> (RecordBatch, Vec<usize>, bytes::Bytes, Arc<ParquetMetaData>) {
+        let batch = narrow_batch(rows, seed);
+        let leaves: Vec<usize> = (0..batch.num_columns()).collect();
+        let data = write(&batch, props(codec, WriterVersion::PARQUET_1_0, false));
+        let meta = metadata(&data);
+        (batch, leaves, data, meta)
+    }
+
     #[test]
     fn plain_files_decode_as_parquet_rs_reads_them() {
         let batch = narrow_batch(130, 7);
@@ -850,14 +864,8 @@ mod tests {
     /// shows which was used. A constant for a column that is not a string is not used.
     #[test]
     fn a_partition_constant_fills_its_column_unread() {
-        let batch = narrow_batch(130, 11);
+        let (batch, leaves, data, meta) = plain_file(130, 11, Compression::SNAPPY);
         let schema = batch.schema();
-        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
-        let data = write(
-            &batch,
-            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false),
-        );
-        let meta = metadata(&data);
         let tenant = schema.index_of(Column::TenantId.name()).unwrap();
         let theirs = parquet_rs(&data, &[0, 2], &schema);
         for value in ["acme-€", ""] {
@@ -916,14 +924,8 @@ mod tests {
     /// file's rows per byte), not file by file; a lone decode makes room for its file alone.
     #[test]
     fn a_gather_makes_room_for_its_batch_once() {
-        let batch = narrow_batch(40, 12);
+        let (batch, leaves, data, meta) = plain_file(40, 12, Compression::SNAPPY);
         let schema = batch.schema();
-        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
-        let data = write(
-            &batch,
-            props(Compression::SNAPPY, WriterVersion::PARQUET_1_0, false),
-        );
-        let meta = metadata(&data);
         let capacities = |g: &Gather| -> Vec<usize> {
             g.columns
                 .iter()
@@ -951,14 +953,8 @@ mod tests {
 
     #[test]
     fn a_cut_page_is_an_error_not_a_panic() {
-        let batch = narrow_batch(40, 5);
+        let (batch, leaves, data, meta) = plain_file(40, 5, Compression::UNCOMPRESSED);
         let schema = batch.schema();
-        let leaves: Vec<usize> = (0..schema.fields().len()).collect();
-        let data = write(
-            &batch,
-            props(Compression::UNCOMPRESSED, WriterVersion::PARQUET_1_0, false),
-        );
-        let meta = metadata(&data);
         // The first product id's length prefix made to run past its page.
         let first = batch
             .column(0)
