@@ -33,7 +33,7 @@ const COALESCE_BYTES: u64 = 1 << 20;
 const COALESCE_LOCAL_BYTES: u64 = 16 << 10;
 /// A turn of a reader on the blocking pool fetching at most this many bytes is decoded in
 /// that reader (see [`read_file`]): a small file's turn, whose decoded batches are small too.
-const INLINE_TURN_BYTES: u64 = 4 << 20;
+pub(super) const INLINE_TURN_BYTES: u64 = 4 << 20;
 /// First read of a file: enough for the footer of our files in one request.
 const FOOTER_PREFETCH: u64 = 16 * 1024;
 /// Length of the Parquet footer tail (metadata length + magic).

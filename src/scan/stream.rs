@@ -33,11 +33,15 @@ pub(super) fn spawn_readers(
     // hundreds of such files). Then the readers themselves live on the pool, one thread
     // each, and decode small files where they are (`read_file`'s `inline`). With embeddings
     // the hand-off is noise beside the decode, and readers on the pool measured no faster
-    // with twice the peak RSS (a full scan of 4,800 files collected whole), so they stay.
+    // with twice the peak RSS (a full scan of 4,800 files collected whole), so they stay —
+    // but for a scan of one small file (one tenant's month on a tenant layout), where the
+    // reader's one hop to the pool and back was ~5% of the query and there is no other
+    // file to read side by side.
     // `Handle::block_on` on a pool thread needs the multi-thread runtime to drive I/O.
     let handle = tokio::runtime::Handle::current();
+    let one_small_file = matches!(files.as_slice(), [f] if f.size <= reader::INLINE_TURN_BYTES);
     let on_pool = handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        && !plan.output.contains(&Column::Embedding)
+        && (!plan.output.contains(&Column::Embedding) || one_small_file)
         && files.iter().all(|f| f.path.starts_with("file:"));
     let queue = Arc::new(Mutex::new(VecDeque::from(files)));
     let mut set = JoinSet::new();
