@@ -48,6 +48,10 @@ pub struct ScanMetrics {
     /// layout's small files are. Other turns are read by parquet-rs's Arrow reader (the
     /// `embedding` column has its own decoder: [`embedding_fast_reads`](Self::embedding_fast_reads)).
     pub small_file_fast_reads: u64,
+    /// Of those, turns whose `tenant_id` column was filled from the file's
+    /// `identity(tenant_id)` partition value (every row of such a file holds it) instead of
+    /// decoded from its pages, as Iceberg readers treat identity partition fields.
+    pub tenant_from_partition: u64,
     /// Turns read lazily: a row group larger than the read budget in a file without an
     /// offset index (what pyarrow and pyiceberg write by default), whose pages are fetched as
     /// the decoder asks for them, in windows, instead of the whole group at once.
@@ -69,6 +73,7 @@ pub(crate) struct Counters {
     pub(crate) embedding_fast_reads: AtomicU64,
     pub(crate) embedding_fallbacks: AtomicU64,
     pub(crate) small_file_fast_reads: AtomicU64,
+    pub(crate) tenant_from_partition: AtomicU64,
     pub(crate) lazy_reads: AtomicU64,
 }
 
@@ -91,6 +96,7 @@ impl Counters {
             embedding_fast_reads: get(&self.embedding_fast_reads),
             embedding_fallbacks: get(&self.embedding_fallbacks),
             small_file_fast_reads: get(&self.small_file_fast_reads),
+            tenant_from_partition: get(&self.tenant_from_partition),
             lazy_reads: get(&self.lazy_reads),
             ..plan.clone()
         }

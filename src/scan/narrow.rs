@@ -9,6 +9,8 @@
 //! is read page by page through parquet-rs's own page reader (headers, decompression) and its
 //! PLAIN values land straight in the output arrays: strings as offsets plus one copy of their
 //! bytes, decimals and timestamps from their `INT64`s, nulls from the definition levels.
+//! `tenant_id` of a file under `identity(tenant_id)` is not decoded at all: its partition
+//! value fills the column ([`filled`]), as Iceberg readers treat identity partition fields.
 //!
 //! Anything else (a dictionary page, another encoding, a physical or logical type other than
 //! the ones this table's writer uses, repetition) is left to parquet-rs: [`decode`] answers
@@ -144,8 +146,9 @@ impl Values {
 
     /// Room for `rows` more rows of file column `leaf` in `row_groups` (its uncompressed
     /// bytes bound the string values'), so a file's pages do not grow the buffers page by page;
-    /// when the buffers must grow, room for `ahead` rows like these (the rest of a batch being
-    /// gathered, at most [`AHEAD_CAP`] bytes), so the next files do not grow them again.
+    /// whenever a buffer must grow, room for `ahead` rows like these (the rest of the batch
+    /// being gathered, at most [`AHEAD_CAP`] bytes a buffer), so the next files do not grow it
+    /// again.
     fn reserve(
         &mut self,
         metadata: &ParquetMetaData,
@@ -271,12 +274,9 @@ impl Values {
         Ok(())
     }
 
-    /// Adds `rows` rows of the string `value` (a column whose every value the file's
-    /// partition gives); `false` (nothing added) for a column that is not a string.
-    fn constant(&mut self, name: &str, value: &str, rows: usize) -> Result<bool> {
-        if self.kind != Kind::String {
-            return Ok(false);
-        }
+    /// Adds `rows` rows of the string `value` to a string column (one whose every value the
+    /// file's partition gives).
+    fn constant(&mut self, name: &str, value: &str, rows: usize) -> Result<()> {
         let total = value.len().saturating_mul(rows);
         offset(name, self.bytes.len().saturating_add(total))?;
         self.bytes.reserve(total);
@@ -290,7 +290,7 @@ impl Values {
             valid.resize(valid.len() + rows, true);
         }
         self.rows += rows;
-        Ok(true)
+        Ok(())
     }
 
     /// The array of what it holds; it is left empty.
@@ -336,7 +336,8 @@ fn offset(name: &str, n: usize) -> Result<i32> {
 /// Most bytes [`Values::reserve`] reserves ahead for a file's column.
 const RESERVE_CAP: usize = 8 << 20;
 
-/// Most bytes [`Values::reserve`] makes room for, for a column's next files in a batch.
+/// Most bytes [`Values::reserve`] makes room for in one buffer of a column (its bytes, offsets,
+/// values or validity), for the next files of a batch.
 const AHEAD_CAP: usize = 1 << 20;
 
 /// Room in `v` for `needed` more items; when it must grow, for `room` (≥ `needed`).
@@ -467,6 +468,7 @@ impl Gather {
             }
             rows += usize::try_from(group.num_rows()).unwrap_or(0);
         }
+        let constant = filled(&self.schema, constant);
         let reader = Arc::new(data.clone());
         // Rows the rest of the batch may take (a gather sends a batch of `batch_rows`).
         let ahead = self.batch_rows.saturating_sub(self.rows);
@@ -477,9 +479,7 @@ impl Gather {
             .zip(&mut self.columns)
             .enumerate()
         {
-            if let Some((_, value)) = constant.filter(|(at, _)| *at == i)
-                && out.constant(field.name(), value, rows)?
-            {
+            if constant.is_some_and(|(at, _)| at == i) {
                 continue;
             }
             let max_def = descr.column(leaf).max_def_level();
@@ -561,8 +561,31 @@ impl Gather {
                 }
             }
         }
+        if let Some((at, value)) = constant
+            && let (Some(field), Some(out)) =
+                (self.schema.fields().get(at), self.columns.get_mut(at))
+        {
+            out.constant(field.name(), value, rows)?;
+        }
         Ok(Some(rows))
     }
+}
+
+/// The `constant` [`Gather::add`] fills for a batch of `schema` (`None`: every column is
+/// decoded from its pages): a string field beside at least one other. It is filled after the
+/// others, whose pages confirm the file's row count first (a footer's figure alone never
+/// sizes it); a column read alone is decoded.
+pub(crate) fn filled<'a>(
+    schema: &SchemaRef,
+    constant: Option<(usize, &'a str)>,
+) -> Option<(usize, &'a str)> {
+    let fields = schema.fields();
+    constant.filter(|(at, _)| {
+        fields.len() > 1
+            && fields
+                .get(*at)
+                .is_some_and(|f| Kind::of(f) == Some(Kind::String))
+    })
 }
 
 /// Decodes leaves `leaves` (one per field of `schema`, in order) of `row_groups` into one
@@ -904,6 +927,33 @@ mod tests {
         let want = want.column(tenant).as_any().downcast_ref::<StringArray>();
         assert_eq!(first, want.unwrap().values().as_slice());
         assert!((50..100).all(|i| column.value(i) == "t"));
+        // Read alone: decoded from the file (no other column's pages confirm the row count).
+        let alone = Arc::new(schema.project(&[tenant]).unwrap());
+        let ours = decode(&data, &meta, (&[0], &[tenant]), &alone, Some((0, "t")));
+        let alone_theirs = parquet_rs(&data, &[0], &schema).project(&[tenant]).unwrap();
+        assert_eq!(ours.unwrap().unwrap(), alone_theirs);
+        // A footer claiming more rows than the pages hold is an error before the constant is
+        // sized by it; the gather keeps nothing of the file.
+        let mut lying = (*meta).clone();
+        let groups: Vec<_> = lying
+            .row_groups()
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                g = parquet::file::metadata::RowGroupMetaData::builder(g.schema_descr_ptr())
+                    .set_num_rows(1 << 40)
+                    .set_column_metadata(g.columns().to_vec())
+                    .set_total_byte_size(g.total_byte_size())
+                    .build()
+                    .unwrap();
+                g
+            })
+            .collect();
+        lying = ParquetMetaData::new(lying.file_metadata().clone(), groups);
+        let mut gather = Gather::new(&schema, 1024).unwrap();
+        let err = gather.add(&data, &lying, (&[0], &leaves), Some((tenant, "t")));
+        assert!(err.unwrap_err().to_string().contains("rows"));
+        assert_eq!(gather.rows(), 0);
         // Not a string: decoded from the file.
         let decimal = schema
             .fields()
@@ -935,7 +985,8 @@ mod tests {
         let mut gather = Gather::new(&schema, 400).unwrap();
         assert!(gather.add(&data, &meta, (&[0], &leaves), None).unwrap());
         let first = capacities(&gather);
-        // Nine more files of 40 rows: no buffer grows.
+        // Nine more files of 40 rows: no value buffer grows (validity, made at the first
+        // null, is not measured here).
         for _ in 0..9 {
             assert!(gather.add(&data, &meta, (&[0], &leaves), None).unwrap());
         }

@@ -302,12 +302,26 @@ async fn a_small_files_page_index_comes_with_its_footer() {
         .collect();
     let (batches, m3) = table
         .scan()
-        .select(narrow)
+        .select(narrow.clone())
         .to_batches_with_metrics()
         .await
         .unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 432);
     assert_eq!(m3.small_file_fast_reads, 72, "{m3:?}");
+    assert_eq!(m3.tenant_from_partition, 72, "{m3:?}");
+    // Files of 6 rows gathered into batches of at most 10 (two files, then the next batch),
+    // never past the batch size.
+    let small = table
+        .scan()
+        .select(narrow.clone())
+        .batch_size(10)
+        .to_batches()
+        .await
+        .unwrap();
+    assert_eq!(small.iter().map(|b| b.num_rows()).sum::<usize>(), 432);
+    assert!(small.iter().all(|b| b.num_rows() <= 10), "{:?}", {
+        small.iter().map(|b| b.num_rows()).collect::<Vec<_>>()
+    });
     // A tenant filter on these files is answered by their statistics (every row matches):
     // no page index read, and the kept footers stay without the column index.
     let tenant = || table.scan().filter(ScanFilter::new().tenant("tenant-003"));
@@ -402,6 +416,9 @@ async fn a_small_files_other_columns_come_with_its_embeddings() {
             "{m:?}"
         );
         assert_eq!((t.embedding_fast_reads, t.small_file_fast_reads), (0, 0));
+        // `tenant_id` from the file's partition when it is among the columns.
+        let with_tenant = columns.is_none_or(|c| c.contains(&crate::Column::TenantId));
+        assert_eq!(m.tenant_from_partition, u64::from(with_tenant), "{m:?}");
     }
     // Only `embedding`: nothing for the small-file decoder.
     let (only, m) = table
@@ -460,8 +477,19 @@ async fn planned_files_carry_their_partitions_tenant() {
             .to_batches_with_metrics()
     };
     let (ours, m) = scan(crate::EmbeddingDecoder::Auto).await.unwrap();
-    let (theirs, _) = scan(crate::EmbeddingDecoder::Parquet).await.unwrap();
-    assert!(m.small_file_fast_reads > 0, "{m:?}");
+    let (theirs, t) = scan(crate::EmbeddingDecoder::Parquet).await.unwrap();
+    // Every file through the small-file decoder; the 72 of the tenant spec with the tenant
+    // from their partition.
+    assert_eq!(
+        (m.small_file_fast_reads, m.tenant_from_partition),
+        (78, 72),
+        "{m:?}"
+    );
+    assert_eq!(
+        (t.small_file_fast_reads, t.tenant_from_partition),
+        (0, 0),
+        "{t:?}"
+    );
     let sorted = |batches: &[arrow_array::RecordBatch]| {
         let batch = arrow_select::concat::concat_batches(&batches[0].schema(), batches).unwrap();
         let mut rows: Vec<String> = (0..batch.num_rows())

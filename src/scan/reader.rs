@@ -602,6 +602,12 @@ pub(crate) async fn read_file(
             merge(turn.ranges, COALESCE_BYTES)
         };
         let decode_here = inline.is_some() && !turn.lazy && span(&ranges) <= INLINE_TURN_BYTES;
+        // Rows the turn may add to what a reader gathers (at most: a filter keeps fewer).
+        let turn_rows: usize = turn
+            .row_groups
+            .iter()
+            .map(|&rg| group_rows(&metadata, rg))
+            .sum();
         // A lazy turn's source, made here (a storage reader is opened asynchronously) and
         // driven from the blocking pool where the turn decodes.
         if turn.lazy {
@@ -740,9 +746,17 @@ pub(crate) async fn read_file(
         let decode = move |emit: &mut dyn FnMut(RecordBatch) -> bool,
                            gather: Option<&mut narrow::Gather>| {
             let plan = plan2;
-            let tenant_of = |columns: &[Column]| {
-                let at = columns.iter().position(|c| *c == Column::TenantId)?;
-                Some((at, tenant.as_deref()?))
+            // The constant for a batch of `columns` (of `schema`), if the decoder fills one.
+            let tenant_of = |columns: &[Column], schema: &ArrowSchemaRef| {
+                let at = columns.iter().position(|c| *c == Column::TenantId);
+                narrow::filled(schema, at.zip(tenant.as_deref()))
+            };
+            // A turn the small-file decoder read (with `constant` filled).
+            let fast_read = |constant: Option<(usize, &str)>| {
+                Counters::add(&plan.counters.small_file_fast_reads, 1);
+                if constant.is_some() {
+                    Counters::add(&plan.counters.tenant_from_partition, 1);
+                }
             };
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
@@ -833,15 +847,16 @@ pub(crate) async fn read_file(
                         if let Some(leaves) = leaves_of(&columns, &files).filter(|l| !l.is_empty())
                         {
                             let schema = Arc::new(plan.schema.project(&at)?);
+                            let constant = tenant_of(&columns, &schema);
                             if let Some(narrow) = narrow_checked(
                                 &plan,
                                 (&data, &reader_meta),
                                 &turn.row_groups,
                                 (&columns, &leaves, &schema),
                                 (&descr, &files),
-                                tenant_of(&columns),
+                                constant,
                             )? {
-                                Counters::add(&plan.counters.small_file_fast_reads, 1);
+                                fast_read(constant);
                                 return send_narrow_with_embedding(&plan, &narrow, lists, emit);
                             }
                         }
@@ -881,14 +896,11 @@ pub(crate) async fn read_file(
                     .sum();
                 // Verify mode checks each file on its own first (below), then gathers it too.
                 let mut gather = gather.filter(|_| turn_rows <= plan.batch_size);
+                let constant = tenant_of(&plan.output, &plan.schema);
+                let groups = (&turn.row_groups[..], &leaves[..]);
                 if let Some(gather) = gather.as_deref_mut().filter(|_| plan.decode == Mode::Ours) {
-                    if gather.add(
-                        &data,
-                        reader_meta.metadata(),
-                        (&turn.row_groups, &leaves),
-                        tenant_of(&plan.output),
-                    )? {
-                        Counters::add(&plan.counters.small_file_fast_reads, 1);
+                    if gather.add(&data, reader_meta.metadata(), groups, constant)? {
+                        fast_read(constant);
                         return Ok((true, turn_rows));
                     }
                 } else if let Some(batch) = narrow_checked(
@@ -897,16 +909,11 @@ pub(crate) async fn read_file(
                     &turn.row_groups,
                     (&plan.output, &leaves, &plan.schema),
                     (&descr, &files),
-                    tenant_of(&plan.output),
+                    constant,
                 )? {
-                    Counters::add(&plan.counters.small_file_fast_reads, 1);
+                    fast_read(constant);
                     if let Some(gather) = gather
-                        && gather.add(
-                            &data,
-                            reader_meta.metadata(),
-                            (&turn.row_groups, &leaves),
-                            tenant_of(&plan.output),
-                        )?
+                        && gather.add(&data, reader_meta.metadata(), groups, constant)?
                     {
                         return Ok((true, turn_rows));
                     }
@@ -956,6 +963,10 @@ pub(crate) async fn read_file(
             Ok::<_, Error>((true, rows))
         };
         let decoded = if let Some(pending) = inline.as_deref_mut().filter(|_| decode_here) {
+            // What is gathered goes first when this turn's rows would take it past a batch.
+            if !pending.room_for(turn_rows, &plan) && !pending.flush(&plan, &tx).await? {
+                return Ok(false);
+            }
             let mut out = Vec::new();
             let decoded = decode(
                 &mut |batch| {
@@ -1031,13 +1042,26 @@ impl Pending {
         self.gather.as_mut()
     }
 
-    /// Whether what is gathered makes a batch.
-    fn full(&self, plan: &ReadPlan) -> bool {
+    /// Rows and bytes gathered (batches and the small-file gather).
+    fn held(&self) -> (usize, usize) {
         let (rows, bytes) = self
             .gather
             .as_ref()
             .map_or((0, 0), |g| (g.rows(), g.bytes()));
-        self.rows + rows >= plan.batch_size || self.bytes + bytes >= PENDING_BYTES
+        (self.rows + rows, self.bytes + bytes)
+    }
+
+    /// Whether what is gathered makes a batch.
+    fn full(&self, plan: &ReadPlan) -> bool {
+        let (rows, bytes) = self.held();
+        rows >= plan.batch_size || bytes >= PENDING_BYTES
+    }
+
+    /// Whether `rows` more rows keep what is gathered within a batch (a batch sent never
+    /// holds more than the scan's batch size).
+    fn room_for(&self, rows: usize, plan: &ReadPlan) -> bool {
+        let (held, _) = self.held();
+        held == 0 || held + rows <= plan.batch_size
     }
 
     /// Gathers `batch` (sending what is gathered once full); `Ok(false)` when the receiver is
@@ -1049,7 +1073,13 @@ impl Pending {
         tx: &Sender<Result<RecordBatch>>,
     ) -> Result<bool> {
         let bytes = batch.get_array_memory_size();
-        if bytes >= PENDING_BYTES / 4 {
+        let alone = bytes >= PENDING_BYTES / 4;
+        // What is gathered goes first (batches keep their order) when this batch is sent on
+        // its own or would take it past a batch's rows.
+        if (alone || !self.room_for(batch.num_rows(), plan)) && !self.flush(plan, tx).await? {
+            return Ok(false);
+        }
+        if alone {
             return Ok(tx.send(Ok(batch)).await.is_ok());
         }
         self.rows += batch.num_rows();

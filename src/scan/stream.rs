@@ -36,7 +36,8 @@ pub(super) fn spawn_readers(
     // with twice the peak RSS (a full scan of 4,800 files collected whole), so they stay —
     // but for a scan of one small file (one tenant's month on a tenant layout), where the
     // reader's one hop to the pool and back was ~5% of the query and there is no other
-    // file to read side by side.
+    // file to read side by side (nor another turn, unless a read buffer below the file's
+    // size cuts it: those turns then decode one after another).
     // `Handle::block_on` on a pool thread needs the multi-thread runtime to drive I/O.
     let handle = tokio::runtime::Handle::current();
     let one_small_file = matches!(files.as_slice(), [f] if f.size <= reader::INLINE_TURN_BYTES);
@@ -82,9 +83,30 @@ pub(super) fn spawn_readers(
         }
     }
     drop(tx);
-    // The JoinSet lives in the stream: dropping the stream aborts the readers.
-    futures::stream::unfold((rx, set), |(mut rx, set)| async move {
-        rx.recv().await.map(|item| (item, (rx, set)))
+    received(rx, set)
+}
+
+/// The readers' batches as they arrive; once every reader is done, a reader that panicked
+/// (its sender dropped without an error sent) ends the stream with an error, not as if the
+/// scan were complete. The JoinSet lives in the stream: dropping the stream aborts the
+/// readers.
+fn received(rx: tokio::sync::mpsc::Receiver<Result<RecordBatch>>, set: JoinSet<()>) -> BatchStream {
+    futures::stream::unfold(Some((rx, set)), |state| async move {
+        let (mut rx, mut set) = state?;
+        if let Some(item) = rx.recv().await {
+            return Some((item, Some((rx, set))));
+        }
+        while let Some(joined) = set.join_next().await {
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                let e = Error::internal(format!(
+                    "a file reader panicked: {e}; the scan is incomplete"
+                ));
+                return Some((Err(e), None));
+            }
+        }
+        None
     })
     .boxed()
 }
@@ -192,6 +214,49 @@ impl Stream for ScanStream {
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> RecordBatch {
+        let a: arrow_array::ArrayRef = Arc::new(arrow_array::Int32Array::from(vec![1, 2]));
+        RecordBatch::try_from_iter([("a", a)]).unwrap()
+    }
+
+    /// Readers that end normally end the stream; one that panics on the blocking pool (as an
+    /// inline reader would) ends it with an error after what the others sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_that_panics_ends_the_stream_with_an_error() {
+        for panics in [false, true] {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+            let mut set = JoinSet::new();
+            let sender = tx.clone();
+            set.spawn(async move {
+                let _ = sender.send(Ok(batch())).await;
+            });
+            set.spawn_blocking(move || {
+                let _held = tx;
+                assert!(!panics, "a reader's bug");
+            });
+            let items: Vec<Result<RecordBatch>> = received(rx, set).collect().await;
+            let oks = items.iter().filter(|i| i.is_ok()).count();
+            assert_eq!(oks, 1, "panics: {panics}");
+            let errors: Vec<String> = items
+                .iter()
+                .filter_map(|i| i.as_ref().err().map(|e| e.to_string()))
+                .collect();
+            match panics {
+                false => assert!(errors.is_empty(), "{errors:?}"),
+                true => {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert!(errors[0].contains("a file reader panicked"), "{errors:?}");
+                    assert!(!items.last().unwrap().is_ok());
+                }
+            }
         }
     }
 }
