@@ -418,7 +418,7 @@ impl Gather {
     /// Decodes leaves `leaves` (one per field, in order) of `row_groups` and adds their rows;
     /// `Ok(false)` (nothing added) when a column chunk is not one this decoder reads.
     /// `constant`: a string field (by position) every row of the file holds, from its
-    /// partition: filled with that value, its leaf not read.
+    /// partition: filled with that value, its leaf not decoded, when [`filled`] allows.
     pub(crate) fn add<R: ChunkReader + Clone + 'static>(
         &mut self,
         data: &R,

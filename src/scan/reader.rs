@@ -889,11 +889,6 @@ pub(crate) async fn read_file(
                 .then(|| leaves_of(&plan.output, &files))
                 .flatten();
             if let Some(leaves) = leaves {
-                let turn_rows: usize = turn
-                    .row_groups
-                    .iter()
-                    .map(|&rg| group_rows(&metadata, rg))
-                    .sum();
                 // Verify mode checks each file on its own first (below), then gathers it too.
                 let mut gather = gather.filter(|_| turn_rows <= plan.batch_size);
                 let constant = tenant_of(&plan.output, &plan.schema);
@@ -1013,8 +1008,13 @@ pub(crate) async fn read_file(
 
 /// The outcome of a turn decoded on the blocking pool.
 async fn joined(task: tokio::task::JoinHandle<Result<(bool, usize)>>) -> Result<(bool, usize)> {
-    task.await
-        .map_err(|e| Error::config("scan", format!("a file reader task failed: {e}")))?
+    task.await.map_err(reader_failed)?
+}
+
+/// A reader or decode task that panicked (or was cancelled): the scan it served is
+/// incomplete; not the caller's configuration, and not worth a retry.
+pub(super) fn reader_failed(e: tokio::task::JoinError) -> Error {
+    Error::internal(format!("a file reader failed: {e}; the scan is incomplete"))
 }
 
 /// A reader's small batches of several files, sent as one (fewer sends, fewer wake-ups of

@@ -100,10 +100,7 @@ fn received(rx: tokio::sync::mpsc::Receiver<Result<RecordBatch>>, set: JoinSet<(
             if let Err(e) = joined
                 && e.is_panic()
             {
-                let e = Error::internal(format!(
-                    "a file reader panicked: {e}; the scan is incomplete"
-                ));
-                return Some((Err(e), None));
+                return Some((Err(reader::reader_failed(e)), None));
             }
         }
         None
@@ -253,7 +250,8 @@ mod tests {
                 false => assert!(errors.is_empty(), "{errors:?}"),
                 true => {
                     assert_eq!(errors.len(), 1, "{errors:?}");
-                    assert!(errors[0].contains("a file reader panicked"), "{errors:?}");
+                    assert!(errors[0].contains("panicked"), "{errors:?}");
+                    assert!(errors[0].contains("the scan is incomplete"), "{errors:?}");
                     assert!(!items.last().unwrap().is_ok());
                 }
             }
