@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --example bench_layout -- [--rows 300000] [--months 24] [--tenants 200]
-//!     [--dim 1024] [--buckets 16] [--reps 3] [--fast-reps 101] [--dir DIR] [--json]
+//!     [--dim 1024] [--buckets 16] [--codec snappy] [--reps 3] [--fast-reps 101] [--dir DIR]
+//!     [--json]
 //! ```
 
 #[path = "common/number.rs"]
@@ -22,7 +23,7 @@ use chrono::{Datelike, NaiveDate};
 use clap::Parser;
 use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{
-    CatalogConfig, Column, Layout, SaleRecord, SalesHistory, ScanFilter, TableOptions,
+    CatalogConfig, Codec, Column, Layout, SaleRecord, SalesHistory, ScanFilter, TableOptions,
 };
 use serde_json::{Value, json};
 
@@ -45,6 +46,9 @@ struct Args {
     /// Buckets of the bucket layout.
     #[arg(long, default_value_t = 16, value_parser = number::parse::<u32>)]
     buckets: u32,
+    /// Compression codec of every table: snappy (the seed's), zstd or zstd-N.
+    #[arg(long, default_value = "snappy")]
+    codec: Codec,
     /// Timed repetitions of each query (median reported).
     #[arg(long, default_value_t = 3, value_parser = number::parse::<usize>)]
     reps: usize,
@@ -162,6 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "bench",
             TableOptions::default()
                 .embedding_dimension(args.dim)
+                .codec(args.codec)
                 .layout(layout),
         )
         .await?;
@@ -321,6 +326,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             json!({
                 "rows": per_month * args.months as usize, "months": args.months,
                 "tenants": args.tenants, "dim": args.dim, "buckets": args.buckets,
+                "codec": args.codec.to_string(),
                 "layouts": per_layout,
                 "migration": {"files": migration.files_removed, "files_added": migration.files_added,
                     "bytes": migration.bytes_removed, "seconds": migration.elapsed.as_secs_f64(),
@@ -336,11 +342,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     println!(
-        "bench_layout: {} rows, {} months, {} tenants, dim {}, median of {} runs ({} for queries under {FAST_QUERY_MS} ms)",
+        "bench_layout: {} rows, {} months, {} tenants, dim {}, {}, median of {} runs ({} for queries under {FAST_QUERY_MS} ms)",
         per_month * args.months as usize,
         args.months,
         args.tenants,
         args.dim,
+        args.codec,
         args.reps,
         args.reps.max(args.fast_reps),
     );

@@ -255,7 +255,10 @@ pub(crate) fn table_properties(options: &crate::TableOptions) -> HashMap<String,
     let embedding_dimension = options.embedding_dimension;
     [
         ("write.format.default", "parquet".to_string()),
-        (COMPRESSION_CODEC_PROPERTY, COMPRESSION_CODEC.to_string()),
+        (
+            COMPRESSION_CODEC_PROPERTY,
+            options.codec.as_property().to_string(),
+        ),
         (
             EMBEDDING_DIMENSION_PROPERTY,
             embedding_dimension.to_string(),
@@ -292,6 +295,12 @@ pub(crate) fn table_properties(options: &crate::TableOptions) -> HashMap<String,
         ("write.metadata.previous-versions-max", "100".to_string()),
     ]
     .into_iter()
+    .chain(
+        options
+            .codec
+            .level()
+            .map(|l| (crate::COMPRESSION_LEVEL_PROPERTY, l.to_string())),
+    )
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

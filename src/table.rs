@@ -38,6 +38,10 @@ pub struct TableOptions {
     /// seed's). An existing table keeps its own; move it with
     /// [`SalesHistory::evolve_layout`].
     pub layout: crate::Layout,
+    /// Compression codec of new data files (default [`Codec::Snappy`](crate::Codec::Snappy),
+    /// the seed's), stored as the table's `write.parquet.compression-codec` (and
+    /// `write.parquet.compression-level`). An existing table keeps its own.
+    pub codec: crate::Codec,
 }
 
 impl Default for TableOptions {
@@ -47,6 +51,7 @@ impl Default for TableOptions {
             commit_retries: schema::DEFAULT_COMMIT_RETRIES,
             embedding_encoding: crate::EmbeddingEncoding::default(),
             layout: crate::Layout::default(),
+            codec: crate::Codec::default(),
         }
     }
 }
@@ -71,6 +76,14 @@ impl TableOptions {
     /// its own; see [`SalesHistory::evolve_layout`]).
     pub fn layout(mut self, layout: crate::Layout) -> Self {
         self.layout = layout;
+        self
+    }
+
+    /// Sets the compression codec of a table created by `ensure_with` (an existing table
+    /// keeps its own). A level out of range is refused by `ensure_with` before anything is
+    /// created.
+    pub fn codec(mut self, codec: crate::Codec) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -279,6 +292,7 @@ impl SalesHistory {
             ));
         }
         options.layout.validate()?;
+        options.codec.validate()?;
         let connected = config.connect().await?;
         let catalog = connected.catalog;
         let ns = NamespaceIdent::new(namespace.clone());

@@ -500,6 +500,79 @@ async fn byte_stream_split_embeddings_take_fewer_bytes_than_plain() {
     assert!(bytes[0] < bytes[1] * 9 / 10, "{bytes:?}");
 }
 
+/// `TableOptions::codec` is stored as the table's codec (and level) properties and is the
+/// codec of every column chunk it writes; the rows read back are the same under either codec;
+/// a level out of range is refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_options_choose_the_codec() {
+    use parquet::basic::Compression;
+    use sales_history::{Codec, TableOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::local(dir.path());
+    let rows = sample(300, 16, 11);
+    let mut read_back = Vec::new();
+    for (stage, codec) in [("snappy", Codec::Snappy), ("zstd", Codec::zstd(5).unwrap())] {
+        let options = TableOptions::default().embedding_dimension(16).codec(codec);
+        let table = SalesHistory::ensure_with(&config, stage, options)
+            .await
+            .unwrap();
+        let props = table.iceberg_table().metadata().properties().clone();
+        assert_eq!(
+            props
+                .get(schema::COMPRESSION_CODEC_PROPERTY)
+                .map(String::as_str),
+            Some(codec.as_property()),
+            "{stage}"
+        );
+        assert_eq!(
+            props.get(sales_history::COMPRESSION_LEVEL_PROPERTY),
+            codec.level().map(|l| l.to_string()).as_ref(),
+            "{stage}"
+        );
+        table.append(rows.clone()).await.unwrap();
+        let prefix = format!("pricing_intelligence_{stage}.db/");
+        let files: Vec<String> = tree(dir.path())
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.starts_with(&prefix) && p.ends_with(".parquet"))
+            .collect();
+        assert!(!files.is_empty(), "{stage}: no data files");
+        for f in &files {
+            let reader =
+                SerializedFileReader::new(std::fs::File::open(dir.path().join(f)).unwrap())
+                    .unwrap();
+            for rg in reader.metadata().row_groups() {
+                for c in rg.columns() {
+                    // A footer names the codec, not its level.
+                    let ok = match codec {
+                        Codec::Zstd { .. } => matches!(c.compression(), Compression::ZSTD(_)),
+                        _ => c.compression() == Compression::SNAPPY,
+                    };
+                    assert!(ok, "{f}: {} is {:?}", c.column_path(), c.compression());
+                }
+            }
+        }
+        read_back.push(sort(table.scan().to_records().await.unwrap()));
+    }
+    assert_eq!(read_back[0], sort(rows));
+    assert_eq!(read_back[0], read_back[1]);
+
+    // A level out of range: a typed error naming the level property, nothing created.
+    let before = tree(dir.path());
+    let bad = TableOptions::default()
+        .embedding_dimension(16)
+        .codec(Codec::Zstd { level: 23 });
+    match SalesHistory::ensure_with(&config, "bad", bad).await {
+        Err(Error::Config { key, reason }) => {
+            assert_eq!(key, sales_history::COMPRESSION_LEVEL_PROPERTY);
+            assert!(reason.contains("23"), "{reason}");
+        }
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+    assert_eq!(tree(dir.path()), before, "nothing written");
+}
+
 /// `TableOptions::embedding_encoding` is stored as the table property and decides the encoding
 /// of the `embedding` elements in every data file; both encodings read back the same rows; a
 /// table whose property names no encoding we write is refused as drift, naming it, and
