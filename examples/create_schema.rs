@@ -2,7 +2,7 @@
 //! prints the names, location and schema. `--dry-run` prints what it would do, changing nothing.
 //!
 //! ```text
-//! cargo run --example create_schema -- [--dry-run] [--embedding-dimension N] [--partitioning month|tenant-month|bucketN-month] [--warehouse DIR | --catalog URI] [--stage STAGE]
+//! cargo run --example create_schema -- [--dry-run] [--embedding-dimension N] [--partitioning month|tenant-month|bucketN-month] [--codec snappy|zstd|zstd-N] [--warehouse DIR | --catalog URI] [--stage STAGE]
 //! ```
 
 #[path = "common/catalog_args.rs"]
@@ -15,8 +15,8 @@ mod report;
 use std::num::NonZeroUsize;
 
 use clap::Parser;
-use sales_history::schema::EMBEDDING_DIMENSION_PROPERTY;
-use sales_history::{Column, EnsurePlan, Layout, SalesHistory, TableOptions};
+use sales_history::schema::{COMPRESSION_CODEC_PROPERTY, EMBEDDING_DIMENSION_PROPERTY};
+use sales_history::{Codec, Column, EnsurePlan, Layout, SalesHistory, TableOptions};
 
 /// Creates the namespace (Glue database) pricing_intelligence_STAGE and the sales_history
 /// table in it when missing, and adopts an existing table whose layout is compatible; never
@@ -40,6 +40,11 @@ struct Args {
     /// with `maintain --evolve-to`).
     #[arg(long, value_name = "LAYOUT", value_parser = parse_layout)]
     partitioning: Option<Layout>,
+
+    /// Compression codec of a new table's data files: snappy (the seed's, default), zstd
+    /// (level 3) or zstd-N. An existing table keeps its own.
+    #[arg(long, value_name = "CODEC", value_parser = parse_codec)]
+    codec: Option<Codec>,
 
     #[command(flatten)]
     catalog: catalog_args::CatalogArgs,
@@ -87,6 +92,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(layout) = args.partitioning {
         options = options.layout(layout);
     }
+    if let Some(codec) = args.codec {
+        options = options.codec(codec);
+    }
     let table = SalesHistory::ensure_with(&catalog, stage, options).await?;
     let action = match plan {
         EnsurePlan::UpToDate => "exists (unchanged)",
@@ -101,8 +109,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("table     {} {action}", table.name());
     println!("location  {}", table.location());
     let layout = table.layout()?;
+    let codec = table
+        .iceberg_table()
+        .metadata()
+        .properties()
+        .get(COMPRESSION_CODEC_PROPERTY)
+        .map_or_else(|| "snappy".to_string(), |c| c.to_ascii_lowercase());
     println!(
-        "format    Iceberg v2, Parquet + Snappy, partitioned {layout} {}, {EMBEDDING_DIMENSION_PROPERTY}={}",
+        "format    Iceberg v2, Parquet + {codec}, partitioned {layout} {}, {EMBEDDING_DIMENSION_PROPERTY}={}",
         layout.spec_text(),
         table.embedding_dimension()
     );
@@ -114,6 +128,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("snapshots {}", table.snapshots().await?.len());
     print_schema();
     Ok(())
+}
+
+fn parse_codec(s: &str) -> Result<Codec, String> {
+    s.parse::<Codec>().map_err(|e| e.to_string())
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {

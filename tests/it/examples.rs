@@ -60,6 +60,7 @@ fn create_load_verify_on_the_local_default() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("created"), "{out}");
+    assert!(out.contains("Parquet + snappy"), "{out}");
     let price_line = out
         .lines()
         .find(|l| l.contains("sold_price"))
@@ -395,6 +396,11 @@ fn bad_values_are_usage_errors_naming_the_flag() {
             "create_schema",
             &["--partitioning", "bucket0-month"],
             &["--partitioning", "bucket count 0"],
+        ),
+        (
+            "create_schema",
+            &["--codec", "zstd-30"],
+            &["--codec", "zstd level 30 is not within 1..=22"],
         ),
         (
             "maintain",

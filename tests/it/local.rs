@@ -500,6 +500,28 @@ async fn byte_stream_split_embeddings_take_fewer_bytes_than_plain() {
     assert!(bytes[0] < bytes[1] * 9 / 10, "{bytes:?}");
 }
 
+/// Each data file of stage `stage`'s table under a local warehouse, with its footer (at
+/// least one file).
+fn stage_footers(
+    warehouse: &std::path::Path,
+    stage: &str,
+) -> Vec<(String, parquet::file::metadata::ParquetMetaData)> {
+    let prefix = format!("pricing_intelligence_{stage}.db/");
+    let files: Vec<(String, parquet::file::metadata::ParquetMetaData)> = tree(warehouse)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with(&prefix) && p.ends_with(".parquet"))
+        .map(|f| {
+            let reader =
+                SerializedFileReader::new(std::fs::File::open(warehouse.join(&f)).unwrap())
+                    .unwrap();
+            (f, reader.metadata().clone())
+        })
+        .collect();
+    assert!(!files.is_empty(), "{stage}: no data files");
+    files
+}
+
 /// `TableOptions::codec` is stored as the table's codec (and level) properties and is the
 /// codec of every column chunk it writes; the rows read back are the same under either codec;
 /// a level out of range is refused before anything is created.
@@ -531,18 +553,8 @@ async fn table_options_choose_the_codec() {
             "{stage}"
         );
         table.append(rows.clone()).await.unwrap();
-        let prefix = format!("pricing_intelligence_{stage}.db/");
-        let files: Vec<String> = tree(dir.path())
-            .into_iter()
-            .map(|(p, _)| p)
-            .filter(|p| p.starts_with(&prefix) && p.ends_with(".parquet"))
-            .collect();
-        assert!(!files.is_empty(), "{stage}: no data files");
-        for f in &files {
-            let reader =
-                SerializedFileReader::new(std::fs::File::open(dir.path().join(f)).unwrap())
-                    .unwrap();
-            for rg in reader.metadata().row_groups() {
+        for (f, footer) in stage_footers(dir.path(), stage) {
+            for rg in footer.row_groups() {
                 for c in rg.columns() {
                     // A footer names the codec, not its level.
                     let ok = match codec {
@@ -617,18 +629,8 @@ async fn table_options_choose_the_embedding_encoding() {
             Some(encoding.as_property())
         );
         table.append(rows.clone()).await.unwrap();
-        let prefix = format!("pricing_intelligence_{stage}.db/");
-        let files: Vec<String> = tree(dir.path())
-            .into_iter()
-            .map(|(p, _)| p)
-            .filter(|p| p.starts_with(&prefix) && p.ends_with(".parquet"))
-            .collect();
-        assert!(!files.is_empty(), "{stage}: no data files");
-        for f in &files {
-            let reader =
-                SerializedFileReader::new(std::fs::File::open(dir.path().join(f)).unwrap())
-                    .unwrap();
-            for rg in reader.metadata().row_groups() {
+        for (f, footer) in stage_footers(dir.path(), stage) {
+            for rg in footer.row_groups() {
                 let col = rg
                     .columns()
                     .iter()
