@@ -120,6 +120,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         layout.spec_text(),
         table.embedding_dimension()
     );
+    if let Some(wanted) = args.codec.filter(|c| c.as_property() != codec) {
+        println!(
+            "note      the table exists with codec {codec}; --codec {wanted} applies to new tables only"
+        );
+    }
     if let Some(wanted) = args.partitioning.filter(|l| *l != layout) {
         println!(
             "note      the table exists with the {layout} layout; --partitioning {wanted} applies to new tables only (see maintain --evolve-to)"

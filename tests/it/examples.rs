@@ -70,9 +70,16 @@ fn create_load_verify_on_the_local_default() {
         "{out}"
     );
     let before = tree(Path::new(wh));
-    let (code, out, _) = run("create_schema", &["--warehouse", wh, "--stage", "ex"]);
+    let (code, out, _) = run(
+        "create_schema",
+        &["--warehouse", wh, "--stage", "ex", "--codec", "zstd"],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("exists (unchanged)"), "{out}");
+    assert!(
+        out.contains("exists with codec snappy; --codec zstd-3 applies to new tables only"),
+        "{out}"
+    );
     assert_eq!(tree(Path::new(wh)), before);
 
     // Load 300 rows in 3 batches, then again with the same commit id: nothing appended twice.
