@@ -110,7 +110,12 @@ impl Encoder {
 #[derive(Clone, Debug)]
 pub(crate) enum ParquetFileBuilder {
     Ours(OwnFileBuilder),
-    Iceberg(ParquetWriterBuilder),
+    /// iceberg's writer, built at the file's first rows (which decide its dictionaries, as
+    /// for this crate's writer).
+    Iceberg {
+        props: WriterProperties,
+        schema: SchemaRef,
+    },
 }
 
 impl ParquetFileBuilder {
@@ -121,9 +126,7 @@ impl ParquetFileBuilder {
             None => Encoder::from_env(),
         };
         match encoder {
-            Encoder::Iceberg => {
-                ParquetFileBuilder::Iceberg(ParquetWriterBuilder::new(props, schema))
-            }
+            Encoder::Iceberg => ParquetFileBuilder::Iceberg { props, schema },
             e => ParquetFileBuilder::Ours(OwnFileBuilder {
                 props,
                 schema,
@@ -160,8 +163,12 @@ impl FileWriterBuilder for ParquetFileBuilder {
                 nan_counts: HashMap::new(),
                 failed: false,
             })),
-            ParquetFileBuilder::Iceberg(b) => {
-                ParquetFile::Iceberg(Box::new(b.build(output_file).await?))
+            ParquetFileBuilder::Iceberg { props, schema } => {
+                ParquetFile::IcebergPending(Box::new(PendingFile {
+                    props: props.clone(),
+                    schema: schema.clone(),
+                    output: Some(output_file),
+                }))
             }
         })
     }
@@ -179,14 +186,41 @@ pub(crate) struct OwnFileBuilder {
 /// One data file being written.
 pub(crate) enum ParquetFile {
     Ours(Box<OwnFile>),
+    IcebergPending(Box<PendingFile>),
     Iceberg(Box<ParquetWriter>),
+}
+
+/// iceberg's writer before the file's first rows (`output` taken when it is built).
+pub(crate) struct PendingFile {
+    props: WriterProperties,
+    schema: SchemaRef,
+    output: Option<OutputFile>,
 }
 
 impl FileWriter for ParquetFile {
     async fn write(&mut self, batch: &RecordBatch) -> IcebergResult<()> {
+        if let ParquetFile::IcebergPending(pending) = self {
+            let PendingFile {
+                props,
+                schema,
+                output,
+            } = pending.as_mut();
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+            let output = output
+                .take()
+                .ok_or_else(|| unexpected("the data file writer failed on an earlier batch"))?;
+            let props = crate::parquet_props::without_dictionaries_for_distinct(props, batch);
+            let writer = ParquetWriterBuilder::new(props, schema.clone())
+                .build(output)
+                .await?;
+            *self = ParquetFile::Iceberg(Box::new(writer));
+        }
         match self {
             ParquetFile::Ours(f) => f.write(batch).await,
             ParquetFile::Iceberg(f) => f.write(batch).await,
+            ParquetFile::IcebergPending(_) => Err(unexpected("the file is not open")),
         }
     }
 
@@ -194,6 +228,8 @@ impl FileWriter for ParquetFile {
         match self {
             ParquetFile::Ours(f) => f.close().await,
             ParquetFile::Iceberg(f) => f.close().await,
+            // No rows: no file, as iceberg's writer does.
+            ParquetFile::IcebergPending(_) => Ok(Vec::new()),
         }
     }
 }
@@ -203,6 +239,11 @@ impl CurrentFileStatus for ParquetFile {
         match self {
             ParquetFile::Ours(f) => f.output.location().to_string(),
             ParquetFile::Iceberg(f) => f.current_file_path(),
+            ParquetFile::IcebergPending(pending) => pending
+                .output
+                .as_ref()
+                .map(|o| o.location().to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -210,6 +251,7 @@ impl CurrentFileStatus for ParquetFile {
         match self {
             ParquetFile::Ours(f) => f.rows,
             ParquetFile::Iceberg(f) => f.current_row_num(),
+            ParquetFile::IcebergPending(_) => 0,
         }
     }
 
@@ -219,6 +261,7 @@ impl CurrentFileStatus for ParquetFile {
                 o.parquet.bytes_written() + o.group.as_ref().map_or(0, Group::estimated_bytes)
             }),
             ParquetFile::Iceberg(f) => f.current_written_size(),
+            ParquetFile::IcebergPending(_) => 0,
         }
     }
 }
@@ -468,13 +511,10 @@ impl OwnFile {
         count_nans(&self.schema, batch, &mut self.nan_counts);
         self.rows += batch.num_rows();
         if self.open.is_none() {
+            // Near-unique columns lose their dictionaries, decided on the file's first rows.
+            let props = crate::parquet_props::without_dictionaries_for_distinct(&self.props, batch);
             let file = self.output.writer().await?;
-            self.open = Some(Open::new(
-                file,
-                &self.schema,
-                &self.props,
-                self.own_embedding,
-            )?);
+            self.open = Some(Open::new(file, &self.schema, &props, self.own_embedding)?);
         }
         let open = self
             .open
@@ -1706,7 +1746,10 @@ mod tests {
                 ParquetFileBuilder::new(props.clone(), schema.clone()).with_own_embedding(true);
             let theirs =
                 ParquetFileBuilder::new(props.clone(), schema.clone()).with_own_embedding(false);
-            let iceberg = ParquetWriterBuilder::new(props.clone(), schema.clone());
+            let iceberg = ParquetFileBuilder::Iceberg {
+                props: props.clone(),
+                schema: schema.clone(),
+            };
             let (a, a_bytes) = write(
                 ours,
                 &io,
