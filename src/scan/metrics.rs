@@ -56,6 +56,11 @@ pub struct ScanMetrics {
     /// offset index (what pyarrow and pyiceberg write by default), whose pages are fetched as
     /// the decoder asks for them, in windows, instead of the whole group at once.
     pub lazy_reads: u64,
+    /// Rows of the selected pages that a row filter ruled out on its own columns (decoded
+    /// first) before the `embedding` column was decoded: embedding pages holding only such
+    /// rows are neither decompressed nor decoded. The page index selects whole pages of the
+    /// filter's columns (64 rows); a tenant's rows in a sorted month start and end inside them.
+    pub rows_filtered_early: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
 }
@@ -75,6 +80,7 @@ pub(crate) struct Counters {
     pub(crate) small_file_fast_reads: AtomicU64,
     pub(crate) tenant_from_partition: AtomicU64,
     pub(crate) lazy_reads: AtomicU64,
+    pub(crate) rows_filtered_early: AtomicU64,
 }
 
 impl Counters {
@@ -98,6 +104,7 @@ impl Counters {
             small_file_fast_reads: get(&self.small_file_fast_reads),
             tenant_from_partition: get(&self.tenant_from_partition),
             lazy_reads: get(&self.lazy_reads),
+            rows_filtered_early: get(&self.rows_filtered_early),
             ..plan.clone()
         }
     }

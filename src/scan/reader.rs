@@ -761,7 +761,29 @@ pub(crate) async fn read_file(
             let (data, reader_meta) = assemble(&metadata)?;
             if let Some((at, leaf)) = ours {
                 let field = plan.schema.fields()[at].clone();
-                let selection = turn.selection.as_ref();
+                // A row filter over a page selection (a tenant's pages of a sorted month):
+                // the filter's columns decide first which rows match, so only the embedding
+                // pages holding them are decompressed and decoded (the page index selects
+                // whole 64-row pages of `tenant_id`; embedding pages hold 8 rows).
+                let refined = match (&filter, &turn.selection) {
+                    (Some(f), Some(selection)) if !turn.lazy => Some(refine_selection(
+                        f,
+                        selection,
+                        (&data, &reader_meta),
+                        &turn.row_groups,
+                        (&filter_cols, &descr, &files),
+                        plan.batch_size,
+                    )?),
+                    _ => None,
+                };
+                if let (Some(refined), Some(selection)) = (&refined, &turn.selection) {
+                    let ruled_out = selection.row_count().saturating_sub(refined.row_count());
+                    Counters::add(&plan.counters.rows_filtered_early, ruled_out as u64);
+                    if refined.row_count() == 0 {
+                        return Ok((true, 0));
+                    }
+                }
+                let selection = refined.as_ref().or(turn.selection.as_ref());
                 // A lazy turn never has a selection (it is a row group without an offset
                 // index); with one, the held decode below applies it.
                 let lists = if turn.lazy && selection.is_none() {
@@ -867,7 +889,7 @@ pub(crate) async fn read_file(
                             data,
                             reader_meta,
                             row_groups: &turn.row_groups,
-                            selection: turn.selection.clone(),
+                            selection: selection.cloned(),
                             filter: filter.map(|f| (f, filter_cols)),
                         },
                         &descr,
@@ -2016,6 +2038,42 @@ fn send_with_embedding(
         }
     }
     all_sent(&mut list, sent, total).map(|()| (true, rows_out))
+}
+
+/// `selection` narrowed to the rows `filter` matches: its columns decoded over the selection
+/// (from the turn's bytes, already fetched), the filter evaluated on them, the matches mapped
+/// back onto the row groups' rows.
+fn refine_selection(
+    filter: &Resolved,
+    selection: &RowSelection,
+    (data, reader_meta): (&SparseFile, &ArrowReaderMetadata),
+    row_groups: &[usize],
+    (filter_cols, descr, files): (&[Column], &SchemaDescriptor, &FileColumns),
+    batch_size: usize,
+) -> Result<RowSelection> {
+    let (roots, pos) = positions(filter_cols, files);
+    let batches =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
+            .with_batch_size(batch_size)
+            .with_row_groups(row_groups.to_vec())
+            .with_projection(ProjectionMask::roots(descr, roots))
+            .with_row_selection(selection.clone())
+            .build()?;
+    let mut hits = Vec::new();
+    for batch in batches {
+        let batch = batch?;
+        hits.push(filter.evaluate(batch.num_rows(), |c| {
+            let p = pos.iter().find(|(col, _)| *col == c)?.1;
+            Some(batch.column(p).clone())
+        })?);
+    }
+    let matched = RowSelection::from_filters(&hits);
+    if matched.row_count() + matched.skipped_row_count() != selection.row_count() {
+        return Err(Error::internal(
+            "a row filter's columns decoded to fewer rows than their page selection",
+        ));
+    }
+    Ok(selection.and_then(&matched))
 }
 
 /// Leaves of `columns` in the file, if it has them all.

@@ -126,3 +126,58 @@ async fn both_decoders_give_the_same_rows_under_both_encodings() {
         assert_eq!(before, after);
     }
 }
+
+/// A tenant's rows in a sorted month file of several hundred rows start and end inside the
+/// 64-row pages its page index selects: the filter's columns decide first, so the embedding
+/// pages of the other tenants' rows are not decoded (`rows_filtered_early`), and the rows are
+/// the in-memory filter's, as parquet-rs's decoder gives them. A time range too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_filter_decides_before_the_embedding_is_decoded() {
+    use chrono::{TimeZone, Utc};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = SalesHistory::ensure_with(
+        &CatalogConfig::local(dir.path()),
+        "early",
+        TableOptions::default().embedding_dimension(DIM),
+    )
+    .await
+    .expect("ensure");
+    // One month of 5 tenants, 900 rows: one file, tenant-sorted, 64-row pages.
+    let mut rows = sample(900, DIM, 41);
+    for (i, r) in rows.iter_mut().enumerate() {
+        let at = Utc.with_ymd_and_hms(2025, 4, 1, 0, 0, 0).unwrap()
+            + chrono::Duration::minutes(i as i64 * 37);
+        r.sold_date = at;
+        r.season = Some(sales_history::Season::of(at));
+    }
+    table.append(rows.clone()).await.expect("append");
+    for tenant in ["tenant-001", "tenant-003", "tenant-005"] {
+        let filter = ScanFilter::new().tenant(tenant);
+        let (got, m) = both(|| table.scan().filter(filter.clone()).batch_size(50)).await;
+        let want = rows.iter().filter(|r| r.tenant_id == tenant).count();
+        assert!(want > 0);
+        assert_eq!(got.len(), want, "{tenant}");
+        assert!(m.pages_skipped > 0, "{tenant}: {m:?}");
+        assert!(m.rows_filtered_early > 0, "{tenant}: {m:?}");
+        assert_eq!(m.embedding_fallbacks, 0, "{tenant}: {m:?}");
+    }
+    // A tenant and a time range inside the month.
+    let (from, to) = (
+        Utc.with_ymd_and_hms(2025, 4, 3, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2025, 4, 9, 0, 0, 0).unwrap(),
+    );
+    let filter = ScanFilter::new()
+        .tenant("tenant-002")
+        .and(ScanFilter::new().sold_between(from, to));
+    let (got, m) = both(|| table.scan().filter(filter.clone())).await;
+    let want = rows
+        .iter()
+        .filter(|r| r.tenant_id == "tenant-002" && r.sold_date >= from && r.sold_date < to)
+        .count();
+    assert!(want > 0);
+    assert_eq!(got.len(), want);
+    assert!(m.rows_filtered_early > 0, "{m:?}");
+    // A tenant with no row in the month: nothing decoded, nothing returned.
+    let (got, _) = both(|| table.scan().filter(ScanFilter::new().tenant("tenant-404"))).await;
+    assert!(got.is_empty());
+}
