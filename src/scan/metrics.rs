@@ -59,7 +59,8 @@ pub struct ScanMetrics {
     /// Rows of the selected pages that a row filter ruled out on its own columns (decoded
     /// first) before the `embedding` column was decoded: embedding pages holding only such
     /// rows are neither decompressed nor decoded. The page index selects whole pages of the
-    /// filter's columns (64 rows); a tenant's rows in a sorted month start and end inside them.
+    /// filter's columns (64 rows by default); a tenant's rows in a sorted month start and end
+    /// inside them.
     pub rows_filtered_early: u64,
     /// Time spent resolving the snapshot and planning files.
     pub planning: Duration,
