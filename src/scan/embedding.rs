@@ -427,6 +427,8 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
         Vec<Option<PagePlan>>,
     )> = Vec::new();
     let (mut start, mut read_rows, mut read_levels) = (0usize, 0usize, 0usize);
+    // The first range of `selected` that may reach the next page.
+    let mut next = 0usize;
     for &rg in row_groups {
         let group = metadata.row_group(rg);
         let chunk = group.column(leaf);
@@ -463,9 +465,16 @@ fn decode_selected<R: ChunkReader + Clone + 'static>(
                 )));
             }
             let rows = start + first..start + end;
+            // `selected` is ascending and pages come in row order: ranges that end before
+            // this page are behind every later page too (a row filter's scattered matches
+            // make thousands; each is looked at about once, not once per page).
+            while selected.get(next).is_some_and(|r| r.end <= rows.start) {
+                next += 1;
+            }
             let wanted: Vec<Range<usize>> = selected
                 .iter()
-                .filter(|r| r.start < rows.end && r.end > rows.start)
+                .skip(next)
+                .take_while(|r| r.start < rows.end)
                 .map(|r| r.start.max(rows.start)..r.end.min(rows.end))
                 .collect();
             if wanted.is_empty() {

@@ -57,8 +57,8 @@ pub struct ScanMetrics {
     /// the decoder asks for them, in windows, instead of the whole group at once.
     pub lazy_reads: u64,
     /// Rows of the selected pages that a row filter ruled out on its own columns (decoded
-    /// first) before the `embedding` column was decoded: embedding pages holding only such
-    /// rows are neither decompressed nor decoded. The page index selects whole pages of the
+    /// first) before this crate's decoder read the `embedding` column: embedding pages
+    /// holding only such rows are neither decompressed nor decoded. The page index selects whole pages of the
     /// filter's columns (64 rows by default); a tenant's rows in a sorted month start and end
     /// inside them.
     pub rows_filtered_early: u64,

@@ -11,7 +11,7 @@ use iceberg::io::{FileIO, FileRead};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter, RowSelection,
+    RowFilter, RowSelection, RowSelectionPolicy,
 };
 use parquet::file::metadata::{
     FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
@@ -776,13 +776,20 @@ pub(crate) async fn read_file(
                     )?),
                     _ => None,
                 };
-                if let (Some(refined), Some(selection)) = (&refined, &turn.selection) {
-                    let ruled_out = selection.row_count().saturating_sub(refined.row_count());
-                    Counters::add(&plan.counters.rows_filtered_early, ruled_out as u64);
-                    if refined.row_count() == 0 {
-                        return Ok((true, 0));
+                // Rows the filter ruled out before any embedding page was decoded: counted
+                // when nothing is decoded, or when this crate's decoder reads the rest (a
+                // fallback to parquet-rs's reader decodes the whole selection).
+                let ruled_out = match (&refined, &turn.selection) {
+                    (Some(refined), Some(selection)) => {
+                        let out = selection.row_count().saturating_sub(refined.row_count());
+                        if refined.row_count() == 0 {
+                            Counters::add(&plan.counters.rows_filtered_early, out as u64);
+                            return Ok((true, 0));
+                        }
+                        out
                     }
-                }
+                    _ => 0,
+                };
                 let selection = refined.as_ref().or(turn.selection.as_ref());
                 // A lazy turn never has a selection (it is a row group without an offset
                 // index); with one, the held decode below applies it.
@@ -836,6 +843,7 @@ pub(crate) async fn read_file(
                     )?;
                     match decoded {
                         Some(list) => {
+                            Counters::add(&plan.counters.rows_filtered_early, ruled_out as u64);
                             if plan.decode == Mode::Verify {
                                 verify(
                                     &data,
@@ -960,7 +968,7 @@ pub(crate) async fn read_file(
                 builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
             }
             if let Some(selection) = turn.selection {
-                builder = builder.with_row_selection(selection);
+                builder = in_runs(builder, selection);
             }
             if let Some(limit) = limit {
                 builder = builder.with_limit(limit);
@@ -2029,7 +2037,7 @@ fn send_with_embedding(
         .with_row_groups(row_groups.to_vec())
         .with_projection(ProjectionMask::roots(descr, roots));
     if let Some(selection) = selection {
-        builder = builder.with_row_selection(selection);
+        builder = in_runs(builder, selection);
     }
     for batch in builder.build()? {
         let batch = batch?;
@@ -2052,13 +2060,12 @@ fn refine_selection(
     batch_size: usize,
 ) -> Result<RowSelection> {
     let (roots, pos) = positions(filter_cols, files);
-    let batches =
+    let builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), reader_meta.clone())
             .with_batch_size(batch_size)
             .with_row_groups(row_groups.to_vec())
-            .with_projection(ProjectionMask::roots(descr, roots))
-            .with_row_selection(selection.clone())
-            .build()?;
+            .with_projection(ProjectionMask::roots(descr, roots));
+    let batches = in_runs(builder, selection.clone()).build()?;
     let mut hits = Vec::new();
     for batch in batches {
         let batch = batch?;
@@ -2074,6 +2081,23 @@ fn refine_selection(
         ));
     }
     Ok(selection.and_then(&matched))
+}
+
+/// `builder` reading `selection`'s rows as runs of rows, never as a boolean mask.
+///
+/// parquet-rs 58's synchronous reader turns a selection of short runs (under 32 rows on
+/// average, as a row filter's scattered matches make them, inside the reader or from
+/// [`refine_selection`]) into a mask, and a mask decodes every page between a batch's first
+/// and last rows, the pages the selection skips too. A turn fetched only its selected pages,
+/// so such a read failed ("bytes … were not fetched"). parquet-rs's async reader keeps a
+/// mask off pages it did not load; its sync reader does not (apache/arrow-rs#10648, open).
+fn in_runs(
+    builder: ParquetRecordBatchReaderBuilder<SparseFile>,
+    selection: RowSelection,
+) -> ParquetRecordBatchReaderBuilder<SparseFile> {
+    builder
+        .with_row_selection(selection)
+        .with_row_selection_policy(RowSelectionPolicy::Selectors)
 }
 
 /// Leaves of `columns` in the file, if it has them all.
@@ -2440,7 +2464,7 @@ fn embedding_reader(
             .with_row_groups(row_groups.to_vec())
             .with_projection(ProjectionMask::roots(descr, [root]));
     if let Some(selection) = selection {
-        builder = builder.with_row_selection(selection);
+        builder = in_runs(builder, selection);
     }
     Ok(Some(builder.build()?))
 }
