@@ -230,4 +230,66 @@ async fn scattered_matches_across_skipped_pages() {
     let (got, m) = both(|| table.scan().filter(filter.clone()).select(narrow.clone())).await;
     assert_eq!(got.len(), want);
     assert!(m.pages_skipped > 0, "{m:?}");
+
+    // Random filters over the same file: tenants, a time window, a price range, a category,
+    // each or not, with and without the embedding; the rows are the in-memory filter's.
+    let month = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+    let categories: Vec<String> = {
+        let mut c: Vec<String> = rows.iter().filter_map(|r| r.category.clone()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n.max(1)
+    };
+    for round in 0..24 {
+        let tenants: Vec<String> = (0..6)
+            .filter(|_| next(3) == 0)
+            .map(|t| format!("big-{t}"))
+            .collect();
+        let window = (next(2) == 0).then(|| {
+            let from = month + chrono::Duration::hours(next(700) as i64);
+            (from, from + chrono::Duration::hours(1 + next(200) as i64))
+        });
+        let prices = (next(2) == 0).then(|| {
+            let lo = 100 + next(1000) as i64;
+            (lo, lo + next(600) as i64)
+        });
+        let category = (next(3) == 0 && !categories.is_empty())
+            .then(|| categories[next(categories.len() as u64) as usize].clone());
+        let mut filter = ScanFilter::new();
+        if !tenants.is_empty() {
+            filter = filter.tenants(tenants.clone());
+        }
+        if let Some((from, to)) = window {
+            filter = filter.and(ScanFilter::new().sold_between(from, to));
+        }
+        if let Some((lo, hi)) = prices {
+            let (lo, hi) = (
+                Price::from_cents(lo).unwrap(),
+                Price::from_cents(hi).unwrap(),
+            );
+            filter = filter.and(ScanFilter::new().price_range(lo..=hi));
+        }
+        if let Some(c) = &category {
+            filter = filter.and(ScanFilter::new().category(c.clone()));
+        }
+        let want = rows
+            .iter()
+            .filter(|r| tenants.is_empty() || tenants.contains(&r.tenant_id))
+            .filter(|r| window.is_none_or(|(f, t)| r.sold_date >= f && r.sold_date < t))
+            .filter(|r| prices.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.sold_price.cents())))
+            .filter(|r| category.is_none() || r.category == category)
+            .count();
+        let what = format!("round {round}: {tenants:?} {window:?} {prices:?} {category:?}");
+        let (got, _) = both(|| table.scan().filter(filter.clone())).await;
+        assert_eq!(got.len(), want, "{what}");
+        let (got, _) = both(|| table.scan().filter(filter.clone()).select(narrow.clone())).await;
+        assert_eq!(got.len(), want, "{what}");
+    }
 }
