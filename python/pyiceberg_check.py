@@ -20,7 +20,8 @@ stderr with a non-zero exit status):
            [--rows N --tenant T]   (the table as Athena DDL makes it: every column
            optional, optional list element, month(sold_date) as sold_date_month)
     append --warehouse DIR --namespace NS --rows N --tenant T[,T...] [--seed S] [--table T]
-           [--add-files]   (pyarrow-written files, local warehouse only)
+           [--add-files [--time-unit us|ms] [--page-index]]
+                           (pyarrow-written files, local warehouse only)
 
 AWS Glue mode (both subcommands; for the moto Glue + S3 emulator,
 python/moto_server.py): add
@@ -468,7 +469,7 @@ def cmd_append(args: argparse.Namespace) -> dict[str, Any]:
     data = build_rows(arrow_schema, args.rows, args.tenant, args.seed, dim)
     files = []
     if args.add_files:
-        files = add_plain_files(table, data, args.seed)
+        files = add_plain_files(table, data, args.seed, args.time_unit, args.page_index)
     else:
         table.append(data)
     snap = table.current_snapshot()
@@ -481,10 +482,12 @@ def cmd_append(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def add_plain_files(table, data, seed: int) -> list[str]:
-    """Writes `data` with pyarrow itself, one file per month, without dictionary pages or a
-    page index, the embedding BYTE_STREAM_SPLIT in pages of ~64 KiB (what an engine tuned for
-    floats writes), and adds the files with `add_files` (no field ids: the name mapping)."""
+def add_plain_files(table, data, seed: int, time_unit: str = "us", page_index: bool = False) -> list[str]:
+    """Writes `data` with pyarrow itself, one file per month, without dictionary pages or (by
+    default) a page index, the embedding BYTE_STREAM_SPLIT in pages of ~64 KiB (what an engine
+    tuned for floats writes), `sold_date` in `time_unit` (pyiceberg takes milliseconds too and
+    readers upcast them), and adds the files with `add_files` (no field ids: the name
+    mapping)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -497,7 +500,16 @@ def add_plain_files(table, data, seed: int) -> list[str]:
 
     if not table.location().startswith("file://") and not table.location().startswith("/"):
         raise CheckError(f"--add-files writes local files only; the table is at {table.location()}")
-    schema = pa.schema([pa.field(f.name, plain(f.type), f.nullable) for f in data.schema])
+    def unit(f):
+        if pa.types.is_timestamp(f.type):
+            return pa.timestamp(time_unit, tz=f.type.tz)
+        return plain(f.type)
+
+    schema = pa.schema([pa.field(f.name, unit(f), f.nullable) for f in data.schema])
+    for i, f in enumerate(data.schema):
+        if pa.types.is_timestamp(f.type) and f.type.unit != time_unit:
+            # The generated values have microseconds: truncated to the unit.
+            data = data.set_column(i, f.name, pc.cast(data.column(i), schema.field(i).type, safe=False))
     data = data.cast(schema)
     months = pc.strftime(data.column("sold_date"), format="%Y-%m")
     paths = []
@@ -513,7 +525,7 @@ def add_plain_files(table, data, seed: int) -> list[str]:
             use_dictionary=False,
             column_encoding={"embedding.list.element": "BYTE_STREAM_SPLIT"},
             data_page_size=64 * 1024,
-            write_page_index=False,
+            write_page_index=page_index,
         )
         # pyarrow ignores a column path it does not know: check the encoding took.
         meta = pq.ParquetFile(local).metadata
@@ -661,6 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the rows with pyarrow (no dictionary, no page index, one file per month) and add_files them",
     )
+    a.add_argument(
+        "--time-unit",
+        choices=("us", "ms"),
+        default="us",
+        help="with --add-files: the unit sold_date is stored in",
+    )
+    a.add_argument("--page-index", action="store_true", help="with --add-files: write a page index")
     a.set_defaults(func=cmd_append)
 
     c = sub.add_parser("create", help="create the table as Athena DDL would, optionally with rows")

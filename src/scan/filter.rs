@@ -355,6 +355,8 @@ impl Resolved {
         leaf: impl Fn(Column) -> Option<usize>,
     ) -> bool {
         let stats = |c: Column| leaf(c).and_then(|i| rg.columns().get(i)?.statistics());
+        let time_scale =
+            |c: Column| leaf(c).and_then(|i| TimeScale::of(rg.columns().get(i)?.column_descr()));
         for (col, values) in &self.strings {
             if let Some(Statistics::ByteArray(s)) = stats(*col)
                 && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
@@ -370,8 +372,10 @@ impl Resolved {
         };
         if self.sold != (None, None)
             && let Some(Statistics::Int64(s)) = stats(Column::SoldDate)
+            && let Some(scale) = time_scale(Column::SoldDate)
             && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
-            && !in_range(self.sold, *min, *max, true)
+            && let (min, max) = scale.micros(*min, *max)
+            && !in_range(self.sold, min, max, true)
         {
             return false;
         }
@@ -541,10 +545,16 @@ impl Resolved {
             let Some(Statistics::Int64(s)) = stats(Column::SoldDate) else {
                 return false;
             };
+            let Some(scale) = leaf(Column::SoldDate)
+                .and_then(|i| TimeScale::of(rg.columns().get(i)?.column_descr()))
+            else {
+                return false;
+            };
             let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
                 return false;
             };
-            if !within(self.sold, *min, *max, true) {
+            let (min, max) = scale.micros(*min, *max);
+            if !within(self.sold, min, max, true) {
                 return false;
             }
         }
@@ -585,15 +595,20 @@ impl Resolved {
     }
 
     /// Whether page `page` of column `col` may hold matching rows, from its column index
-    /// entry (`true` when the index says nothing).
+    /// entry (`true` when the index says nothing). `descr` is the column's in the file (the
+    /// unit of `sold_date`'s values, [`TimeScale`]).
     pub(crate) fn page_may_match(
         &self,
         col: Column,
+        descr: &parquet::schema::types::ColumnDescriptor,
         index: &parquet::file::page_index::column_index::ColumnIndexMetaData,
         page: usize,
     ) -> bool {
         use parquet::file::page_index::column_index::ColumnIndexMetaData as Ix;
         if col == Column::SoldDate {
+            let Some(scale) = TimeScale::of(descr) else {
+                return true;
+            };
             return match index {
                 Ix::INT64(ix) => {
                     if ix.is_null_page(page) {
@@ -601,6 +616,7 @@ impl Resolved {
                     }
                     match (ix.min_value(page), ix.max_value(page)) {
                         (Some(&min), Some(&max)) => {
+                            let (min, max) = scale.micros(min, max);
                             self.sold.0.is_none_or(|l| max >= l)
                                 && self.sold.1.is_none_or(|h| min < h)
                         }
@@ -689,6 +705,52 @@ fn be_i64(bytes: &[u8]) -> Option<i64> {
     i64::try_from(i128::from_be_bytes(buf)).ok()
 }
 
+/// How a file stores `sold_date`, to compare its statistics with a filter's bounds (µs).
+///
+/// This crate writes microseconds, as the Iceberg spec says, but pyiceberg's `add_files`
+/// takes pyarrow files in milliseconds too (readers upcast them), and the row filter itself
+/// converts ([`as_micros`]). Statistics in another unit compared raw would prune row groups
+/// and pages that match, or drop a filter rows fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeScale {
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl TimeScale {
+    /// The unit of an INT64 timestamp column; `None` for anything else (INT96, an INT64
+    /// without a timestamp annotation), whose statistics are then not used.
+    pub(crate) fn of(descr: &parquet::schema::types::ColumnDescriptor) -> Option<Self> {
+        use parquet::basic::{ConvertedType, LogicalType, TimeUnit as Unit, Type};
+        if descr.physical_type() != Type::INT64 {
+            return None;
+        }
+        match (descr.logical_type_ref(), descr.converted_type()) {
+            (Some(LogicalType::Timestamp { unit, .. }), _) => Some(match unit {
+                Unit::MILLIS => TimeScale::Millis,
+                Unit::MICROS => TimeScale::Micros,
+                Unit::NANOS => TimeScale::Nanos,
+            }),
+            (None, ConvertedType::TIMESTAMP_MILLIS) => Some(TimeScale::Millis),
+            (None, ConvertedType::TIMESTAMP_MICROS) => Some(TimeScale::Micros),
+            _ => None,
+        }
+    }
+
+    /// `min..=max` of stored values as the smallest µs range holding every value in it.
+    pub(crate) fn micros(self, min: i64, max: i64) -> (i64, i64) {
+        match self {
+            TimeScale::Micros => (min, max),
+            TimeScale::Millis => (min.saturating_mul(1_000), max.saturating_mul(1_000)),
+            TimeScale::Nanos => (
+                min.div_euclid(1_000),
+                max.div_euclid(1_000) + i64::from(max.rem_euclid(1_000) != 0),
+            ),
+        }
+    }
+}
+
 fn as_utf8(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     match array.data_type() {
         DataType::Utf8 => Ok(array.clone()),
@@ -714,6 +776,19 @@ fn as_cents(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn statistics_in_other_units_are_read_as_micros() {
+        assert_eq!(TimeScale::Micros.micros(-5, 7), (-5, 7));
+        assert_eq!(TimeScale::Millis.micros(-5, 7), (-5_000, 7_000));
+        assert_eq!(
+            TimeScale::Millis.micros(i64::MIN, i64::MAX),
+            (i64::MIN, i64::MAX)
+        );
+        // Nanoseconds: the µs range holding them (floor of the least, ceiling of the most).
+        assert_eq!(TimeScale::Nanos.micros(-1_500, 2_001), (-2, 3));
+        assert_eq!(TimeScale::Nanos.micros(1_000, 2_000), (1, 2));
+    }
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 0, 0, 0)

@@ -1734,6 +1734,11 @@ fn select_pages(
         for col in filter.page_index_columns() {
             let leaf = files.leaf[col.index()]?;
             let index = column_index.get(rg)?.get(leaf)?;
+            let descr = metadata
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .get(leaf)?;
             let locations = offset_index.get(rg)?.get(leaf)?.page_locations();
             let mut matching = Vec::new();
             for (i, loc) in locations.iter().enumerate() {
@@ -1742,7 +1747,7 @@ fn select_pages(
                     Some(next) => usize::try_from(next.first_row_index).ok()?,
                     None => rows,
                 };
-                if filter.page_may_match(col, index, i) {
+                if filter.page_may_match(col, descr, index, i) {
                     matching.push(start..end);
                 }
             }

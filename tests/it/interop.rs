@@ -280,3 +280,106 @@ async fn row_groups_without_an_offset_index_over_the_budget_are_read_page_by_pag
         check_random_filters(&table, &rows, 17, 20, |scan| scan.read_buffer_bytes(budget)).await;
     assert!(non_empty > 5, "too few non-empty rounds: {non_empty}");
 }
+
+/// pyiceberg's `add_files` takes files whose `sold_date` is in milliseconds (readers upcast
+/// them). Their statistics and page index are in milliseconds too: row-group and page
+/// pruning, and dropping a filter every row passes, must read them in that unit, or a time
+/// filter loses the file's rows (or keeps rows it should not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_filters_on_files_in_milliseconds() {
+    use chrono::{TimeZone, Utc};
+    use sales_history::ScanFilter;
+
+    use crate::scan::check_random_filters;
+    use crate::support::pyiceberg_add_files_with;
+
+    let t = local_table(DIM).await;
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let added = pyiceberg_add_files_with(
+        &wh,
+        (240, "ma,mb,mc", 8),
+        &["--time-unit", "ms", "--page-index"],
+    );
+    assert_eq!(added["appended"], 240, "{added}");
+    // The files hold milliseconds, with a page index.
+    let file = walk_parquet(t.dir.path())
+        .into_iter()
+        .next()
+        .expect("an added file");
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(
+            std::fs::File::open(&file).expect("open"),
+        )
+        .expect("parquet"),
+    )
+    .clone();
+    let descr = meta.file_metadata().schema_descr();
+    let sold = (0..descr.num_columns())
+        .map(|i| descr.column(i))
+        .find(|c| c.name() == "sold_date")
+        .expect("sold_date");
+    assert!(
+        matches!(
+            sold.logical_type_ref(),
+            Some(parquet::basic::LogicalType::Timestamp {
+                unit: parquet::basic::TimeUnit::MILLIS,
+                ..
+            })
+        ),
+        "{:?}",
+        sold.logical_type_ref()
+    );
+    let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
+        .await
+        .expect("open");
+    let rows = table.scan().to_records().await.expect("rows");
+    assert_eq!(rows.len(), 240);
+    // Before a day in the middle of the rows: only the rows before it (the statistics of a
+    // file whose rows all lie before it say every row matches; those of one across it, not).
+    let mut dates: Vec<_> = rows.iter().map(|r| r.sold_date).collect();
+    dates.sort();
+    let cut = dates[130];
+    let before = table
+        .scan()
+        .filter(ScanFilter::new().sold_before(cut))
+        .to_records()
+        .await
+        .expect("before");
+    assert_eq!(
+        before.len(),
+        rows.iter().filter(|r| r.sold_date < cut).count()
+    );
+    assert!(before.iter().all(|r| r.sold_date < cut));
+    let year = dates[0].format("%Y").to_string().parse().expect("year");
+    let in_year = rows
+        .iter()
+        .filter(|r| r.sold_date >= Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap())
+        .filter(|r| r.sold_date < Utc.with_ymd_and_hms(year + 1, 1, 1, 0, 0, 0).unwrap())
+        .count();
+    assert!(in_year > 0);
+    assert_eq!(
+        table
+            .scan()
+            .filter(ScanFilter::new().year(year))
+            .count()
+            .await
+            .expect("count"),
+        in_year as u64
+    );
+    let non_empty = check_random_filters(&table, &rows, 29, 40, |scan| scan).await;
+    assert!(non_empty > 10, "too few non-empty rounds: {non_empty}");
+}
+
+/// Every Parquet file under `dir`.
+fn walk_parquet(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_parquet(&path));
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -159,6 +159,19 @@ pub fn pyiceberg_add_files(
     pyiceberg_rows(warehouse, rows, tenants, seed, &["--add-files"])
 }
 
+/// [`pyiceberg_add_files`] with more of the script's options (`--time-unit ms`,
+/// `--page-index`).
+#[cfg(feature = "python-tests")]
+pub fn pyiceberg_add_files_with(
+    warehouse: &str,
+    (rows, tenants, seed): (usize, &str, u64),
+    options: &[&str],
+) -> serde_json::Value {
+    let mut extra = vec!["--add-files"];
+    extra.extend_from_slice(options);
+    pyiceberg_rows(warehouse, rows, tenants, seed, &extra)
+}
+
 #[cfg(feature = "python-tests")]
 fn pyiceberg_rows(
     warehouse: &str,
