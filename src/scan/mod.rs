@@ -773,7 +773,17 @@ pub(crate) async fn read_rows_at(
             _ => ranges.push(*r..*r + 1),
         }
     }
-    read_ranges_of(file_io, path, size, ranges, decoder, Some(footers.clone())).await
+    let budget = (DEFAULT_READ_BUFFER_BYTES, Arc::default());
+    read_ranges_of(
+        file_io,
+        path,
+        size,
+        ranges,
+        decoder,
+        Some(footers.clone()),
+        budget,
+    )
+    .await
 }
 
 /// Reads the rows at positions `rows` of one data file, all columns: a window of a
@@ -795,18 +805,21 @@ pub(crate) async fn read_row_range(
         vec![rows],
         decoder,
         Some(footers.clone()),
+        (DEFAULT_READ_BUFFER_BYTES, Arc::default()),
     )
     .await
 }
 
-/// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order.
-async fn read_ranges_of(
+/// Rows `ranges` (sorted, disjoint positions) of one data file, all columns, in order,
+/// reading at most `read_buffer` bytes at a time (counted in `counters`).
+pub(crate) async fn read_ranges_of(
     file_io: &iceberg::io::FileIO,
     path: &str,
     size: u64,
     ranges: Vec<std::ops::Range<u64>>,
     decoder: EmbeddingDecoder,
     footers: Option<Arc<FooterCache>>,
+    (read_buffer, counters): (u64, Arc<Counters>),
 ) -> Result<Vec<RecordBatch>> {
     let plan = Arc::new(ReadPlan {
         file_io: file_io.clone(),
@@ -815,9 +828,9 @@ async fn read_ranges_of(
         filter: None,
         batch_size: DEFAULT_EMBEDDING_BATCH_SIZE,
         limit: None,
-        read_buffer: DEFAULT_READ_BUFFER_BYTES,
+        read_buffer,
         decode: embedding::Mode::of(decoder),
-        counters: Arc::new(Counters::default()),
+        counters,
         footers,
         turn_permits: None,
     });

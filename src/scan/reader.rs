@@ -454,11 +454,18 @@ pub(crate) async fn read_file(
                     false => Vec::new(),
                 };
                 if cuts.len() < 2 {
+                    // Rows by position (a similarity search's candidates, a compaction's
+                    // window) of another engine's group over the budget: without an offset
+                    // index its selected pages cannot be found, so the group is read as a
+                    // lazy turn (in windows, as the decoder asks) rather than fetched whole.
+                    let lazy =
+                        metadata.offset_index().is_none() && span(&ranges) > plan.read_buffer;
                     parts.push(Part {
                         k,
                         rows: rows.clone(),
                         ranges,
-                        alone: false,
+                        alone: lazy,
+                        lazy,
                     });
                     continue;
                 }
@@ -471,6 +478,7 @@ pub(crate) async fn read_file(
                             rows: piece,
                             ranges,
                             alone: true,
+                            lazy: false,
                         });
                     }
                 }
@@ -509,7 +517,7 @@ pub(crate) async fn read_file(
                             offset,
                         )),
                         ranges: run.iter().flat_map(|p| p.ranges.iter().cloned()).collect(),
-                        lazy: false,
+                        lazy: run.len() == 1 && run[0].lazy,
                     }
                 })
                 .collect()
@@ -1151,6 +1159,9 @@ struct Part {
     ranges: Vec<Range<u64>>,
     /// A row range of a group cut by the read budget: a turn of its own.
     alone: bool,
+    /// A group over the budget that cannot be cut (no offset index): a turn of its own,
+    /// its bytes fetched as the decoder reads them.
+    lazy: bool,
 }
 
 /// One fetch-and-decode turn of a file reader.
@@ -2712,6 +2723,65 @@ mod footer_tests {
         assert!(one.bytes() <= bytes + bytes / 2);
         assert!(one.get(c.as_str()).is_some_and(|f| f.size == c_size));
         assert!(one.get(b.as_str()).is_none());
+    }
+
+    /// Rows by position (a similarity search's candidates) of a file without an offset
+    /// index whose group exceeds the read budget: read lazily, in windows, not fetched whole.
+    #[tokio::test]
+    async fn rows_by_position_of_a_large_group_without_an_offset_index_are_read_lazily() {
+        use crate::scan::metrics::Counters;
+        use crate::scan::read_ranges_of;
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let records = crate::record::test_rows(8_000, 32);
+        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
+        let props = crate::parquet_props::writer_properties(&Default::default())
+            .unwrap()
+            .into_builder()
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
+            .build();
+        let path = dir.path().join("other-engine.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let data = bytes::Bytes::from(std::fs::read(&path).unwrap());
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&data)
+            .unwrap();
+        assert!(meta.offset_index().is_none() && meta.num_row_groups() == 1);
+        assert!(size > 256 << 10, "{size}");
+        let (io, location) = (FileIO::new_with_fs(), format!("file://{}", path.display()));
+        let wanted = vec![5..6, 7_900..7_902];
+        for (budget, lazy) in [(crate::DEFAULT_READ_BUFFER_BYTES, 0), (64 << 10, 1)] {
+            let counters = Arc::new(Counters::default());
+            let got = read_ranges_of(
+                &io,
+                &location,
+                size,
+                wanted.clone(),
+                EmbeddingDecoder::Auto,
+                None,
+                (budget, counters.clone()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(products(&got), ["p5", "p7900", "p7901"], "budget {budget}");
+            assert_eq!(
+                counters.lazy_reads.load(Ordering::Relaxed),
+                lazy,
+                "budget {budget}"
+            );
+            if lazy == 1 {
+                // Many window-sized reads, not one of the group.
+                let requests = counters.requests.load(Ordering::Relaxed);
+                assert!(requests > 4, "{requests} requests");
+            }
+        }
     }
 }
 
