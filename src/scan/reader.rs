@@ -691,7 +691,7 @@ pub(crate) async fn read_file(
                     let indexed = options
                         .clone()
                         .with_offset_index_policy(PageIndexPolicy::Optional);
-                    match ArrowReaderMetadata::load(&data, indexed)? {
+                    match ArrowReaderMetadata::load(&data.index_loader(), indexed)? {
                         loaded if offsets_fit(loaded.metadata()) => loaded,
                         _ => ArrowReaderMetadata::load(&data, options)?,
                     }
@@ -1333,9 +1333,10 @@ fn past_end(r: &Range<u64>) -> std::io::Error {
 }
 
 /// A file of which only some byte ranges were fetched: the decoder's view of a partial read.
-/// Reads inside one fetched range are zero-copy slices; a read across ranges (the page
-/// index loader's one range over all indexes) is assembled, with zeros where nothing was
-/// fetched (bytes no needed structure lies in).
+/// Reads inside one fetched range are zero-copy slices; a read of bytes that were not
+/// fetched is an error, except for the page index loader ([`SparseFile::index_loader`]),
+/// whose one read over all indexes is assembled with zeros where nothing was fetched (bytes
+/// no needed structure lies in): a page that was not fetched is never read as zeros.
 ///
 /// A lazy one ([`SparseFile::lazy`]) fetches what it was not given as the decoder asks for
 /// it: a row group larger than the read budget in a file without an offset index (what
@@ -1345,6 +1346,8 @@ struct SparseFile {
     len: u64,
     parts: Arc<Vec<(u64, bytes::Bytes)>>,
     lazy: Option<Arc<Lazy>>,
+    /// A read across fetched parts fills the gaps with zeros (the page index loader's).
+    zero_gaps: bool,
 }
 
 impl SparseFile {
@@ -1354,6 +1357,16 @@ impl SparseFile {
             len,
             parts: Arc::new(parts),
             lazy: None,
+            zero_gaps: false,
+        }
+    }
+
+    /// This file for the page index loader, which reads one range over every column's
+    /// indexes of which only the needed ones were fetched: zeros in the gaps between them.
+    fn index_loader(&self) -> Self {
+        SparseFile {
+            zero_gaps: true,
+            ..self.clone()
         }
     }
 
@@ -1410,6 +1423,11 @@ impl parquet::file::reader::ChunkReader for SparseFile {
         // Across fetched parts (the page index loader's one range over all indexes), zeros in
         // the gaps between them; a range no part touches was never fetched.
         let end = start + length as u64;
+        if !self.zero_gaps {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "bytes {start}..{end} of the file were not fetched"
+            )));
+        }
         let mut buf = vec![0u8; length];
         let mut touched = false;
         for (o, b) in self.parts.iter() {
@@ -2895,11 +2913,19 @@ mod lazy_tests {
     #[test]
     fn bytes_no_part_holds_are_an_error() {
         let file = SparseFile::new(100, vec![(10, bytes::Bytes::from_static(&[1; 10]))]);
-        let get = |s, n| parquet::file::reader::ChunkReader::get_bytes(&file, s, n);
-        assert_eq!(get(12, 3).unwrap()[..], [1, 1, 1]);
-        // Across a part and a gap: zeros in the gap (the page index loader's read).
-        assert_eq!(get(15, 10).unwrap()[..], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]);
-        assert!(get(50, 10).is_err());
+        let get = |f: &SparseFile, s, n| parquet::file::reader::ChunkReader::get_bytes(f, s, n);
+        assert_eq!(get(&file, 12, 3).unwrap()[..], [1, 1, 1]);
+        // Across a part and a gap: an error (a page not fetched is never read as zeros)...
+        assert!(get(&file, 15, 10).is_err());
+        assert!(get(&file, 50, 10).is_err());
+        // ...but zeros in the gap for the page index loader's read over all indexes.
+        let loader = file.index_loader();
+        assert_eq!(get(&loader, 12, 3).unwrap()[..], [1, 1, 1]);
+        assert_eq!(
+            get(&loader, 15, 10).unwrap()[..],
+            [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+        );
+        assert!(get(&loader, 50, 10).is_err());
     }
 
     #[test]
