@@ -63,7 +63,10 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 /// default: this crate's writer and embedding encoder), `parquet` (this crate's writer with
 /// parquet-rs's `ArrowColumnWriter` for the embedding column) or `iceberg` (iceberg 0.10.1's
 /// `ParquetWriter`, the writer before this crate had its own). The last two are the
-/// benchmarks' baselines; the files are the same Parquet either way.
+/// benchmarks' baselines; the files are the same Parquet either way. Not for tables in use:
+/// `iceberg` keeps iceberg 0.10.1's column bounds, which leave out a row group whose
+/// statistic parquet-rs truncated (a string over 64 bytes), so a file's bounds can be
+/// narrower than its values (this crate's writer keeps the truncated bound).
 pub const EMBEDDING_ENCODE_ENV: &str = "SALES_HISTORY_EMBEDDING_ENCODE";
 
 /// Bytes of one piece of a file handed to storage: written as row groups close, so a row
@@ -1329,6 +1332,8 @@ pub(crate) fn data_file_builder(
     let mut nulls: HashMap<i32, u64> = HashMap::new();
     let mut lower: HashMap<i32, Datum> = HashMap::new();
     let mut upper: HashMap<i32, Datum> = HashMap::new();
+    // Columns some row group of which has values but no bound: the file gets none.
+    let mut unbounded: std::collections::HashSet<i32> = std::collections::HashSet::new();
     for group in metadata.row_groups() {
         for column in group.columns() {
             let info = column.column_descr().self_type().get_basic_info();
@@ -1342,6 +1347,7 @@ pub(crate) fn data_file_builder(
             *sizes.entry(id).or_insert(0) += column.compressed_size() as u64;
             *values.entry(id).or_insert(0) += column.num_values() as u64;
             let Some(stats) = column.statistics() else {
+                unbounded.insert(id);
                 continue;
             };
             if let Some(n) = stats.null_count_opt() {
@@ -1352,31 +1358,54 @@ pub(crate) fn data_file_builder(
                     "field {id} is not a primitive but has a Parquet leaf"
                 )));
             };
-            if stats.min_is_exact()
-                && let Some(min) = bound(ty, stats, true)?
-            {
-                lower
-                    .entry(id)
-                    .and_modify(|d| {
-                        if *d > min {
-                            *d = min.clone()
-                        }
-                    })
-                    .or_insert(min);
+            // A truncated statistic (parquet-rs cuts strings to 64 bytes) is still a bound:
+            // the minimum's prefix is at most every value, the maximum's incremented prefix at
+            // least every value, and Iceberg's bounds may be truncated the same way. Leaving
+            // such a row group out, as iceberg 0.10.1's writer does, made the file's bounds
+            // narrower than its values: a scan pruned the file for a value it held, and a
+            // tenant erasure whose bounds then read lower == upper dropped the whole file,
+            // other tenants' rows with it. A row group with values but no statistic leaves
+            // the file without that bound.
+            let has_values = stats
+                .null_count_opt()
+                .is_none_or(|n| n < column.num_values().max(0) as u64);
+            match bound(ty, stats, true)? {
+                Some(min) => {
+                    lower
+                        .entry(id)
+                        .and_modify(|d| {
+                            if *d > min {
+                                *d = min.clone()
+                            }
+                        })
+                        .or_insert(min);
+                }
+                None if has_values => {
+                    unbounded.insert(id);
+                }
+                None => {}
             }
-            if stats.max_is_exact()
-                && let Some(max) = bound(ty, stats, false)?
-            {
-                upper
-                    .entry(id)
-                    .and_modify(|d| {
-                        if *d < max {
-                            *d = max.clone()
-                        }
-                    })
-                    .or_insert(max);
+            match bound(ty, stats, false)? {
+                Some(max) => {
+                    upper
+                        .entry(id)
+                        .and_modify(|d| {
+                            if *d < max {
+                                *d = max.clone()
+                            }
+                        })
+                        .or_insert(max);
+                }
+                None if has_values => {
+                    unbounded.insert(id);
+                }
+                None => {}
             }
         }
+    }
+    for id in &unbounded {
+        lower.remove(id);
+        upper.remove(id);
     }
     let mut builder = DataFileBuilder::default();
     builder

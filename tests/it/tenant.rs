@@ -381,3 +381,41 @@ async fn page_index_skips_other_tenants_pages_and_returns_exact_rows() {
         }
     }
 }
+
+/// A file of the month layout (sorted by tenant, row groups of 16,384 rows) whose last row
+/// group holds only a tenant with a 70-byte id: parquet-rs cuts that group's statistics to
+/// 64 bytes, and the file's bounds must still cover it. Before, the group was left out of
+/// the bounds (lower = upper = the first tenant): a scan of the long id pruned the file, and
+/// erasing the first tenant dropped the whole file from metadata, the other tenant with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tenant_id_in_its_own_row_group_keeps_the_file_bounds_whole() {
+    let t = local_table(DIM).await;
+    let long = format!("tenant-{}", "z".repeat(63));
+    assert_eq!(long.len(), 70);
+    let mut rows = of_tenant(sample(16_384, DIM, 5), "acme");
+    rows.extend(of_tenant(sample(100, DIM, 6), &long));
+    // One month, so one file of two row groups.
+    let month = rows[0].sold_date;
+    for r in rows.iter_mut() {
+        r.sold_date = month;
+        r.season = Some(sales_history::Season::of(month));
+    }
+    // One task: one file (a month's rows split among tasks make files of one row group).
+    t.table.append(rows).parallelism(1).await.expect("append");
+    let files = t.table.scan().plan().await.expect("plan").files;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let long_rows = t
+        .table
+        .scan()
+        .filter(ScanFilter::new().tenant(long.clone()));
+    assert_eq!(long_rows.count().await.expect("count"), 100);
+    let gone = t
+        .table
+        .delete_where(ScanFilter::new().tenant("acme"))
+        .await
+        .expect("erase");
+    assert_eq!(gone.rows_deleted, 16_384, "{gone:?}");
+    assert_eq!(t.table.scan().count().await.expect("count"), 100);
+    let left = t.table.scan().to_records().await.expect("rows");
+    assert!(left.iter().all(|r| r.tenant_id == long));
+}
