@@ -7,6 +7,11 @@
 //! its oldest row is `max_age` old. Memory is bounded: `push` waits while `max_buffered_bytes`
 //! are buffered and not yet committed (backpressure).
 //!
+//! A failed flush keeps its rows, under the same commit id, and the background task retries
+//! it after `max_age`, then after twice as long with each further failure (at most a minute,
+//! or `max_age` if longer), full buffer or not. Its error goes to the next `push` or `flush`,
+//! and to a `push` that is waiting for buffer space.
+//!
 //! Exactly-once for sources with offsets: a push may carry a [`SourcePosition`]; a flush
 //! stores the highest position per source in the snapshot summary (and every later commit
 //! carries it forward), and [`SalesHistory::last_committed_position`] tells a restarted service
@@ -30,6 +35,11 @@ use crate::table::SalesHistory;
 
 /// Bytes per semaphore permit (the buffer budget is counted in KiB).
 const PERMIT_BYTES: usize = 1024;
+
+/// The longest pause between the background task's retries of a failed flush (unless
+/// `max_age` is longer): a catalog that refuses every commit is asked about once a minute,
+/// not continuously.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(60);
 
 /// Settings of a streaming appender; start one with [`SalesHistory::appender`].
 ///
@@ -246,6 +256,9 @@ struct State {
     retry: Option<Unit>,
     /// When the failed unit is retried by the background task.
     retry_at: Option<Instant>,
+    /// Failed flushes since the last commit: the background retry's pause doubles with each
+    /// (from `max_age`, at most [`RETRY_PAUSE_MAX`] or `max_age` if longer).
+    failures_in_a_row: u32,
     /// The last background flush's error, handed to the next `push`/`flush`.
     failed: Option<Error>,
     closed: bool,
@@ -269,11 +282,30 @@ impl Shared {
             ));
         }
         let n = u32::try_from(permits).unwrap_or(u32::MAX);
-        self.budget
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .map_err(|_| Error::config("appender", "the appender is closed"))
+        // While it waits, a failed background flush (which keeps the buffer full) is handed
+        // to this push, as to the next one, rather than leaving it waiting for as long as
+        // the catalog refuses.
+        let mut stats = self.watch.subscribe();
+        let acquire = self.budget.clone().acquire_many_owned(n);
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => {
+                    return permit.map_err(|_| Error::config("appender", "the appender is closed"));
+                }
+                changed = stats.changed() => {
+                    if let Some(e) = self.lock().failed.take() {
+                        return Err(e);
+                    }
+                    if changed.is_err() {
+                        // The sender lives as long as `self`: never here; wait on the permits.
+                        return (&mut acquire)
+                            .await
+                            .map_err(|_| Error::config("appender", "the appender is closed"));
+                    }
+                }
+            }
+        }
     }
 
     /// Adds validated rows to the buffer; wakes the flusher when a size limit is reached.
@@ -427,7 +459,8 @@ impl Shared {
                     attempted: true,
                     ..unit
                 });
-                state.retry_at = Some(Instant::now() + self.max_age);
+                state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
+                state.retry_at = Some(Instant::now() + self.retry_pause(state.failures_in_a_row));
                 state.failed_flushes += 1;
                 drop(state);
                 self.publish();
@@ -446,6 +479,7 @@ impl Shared {
         let mut state = self.lock();
         state.commits += 1;
         state.committed_rows += unit.rows as u64;
+        state.failures_in_a_row = 0;
         drop(state);
         drop(unit.permits); // the buffer space is free again
         self.publish();
@@ -472,17 +506,27 @@ impl Shared {
     /// size limit is reached.
     fn due(&self, now: Instant) -> Option<Instant> {
         let state = self.lock();
+        // A failed flush is retried after its pause, full buffer or not: a flush retries the
+        // failed unit first and stops at its error, so a full buffer would otherwise retry
+        // at once, forever, writing the unit's files again each time.
+        if state.retry.is_some() {
+            return Some(state.retry_at.unwrap_or(now));
+        }
         let full = state.buffer.rows >= self.max_rows || state.buffer.bytes >= self.max_bytes;
         if full {
             return Some(now);
         }
-        let oldest = state.buffer.oldest;
-        match (&state.retry, oldest) {
-            // A failed flush is retried after a pause of max_age (not a busy loop).
-            (Some(_), _) => Some(state.retry_at.unwrap_or(now)),
-            (None, Some(t)) => Some(t + self.max_age),
-            (None, None) => None,
-        }
+        state.buffer.oldest.map(|t| t + self.max_age)
+    }
+
+    /// The pause before the background task retries after `failures` failed flushes in a
+    /// row: `max_age`, doubled with each further failure, at most [`RETRY_PAUSE_MAX`] (or
+    /// `max_age` if that is longer).
+    fn retry_pause(&self, failures: u32) -> Duration {
+        let doubled = self
+            .max_age
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        doubled.min(RETRY_PAUSE_MAX.max(self.max_age))
     }
 }
 
@@ -513,6 +557,8 @@ async fn background(shared: Arc<Shared>) {
             && let Err(e) = shared.flush().await
         {
             shared.lock().failed = Some(e);
+            // A push waiting for buffer space learns of it (`reserve`).
+            shared.publish();
         }
     }
 }

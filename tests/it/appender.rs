@@ -315,3 +315,67 @@ async fn a_stalled_catalog_makes_push_wait_and_memory_stays_bounded() {
     assert_eq!(table.scan().count().await.unwrap(), 600);
     let _ = Utc::now();
 }
+
+/// A catalog that refuses every commit while the buffer is full: the background task retries
+/// the failed flush after a growing pause (not at once, over and over, each try writing its
+/// files again), and a push waiting for buffer space gets the error instead of waiting for as
+/// long as the catalog refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_catalog_with_a_full_buffer_is_retried_with_pauses_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (faults, table) = faulty_table(dir.path()).await;
+    faults.push(std::iter::repeat_n(Fault::AccessDenied, 10_000));
+    let appender = table
+        .appender()
+        .max_rows(3)
+        .max_bytes(4 << 10)
+        .max_buffered_bytes(8 << 10)
+        .max_age(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let rows = sample(40, DIM, 10);
+    for r in &rows[..3] {
+        appender.push(r.clone()).await.unwrap();
+    }
+    wait_for("the failed flush", async || {
+        appender.stats().failed_flushes >= 1
+    })
+    .await;
+    // The next push reports it, and is not taken.
+    let err = appender.push(rows[3].clone()).await.expect_err("reported");
+    assert!(!err.is_retryable(), "{err:?}");
+    // Pushes fill the buffer behind the failed unit (full at 3 rows) until one, waiting for
+    // the space the failed rows hold (a KiB a row here), gets the next failure.
+    let mut pushed = 0;
+    let mut refused = None;
+    for r in &rows[3..] {
+        match tokio::time::timeout(Duration::from_secs(20), appender.push(r.clone())).await {
+            Ok(Ok(())) => pushed += 1,
+            Ok(Err(e)) => {
+                refused = Some(e);
+                break;
+            }
+            Err(_) => panic!("a push waited 20 s for a buffer the refusing catalog keeps full"),
+        }
+    }
+    let err = refused.expect("a waiting push reports the refusal");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(pushed >= 3, "the buffer filled first: {pushed} pushed");
+    // The buffer is full now; over the next second the background task tries a few times
+    // (pauses of 0.1, 0.2, 0.4, 0.8 s), not hundreds.
+    let (before, started) = (
+        faults.updates.load(std::sync::atomic::Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tries = faults.updates.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        tries <= 6,
+        "{tries} commits tried in {:?}",
+        started.elapsed()
+    );
+    let stats = appender.stats();
+    assert!(stats.buffered_rows >= 3 + pushed as u64 - 1, "{stats:?}");
+    assert_eq!(table.scan().count().await.unwrap(), 0);
+    drop(appender);
+}
