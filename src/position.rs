@@ -3,8 +3,9 @@
 //!
 //! A position is a non-negative integer of any length (a line number, a Kinesis sequence
 //! number of up to 128 digits, a Kafka offset), compared numerically. A commit stores, per
-//! source, the highest position of the rows it adds, plus every position the table's current
-//! snapshot already carries, so expiring old snapshots never loses one.
+//! source, the highest position of the rows it adds, plus every position the current
+//! snapshot's ancestry already carries (another engine's commits carry none), so expiring
+//! old snapshots never loses one.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -124,15 +125,28 @@ impl Positions {
         }
     }
 
-    /// The positions a table's current snapshot carries.
-    pub(crate) fn of_current(table: &Table) -> Positions {
+    /// The positions the current snapshot's ancestry carries: per source, the highest any
+    /// of its snapshots stores. Not the current snapshot's alone: a commit of another engine
+    /// (an Athena `DELETE`, a pyiceberg append) carries none, and the next commit of ours
+    /// would then store only its own sources; the others' positions would live on only in
+    /// older snapshots, and be lost when those expire (a restart would ingest them again).
+    pub(crate) fn of_ancestry(table: &Table) -> Positions {
         let mut out = Positions::default();
-        if let Some(s) = table.metadata().current_snapshot() {
-            for (k, v) in &s.summary().additional_properties {
+        let metadata = table.metadata();
+        let mut next = metadata.current_snapshot_id();
+        // At most every snapshot once (a parent chain that loops is corrupt metadata).
+        let mut left = metadata.snapshots().len();
+        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
+            if left == 0 {
+                break;
+            }
+            left -= 1;
+            for (k, v) in &snapshot.summary().additional_properties {
                 if let Some(source) = k.strip_prefix(POSITION_PROPERTY_PREFIX) {
                     out.raise(source, v);
                 }
             }
+            next = snapshot.parent_snapshot_id();
         }
         out
     }
@@ -151,8 +165,11 @@ pub(crate) fn committed_in(table: &Table, source: &str) -> Option<SourcePosition
     let key = format!("{POSITION_PROPERTY_PREFIX}{source}");
     let metadata = table.metadata();
     let mut next = metadata.current_snapshot_id();
+    let mut left = metadata.snapshots().len();
     while let Some(id) = next {
         let snapshot = metadata.snapshot_by_id(id)?;
+        // At most every snapshot once (a parent chain that loops is corrupt metadata).
+        left = left.checked_sub(1)?;
         if let Some(p) = snapshot.summary().additional_properties.get(&key) {
             return Some(SourcePosition {
                 source: source.to_string(),

@@ -591,7 +591,7 @@ pub(crate) async fn delete_expired_metadata(
 /// The summary properties an append carries through a custom catalog's `fast_append`
 /// (iceberg computes the metrics there): the source positions, commit id and writer.
 pub(crate) fn summary_properties(base: &Table, change: &Change) -> HashMap<String, String> {
-    let mut positions = Positions::of_current(base);
+    let mut positions = Positions::of_ancestry(base);
     positions.merge(&change.positions);
     let mut props: HashMap<String, String> = positions.properties().collect();
     props.extend(change.properties.clone());

@@ -106,6 +106,13 @@ impl Append {
     /// When a snapshot with this id is already in the table, the append writes nothing and
     /// returns [`AppendOutcome::AlreadyCommitted`], so a retry after a crash or a lost answer
     /// never appends twice. Without it a random UUID is used.
+    ///
+    /// The id is looked for among the snapshots the table still has: a retry must come before
+    /// snapshot expiry removes the one it looks for. The [`Maintainer`](crate::Maintainer)
+    /// keeps at most 150 snapshots by default (`max_snapshots`): under a writer committing
+    /// every second, about two and a half minutes. A streaming source with offsets should
+    /// resume from [`SalesHistory::last_committed_position`] instead, which every commit
+    /// carries forward and no expiry loses.
     pub fn commit_id(mut self, commit_id: impl Into<String>) -> Self {
         self.commit_id = Some(commit_id.into());
         self

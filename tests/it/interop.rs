@@ -383,3 +383,69 @@ fn walk_parquet(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Positions of sources an appender did not write to in its last commit survive a commit of
+/// another engine and the expiry of every older snapshot: a commit of ours carries forward
+/// what the current snapshot's whole ancestry stores, not the current snapshot's alone (a
+/// pyiceberg append's carries none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_survive_another_engines_commit_and_expiry() {
+    use sales_history::SourcePosition;
+    let t = local_table(DIM).await;
+    let wh = t.dir.path().to_str().unwrap().to_string();
+    let pos = async |s: &str| {
+        t.table
+            .last_committed_position(s)
+            .await
+            .unwrap()
+            .and_then(|p| p.as_u64())
+    };
+    let appender = t.table.appender().start().unwrap();
+    for (i, r) in sample(6, DIM, 30).into_iter().enumerate() {
+        let source = if i % 2 == 0 { "kinesis:a" } else { "kinesis:b" };
+        appender
+            .push_at(r, SourcePosition::at(source, 100 + i as u64).unwrap())
+            .await
+            .unwrap();
+    }
+    appender.close().await.unwrap();
+    assert_eq!(
+        (pos("kinesis:a").await, pos("kinesis:b").await),
+        (Some(104), Some(105))
+    );
+    // Another engine commits (its snapshot carries no positions of ours).
+    assert_eq!(pyiceberg_append(&wh, 5, "py-tenant", 31)["appended"], 5);
+    let table = SalesHistory::open(&CatalogConfig::local(&wh), "test")
+        .await
+        .expect("open");
+    // Then rows of source a only.
+    let appender = table.appender().start().unwrap();
+    let r = sample(1, DIM, 32).pop().unwrap();
+    appender
+        .push_at(r, SourcePosition::at("kinesis:a", 200).unwrap())
+        .await
+        .unwrap();
+    appender.close().await.unwrap();
+    let report = table
+        .expire_snapshots()
+        .retain_last(1)
+        .any_age()
+        .await
+        .unwrap();
+    assert!(!report.expired_snapshots.is_empty());
+    assert_eq!(table.snapshots().await.unwrap().len(), 1);
+    let pos = async |s: &str| {
+        table
+            .last_committed_position(s)
+            .await
+            .unwrap()
+            .and_then(|p| p.as_u64())
+    };
+    assert_eq!(pos("kinesis:a").await, Some(200));
+    assert_eq!(
+        pos("kinesis:b").await,
+        Some(105),
+        "source b's position survived"
+    );
+    assert_eq!(table.scan().count().await.unwrap(), 12);
+}
