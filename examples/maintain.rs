@@ -252,6 +252,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             done.bytes_added,
             snapshot_note(done.snapshot_id, done.operation.as_deref()),
         );
+        if let Some(index) = &done.index {
+            println!(
+                "index     dropped {} segments naming removed files, indexed {} again ({} rows)",
+                index.segments_dropped,
+                files(index.files_indexed),
+                index.rows_indexed
+            );
+        }
+        if done.index_stale {
+            println!(
+                "index     NOT updated after the delete: run the index build before expiring snapshots"
+            );
+        }
     }
 
     if args.compact {

@@ -62,7 +62,7 @@ pub struct IndexEmbeddings {
 }
 
 /// What an index build did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexReport {
     /// The snapshot whose files were indexed (`None`: the table has no data).

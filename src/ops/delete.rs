@@ -22,10 +22,13 @@ use crate::table::SalesHistory;
 /// - files with some matching rows are rewritten without those rows.
 ///
 /// The snapshot is a `delete` when files were only dropped, an `overwrite` when some were
-/// rewritten. Older snapshots still hold the rows until they are expired: a **tenant
-/// erasure** is `delete_where(ScanFilter::new().tenant(id))`, then
-/// [`expire_snapshots`](SalesHistory::expire_snapshots) (keeping none older than now) and
-/// [`remove_orphan_files`](SalesHistory::remove_orphan_files); `examples/maintain.rs
+/// rewritten. When the table has a vector index ([`SalesHistory::index_embeddings`]), the
+/// index is then updated: the segments naming a removed file (which hold the deleted rows'
+/// columns and 8-bit embeddings) leave the current snapshot's index, and their live files
+/// are indexed again ([`DeleteReport::index`]). Older snapshots still hold the rows until
+/// they are expired: a **tenant erasure** is `delete_where(ScanFilter::new().tenant(id))`,
+/// then [`expire_snapshots`](SalesHistory::expire_snapshots) (keeping none older than now)
+/// and [`remove_orphan_files`](SalesHistory::remove_orphan_files); `examples/maintain.rs
 /// --delete-tenant ID` runs the three.
 ///
 /// An empty filter is refused (it would delete every row).
@@ -75,6 +78,14 @@ pub struct DeleteReport {
     pub bytes_added: u64,
     /// Catalog attempts of the commit.
     pub attempts: u32,
+    /// The vector index update run after the delete landed (`None`: the table has no index,
+    /// nothing was deleted, a dry run, or the update failed: see `index_stale`).
+    pub index: Option<crate::ann::IndexReport>,
+    /// The delete landed but the index update after it failed: the current snapshot's index
+    /// still names the removed files' segments (searches skip them, but their Puffin files
+    /// stay referenced, holding the deleted rows). Run
+    /// [`index_embeddings`](SalesHistory::index_embeddings) before expiring snapshots.
+    pub index_stale: bool,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -135,6 +146,8 @@ impl DeleteWhere {
             bytes_removed: 0,
             bytes_added: 0,
             attempts: 0,
+            index: None,
+            index_stale: false,
             elapsed: Duration::ZERO,
         };
         let Some(snapshot_id) = base.metadata().current_snapshot_id() else {
@@ -246,6 +259,22 @@ impl DeleteWhere {
         let landed = commit::commit(table, change).await?;
         report.snapshot_id = Some(landed.snapshot_id);
         report.attempts = landed.attempts;
+        // The new snapshot carries its parent's index, whose segments covering the removed
+        // files hold the deleted rows (every column but the embedding, and its 8-bit copy):
+        // updated now, they leave the current index, and expiry plus orphan removal delete
+        // them with the old snapshots.
+        let indexed =
+            crate::ann::index_for(table.current().metadata(), landed.snapshot_id).is_some();
+        if indexed {
+            match table.index_embeddings().await {
+                Ok(update) => report.index = Some(update),
+                Err(e) => {
+                    tracing::warn!(error = %e, retryable = e.is_retryable(),
+                        "the delete landed; the vector index update after it failed");
+                    report.index_stale = true;
+                }
+            }
+        }
         report.elapsed = started.elapsed();
         tracing::info!(?report, "deleted");
         Ok(report)

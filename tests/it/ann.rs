@@ -506,9 +506,9 @@ async fn the_maintainer_keeps_the_index_up_to_date() {
 }
 
 /// A tenant erasure: the search never returns the erased rows (their files are gone from the
-/// snapshot), the next build drops every segment naming a rewritten file, and once the old
-/// snapshots expire orphan removal deletes the Puffin file that still held the tenant's
-/// entries.
+/// snapshot), the delete updates the index (every segment naming a rewritten file dropped,
+/// their live files indexed again), and once the old snapshots expire orphan removal deletes
+/// the Puffin file that still held the tenant's entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_tenant_leaves_the_index() {
     let (t, rows) = loaded(3_000, 2).await;
@@ -522,17 +522,25 @@ async fn an_erased_tenant_leaves_the_index() {
         .await
         .expect("erase");
     assert!(erased.rows_deleted > 0, "{erased:?}");
+    let update = erased.index.clone().expect("the delete updated the index");
+    assert!(!erased.index_stale, "{erased:?}");
+    assert!(
+        update.segments_dropped >= 1 && update.files_indexed > 0,
+        "{update:?}"
+    );
+    // Nothing is left for a build to do.
+    let again = table.index_embeddings().await.unwrap();
+    assert_eq!(
+        (again.segments_dropped, again.files_indexed),
+        (0, 0),
+        "{again:?}"
+    );
     let (got, m) = table
         .similar_to(q.clone(), 10)
         .with_metrics()
         .await
         .unwrap();
     assert!(got.iter().all(|s| s.record.tenant_id != tenant), "{m:?}");
-    let update = table.index_embeddings().await.unwrap();
-    assert!(
-        update.segments_dropped >= 1 && update.files_indexed > 0,
-        "{update:?}"
-    );
     let removed = expire_all_but_current_and_sweep(table).await;
     let gone = puffins_deleted(&removed);
     assert_eq!(gone.len(), before.len(), "{:?}", removed.deleted_files);
