@@ -29,11 +29,23 @@ const THROTTLING_MARKERS: &[&str] = &[
     "SlowDown",
     "ServiceUnavailable",
     "RequestThrottled",
+    // Glue: a resource not ready for a transaction, a federated source to retry (not
+    // processed; AWS documents both as retryable).
+    "ResourceNotReadyException",
+    "FederationSourceRetryableException",
 ];
 
 /// AWS server errors: retryable, and for a write the request **may have been applied**
 /// (so a commit's outcome is unknown until the table is read again).
-const SERVER_ERROR_MARKERS: &[&str] = &["InternalServiceException", "InternalFailure"];
+/// Glue's `OperationTimeoutException` is a 400, but a timed-out `UpdateTable` may still be
+/// applied: treated as a server error, so a commit that gets it is looked for before its
+/// files are removed (were it "refused", the files would go and a late update would leave
+/// the table pointing at a deleted `metadata.json`).
+const SERVER_ERROR_MARKERS: &[&str] = &[
+    "InternalServiceException",
+    "InternalFailure",
+    "OperationTimeoutException",
+];
 
 /// What an AWS answer means, the same for every caller: a read retries on `Throttled` and
 /// `ServerError`; a conditional write (a swap) treats `Throttled` as "nothing changed" and
@@ -268,6 +280,28 @@ mod tests {
         );
         let throttled = opendal::Error::new(opendal::ErrorKind::RateLimited, "SlowDown");
         assert!(from_iceberg(unexpected(throttled)).is_retryable());
+    }
+
+    #[test]
+    fn aws_answers_by_code_and_status() {
+        let a = |code: &str, status: u16| aws_answer(Some(code), Some(status));
+        assert_eq!(a("ThrottlingException", 400), AwsAnswer::Throttled);
+        assert_eq!(a("ResourceNotReadyException", 400), AwsAnswer::Throttled);
+        assert_eq!(
+            a("FederationSourceRetryableException", 400),
+            AwsAnswer::Throttled
+        );
+        assert_eq!(a("SomethingElse", 429), AwsAnswer::Throttled);
+        // A timed-out update may have been applied: not "refused".
+        assert_eq!(a("OperationTimeoutException", 400), AwsAnswer::ServerError);
+        assert_eq!(a("InternalServiceException", 500), AwsAnswer::ServerError);
+        assert_eq!(a("SomethingElse", 503), AwsAnswer::ServerError);
+        assert_eq!(aws_answer(None, None), AwsAnswer::ServerError);
+        assert_eq!(a("AccessDeniedException", 400), AwsAnswer::Denied);
+        assert_eq!(a("EntityNotFoundException", 400), AwsAnswer::NotFound);
+        assert_eq!(a("InvalidInputException", 400), AwsAnswer::Refused);
+        assert!(AwsAnswer::ServerError.is_retryable() && AwsAnswer::Throttled.is_retryable());
+        assert!(!AwsAnswer::Refused.is_retryable() && !AwsAnswer::Denied.is_retryable());
     }
 
     #[test]
