@@ -179,20 +179,35 @@ fn check_null_elements(array: &ArrayRef, row_offset: usize) -> Result<()> {
     if values.null_count() == 0 {
         return Ok(());
     }
-    let start = offsets.first().copied().unwrap_or(0);
-    let end = offsets.last().copied().unwrap_or(0);
-    if let Some(pos) = (start..end).find(|&j| values.is_null(j)) {
-        let row = offsets.partition_point(|&o| o <= pos).saturating_sub(1);
-        return Err(Error::invalid(
-            Column::Embedding,
-            Some(row_offset + row),
-            format!(
-                "element {} is null (elements are required)",
-                pos - offsets[row]
-            ),
-        ));
+    // Only the elements of present rows: a null row's slots may hold anything, nulls
+    // included (`FixedSizeListBuilder` and pyarrow fill them with nulls).
+    for (row, range) in offsets.windows(2).enumerate() {
+        if array.is_null(row) {
+            continue;
+        }
+        if let Some(pos) = (range[0]..range[1]).find(|&j| values.is_null(j)) {
+            return Err(Error::invalid(
+                Column::Embedding,
+                Some(row_offset + row),
+                format!("element {} is null (elements are required)", pos - range[0]),
+            ));
+        }
     }
     Ok(())
+}
+
+/// The embedding's elements without their validity: checked ([`check_null_elements`]), a
+/// null element can only lie under a null row or outside every row's range (a sliced list),
+/// where nothing reads it, and the table's element field is required. Zero-copy.
+fn elements(values: &ArrayRef) -> Option<ArrayRef> {
+    if values.null_count() == 0 {
+        return Some(values.clone());
+    }
+    let doubles = values.as_primitive_opt::<arrow_array::types::Float64Type>()?;
+    Some(Arc::new(arrow_array::Float64Array::new(
+        doubles.values().clone(),
+        None,
+    )))
 }
 
 fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
@@ -214,7 +229,7 @@ fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
                 ListArray::try_new(
                     embedding_element_field(),
                     list.offsets().clone(),
-                    list.values().clone(),
+                    elements(list.values())?,
                     list.nulls().cloned(),
                 )
                 .ok()?,
@@ -230,7 +245,7 @@ fn retype(column: Column, array: &ArrayRef) -> Option<ArrayRef> {
                 ListArray::try_new(
                     embedding_element_field(),
                     offsets,
-                    list.values().clone(),
+                    elements(list.values())?,
                     list.nulls().cloned(),
                 )
                 .ok()?,

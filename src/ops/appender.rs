@@ -627,6 +627,7 @@ impl Appender {
         if let Some(tenant) = &self.shared.tenant {
             crate::batch::check_tenant(&batch, tenant, 0)?;
         }
+        let batch = own_rows(batch)?;
         let (rows, bytes) = (batch.num_rows(), batch.get_array_memory_size());
         let permit = self.shared.reserve(bytes).await?;
         self.shared
@@ -697,6 +698,25 @@ impl Drop for Appender {
 }
 
 /// Estimated buffer bytes of one row.
+/// `batch`, copied when it is a slice of a batch over twice its size: buffered zero-copy, a
+/// slice keeps its whole parent alive, and the buffer's budget counts what it holds (a
+/// small slice of a large batch would be charged, and held, the whole parent each push).
+fn own_rows(batch: RecordBatch) -> Result<RecordBatch> {
+    let held = batch.get_array_memory_size();
+    let own: usize = batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(held))
+        .sum();
+    if held <= 2 * own.max(1) {
+        return Ok(batch);
+    }
+    let rows = u32::try_from(batch.num_rows())
+        .map_err(|_| Error::config("batch", "a pushed batch has more than 2^32 rows"))?;
+    let all = arrow_array::UInt32Array::from_iter_values(0..rows);
+    Ok(arrow_select::take::take_record_batch(&batch, &all)?)
+}
+
 fn approx_bytes(r: &SaleRecord) -> usize {
     let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
     96 + r.product_id.len()

@@ -379,3 +379,33 @@ async fn a_refusing_catalog_with_a_full_buffer_is_retried_with_pauses_and_report
     assert_eq!(table.scan().count().await.unwrap(), 0);
     drop(appender);
 }
+
+/// Slices of one large batch pushed one by one: each is charged (and holds) its own rows, not
+/// the whole parent batch it shares buffers with — a small slice of a batch larger than the
+/// whole buffer is taken, and the rows all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_of_a_large_batch_are_charged_their_own_rows() {
+    let t = local_table(DIM).await;
+    let rows = sample(2_000, DIM, 40);
+    let parent = sales_history::SaleRecord::to_record_batch(&rows).unwrap();
+    let whole = parent.get_array_memory_size();
+    let budget = whole / 2;
+    let appender = t
+        .table
+        .appender()
+        .max_rows(500)
+        .max_bytes(budget / 2)
+        .max_buffered_bytes(budget)
+        .max_age(HOUR)
+        .start()
+        .unwrap();
+    for at in (0..2_000).step_by(100) {
+        appender
+            .push_batch(parent.slice(at, 100))
+            .await
+            .expect("a slice is charged its own rows");
+    }
+    assert!(appender.stats().buffered_bytes <= budget as u64);
+    appender.close().await.unwrap();
+    assert_eq!(t.table.scan().count().await.unwrap(), 2_000);
+}

@@ -682,3 +682,115 @@ async fn table_options_choose_the_embedding_encoding() {
     }
     assert_eq!(tree(dir.path()), before, "nothing written");
 }
+
+/// A null embedding row in a caller-built batch, its slots null-filled as
+/// `FixedSizeListBuilder` and pyarrow make them (or a `List` whose null row spans null
+/// slots): accepted, the row read back without an embedding. A null element in a present
+/// row is still refused, naming the row.
+#[tokio::test]
+async fn null_embedding_rows_with_null_slots_are_accepted() {
+    use arrow_array::builder::{FixedSizeListBuilder, Float64Builder};
+    let t = local_table(2).await;
+    let n = 3;
+    let batch = |emb: ArrayRef| {
+        let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+        let price = Arc::new(
+            arrow_array::Decimal128Array::from(vec![100i128; n])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        ) as ArrayRef;
+        let micros = Utc
+            .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
+            .unwrap()
+            .timestamp_micros();
+        let date = Arc::new(arrow_array::TimestampMicrosecondArray::from(vec![
+            micros;
+            n
+        ])) as ArrayRef;
+        let ids = Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef;
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("product_id", ids),
+            ("tenant_id", text("t1")),
+            ("category", text("shoes")),
+            ("brand", text("Acme")),
+            ("condition", text("new")),
+            ("sold_price", price),
+            ("sold_date", date),
+            ("season", text("Q3")),
+            ("image_s3_key", text("k")),
+            ("embedding", emb),
+            ("description", text("d")),
+            ("source", text("s")),
+        ];
+        let schema = Schema::new(
+            cols.iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
+    };
+    // FixedSizeList: row 1 null, its two slots null.
+    let mut b = FixedSizeListBuilder::new(Float64Builder::new(), 2);
+    b.values().append_slice(&[1.0, 2.0]);
+    b.append(true);
+    b.values().append_null();
+    b.values().append_null();
+    b.append(false);
+    b.values().append_slice(&[3.0, 4.0]);
+    b.append(true);
+    let fixed = Arc::new(b.finish()) as ArrayRef;
+    t.table
+        .append_batches([batch(fixed)])
+        .await
+        .expect("a null row's null slots are not elements");
+    // List: row 1 null over two null slots.
+    let values = Float64Array::from(vec![Some(5.0), Some(6.0), None, None, Some(7.0), Some(8.0)]);
+    let list = Arc::new(arrow_array::ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        arrow_buffer::OffsetBuffer::new(vec![0, 2, 4, 6].into()),
+        Arc::new(values),
+        Some(arrow_buffer::NullBuffer::from(vec![true, false, true])),
+    )) as ArrayRef;
+    t.table.append_batches([batch(list)]).await.expect("list");
+    let back = t.table.scan().to_records().await.expect("scan");
+    assert_eq!(back.len(), 6);
+    let mut embeddings: Vec<Option<Vec<f64>>> = back.into_iter().map(|r| r.embedding).collect();
+    embeddings.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        embeddings,
+        [
+            None,
+            None,
+            Some(vec![1.0, 2.0]),
+            Some(vec![3.0, 4.0]),
+            Some(vec![5.0, 6.0]),
+            Some(vec![7.0, 8.0])
+        ]
+    );
+    // A null element in a present row: refused, naming the row.
+    let values = Float64Array::from(vec![
+        Some(1.0),
+        Some(2.0),
+        Some(3.0),
+        None,
+        Some(5.0),
+        Some(6.0),
+    ]);
+    let list = Arc::new(arrow_array::ListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        arrow_buffer::OffsetBuffer::new(vec![0, 2, 4, 6].into()),
+        Arc::new(values),
+        None,
+    )) as ArrayRef;
+    let err = t
+        .table
+        .append_batches([batch(list)])
+        .await
+        .expect_err("null element");
+    let text = err.to_string();
+    assert!(
+        text.contains("embedding") && text.contains("row 1"),
+        "{text}"
+    );
+    assert_eq!(t.table.scan().count().await.unwrap(), 6);
+}
