@@ -515,16 +515,29 @@ mod kinesis {
             loader = loader.endpoint_url(url);
         }
         let client = aws_sdk_kinesis::Client::new(&loader.load().await);
-        let shards = client
-            .list_shards()
-            .stream_name(stream)
-            .send()
-            .await
-            .with_context(|| format!("listing the shards of Kinesis stream `{stream}`"))?;
+        // Every page of shards (a stream of more than 1,000 shards, or many closed ones).
+        let mut shard_ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = match &token {
+                // A page after the first names the token only.
+                Some(t) => client.list_shards().next_token(t),
+                None => client.list_shards().stream_name(stream),
+            };
+            let page = request
+                .send()
+                .await
+                .with_context(|| format!("listing the shards of Kinesis stream `{stream}`"))?;
+            shard_ids.extend(page.shards().iter().map(|s| s.shard_id().to_string()));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
         let appender = Arc::new(appender);
-        let mut tasks = Vec::new();
-        for shard in shards.shards() {
-            let shard_id = shard.shard_id().to_string();
+        let mut tasks = tokio::task::JoinSet::new();
+        for shard_id in &shard_ids {
+            let shard_id = shard_id.clone();
             let source = format!("kinesis:{stream}/{shard_id}");
             let resume = table.last_committed_position(&source).await?;
             if !args.quiet {
@@ -554,21 +567,34 @@ mod kinesis {
                 .ok_or_else(|| anyhow!("no shard iterator for {shard_id}"))?;
             let (client, appender) = (client.clone(), appender.clone());
             let (idle_exit, on_bad) = (args.idle_exit, args.on_bad_line);
-            tasks.push(tokio::spawn(async move {
-                consume(client, appender, source, iterator, idle_exit, on_bad).await
-            }));
+            let shard = Shard {
+                stream: stream.to_string(),
+                id: shard_id,
+                source,
+                resume: resume.map(|p| p.position().to_string()),
+            };
+            tasks.spawn(async move {
+                consume(client, appender, shard, iterator, idle_exit, on_bad).await
+            });
         }
+        // The first consumer to fail stops the others: the service exits with its error (a
+        // supervisor restarts it, and every shard resumes after its committed position)
+        // rather than reading the other shards while that one is no longer read.
         let mut pushed = 0u64;
         let mut first_error = None;
-        for t in tasks {
-            match t.await {
-                Ok(Ok(n)) => pushed += n,
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
+        while let Some(done) = tasks.join_next().await {
+            let failed = match done {
+                Ok(Ok(n)) => {
+                    pushed += n;
+                    None
                 }
-                Err(e) => {
-                    first_error.get_or_insert(anyhow!("a shard consumer failed: {e}"));
-                }
+                Ok(Err(e)) => Some(e),
+                Err(e) if e.is_cancelled() => None,
+                Err(e) => Some(anyhow!("a shard consumer failed: {e}")),
+            };
+            if let Some(e) = failed {
+                first_error.get_or_insert(e);
+                tasks.abort_all();
             }
         }
         let appender = Arc::into_inner(appender).ok_or_else(|| anyhow!("appender still shared"))?;
@@ -579,32 +605,109 @@ mod kinesis {
         closed?;
         println!(
             "done: {pushed} records pushed from {} shards",
-            shards.shards().len()
+            shard_ids.len()
         );
         Ok(())
+    }
+
+    /// A shard a consumer reads.
+    struct Shard {
+        stream: String,
+        id: String,
+        /// `kinesis:<stream>/<shard id>`: the positions' source.
+        source: String,
+        /// The committed position it resumed after (`None`: the start).
+        resume: Option<String>,
+    }
+
+    /// Whether a failed `GetRecords` is worth repeating as is (throttled, or a server error).
+    fn throttled<E: aws_sdk_kinesis::error::ProvideErrorMetadata>(
+        e: &aws_sdk_kinesis::error::SdkError<E>,
+    ) -> bool {
+        use aws_sdk_kinesis::error::SdkError;
+        match e {
+            SdkError::ServiceError(s) => {
+                matches!(
+                    s.err().code(),
+                    Some(
+                        "ProvisionedThroughputExceededException"
+                            | "LimitExceededException"
+                            | "KMSThrottlingException"
+                            | "InternalFailure"
+                            | "ServiceUnavailable"
+                    )
+                ) || s.raw().status().as_u16() >= 500
+            }
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+            _ => false,
+        }
     }
 
     /// Reads one shard until it has been idle for `idle_exit` (or forever); returns records pushed.
     async fn consume(
         client: aws_sdk_kinesis::Client,
         appender: Arc<Appender>,
-        source: String,
+        shard: Shard,
         mut iterator: String,
         idle_exit: Option<Duration>,
         on_bad: BadLine,
     ) -> anyhow::Result<u64> {
+        let source = shard.source.clone();
         let mut pushed = 0;
         let mut last_record = Instant::now();
+        // The last record read (pushed or skipped): where a fresh iterator starts after.
+        let mut last_seq = shard.resume.clone();
+        let mut pause = Duration::from_millis(200);
         loop {
-            let out = client
+            let out = match client
                 .get_records()
                 .shard_iterator(&iterator)
                 .limit(1000)
                 .send()
                 .await
-                .with_context(|| format!("reading {source}"))?;
+            {
+                Ok(out) => {
+                    pause = Duration::from_millis(200);
+                    out
+                }
+                // Throttled (the shard's read limit) or a server error: the same request
+                // again after a pause that doubles up to 5 s.
+                Err(e) if throttled(&e) => {
+                    eprintln!("{source}: {e}; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                // An iterator expires 5 minutes after it was handed out (a push held back by
+                // a full buffer meanwhile): a new one after the last record read.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_expired_iterator_exception()) =>
+                {
+                    let request = client
+                        .get_shard_iterator()
+                        .stream_name(&shard.stream)
+                        .shard_id(&shard.id);
+                    let request = match &last_seq {
+                        Some(seq) => request
+                            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                            .starting_sequence_number(seq),
+                        None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+                    };
+                    iterator = request
+                        .send()
+                        .await
+                        .with_context(|| format!("a new shard iterator for {source}"))?
+                        .shard_iterator()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow!("no shard iterator for {source}"))?;
+                    continue;
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {source}")),
+            };
             for r in out.records() {
                 let seq = r.sequence_number();
+                last_seq = Some(seq.to_string());
                 let line = String::from_utf8_lossy(r.data().as_ref()).into_owned();
                 let record = match parse_event(&line) {
                     Ok(record) => record,

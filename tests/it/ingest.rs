@@ -566,3 +566,79 @@ async fn killed_inside_each_maintenance_phase_and_restarted_every_event_lands_on
         assert_eq!(got["row_count"], lines.len() as u64);
     }
 }
+
+/// A shard consumer that fails (a bad record, `--on-bad-line stop`) stops the service with
+/// its error while the other shard would be read forever (no `--idle-exit`): the service
+/// exits, naming the record, instead of reading on without that shard.
+#[cfg(all(feature = "python-tests", feature = "glue", feature = "kinesis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_shard_consumer_stops_the_kinesis_service() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+    let moto = crate::moto::moto();
+    let endpoint = moto.endpoint();
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let stream = "sales-events-bad";
+    kinesis
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(2)
+        .send()
+        .await
+        .expect("create stream");
+    let mut lines = events(40, 72);
+    lines.push("this is not an event".to_string());
+    let entries: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(l.as_bytes()))
+                .partition_key(format!("key-{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let out = kinesis
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .expect("put records");
+    assert_eq!(out.failed_record_count(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let mut child = Command::new(crate::support::example("ingest_service"))
+        .args(["--warehouse", wh.to_str().unwrap(), "--stage", "ingest"])
+        .args(["--kinesis-stream", stream, "--kinesis-endpoint", &endpoint])
+        .args(["--region", crate::moto::REGION])
+        .args(["--embedding-dimension", &DIM.to_string()])
+        .args(["--max-age", "200ms", "--quiet"])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing-secret-key"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the service kept reading the other shard after one consumer failed");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("kinesis:sales-events-bad/"), "{stderr}");
+}
