@@ -244,26 +244,24 @@ async fn bad_lines_are_reported_with_their_number() {
     assert_eq!(table.scan().count().await.unwrap(), 19);
 }
 
-/// From a 2-shard Kinesis stream on the emulator: kill -9 mid-stream, restart, and each shard
-/// resumes after its committed sequence number: every record lands exactly once.
+/// Creates a Kinesis stream of `shards` shards on the emulator and puts `lines` in it (500
+/// at a time, partition keys spreading them over the shards).
 #[cfg(all(feature = "python-tests", feature = "glue", feature = "kinesis"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
+async fn kinesis_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shards: i32,
+    lines: &[String],
+) {
     use aws_sdk_kinesis::primitives::Blob;
     use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-
-    let moto = crate::moto::moto();
-    let endpoint = moto.endpoint();
-    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
-    let stream = "sales-events";
     kinesis
         .create_stream()
         .stream_name(stream)
-        .shard_count(2)
+        .shard_count(shards)
         .send()
         .await
         .expect("create stream");
-    let lines = events(3000, 71);
     for chunk in lines.chunks(500) {
         let entries: Vec<_> = chunk
             .iter()
@@ -285,6 +283,19 @@ async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
             .expect("put records");
         assert_eq!(out.failed_record_count(), Some(0));
     }
+}
+
+/// From a 2-shard Kinesis stream on the emulator: kill -9 mid-stream, restart, and each shard
+/// resumes after its committed sequence number: every record lands exactly once.
+#[cfg(all(feature = "python-tests", feature = "glue", feature = "kinesis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_and_restarted_from_a_two_shard_kinesis_stream() {
+    let moto = crate::moto::moto();
+    let endpoint = moto.endpoint();
+    let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
+    let stream = "sales-events";
+    let lines = events(3000, 71);
+    kinesis_stream(&kinesis, stream, 2, &lines).await;
     let shards = kinesis
         .list_shards()
         .stream_name(stream)
@@ -573,41 +584,13 @@ async fn killed_inside_each_maintenance_phase_and_restarted_every_event_lands_on
 #[cfg(all(feature = "python-tests", feature = "glue", feature = "kinesis"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_shard_consumer_stops_the_kinesis_service() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-
     let moto = crate::moto::moto();
     let endpoint = moto.endpoint();
     let kinesis = aws_sdk_kinesis::Client::new(&moto.sdk_config().await);
     let stream = "sales-events-bad";
-    kinesis
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(2)
-        .send()
-        .await
-        .expect("create stream");
     let mut lines = events(40, 72);
     lines.push("this is not an event".to_string());
-    let entries: Vec<_> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(l.as_bytes()))
-                .partition_key(format!("key-{i}"))
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let out = kinesis
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .expect("put records");
-    assert_eq!(out.failed_record_count(), Some(0));
+    kinesis_stream(&kinesis, stream, 2, &lines).await;
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("wh");
     let mut child = Command::new(crate::support::example("ingest_service"))

@@ -325,33 +325,11 @@ async fn scan_filters_equal_an_in_memory_filter() {
     ));
 }
 
-/// Caller-built batches: list field named `item` without field ids, a `FixedSizeList`
-/// embedding, a `UTC` zone label and a missing season are all accepted without copying data.
-#[tokio::test]
-async fn caller_built_batches_are_conformed() {
-    let t = local_table(4).await;
+/// A caller-built batch of 3 rows (`a`, `b`, `c`; fixed texts) with these columns, its
+/// schema as a caller would make it (every field nullable, no field ids).
+fn caller_batch(price: ArrayRef, date: ArrayRef, season: ArrayRef, emb: ArrayRef) -> RecordBatch {
     let n = 3;
     let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
-    let price = Arc::new(
-        arrow_array::Decimal128Array::from(vec![1999i128, 0, 9_999_999_999])
-            .with_precision_and_scale(10, 2)
-            .unwrap(),
-    ) as ArrayRef;
-    let micros = Utc
-        .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
-        .unwrap()
-        .timestamp_micros();
-    let date = Arc::new(
-        arrow_array::TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"),
-    ) as ArrayRef;
-    let values = Float64Array::from((0..n * 4).map(|i| i as f64 * 0.25).collect::<Vec<_>>());
-    let emb = Arc::new(FixedSizeListArray::new(
-        Arc::new(Field::new("item", DataType::Float64, true)),
-        4,
-        Arc::new(values),
-        None,
-    )) as ArrayRef;
-    let season = Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef;
     let ids = Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef;
     let cols: Vec<(&str, ArrayRef)> = vec![
         ("product_id", ids),
@@ -372,8 +350,36 @@ async fn caller_built_batches_are_conformed() {
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     );
-    let batch =
-        RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
+}
+
+/// Caller-built batches: list field named `item` without field ids, a `FixedSizeList`
+/// embedding, a `UTC` zone label and a missing season are all accepted without copying data.
+#[tokio::test]
+async fn caller_built_batches_are_conformed() {
+    let t = local_table(4).await;
+    let n = 3;
+    let price = Arc::new(
+        arrow_array::Decimal128Array::from(vec![1999i128, 0, 9_999_999_999])
+            .with_precision_and_scale(10, 2)
+            .unwrap(),
+    ) as ArrayRef;
+    let micros = Utc
+        .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
+        .unwrap()
+        .timestamp_micros();
+    let date = Arc::new(
+        arrow_array::TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"),
+    ) as ArrayRef;
+    let values = Float64Array::from((0..n * 4).map(|i| i as f64 * 0.25).collect::<Vec<_>>());
+    let emb = Arc::new(FixedSizeListArray::new(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        4,
+        Arc::new(values),
+        None,
+    )) as ArrayRef;
+    let season = Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef;
+    let batch = caller_batch(price, date, season, emb);
     t.table.append_batches([batch]).await.expect("append batch");
     let back = sort(t.table.scan().to_records().await.expect("scan"));
     assert_eq!(back.len(), 3);
@@ -693,7 +699,6 @@ async fn null_embedding_rows_with_null_slots_are_accepted() {
     let t = local_table(2).await;
     let n = 3;
     let batch = |emb: ArrayRef| {
-        let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
         let price = Arc::new(
             arrow_array::Decimal128Array::from(vec![100i128; n])
                 .with_precision_and_scale(10, 2)
@@ -707,27 +712,8 @@ async fn null_embedding_rows_with_null_slots_are_accepted() {
             micros;
             n
         ])) as ArrayRef;
-        let ids = Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef;
-        let cols: Vec<(&str, ArrayRef)> = vec![
-            ("product_id", ids),
-            ("tenant_id", text("t1")),
-            ("category", text("shoes")),
-            ("brand", text("Acme")),
-            ("condition", text("new")),
-            ("sold_price", price),
-            ("sold_date", date),
-            ("season", text("Q3")),
-            ("image_s3_key", text("k")),
-            ("embedding", emb),
-            ("description", text("d")),
-            ("source", text("s")),
-        ];
-        let schema = Schema::new(
-            cols.iter()
-                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        );
-        RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|(_, a)| a).collect()).unwrap()
+        let season = Arc::new(StringArray::from(vec!["Q3"; n])) as ArrayRef;
+        caller_batch(price, date, season, emb)
     };
     // FixedSizeList: row 1 null, its two slots null.
     let mut b = FixedSizeListBuilder::new(Float64Builder::new(), 2);
