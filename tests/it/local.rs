@@ -780,3 +780,40 @@ async fn null_embedding_rows_with_null_slots_are_accepted() {
     );
     assert_eq!(t.table.scan().count().await.unwrap(), 6);
 }
+
+/// `verify` counts rows appended twice as duplicates of `(tenant_id, product_id, sold_date)`
+/// and fails its data-quality check; distinct rows pass it.
+#[tokio::test]
+async fn verify_reports_duplicate_rows() {
+    let t = local_table(DIM).await;
+    let rows = sample(50, DIM, 61);
+    t.table.append(rows.clone()).await.expect("append");
+    let quality = |report: &sales_history::VerifyReport| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == "data quality")
+            .cloned()
+            .expect("a data quality check")
+    };
+    let report = SalesHistory::verify(&t.config, "test")
+        .await
+        .expect("verify");
+    assert!(quality(&report).passed, "{report}");
+    t.table
+        .append(rows[..7].to_vec())
+        .await
+        .expect("append again");
+    let report = SalesHistory::verify(&t.config, "test")
+        .await
+        .expect("verify");
+    let check = quality(&report);
+    assert!(!check.passed, "{report}");
+    assert!(
+        check
+            .detail
+            .contains("7 duplicate (tenant_id, product_id, sold_date)"),
+        "{}",
+        check.detail
+    );
+}
