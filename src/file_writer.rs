@@ -1369,37 +1369,19 @@ pub(crate) fn data_file_builder(
             let has_values = stats
                 .null_count_opt()
                 .is_none_or(|n| n < column.num_values().max(0) as u64);
-            match bound(ty, stats, true)? {
-                Some(min) => {
-                    lower
-                        .entry(id)
-                        .and_modify(|d| {
-                            if *d > min {
-                                *d = min.clone()
-                            }
-                        })
-                        .or_insert(min);
+            for (min, bounds) in [(true, &mut lower), (false, &mut upper)] {
+                match bound(ty, stats, min)? {
+                    Some(b) => {
+                        let kept = bounds.entry(id).or_insert_with(|| b.clone());
+                        if (min && *kept > b) || (!min && *kept < b) {
+                            *kept = b;
+                        }
+                    }
+                    None if has_values => {
+                        unbounded.insert(id);
+                    }
+                    None => {}
                 }
-                None if has_values => {
-                    unbounded.insert(id);
-                }
-                None => {}
-            }
-            match bound(ty, stats, false)? {
-                Some(max) => {
-                    upper
-                        .entry(id)
-                        .and_modify(|d| {
-                            if *d < max {
-                                *d = max.clone()
-                            }
-                        })
-                        .or_insert(max);
-                }
-                None if has_values => {
-                    unbounded.insert(id);
-                }
-                None => {}
             }
         }
     }

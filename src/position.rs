@@ -132,21 +132,12 @@ impl Positions {
     /// older snapshots, and be lost when those expire (a restart would ingest them again).
     pub(crate) fn of_ancestry(table: &Table) -> Positions {
         let mut out = Positions::default();
-        let metadata = table.metadata();
-        let mut next = metadata.current_snapshot_id();
-        // At most every snapshot once (a parent chain that loops is corrupt metadata).
-        let mut left = metadata.snapshots().len();
-        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
-            if left == 0 {
-                break;
-            }
-            left -= 1;
+        for snapshot in ancestry(table) {
             for (k, v) in &snapshot.summary().additional_properties {
                 if let Some(source) = k.strip_prefix(POSITION_PROPERTY_PREFIX) {
                     out.raise(source, v);
                 }
             }
-            next = snapshot.parent_snapshot_id();
         }
         out
     }
@@ -163,22 +154,25 @@ impl Positions {
 /// snapshot's ancestry whose summary carries it.
 pub(crate) fn committed_in(table: &Table, source: &str) -> Option<SourcePosition> {
     let key = format!("{POSITION_PROPERTY_PREFIX}{source}");
-    let metadata = table.metadata();
-    let mut next = metadata.current_snapshot_id();
-    let mut left = metadata.snapshots().len();
-    while let Some(id) = next {
-        let snapshot = metadata.snapshot_by_id(id)?;
-        // At most every snapshot once (a parent chain that loops is corrupt metadata).
-        left = left.checked_sub(1)?;
-        if let Some(p) = snapshot.summary().additional_properties.get(&key) {
-            return Some(SourcePosition {
-                source: source.to_string(),
-                position: p.clone(),
-            });
-        }
-        next = snapshot.parent_snapshot_id();
-    }
-    None
+    ancestry(table).into_iter().find_map(|snapshot| {
+        let p = snapshot.summary().additional_properties.get(&key)?;
+        Some(SourcePosition {
+            source: source.to_string(),
+            position: p.clone(),
+        })
+    })
+}
+
+/// The current snapshot and its ancestors, newest first (iceberg's `ancestors_of`), each at
+/// most once: a parent chain that loops (corrupt metadata) ends after every snapshot.
+fn ancestry(table: &Table) -> Vec<iceberg::spec::SnapshotRef> {
+    let metadata = table.metadata_ref();
+    let Some(current) = metadata.current_snapshot_id() else {
+        return Vec::new();
+    };
+    iceberg::util::snapshot::ancestors_of(&metadata, current)
+        .take(metadata.snapshots().len())
+        .collect()
 }
 
 #[cfg(test)]

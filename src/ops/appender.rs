@@ -697,7 +697,6 @@ impl Drop for Appender {
     }
 }
 
-/// Estimated buffer bytes of one row.
 /// `batch`, copied when it is a slice of a batch over twice its size: buffered zero-copy, a
 /// slice keeps its whole parent alive, and the buffer's budget counts what it holds (a
 /// small slice of a large batch would be charged, and held, the whole parent each push).
@@ -717,6 +716,7 @@ fn own_rows(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(arrow_select::take::take_record_batch(&batch, &all)?)
 }
 
+/// Estimated buffer bytes of one row.
 fn approx_bytes(r: &SaleRecord) -> usize {
     let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
     96 + r.product_id.len()

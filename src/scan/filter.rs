@@ -355,8 +355,6 @@ impl Resolved {
         leaf: impl Fn(Column) -> Option<usize>,
     ) -> bool {
         let stats = |c: Column| leaf(c).and_then(|i| rg.columns().get(i)?.statistics());
-        let time_scale =
-            |c: Column| leaf(c).and_then(|i| TimeScale::of(rg.columns().get(i)?.column_descr()));
         for (col, values) in &self.strings {
             if let Some(Statistics::ByteArray(s)) = stats(*col)
                 && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
@@ -372,7 +370,7 @@ impl Resolved {
         };
         if self.sold != (None, None)
             && let Some(Statistics::Int64(s)) = stats(Column::SoldDate)
-            && let Some(scale) = time_scale(Column::SoldDate)
+            && let Some(scale) = TimeScale::of_sold_date(rg, &leaf)
             && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
             && let (min, max) = scale.micros(*min, *max)
             && !in_range(self.sold, min, max, true)
@@ -545,9 +543,7 @@ impl Resolved {
             let Some(Statistics::Int64(s)) = stats(Column::SoldDate) else {
                 return false;
             };
-            let Some(scale) = leaf(Column::SoldDate)
-                .and_then(|i| TimeScale::of(rg.columns().get(i)?.column_descr()))
-            else {
+            let Some(scale) = TimeScale::of_sold_date(rg, &leaf) else {
                 return false;
             };
             let (Some(min), Some(max)) = (s.min_opt(), s.max_opt()) else {
@@ -736,6 +732,12 @@ impl TimeScale {
             (None, ConvertedType::TIMESTAMP_MICROS) => Some(TimeScale::Micros),
             _ => None,
         }
+    }
+
+    /// The unit of `sold_date` in row group `rg` (`leaf` as for [`Resolved::may_match`]).
+    fn of_sold_date(rg: &RowGroupMetaData, leaf: impl Fn(Column) -> Option<usize>) -> Option<Self> {
+        let i = leaf(Column::SoldDate)?;
+        TimeScale::of(rg.columns().get(i)?.column_descr())
     }
 
     /// `min..=max` of stored values as the smallest µs range holding every value in it.

@@ -773,7 +773,6 @@ pub(crate) async fn read_rows_at(
             _ => ranges.push(*r..*r + 1),
         }
     }
-    let budget = (DEFAULT_READ_BUFFER_BYTES, Arc::default());
     read_ranges_of(
         file_io,
         path,
@@ -781,7 +780,7 @@ pub(crate) async fn read_rows_at(
         ranges,
         decoder,
         Some(footers.clone()),
-        budget,
+        (DEFAULT_READ_BUFFER_BYTES, Arc::default()),
     )
     .await
 }

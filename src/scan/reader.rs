@@ -2629,9 +2629,19 @@ mod footer_tests {
     /// Writes `rows` rows (16-dim embeddings) as one data file in `dir`, with the crate's
     /// writer settings: (its `file://` location, its size).
     fn data_file(dir: &std::path::Path, name: &str, rows: usize) -> (String, u64) {
-        let records = crate::record::test_rows(rows, 16);
-        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
         let props = crate::parquet_props::writer_properties(&Default::default()).unwrap();
+        data_file_with(dir, name, (rows, 16), props)
+    }
+
+    /// [`data_file`] of `rows` rows with `dim`-long embeddings, written with `props`.
+    fn data_file_with(
+        dir: &std::path::Path,
+        name: &str,
+        (rows, dim): (usize, usize),
+        props: parquet::file::properties::WriterProperties,
+    ) -> (String, u64) {
+        let records = crate::record::test_rows(rows, dim);
+        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
         let path = dir.join(name);
         let file = std::fs::File::create(&path).unwrap();
         let mut w =
@@ -2751,29 +2761,23 @@ mod footer_tests {
         use crate::scan::read_ranges_of;
         use std::sync::atomic::Ordering;
         let dir = tempfile::tempdir().unwrap();
-        let records = crate::record::test_rows(8_000, 32);
-        let batch = crate::SaleRecord::to_record_batch(&records).unwrap();
         let props = crate::parquet_props::writer_properties(&Default::default())
             .unwrap()
             .into_builder()
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
             .set_offset_index_disabled(true)
             .build();
-        let path = dir.path().join("other-engine.parquet");
-        let file = std::fs::File::create(&path).unwrap();
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let size = std::fs::metadata(&path).unwrap().len();
-        let data = bytes::Bytes::from(std::fs::read(&path).unwrap());
+        let (location, size) =
+            data_file_with(dir.path(), "other-engine.parquet", (8_000, 32), props);
+        let data =
+            bytes::Bytes::from(std::fs::read(dir.path().join("other-engine.parquet")).unwrap());
         let meta = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&data)
             .unwrap();
         assert!(meta.offset_index().is_none() && meta.num_row_groups() == 1);
         assert!(size > 256 << 10, "{size}");
-        let (io, location) = (FileIO::new_with_fs(), format!("file://{}", path.display()));
+        let io = FileIO::new_with_fs();
         let wanted = vec![5..6, 7_900..7_902];
         for (budget, lazy) in [(crate::DEFAULT_READ_BUFFER_BYTES, 0), (64 << 10, 1)] {
             let counters = Arc::new(Counters::default());

@@ -8,7 +8,7 @@ use chrono::Utc;
 use sales_history::{CatalogConfig, Error, SalesHistory, SourcePosition, TableOptions};
 
 use crate::faulty_catalog::{Fault, FaultyCatalog};
-use crate::support::{DIM, local_table, sample};
+use crate::support::{DIM, local_table, position_of, push_alternating, sample};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -118,24 +118,10 @@ async fn positions_are_committed_with_the_rows_and_survive_expiry() {
         .max_age(HOUR)
         .start()
         .unwrap();
-    for (i, r) in sample(10, DIM, 3).into_iter().enumerate() {
-        let source = if i % 2 == 0 { "stdin:a" } else { "stdin:b" };
-        appender
-            .push_at(r, SourcePosition::at(source, 100 + i as u64).unwrap())
-            .await
-            .unwrap();
-    }
+    let rows = sample(10, DIM, 3);
+    push_alternating(&appender, rows, ("stdin:a", "stdin:b"), 100).await;
     appender.close().await.unwrap();
-    let pos = |s: &'static str| {
-        let table = t.table.clone();
-        async move {
-            table
-                .last_committed_position(s)
-                .await
-                .unwrap()
-                .map(|p| p.as_u64().unwrap())
-        }
-    };
+    let pos = |s| position_of(&t.table, s);
     assert_eq!(pos("stdin:a").await, Some(108));
     assert_eq!(pos("stdin:b").await, Some(109));
     // A plain append later carries them forward; expiring down to the last snapshot keeps them.

@@ -391,23 +391,14 @@ fn walk_parquet(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_survive_another_engines_commit_and_expiry() {
     use sales_history::SourcePosition;
+
+    use crate::support::{position_of, push_alternating};
     let t = local_table(DIM).await;
     let wh = t.dir.path().to_str().unwrap().to_string();
-    let pos = async |s: &str| {
-        t.table
-            .last_committed_position(s)
-            .await
-            .unwrap()
-            .and_then(|p| p.as_u64())
-    };
+    let pos = |s| position_of(&t.table, s);
     let appender = t.table.appender().start().unwrap();
-    for (i, r) in sample(6, DIM, 30).into_iter().enumerate() {
-        let source = if i % 2 == 0 { "kinesis:a" } else { "kinesis:b" };
-        appender
-            .push_at(r, SourcePosition::at(source, 100 + i as u64).unwrap())
-            .await
-            .unwrap();
-    }
+    let rows = sample(6, DIM, 30);
+    push_alternating(&appender, rows, ("kinesis:a", "kinesis:b"), 100).await;
     appender.close().await.unwrap();
     assert_eq!(
         (pos("kinesis:a").await, pos("kinesis:b").await),
@@ -434,13 +425,7 @@ async fn positions_survive_another_engines_commit_and_expiry() {
         .unwrap();
     assert!(!report.expired_snapshots.is_empty());
     assert_eq!(table.snapshots().await.unwrap().len(), 1);
-    let pos = async |s: &str| {
-        table
-            .last_committed_position(s)
-            .await
-            .unwrap()
-            .and_then(|p| p.as_u64())
-    };
+    let pos = |s| position_of(&table, s);
     assert_eq!(pos("kinesis:a").await, Some(200));
     assert_eq!(
         pos("kinesis:b").await,

@@ -325,6 +325,19 @@ async fn scan_filters_equal_an_in_memory_filter() {
     ));
 }
 
+/// `sold_date` of [`caller_batch`]'s 3 rows: 2024-08-15 12:00, labelled `UTC` or not.
+fn sold_dates(utc_label: bool) -> ArrayRef {
+    let micros = Utc
+        .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
+        .unwrap()
+        .timestamp_micros();
+    let dates = arrow_array::TimestampMicrosecondArray::from(vec![micros; 3]);
+    match utc_label {
+        true => Arc::new(dates.with_timezone("UTC")),
+        false => Arc::new(dates),
+    }
+}
+
 /// A caller-built batch of 3 rows (`a`, `b`, `c`; fixed texts) with these columns, its
 /// schema as a caller would make it (every field nullable, no field ids).
 fn caller_batch(price: ArrayRef, date: ArrayRef, season: ArrayRef, emb: ArrayRef) -> RecordBatch {
@@ -364,13 +377,7 @@ async fn caller_built_batches_are_conformed() {
             .with_precision_and_scale(10, 2)
             .unwrap(),
     ) as ArrayRef;
-    let micros = Utc
-        .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
-        .unwrap()
-        .timestamp_micros();
-    let date = Arc::new(
-        arrow_array::TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"),
-    ) as ArrayRef;
+    let date = sold_dates(true);
     let values = Float64Array::from((0..n * 4).map(|i| i as f64 * 0.25).collect::<Vec<_>>());
     let emb = Arc::new(FixedSizeListArray::new(
         Arc::new(Field::new("item", DataType::Float64, true)),
@@ -704,14 +711,7 @@ async fn null_embedding_rows_with_null_slots_are_accepted() {
                 .with_precision_and_scale(10, 2)
                 .unwrap(),
         ) as ArrayRef;
-        let micros = Utc
-            .with_ymd_and_hms(2024, 8, 15, 12, 0, 0)
-            .unwrap()
-            .timestamp_micros();
-        let date = Arc::new(arrow_array::TimestampMicrosecondArray::from(vec![
-            micros;
-            n
-        ])) as ArrayRef;
+        let date = sold_dates(false);
         let season = Arc::new(StringArray::from(vec!["Q3"; n])) as ArrayRef;
         caller_batch(price, date, season, emb)
     };

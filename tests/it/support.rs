@@ -12,6 +12,30 @@ use sales_history::sample::{SampleConfig, SampleGenerator};
 use sales_history::{CatalogConfig, SaleRecord, SalesHistory, TableOptions};
 use tempfile::TempDir;
 
+/// Pushes `rows` to `appender`, alternating between sources `a` and `b`, at positions
+/// `first`, `first + 1`, … (source `a` gets the even offsets).
+pub async fn push_alternating(
+    appender: &sales_history::Appender,
+    rows: Vec<SaleRecord>,
+    (a, b): (&str, &str),
+    first: u64,
+) {
+    for (i, r) in rows.into_iter().enumerate() {
+        let source = if i % 2 == 0 { a } else { b };
+        let at = sales_history::SourcePosition::at(source, first + i as u64).unwrap();
+        appender.push_at(r, at).await.unwrap();
+    }
+}
+
+/// `table`'s committed position of `source`, as a number.
+pub async fn position_of(table: &SalesHistory, source: &str) -> Option<u64> {
+    table
+        .last_committed_position(source)
+        .await
+        .unwrap()
+        .and_then(|p| p.as_u64())
+}
+
 /// Embedding length used by most tests (small and fast); one test uses the real 1024.
 pub const DIM: usize = 16;
 
